@@ -1,0 +1,5 @@
+"""Allow `python -m cnilab`."""
+
+from cnilab.cli import main
+
+main()

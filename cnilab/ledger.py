@@ -1,0 +1,106 @@
+"""The ownership ledger: what cnilab created, recorded before it is created, under a lock.
+
+One JSON line per op in /run/cnilab/LAB.jsonl. The intent is written before the kernel call,
+so a SIGKILL at any point leaves a ledger that teardown can finish (every undo is idempotent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cnilab.errors import LockedError
+from cnilab.ops import Key, Op
+
+RUN_DIR = "/run/cnilab"
+RUN_DIR_ENV = "CNILAB_RUN_DIR"  # tests point this at their own directory
+
+
+class Ledger:
+    """The ops cnilab applied to one lab, in order, plus the lab's mode."""
+
+    def __init__(self, lab_id: str, run_dir: str | None = None) -> None:
+        root = Path(run_dir or os.environ.get(RUN_DIR_ENV) or RUN_DIR)
+        self.path = root / f"{lab_id}.jsonl"
+        self.lock_path = root / f"{lab_id}.lock"
+        self._cache: list[dict[str, Any]] | None = None
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold this lab for the duration; a second cnilab process gets LockedError at once."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise LockedError(f"another cnilab process (pid {holder}) is working on this lab",
+                                  hint="wait for it to finish, or stop it") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            self._cache = None
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    def _lines(self) -> list[dict[str, Any]]:
+        if self._cache is None:
+            self._cache = []
+            try:
+                text = self.path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                text = ""
+            for line in text.splitlines():
+                with contextlib.suppress(json.JSONDecodeError):  # a line cut by a crash
+                    self._cache.append(json.loads(line))
+        return self._cache
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+        self._lines().append(entry)
+
+    def mode(self) -> bool | None:
+        """in_place of the lab this ledger belongs to; None when the ledger is empty."""
+        return next((e["in_place"] for e in self._lines() if "in_place" in e), None)
+
+    def set_mode(self, in_place: bool) -> None:
+        """Record the lab's mode once, before its first op."""
+        if self.mode() is None:
+            self._append({"in_place": in_place})
+
+    def record(self, op: Op) -> None:
+        """Write down an op before it is applied."""
+        self._append(op.to_dict())
+
+    def forget_last(self) -> None:
+        """Drop the last op: its apply failed, so it made nothing to own."""
+        lines = self._lines()[:-1]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(e) + "\n" for e in lines), encoding="utf-8")
+        tmp.replace(self.path)
+        self._cache = lines
+
+    def ops(self) -> list[Op]:
+        """Every recorded op, oldest first."""
+        return [Op.from_dict(e) for e in self._lines() if "op" in e]
+
+    def owns(self, key: Key) -> bool:
+        """Whether cnilab recorded creating the object named by `key`."""
+        return any(key in op.claims() for op in self.ops())
+
+    def exists(self) -> bool:
+        """Whether anything is recorded."""
+        return bool(self._lines())
+
+    def clear(self) -> None:
+        """Forget everything (after a complete teardown)."""
+        self.path.unlink(missing_ok=True)
+        self._cache = []

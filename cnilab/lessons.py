@@ -1,0 +1,86 @@
+"""Lesson text (English, Korean) from lessons/: code never embeds lesson prose."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from cnilab.errors import ConfigError
+
+LANGS = ("en", "ko")
+
+
+@dataclass(frozen=True)
+class StepText:
+    """What a lesson says about one step."""
+
+    number: int
+    title: str
+    what: str
+    why: str
+    goal: str
+    inspect: tuple[str, ...]
+    mistake: str
+    course_note: str | None = None
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """A lesson in one language."""
+
+    id: str
+    lang: str
+    title: str
+    summary: str
+    steps: tuple[StepText, ...]
+
+    def step(self, number: int) -> StepText:
+        """The text of step `number`."""
+        for s in self.steps:
+            if s.number == number:
+                return s
+        raise ConfigError(f"lesson {self.id} has no step {number}")
+
+
+def lessons_dir() -> Path:
+    """lessons/ inside the installed package, or beside it in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "lessons", here.parent / "lessons"):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError("cannot find the lessons/ folder next to the cnilab package")
+
+
+def default_lang() -> str:
+    """ko when the locale says Korean (LC_ALL, LC_MESSAGES, LANG), else en."""
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(var)
+        if value:
+            return "ko" if value.lower().startswith("ko") else "en"
+    return "en"
+
+
+def check_lang(lang: str | None) -> str:
+    """A supported language code (the locale's when None)."""
+    lang = lang or default_lang()
+    if lang not in LANGS:
+        raise ConfigError(f"unknown language {lang!r}; choose one of: {', '.join(LANGS)}")
+    return lang
+
+
+@cache
+def load(lesson_id: str = "eight-steps", lang: str = "en") -> Lesson:
+    """Read one lesson in one language."""
+    path = lessons_dir() / lesson_id / f"{check_lang(lang)}.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"no lesson {lesson_id!r} in {lang}") from e
+    steps = tuple(
+        StepText(s["number"], s["title"], s["what"], s["why"], s["goal"], tuple(s["inspect"]),
+                 s["mistake"], s.get("course_note"))
+        for s in data["steps"])
+    return Lesson(data["id"], lang, data["title"], data["summary"], steps)

@@ -1,0 +1,103 @@
+"""A picture of the observed kernel state: the node with its bridge, the containers, the outside.
+
+Drawn only from a Snapshot (what exists), never from the plan. Keys from the step just run are
+highlighted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from rich.columns import Columns
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.text import Text
+from rich.tree import Tree
+
+from cnilab.ops import Key, rule_tokens
+from cnilab.state import Link, Namespace, Snapshot
+from cnilab.topology import Topology
+
+NEW = "bold yellow"
+
+
+def _link_text(ns_key: str, link: Link, keys: Collection[Key]) -> Text:
+    new = ("link", ns_key, link.name) in keys
+    text = Text("+ " if new else "", style=NEW)
+    text.append(link.name, style=NEW if new else "bold")
+    text.append(f" {link.kind}", style="cyan")
+    if link.peer:
+        text.append(f" ⇄ {link.peer}", style="magenta")
+    text.append(" UP" if link.up else " DOWN", style="green" if link.up else "red")
+    for addr in link.addresses:
+        text.append(f" {addr}", style="bold blue")
+    return text
+
+
+def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
+                    lab_links: Collection[str] | None) -> RenderableType:
+    ns_key = ns.name or ""
+    parts: list[RenderableType] = []
+    bridges = [ln for ln in ns.links if ln.kind == "bridge"]
+    shown = [ln for ln in ns.links if lab_links is None or ln.name in lab_links]
+    for br in bridges:
+        if br not in shown:
+            continue
+        tree = Tree(_link_text(ns_key, br, keys), guide_style="dim")
+        for port in (ln for ln in shown if ln.master == br.name):
+            tree.add(_link_text(ns_key, port, keys))
+        parts.append(tree)
+    for link in shown:
+        if link.kind != "bridge" and not (link.master and ns.link(link.master)):
+            parts.append(_link_text(ns_key, link, keys))
+    hidden = len(ns.links) - len(shown)
+    if hidden:
+        parts.append(Text(f"(+{hidden} other links not made by the lab)", style="dim"))
+    for r in ns.routes:
+        new = ("route", ns_key, r.dst) in keys
+        via = f" via {r.gateway}" if r.gateway else ""
+        dev = f" dev {r.dev}" if r.dev else ""
+        parts.append(Text(f"{'+ ' if new else ''}route {r.dst}{via}{dev}",
+                          style=NEW if new else "dim"))
+    for key, value in sorted(ns.sysctls.items()):
+        if value != "0" or ("sysctl", ns_key, key) in keys:
+            new = ("sysctl", ns_key, key) in keys
+            parts.append(Text(f"{'+ ' if new else ''}{key} = {value}", style=NEW if new else ""))
+    for rule in ns.nat or ():
+        new = any(k[0] == "rule" and k[1] == ns_key for k in keys)
+        shown_rule = " ".join(rule_tokens(rule))
+        parts.append(Text(f"{'+ ' if new else ''}nat {shown_rule}", style=NEW if new else ""))
+    return Group(*parts) if parts else Text("(empty)", style="dim")
+
+
+def _panel(title: str, body: RenderableType, new: bool) -> Panel:
+    return Panel(body, title=title, title_align="left", expand=False,
+                 border_style=NEW if new else "blue")
+
+
+def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = ()) -> RenderableType:
+    """The lab as it exists in the kernel now; what `keys` name is marked '+' in yellow."""
+    node = snap.ns(topo.node)
+    lab_links: set[str] | None = None
+    if topo.in_place:  # the node is a real machine: show only the lab's links
+        lab_links = {topo.bridge, *(c.peer for c in topo.containers), *(c.veth for c in topo.containers)}
+    rows: list[RenderableType] = []
+    if node is not None:
+        title = f"node: {topo.node}" if topo.node else "node: this namespace (--in-place)"
+        rows.append(_panel(title, _namespace_body(node, topo, keys, lab_links),
+                           ("netns", topo.node or "") in keys))
+    boxes = []
+    for c in topo.containers:
+        ns = snap.ns(topo.netns(c))
+        if ns is not None:
+            boxes.append(_panel(f"container: {topo.netns(c)}", _namespace_body(ns, topo, keys, None),
+                                ("netns", topo.netns(c)) in keys))
+    if topo.internet and (inet := snap.ns(topo.internet)) is not None:
+        boxes.append(_panel(f"outside world: {topo.internet}",
+                            _namespace_body(inet, topo, keys, None),
+                            ("netns", topo.internet) in keys))
+    if boxes:
+        rows.append(Columns(boxes, padding=(0, 1)))
+    if not rows:
+        return Text("Nothing of the lab exists yet.", style="dim")
+    return Group(*rows)

@@ -1,0 +1,97 @@
+"""What the kernel holds, as observed: namespaces, links, addresses, routes, NAT rules, sysctls.
+
+A Snapshot is plain data: kernel.observe() makes one, tests record and replay them as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Link:
+    """A network interface as the kernel reports it."""
+
+    name: str
+    kind: str
+    index: int
+    up: bool = False
+    master: str | None = None
+    peer: str | None = None  # veth peer: "name" in the same namespace, "netns:name" elsewhere
+    addresses: tuple[str, ...] = ()
+    alias: str | None = None
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """An IPv4 route of the main table."""
+
+    dst: str  # "default" or a CIDR
+    gateway: str | None = None
+    dev: str | None = None
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """One network namespace; name None is the namespace cnilab runs in."""
+
+    name: str | None
+    links: tuple[Link, ...] = ()
+    routes: tuple[Route, ...] = ()
+    sysctls: dict[str, str] = field(default_factory=dict)
+    nat: tuple[str, ...] | None = None  # `iptables -t nat -S` rules; None: not observed
+
+    def link(self, name: str) -> Link | None:
+        """The link called `name`, if present."""
+        return next((ln for ln in self.links if ln.name == name), None)
+
+    def has_address(self, address: str) -> Link | None:
+        """The link holding `address` (CIDR form), if any."""
+        return next((ln for ln in self.links if address in ln.addresses), None)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every namespace cnilab looked at, plus the names under /run/netns."""
+
+    netns: frozenset[str]
+    spaces: dict[str | None, Namespace]
+
+    def ns(self, name: str | None) -> Namespace | None:
+        """The observed namespace `name` (None: cnilab's own), if it exists."""
+        return self.spaces.get(name)
+
+    def find_link(self, name: str) -> tuple[str | None, Link] | None:
+        """Find a link by name in any observed namespace."""
+        for ns_name, ns in self.spaces.items():
+            link = ns.link(name)
+            if link is not None:
+                return ns_name, link
+        return None
+
+    def to_json(self) -> str:
+        """Serialise (recorded states for tests and `status --json`)."""
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data: the namespace cnilab runs in is keyed by the empty string."""
+        return {
+            "netns": sorted(self.netns),
+            "spaces": {(k or ""): asdict(v) for k, v in self.spaces.items()},
+        }
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        """Load a recorded snapshot."""
+        data = json.loads(text)
+        spaces: dict[str | None, Namespace] = {}
+        for key, ns in data["spaces"].items():
+            links = tuple(Link(**{**ln, "addresses": tuple(ln["addresses"])})
+                          for ln in ns["links"])
+            routes = tuple(Route(**r) for r in ns["routes"])
+            nat = None if ns["nat"] is None else tuple(ns["nat"])
+            spaces[key or None] = Namespace(key or None, links, routes, ns["sysctls"], nat)
+        return cls(frozenset(data["netns"]), spaces)

@@ -1,0 +1,89 @@
+"""The eight steps as plans: each step is a number and the ops it needs, built from the topology."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnilab.ops import (
+    AddAddress,
+    AddBridge,
+    AddNetns,
+    AddRoute,
+    AddRule,
+    AddVeth,
+    LinkUp,
+    MoveToNetns,
+    Op,
+    SetMaster,
+    SetSysctl,
+)
+from cnilab.state import Snapshot
+from cnilab.topology import Topology
+
+LAST_STEP = 8
+
+
+@dataclass(frozen=True)
+class Step:
+    """One lesson step: the ops that make it, in order."""
+
+    number: int
+    ops: tuple[Op, ...]
+
+    def done(self, snap: Snapshot) -> bool:
+        """Whether the kernel already holds everything this step makes."""
+        return all(op.satisfied(snap) for op in self.ops)
+
+    def missing(self, snap: Snapshot) -> tuple[Op, ...]:
+        """The ops whose result the kernel does not hold yet."""
+        return tuple(op for op in self.ops if not op.satisfied(snap))
+
+
+def setup_ops(topo: Topology) -> tuple[Op, ...]:
+    """The isolated lab's stage: the node namespace and an outside world linked to its eth0."""
+    if topo.in_place:
+        return ()
+    node, inet = topo.node, topo.internet
+    assert node is not None and inet is not None
+    return (
+        AddNetns(None, node),
+        AddNetns(None, inet),
+        AddVeth(inet, topo.uplink, topo.uplink, peer_netns=node),
+        AddAddress(inet, topo.uplink, str(topo.internet_address)),
+        AddAddress(node, topo.uplink, str(topo.uplink_address)),
+        LinkUp(inet, "lo"),
+        LinkUp(inet, topo.uplink),
+        LinkUp(node, "lo"),
+        LinkUp(node, topo.uplink),
+    )
+
+
+def build_steps(topo: Topology) -> tuple[Step, ...]:
+    """Steps 1..8 for this topology."""
+    node, cs = topo.node, topo.containers
+    return (
+        Step(1, tuple(AddNetns(None, topo.netns(c)) for c in cs)),
+        Step(2, (AddBridge(node, topo.bridge),
+                 AddAddress(node, topo.bridge, str(topo.bridge_address)))),
+        Step(3, tuple(AddVeth(node, c.veth, c.peer) for c in cs)),
+        Step(4, tuple(MoveToNetns(node, c.veth, topo.netns(c)) for c in cs)),
+        Step(5, tuple(SetMaster(node, c.peer, topo.bridge) for c in cs)),
+        Step(6, tuple(AddAddress(topo.netns(c), c.veth, str(c.address)) for c in cs)),
+        Step(7, (LinkUp(node, topo.bridge),
+                 *(LinkUp(node, c.peer) for c in cs),
+                 *(op for c in cs for op in (LinkUp(topo.netns(c), "lo"),
+                                              LinkUp(topo.netns(c), c.veth))))),
+        Step(8, (SetSysctl(node, "net.ipv4.ip_forward", "1"),
+                 *(AddRoute(topo.netns(c), "default", str(topo.bridge_address.ip)) for c in cs),
+                 # `! -o bridge`: with bridge netfilter on, traffic between two containers on the
+                 # bridge also crosses POSTROUTING; it must keep its source address.
+                 AddRule(node, "nat", "POSTROUTING",
+                         ("-s", str(topo.subnet), "!", "-o", topo.bridge, "-j", "MASQUERADE")))),
+    )
+
+
+def observed_namespaces(topo: Topology) -> tuple[str | None, ...]:
+    """The namespaces a snapshot of this lab looks at."""
+    node_first: tuple[str | None, ...] = (topo.node,)
+    inet: tuple[str | None, ...] = () if topo.internet is None else (topo.internet,)
+    return node_first + tuple(topo.netns(c) for c in topo.containers) + inet
