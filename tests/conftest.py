@@ -1,0 +1,55 @@
+"""Shared fixtures: a unique name prefix per kernel test, and cleanup that runs even on failure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def is_root() -> bool:
+    """Kernel tests need root (CI is root)."""
+    return os.geteuid() == 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Kernel tests are marked and skipped without root, never silently faked."""
+    for item in items:
+        if "tests/kernel" in str(item.fspath):
+            item.add_marker(pytest.mark.kernel)
+            if not is_root():
+                item.add_marker(pytest.mark.skip(reason="kernel test: needs root"))
+
+
+def remove_prefixed_netns(prefix: str) -> None:
+    """Delete every namespace whose name starts with this test's unique prefix (only ours)."""
+    assert len(prefix) >= 6, "refusing a short prefix: it could match someone else's namespace"
+    try:
+        names = os.listdir("/run/netns")
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith(prefix):
+            subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A unique namespace-name prefix for one test; its namespaces are removed afterwards."""
+    value = f"ct{uuid.uuid4().hex[:6]}-"
+    yield value
+    remove_prefixed_netns(value)
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private ledger directory, also for cnilab subprocesses (CNILAB_RUN_DIR)."""
+    path = tmp_path / "run"
+    monkeypatch.setenv("CNILAB_RUN_DIR", str(path))
+    return path
