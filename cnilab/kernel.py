@@ -58,8 +58,12 @@ def require_privileges() -> None:
 
 
 def netns_path(name: str) -> str:
-    """Where a named namespace is bind-mounted, as `ip netns` does."""
-    return os.path.join(NETNS_DIR, name)
+    """Where a named namespace is bind-mounted, as `ip netns` does.
+
+    A name starting with "/" is already a path (/run/netns/x, /proc/PID/ns/net): a CNI runtime
+    hands plugins a namespace path in CNI_NETNS, not a name.
+    """
+    return name if name.startswith("/") else os.path.join(NETNS_DIR, name)
 
 
 def list_netns() -> frozenset[str]:
@@ -275,6 +279,23 @@ class Kernel:
         self._call(f"add route {dst} via {gateway}",
                    lambda: self._ipr(netns).route("add", dst=dst, gateway=gateway))
 
+    def set_mtu(self, netns: str | None, name: str, mtu: int) -> None:
+        """Set a link's MTU (ip link set NAME mtu MTU)."""
+        index = self._need_index(netns, name)
+        self._call(f"set the mtu of {name} to {mtu}",
+                   lambda: self._ipr(netns).link("set", index=index, mtu=mtu))
+
+    def set_hairpin(self, netns: str | None, name: str, on: bool = True) -> None:
+        """Let a bridge port send frames back out of the port they came in on (hairpin mode)."""
+        index = self._need_index(netns, name)
+        self._call(f"set hairpin mode on {name}",
+                   lambda: self._ipr(netns).brport("set", index=index, mode=int(on)))
+
+    def get_link(self, netns: str | None, name: str) -> Link | None:
+        """One link as observed (kind, master, addresses, MAC), or None when there is none."""
+        links, _ = self._read_links_routes(netns)
+        return next((link for link, _, _ in links if link.name == name), None)
+
     # -- sysctl and iptables ---------------------------------------------------------------------
 
     def read_sysctl(self, netns: str | None, key: str) -> str:
@@ -335,7 +356,8 @@ class Kernel:
         raw: dict[str | None, list[tuple[Link, int | None, bool]]] = {}
         spaces: dict[str | None, Namespace] = {}
         for name in dict.fromkeys(namespaces):
-            if name is not None and name not in present:
+            if name is not None and name not in present and not (
+                    name.startswith("/") and os.path.exists(name)):
                 continue
             links, routes = self._read_links_routes(name)
             raw[name] = links
