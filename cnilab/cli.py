@@ -11,25 +11,24 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.rule import Rule
-from rich.table import Table
-from rich.text import Text
 
 from cnilab import __version__
 from cnilab.errors import CnilabError, ProofFailed
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from cnilab.lab import Lab, StepReport
     from cnilab.lessons import Lesson
     from cnilab.topology import Topology
 
-HELP = """Replay, against the real Linux kernel, the eight steps by which a container gets a network.
+HELP = """Replay, against the real Linux kernel, the eight steps by which a container gets a
+network.
 
 By default the lab is isolated: the node is the namespace cnilab-host and the outside world is
 cnilab-internet, so nothing on this machine changes. Kernel commands need root.
@@ -47,8 +46,27 @@ Examples:
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=True,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+
+@cache
+def console(stderr: bool = False) -> Console:
+    """stdout for output, stderr for errors; made on first use (Rich costs ~40 ms to import)."""
+    from rich.console import Console
+
+    # soft_wrap: a command or an error is never cut into two lines (copy-paste must work).
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def escape(text: str) -> str:
+    """Rich markup-escape."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def out_print(*objects: Any) -> None:
+    """Print to stdout."""
+    console().print(*objects)
 
 
 @dataclass
@@ -64,7 +82,7 @@ class Options:
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"cnilab {__version__}")
+        out_print(f"cnilab {__version__}")
         raise typer.Exit()
 
 
@@ -115,7 +133,7 @@ def _lesson(ctx: typer.Context) -> Lesson:
 
 def _fail(e: CnilabError) -> NoReturn:
     hint = f" (hint: {e.hint})" if e.hint else ""
-    err.print(f"[bold red]cnilab: error:[/] {escape(e.message)}{escape(hint)}")
+    console(stderr=True).print(f"[bold red]cnilab: error:[/] {escape(e.message)}{escape(hint)}")
     raise typer.Exit(e.exit_code)
 
 
@@ -123,24 +141,26 @@ def _fail(e: CnilabError) -> NoReturn:
 
 
 def _print_step(lab: Lab, report: StepReport, lesson: Lesson) -> None:
+    from rich.rule import Rule
+
     from cnilab.render import render_commands, render_diagram, render_proofs
 
     text = lesson.step(report.step.number)
-    out.print(Rule(f"[bold]Step {report.step.number}[/] · {escape(text.title)}", align="left"))
+    out_print(Rule(f"[bold]Step {report.step.number}[/] · {escape(text.title)}", align="left"))
     if report.staged:
-        out.print("[dim]First, the isolated lab's stage: the node and the outside world.[/]")
-        out.print(render_commands(report.staged, None))
+        out_print("[dim]First, the isolated lab's stage: the node and the outside world.[/]")
+        out_print(render_commands(report.staged, None))
     if report.already_done:
-        out.print("[green]Already done:[/] the kernel holds this step; nothing was changed.")
-    keys = {k for op in report.applied + report.staged for k in op.keys()}
+        out_print("[green]Already done:[/] the kernel holds this step; nothing was changed.")
+    keys = {k for op in report.applied + report.staged for k in op.highlights()}
     assert report.after is not None
-    out.print(render_diagram(report.after, lab.topo, keys))
+    out_print(render_diagram(report.after, lab.topo, keys))
     where = f"on the node ({lab.topo.node})" if lab.topo.node else "on the node"
-    out.print(f"[bold]Commands[/], as you would type them {where}:")
-    out.print(render_commands(report.applied or list(report.step.ops), lab.topo.node))
+    out_print(f"[bold]Commands[/], as you would type them {where}:")
+    out_print(render_commands(report.applied or list(report.step.ops), lab.topo.node))
     if report.proofs:
-        out.print("[bold]Proof with real packets:[/]")
-        out.print(render_proofs(report.proofs))
+        out_print("[bold]Proof with real packets:[/]")
+        out_print(render_proofs(report.proofs))
 
 
 def _report_json(report: StepReport, lab: Lab, lesson: Lesson) -> dict[str, Any]:
@@ -167,7 +187,8 @@ def _guarded(ctx: typer.Context):  # type: ignore[no-untyped-def]
                 raise
             _fail(e)
         except KeyboardInterrupt:
-            err.print("cnilab: interrupted; the lab stays as it is (`cnilab teardown` removes it)")
+            console(stderr=True).print(
+                "cnilab: interrupted; the lab stays as it is (`cnilab teardown` removes it)")
             raise typer.Exit(130) from None
 
     return guard()
@@ -198,7 +219,7 @@ def step(
         with lab.locked():
             report = lab.run_step(number, prove=not no_proof)
         if as_json:
-            out.print_json(json.dumps(_report_json(report, lab, lesson)))
+            console().print_json(json.dumps(_report_json(report, lab, lesson)))
         else:
             _print_step(lab, report, lesson)
         if not all(p.ok for p in report.proofs):
@@ -211,18 +232,20 @@ def _print_plan(lab: Lab, numbers: list[int], lesson: Lesson) -> None:
 
     stage = setup_ops(lab.topo)
     if stage and 1 in numbers:
-        out.print("[dim]# the isolated lab's stage (typed on this machine)[/]")
-        out.print(render_commands(stage, None))
+        out_print("[dim]# the isolated lab's stage (typed on this machine)[/]")
+        out_print(render_commands(stage, None))
     for n in numbers:
-        out.print(f"[dim]# step {n}: {escape(lesson.step(n).title)}[/]")
-        out.print(render_commands(lab.step(n).ops, lab.topo.node))
+        out_print(f"[dim]# step {n}: {escape(lesson.step(n).title)}[/]")
+        out_print(render_commands(lab.step(n).ops, lab.topo.node))
 
 
 def _pause(number: int, lesson: Lesson) -> bool:
+    from rich.rule import Rule
+
     text = lesson.step(number)
-    out.print(Rule(f"[bold]Next: step {number}[/] · {escape(text.title)}", align="left"))
-    out.print(escape(text.what))
-    answer = out.input("[dim]Enter runs it, q stops: [/]").strip().lower()
+    out_print(Rule(f"[bold]Next: step {number}[/] · {escape(text.title)}", align="left"))
+    out_print(escape(text.what))
+    answer = console().input("[dim]Enter runs it, q stops: [/]").strip().lower()
     return answer not in ("q", "quit", "exit")
 
 
@@ -259,19 +282,21 @@ def run_all(
         with lab.locked():
             for n in numbers:
                 if interactive and not _pause(n, lesson):
-                    out.print(f"Stopped before step {n}; the lab stays. "
+                    out_print(f"Stopped before step {n}; the lab stays. "
                               f"Resume with `cnilab run-all --from {n}`.")
                     return
-                report = lab.run_step(n, prove=not no_proof)
+                report = lab.run_step(n, prove=not no_proof, reuse=not interactive)
                 summary.append(_report_json(report, lab, lesson))
                 if not as_json:
                     _print_step(lab, report, lesson)
         ok = all(s["ok"] for s in summary)
+        from rich.rule import Rule
+
         if as_json:
-            out.print_json(json.dumps({"ok": ok, "steps": summary}))
+            console().print_json(json.dumps({"ok": ok, "steps": summary}))
         elif ok:
-            out.print(Rule("[bold green]All steps done and proved.[/]"))
-            out.print("Explore with `cnilab shell red`; remove the lab with `cnilab teardown`.")
+            out_print(Rule("[bold green]All steps done and proved.[/]"))
+            out_print("Explore with `cnilab shell red`; remove the lab with `cnilab teardown`.")
         if not ok:
             raise ProofFailed("every step ran, but a proof with packets failed")
 
@@ -289,14 +314,14 @@ def teardown(ctx: typer.Context) -> None:
         with lab.locked():
             undone = lab.teardown()
         if not undone:
-            out.print("Nothing to remove: cnilab has no lab up here.")
+            out_print("Nothing to remove: cnilab has no lab up here.")
             return
         for op in undone:
-            keys = op.keys()
+            keys = op.highlights()
             what = describe(keys[0]) if keys else type(op).__name__
-            verb = "restored" if op.keys()[0][0] == "sysctl" else "removed"
-            out.print(f"{verb} {what}")
-        out.print(f"[green]Teardown complete[/]: {len(undone)} objects undone.")
+            verb = "restored" if op.highlights()[0][0] == "sysctl" else "removed"
+            out_print(f"{verb} {what}")
+        out_print(f"[green]Teardown complete[/]: {len(undone)} objects undone.")
 
 
 @app.command()
@@ -308,6 +333,9 @@ def status(
 
     Example: sudo cnilab status --json
     """
+    from rich.table import Table
+    from rich.text import Text
+
     from cnilab.render import render_diagram
 
     with _guarded(ctx):
@@ -316,12 +344,12 @@ def status(
             snap = lab.snapshot()
         done = lab.done_steps(snap)
         if as_json:
-            out.print_json(json.dumps({
+            console().print_json(json.dumps({
                 "lab": lab.topo.lab_id, "in_place": lab.topo.in_place,
                 "steps": {str(s.number): s.number in done for s in lab.steps},
                 "state": snap.to_dict()}))
             return
-        out.print(render_diagram(snap, lab.topo))
+        out_print(render_diagram(snap, lab.topo))
         table = Table(title="Steps", show_edge=False)
         table.add_column("#")
         table.add_column("step")
@@ -329,7 +357,7 @@ def status(
         for s in lab.steps:
             mark = Text("✔", style="green") if s.number in done else Text("·", style="dim")
             table.add_row(str(s.number), lesson.step(s.number).title, mark)
-        out.print(table)
+        out_print(table)
 
 
 @app.command()
@@ -349,7 +377,7 @@ def doctor(ctx: typer.Context) -> None:
         for c in checks:
             mark = "[green]✔[/]" if c.ok else "[red]✘[/]"
             hint = f" [dim](hint: {escape(c.hint)})[/]" if c.hint else ""
-            out.print(f"{mark} {c.name:<11} {escape(c.detail)}{hint}")
+            out_print(f"{mark} {c.name:<11} {escape(c.detail)}{hint}")
         if not all(c.ok for c in checks):
             raise typer.Exit(1)
 
@@ -379,7 +407,7 @@ def shell(
             target = topo.netns(topo.container(where))
         user_shell = os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"
         if target is None:
-            out.print("The node is this namespace (--in-place): starting a plain shell.")
+            out_print("The node is this namespace (--in-place): starting a plain shell.")
             argv = [user_shell]
         else:
             if not os.path.exists(netns_path(target)):
@@ -389,7 +417,7 @@ def shell(
                 raise CnilabError("the `ip` command is not installed",
                                   hint="sudo apt-get install iproute2")
             argv = ["ip", "netns", "exec", target, user_shell]
-            out.print(f"Entering {target} (exit to leave).")
+            out_print(f"Entering {target} (exit to leave).")
         os.environ["PS1"] = f"(cnilab:{where}) \\w# "
         os.environ["CNILAB_NETNS"] = target or ""
         sys.stdout.flush()

@@ -1,4 +1,4 @@
-"""Errors a user can act on: one line, a hint, an exit code. The CLI maps them; nothing else prints."""
+"""Errors a user can act on: one line, a hint, an exit code. Only the CLI prints them."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ teardown of an isolated lab or a --help never needs it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -180,7 +181,7 @@ class Kernel:
     # -- namespaces --------------------------------------------------------------------------
 
     def add_netns(self, name: str) -> None:
-        """Create a named namespace (ip netns add): unshare in a thread, bind it under /run/netns."""
+        """Create a named namespace (ip netns add): unshare a thread, bind it under /run/netns."""
         path = netns_path(name)
         _make_netns_dir_shared()
         try:
@@ -208,10 +209,8 @@ class Kernel:
         self.close(name, all=False)
         path = netns_path(name)
         LIBC.umount2(path.encode(), MNT_DETACH)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
 
     # -- links, addresses, routes ---------------------------------------------------------------
 

@@ -71,13 +71,13 @@ class Op:
         if self.netns != here and self.netns is not None:
             argv = (["ip", "-n", self.netns, *argv[1:]] if argv[0] == "ip"
                     else ["ip", "netns", "exec", self.netns, *argv])
-        return shlex.join(argv)
+        return shell_join(argv)
 
     def claims(self) -> tuple[Key, ...]:
         """Names this op creates, which must be free or cnilab's: ('netns', n) / ('link', ns, n)."""
         return ()
 
-    def keys(self) -> tuple[Key, ...]:
+    def highlights(self) -> tuple[Key, ...]:
         """What a diagram highlights after this op."""
         return self.claims()
 
@@ -97,6 +97,11 @@ class Op:
         if "spec" in kw:
             kw["spec"] = tuple(kw["spec"])
         return cls(**kw)
+
+
+def shell_join(argv: list[str]) -> str:
+    """Quote for bash, leaving a lone `!` bare as people type it (no history expansion there)."""
+    return " ".join("!" if a == "!" else shlex.quote(a) for a in argv)
 
 
 def _ns(snap: Snapshot, name: str | None) -> Namespace:
@@ -122,7 +127,7 @@ class AddNetns(Op):
         return ["ip", "netns", "add", self.name]
 
     def command(self, here: str | None) -> str:
-        return shlex.join(self.argv())  # /run/netns is shared: the same wherever it is typed
+        return shell_join(self.argv())  # /run/netns is shared: the same wherever it is typed
 
     def claims(self) -> tuple[Key, ...]:
         return (("netns", self.name),)
@@ -196,7 +201,7 @@ class MoveToNetns(Op):
     def argv(self) -> list[str]:
         return ["ip", "link", "set", self.name, "netns", self.target]
 
-    def keys(self) -> tuple[Key, ...]:
+    def highlights(self) -> tuple[Key, ...]:
         return (("link", self.target, self.name),)
 
 
@@ -217,7 +222,7 @@ class SetMaster(Op):
     def argv(self) -> list[str]:
         return ["ip", "link", "set", self.name, "master", self.master]
 
-    def keys(self) -> tuple[Key, ...]:
+    def highlights(self) -> tuple[Key, ...]:
         return (("link", self.netns or "", self.name),)
 
 
@@ -238,7 +243,7 @@ class AddAddress(Op):
     def argv(self) -> list[str]:
         return ["ip", "addr", "add", self.cidr, "dev", self.dev]
 
-    def keys(self) -> tuple[Key, ...]:
+    def highlights(self) -> tuple[Key, ...]:
         return (("link", self.netns or "", self.dev),)
 
 
@@ -258,7 +263,7 @@ class LinkUp(Op):
     def argv(self) -> list[str]:
         return ["ip", "link", "set", self.name, "up"]
 
-    def keys(self) -> tuple[Key, ...]:
+    def highlights(self) -> tuple[Key, ...]:
         return (("link", self.netns or "", self.name),)
 
 
@@ -279,7 +284,7 @@ class AddRoute(Op):
     def argv(self) -> list[str]:
         return ["ip", "route", "add", self.dst, "via", self.gateway]
 
-    def keys(self) -> tuple[Key, ...]:
+    def highlights(self) -> tuple[Key, ...]:
         return (("route", self.netns or "", self.dst),)
 
 
@@ -307,7 +312,7 @@ class SetSysctl(Op):
     def argv(self) -> list[str]:
         return ["sysctl", "-w", f"{self.key}={self.value}"]
 
-    def keys(self) -> tuple[Key, ...]:
+    def highlights(self) -> tuple[Key, ...]:
         return (("sysctl", self.netns or "", self.key),)
 
 
@@ -359,5 +364,5 @@ class AddRule(Op):
     def argv(self) -> list[str]:
         return ["iptables", "-t", self.table, "-A", self.chain, *self._rule()]
 
-    def keys(self) -> tuple[Key, ...]:
+    def highlights(self) -> tuple[Key, ...]:
         return (("rule", self.netns or "", self.table, self.chain),)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
 from rich.syntax import Syntax
-from rich.table import Table
 from rich.text import Text
 
 from cnilab.ops import Op
@@ -21,13 +20,20 @@ def command_lines(ops: Sequence[Op], here: str | None) -> list[str]:
 def render_commands(ops: Sequence[Op], here: str | None) -> RenderableType:
     """The ops as a syntax-highlighted bash listing."""
     code = "\n".join(command_lines(ops, here)) or "# nothing to do: the kernel already holds this"
-    return Syntax(code, "bash", theme="ansi_dark", background_color="default", word_wrap=True)
+    # Highlighted Text rather than a Syntax block, so that long lines are never wrapped.
+    syntax = Syntax(code, "bash", theme="ansi_dark", background_color="default")
+    text = syntax.highlight(code)
+    text.rstrip()
+    return text
 
 
 def render_proofs(proofs: Sequence[Proof]) -> RenderableType:
     """One line per proof: passed or failed, the claim, and what was seen."""
-    table = Table.grid(padding=(0, 1))
+    lines = []
     for p in proofs:
-        mark = Text("✔ proved", style="bold green") if p.ok else Text("✘ FAILED", style="bold red")
-        table.add_row(mark, Text(p.claim), Text(f"({p.seen})", style="dim"))
-    return table
+        line = Text("✔ proved " if p.ok else "✘ FAILED ",
+                    style="bold green" if p.ok else "bold red")
+        line.append(p.claim)
+        line.append(f"  ({p.seen})", style="dim")
+        lines.append(line)
+    return Group(*lines)

@@ -80,7 +80,7 @@ def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = ()) -
     node = snap.ns(topo.node)
     lab_links: set[str] | None = None
     if topo.in_place:  # the node is a real machine: show only the lab's links
-        lab_links = {topo.bridge, *(c.peer for c in topo.containers), *(c.veth for c in topo.containers)}
+        lab_links = {topo.bridge, *(name for c in topo.containers for name in (c.veth, c.peer))}
     rows: list[RenderableType] = []
     if node is not None:
         title = f"node: {topo.node}" if topo.node else "node: this namespace (--in-place)"
@@ -90,13 +90,14 @@ def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = ()) -
     for c in topo.containers:
         ns = snap.ns(topo.netns(c))
         if ns is not None:
-            boxes.append(_panel(f"container: {topo.netns(c)}", _namespace_body(ns, topo, keys, None),
+            body = _namespace_body(ns, topo, keys, None)
+            boxes.append(_panel(f"container: {topo.netns(c)}", body,
                                 ("netns", topo.netns(c)) in keys))
     if topo.internet and (inet := snap.ns(topo.internet)) is not None:
         boxes.append(_panel(f"outside world: {topo.internet}",
                             _namespace_body(inet, topo, keys, None),
                             ("netns", topo.internet) in keys))
-    if boxes:
+    if boxes:  # side by side while they fit, never squeezed: a wrapped address is misread
         rows.append(Columns(boxes, padding=(0, 1)))
     if not rows:
         return Text("Nothing of the lab exists yet.", style="dim")

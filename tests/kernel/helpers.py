@@ -1,0 +1,80 @@
+"""Running cnilab as a user would (a subprocess), under a test's own prefix and ledger dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnilab.kernel import Kernel
+from cnilab.state import Snapshot
+from cnilab.steps import observed_namespaces
+from cnilab.topology import Topology, default_topology
+
+
+@dataclass
+class Cnilab:
+    """`cnilab --prefix P ...` with a private CNILAB_RUN_DIR."""
+
+    prefix: str
+    run_dir: Path
+    extra_env: dict[str, str] | None = None
+
+    def env(self) -> dict[str, str]:
+        """The environment the subprocess gets."""
+        return {**os.environ, "CNILAB_RUN_DIR": str(self.run_dir), "LANG": "C.UTF-8",
+                **(self.extra_env or {})}
+
+    def argv(self, *args: str, wrap: tuple[str, ...] = ()) -> list[str]:
+        """The command line; `wrap` goes in front (e.g. ip netns exec NODE)."""
+        return [*wrap, sys.executable, "-m", "cnilab", "--prefix", self.prefix, *args]
+
+    def run(self, *args: str, wrap: tuple[str, ...] = (), timeout: float = 120
+            ) -> subprocess.CompletedProcess[str]:
+        """Run and capture; never raises on a non-zero exit."""
+        return subprocess.run(self.argv(*args, wrap=wrap), capture_output=True, text=True,
+                              env=self.env(), timeout=timeout, check=False)
+
+    def json(self, *args: str) -> Any:
+        """Run with --json and parse stdout."""
+        done = self.run(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    @property
+    def topo(self) -> Topology:
+        """The isolated default lab under this prefix."""
+        return default_topology(prefix=self.prefix)
+
+    def observe(self, topo: Topology | None = None) -> Snapshot:
+        """Observe the lab's namespaces directly."""
+        topo = topo or self.topo
+        with Kernel() as k:
+            return k.observe(observed_namespaces(topo), nat_in=[topo.node])
+
+
+def prefixed_netns(prefix: str) -> list[str]:
+    """Namespaces under /run/netns that carry this test's prefix."""
+    try:
+        return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+def root_namespace_state() -> dict[str, str]:
+    """Everything a test must leave unchanged in the machine's own namespace."""
+    def sh(*argv: str) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+    return {
+        "links": sh("ip", "-o", "link", "show"),
+        "addresses": sh("ip", "-o", "addr", "show"),
+        "routes": sh("ip", "route", "show", "table", "all"),
+        "nat": sh("iptables", "-t", "nat", "-S"),
+        "filter": sh("iptables", "-S"),
+        "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
+    }

@@ -1,0 +1,232 @@
+"""The eight steps against the real kernel, in isolated namespaces under a unique prefix."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from helpers import Cnilab, prefixed_netns, root_namespace_state
+
+from cnilab import probes
+from cnilab.steps import build_steps
+
+
+def test_run_all_builds_every_step_and_proves_it_with_packets(cnilab: Cnilab) -> None:
+    summary = cnilab.json("run-all", "--yes")
+    assert summary["ok"] is True
+    assert [s["step"] for s in summary["steps"]] == list(range(1, 9))
+    assert all(s["changed"] for s in summary["steps"])
+    claims = {p["claim"]: p["ok"] for s in summary["steps"] for p in s["proofs"]}
+    assert claims["red reaches blue (192.168.15.2)"]
+    assert claims["blue reaches red (192.168.15.1)"]
+    assert claims["red reaches the bridge (192.168.15.5)"]
+    assert claims["red cannot reach the outside host (203.0.113.1)"]
+    assert claims["red reaches the outside host (203.0.113.1)"]
+    status = cnilab.json("status")
+    assert status["steps"] == {str(n): True for n in range(1, 9)}
+
+
+def test_nat_hides_red_from_outside_but_not_from_blue(cnilab: Cnilab) -> None:
+    assert cnilab.run("run-all", "--yes", "--no-proof").returncode == 0
+    topo = cnilab.topo
+    red, blue = (topo.netns(c) for c in topo.containers)
+    outside_saw, _ = probes.seen_source(red, topo.internet, "203.0.113.1")
+    blue_saw, _ = probes.seen_source(red, blue, "192.168.15.2")
+    assert outside_saw == "203.0.113.2"
+    assert blue_saw == "192.168.15.1"
+
+
+def test_the_lecture_rule_without_bridge_exception_rewrites_red_to_blue(cnilab: Cnilab) -> None:
+    """Why step 8 adds `! -o v-net-0`: with bridge netfilter on, the bare rule NATs red->blue."""
+    assert cnilab.run("run-all", "--yes", "--no-proof").returncode == 0
+    topo = cnilab.topo
+    node = topo.node
+    assert node is not None
+    bridge_nf = subprocess.run(["ip", "netns", "exec", node, "cat",
+                                "/proc/sys/net/bridge/bridge-nf-call-iptables"],
+                               capture_output=True, text=True, check=False).stdout.strip()
+    if bridge_nf != "1":
+        pytest.skip("bridge netfilter is off in new namespaces on this kernel")
+    subprocess.run(["ip", "netns", "exec", node, "iptables", "-t", "nat", "-I", "POSTROUTING",
+                    "-s", "192.168.15.0/24", "-j", "MASQUERADE"], check=True)
+    red, blue = (topo.netns(c) for c in topo.containers)
+    blue_saw, _ = probes.seen_source(red, blue, "192.168.15.2")
+    assert blue_saw == "192.168.15.5"
+
+
+def test_each_step_alone_then_again_changes_nothing(cnilab: Cnilab) -> None:
+    for n in range(1, 9):
+        first = cnilab.json("step", str(n))
+        assert first["changed"] and first["ok"], first
+        again = cnilab.run("step", str(n))
+        assert again.returncode == 0
+        assert "Already done" in again.stdout
+    assert cnilab.json("step", "3")["changed"] is False
+
+
+def test_a_step_before_its_prerequisites_names_the_missing_step(cnilab: Cnilab) -> None:
+    done = cnilab.run("step", "5")
+    assert done.returncode == 3
+    assert "step 5 needs step 1" in done.stderr and "cnilab step 1" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert prefixed_netns(cnilab.prefix) == []  # not even the stage was made
+    assert cnilab.run("step", "1").returncode == 0
+    assert cnilab.run("step", "2").returncode == 0
+    done = cnilab.run("step", "4")
+    assert done.returncode == 3 and "needs step 3" in done.stderr
+
+
+def test_a_namespace_that_is_not_ours_stops_the_step_and_survives_teardown(
+        cnilab: Cnilab) -> None:
+    theirs = cnilab.prefix + "blue"
+    subprocess.run(["ip", "netns", "add", theirs], check=True)
+    done = cnilab.run("step", "1")
+    assert done.returncode == 4
+    assert f"namespace {theirs} already exists and was not made by cnilab" in done.stderr
+    assert prefixed_netns(cnilab.prefix) == [theirs]  # nothing else was made
+    assert cnilab.run("teardown").returncode == 0
+    assert prefixed_netns(cnilab.prefix) == [theirs]
+
+
+def test_a_link_that_is_not_ours_stops_the_step(cnilab: Cnilab) -> None:
+    assert cnilab.run("step", "1").returncode == 0
+    node = cnilab.topo.node
+    assert node is not None
+    subprocess.run(["ip", "-n", node, "link", "add", "v-net-0", "type", "bridge"], check=True)
+    done = cnilab.run("step", "2")
+    assert done.returncode == 4 and "link v-net-0" in done.stderr
+    assert cnilab.run("teardown").returncode == 0
+
+
+def test_an_address_already_in_use_stops_the_step(cnilab: Cnilab) -> None:
+    assert cnilab.run("step", "1").returncode == 0
+    node = cnilab.topo.node
+    assert node is not None
+    subprocess.run(["ip", "-n", node, "link", "add", "other0", "type", "bridge"], check=True)
+    subprocess.run(["ip", "-n", node, "addr", "add", "192.168.15.5/24", "dev", "other0"],
+                   check=True)
+    done = cnilab.run("step", "2")
+    assert done.returncode == 4 and "192.168.15.5/24 is already on other0" in done.stderr
+    assert cnilab.observe().ns(node).link("v-net-0") is None  # type: ignore[union-attr]
+
+
+def test_invalid_config_is_one_line_and_touches_nothing(cnilab: Cnilab, tmp_path: Path) -> None:
+    bad = tmp_path / "lab.toml"
+    bad.write_text('bridge = "bridge-name-too-long"\n')
+    done = cnilab.run("--config", str(bad), "run-all", "--yes")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "at most 15" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert prefixed_netns(cnilab.prefix) == []
+
+
+def test_teardown_leaves_the_machine_namespace_exactly_as_before(cnilab: Cnilab) -> None:
+    before = root_namespace_state()
+    assert cnilab.run("run-all", "--yes").returncode == 0
+    assert len(prefixed_netns(cnilab.prefix)) == 4
+    first = cnilab.run("teardown")
+    assert first.returncode == 0 and "Teardown complete" in first.stdout
+    assert prefixed_netns(cnilab.prefix) == []
+    assert root_namespace_state() == before
+    again = cnilab.run("teardown")
+    assert again.returncode == 0 and "Nothing to remove" in again.stdout
+
+
+@pytest.mark.parametrize("kill_after_ops", [1, 12, 30])
+def test_sigkill_during_run_all_then_teardown_leaves_nothing(
+        cnilab: Cnilab, kill_after_ops: int) -> None:
+    ledger = cnilab.run_dir / f"{cnilab.topo.lab_id}.jsonl"
+    proc = subprocess.Popen(cnilab.argv("run-all", "--yes"), env=cnilab.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ledger.exists() and ledger.read_text().count("\n") > kill_after_ops:
+                break
+            time.sleep(0.002)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert prefixed_netns(cnilab.prefix) != []
+    assert cnilab.run("teardown").returncode == 0
+    assert prefixed_netns(cnilab.prefix) == []
+    assert not ledger.exists()
+
+
+def test_a_second_process_is_refused_while_the_lab_is_held(cnilab: Cnilab) -> None:
+    from cnilab.ledger import Ledger
+
+    held = Ledger(cnilab.topo.lab_id, str(cnilab.run_dir))
+    with held.lock():
+        done = cnilab.run("step", "1")
+    assert done.returncode == 6
+    assert f"another cnilab process (pid {os.getpid()})" in done.stderr
+    assert prefixed_netns(cnilab.prefix) == []
+
+
+def test_without_iptables_steps_1_to_7_work_and_step_8_says_how_to_install(
+        cnilab: Cnilab) -> None:
+    cnilab.extra_env = {"PATH": "/usr/bin:/bin"}  # iptables lives in /usr/sbin
+    for n in range(1, 8):
+        assert cnilab.run("step", str(n)).returncode == 0, n
+    done = cnilab.run("step", "8")
+    assert done.returncode == 7
+    assert "iptables is not installed" in done.stderr and "apt-get install iptables" in done.stderr
+    node = cnilab.topo.node
+    snap = cnilab.observe()
+    assert snap.ns(node).sysctls["net.ipv4.ip_forward"] == "0"  # type: ignore[union-attr]
+
+
+def test_without_privileges_one_sentence_says_how_to_run_it(cnilab: Cnilab) -> None:
+    done = cnilab.run("step", "1", wrap=("setpriv", "--reuid=65534", "--regid=65534",
+                                          "--clear-groups", "--inh-caps=-all"))
+    assert done.returncode == 5
+    assert done.stderr.count("\n") == 1 and "needs root" in done.stderr and "sudo" in done.stderr
+    assert prefixed_netns(cnilab.prefix) == []
+
+
+def test_in_place_mode_uses_the_namespace_it_runs_in_and_restores_ip_forward(
+        cnilab: Cnilab) -> None:
+    node = cnilab.prefix + "node"  # plays the lecture's machine; made here, not by cnilab
+    subprocess.run(["ip", "netns", "add", node], check=True)
+    inside = ("ip", "netns", "exec", node)
+    summary = json.loads(cnilab.run("--in-place", "run-all", "--yes", "--json",
+                                    wrap=inside).stdout)
+    assert summary["ok"] and len(summary["steps"]) == 8
+    assert "iptables -t nat -A POSTROUTING" in summary["steps"][7]["commands"][-1]
+
+    def node_sh(*argv: str) -> str:
+        return subprocess.run([*inside, *argv], capture_output=True, text=True,
+                              check=True).stdout
+
+    assert node_sh("cat", "/proc/sys/net/ipv4/ip_forward").strip() == "1"
+    assert "v-net-0" in node_sh("ip", "-o", "link")
+    assert cnilab.run("--in-place", "teardown", wrap=inside).returncode == 0
+    assert node_sh("cat", "/proc/sys/net/ipv4/ip_forward").strip() == "0"
+    assert "v-net-0" not in node_sh("ip", "-o", "link")
+    assert "veth" not in node_sh("ip", "-o", "link")
+    assert "MASQUERADE" not in node_sh("iptables", "-t", "nat", "-S")
+    assert prefixed_netns(cnilab.prefix) == [node]  # the node is not cnilab's: it stays
+
+
+def test_mixing_modes_on_one_lab_is_refused(cnilab: Cnilab) -> None:
+    assert cnilab.run("step", "1").returncode == 0
+    node = cnilab.prefix + "node"
+    subprocess.run(["ip", "netns", "add", node], check=True)
+    done = cnilab.run("--in-place", "step", "2", wrap=("ip", "netns", "exec", node))
+    assert done.returncode == 2 and "already up in isolated mode" in done.stderr
+
+
+def test_status_checks_the_kernel_not_a_memory(cnilab: Cnilab) -> None:
+    assert cnilab.run("run-all", "--yes", "--no-proof").returncode == 0
+    node = cnilab.topo.node
+    assert node is not None
+    subprocess.run(["ip", "-n", node, "link", "set", "veth-red-br", "nomaster"], check=True)
+    steps = cnilab.json("status")["steps"]
+    assert steps["5"] is False and steps["4"] is True
+    assert build_steps(cnilab.topo)[4].number == 5

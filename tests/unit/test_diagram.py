@@ -1,0 +1,62 @@
+"""Diagrams drawn from recorded kernel states (see recorded/README.md), at a fixed width."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from cnilab.render import render_diagram
+from cnilab.state import Snapshot
+from cnilab.steps import build_steps
+from cnilab.topology import default_topology
+
+RECORDED = Path(__file__).parent / "recorded"
+
+
+def draw(name: str, highlight_step: int | None = None) -> str:
+    topo = default_topology(prefix="rec-")
+    snap = Snapshot.from_json((RECORDED / name).read_text())
+    keys = set()
+    if highlight_step:
+        keys = {k for op in build_steps(topo)[highlight_step - 1].ops for k in op.highlights()}
+    console = Console(width=100, record=True, color_system=None, file=io.StringIO())
+    console.print(render_diagram(snap, topo, keys))
+    return console.export_text()
+
+
+def test_after_step_3_both_pairs_sit_in_the_node_and_are_new() -> None:
+    text = draw("after-step-3.json", highlight_step=3)
+    assert "node: rec-cnilab-host" in text
+    assert "+ veth-red veth ⇄ veth-red-br DOWN" in text
+    assert "+ veth-blue-br veth ⇄ veth-blue DOWN" in text
+    assert "v-net-0 bridge DOWN 192.168.15.5/24" in text
+    assert "lo loopback DOWN" in text  # the containers exist, with only a loopback, still down
+    assert "outside world: rec-cnilab-internet" in text
+
+
+def test_after_step_8_shows_ports_peers_routes_forwarding_and_nat() -> None:
+    text = draw("after-step-8.json", highlight_step=8)
+    assert "├── veth-red-br veth ⇄ rec-red:veth-red UP" in text
+    assert "veth-red veth ⇄ rec-cnilab-host:veth-red-br UP 192.168.15.1/24" in text
+    assert "+ route default via 192.168.15.5 dev veth-red" in text
+    assert "+ net.ipv4.ip_forward = 1" in text
+    assert "+ nat -A POSTROUTING -s 192.168.15.0/24 ! -o v-net-0 -j MASQUERADE" in text
+    assert "eth0 veth ⇄ rec-cnilab-internet:eth0 UP 203.0.113.2/24" in text
+
+
+def test_after_step_8_matches_the_recorded_picture() -> None:
+    # Snapshot test: regenerate after-step-8.txt on purpose when the diagram's design changes.
+    expected = (RECORDED / "after-step-8.txt").read_text()
+    assert draw("after-step-8.json", highlight_step=8) == expected
+
+
+def test_without_highlight_nothing_is_marked_new() -> None:
+    assert "+ " not in draw("after-step-8.json")
+
+
+def test_nothing_observed_says_so() -> None:
+    console = Console(width=100, record=True, color_system=None)
+    console.print(render_diagram(Snapshot(frozenset(), {}), default_topology()))
+    assert "Nothing of the lab exists yet." in console.export_text()

@@ -1,0 +1,92 @@
+"""Ops render as the exact commands a person types, and round-trip through the ledger."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cnilab.ops import AddNetns, AddRule, AddVeth, Op, SetSysctl, rule_tokens
+from cnilab.state import Snapshot
+from cnilab.steps import build_steps, setup_ops
+from cnilab.topology import default_topology
+
+RECORDED = Path(__file__).parent / "recorded"
+
+EXPECTED = {
+    1: ["ip netns add red", "ip netns add blue"],
+    2: ["ip link add v-net-0 type bridge", "ip addr add 192.168.15.5/24 dev v-net-0"],
+    3: ["ip link add veth-red type veth peer name veth-red-br",
+        "ip link add veth-blue type veth peer name veth-blue-br"],
+    4: ["ip link set veth-red netns red", "ip link set veth-blue netns blue"],
+    5: ["ip link set veth-red-br master v-net-0", "ip link set veth-blue-br master v-net-0"],
+    6: ["ip -n red addr add 192.168.15.1/24 dev veth-red",
+        "ip -n blue addr add 192.168.15.2/24 dev veth-blue"],
+    7: ["ip link set v-net-0 up", "ip link set veth-red-br up", "ip link set veth-blue-br up",
+        "ip -n red link set lo up", "ip -n red link set veth-red up",
+        "ip -n blue link set lo up", "ip -n blue link set veth-blue up"],
+    8: ["sysctl -w net.ipv4.ip_forward=1",
+        "ip -n red route add default via 192.168.15.5",
+        "ip -n blue route add default via 192.168.15.5",
+        "iptables -t nat -A POSTROUTING -s 192.168.15.0/24 ! -o v-net-0 "
+        "-m comment --comment cnilab -j MASQUERADE"],
+}
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_each_step_prints_the_lecture_commands_as_typed_on_the_node(in_place: bool) -> None:
+    topo = default_topology(in_place=in_place)
+    for step in build_steps(topo):
+        assert [op.command(topo.node) for op in step.ops] == EXPECTED[step.number]
+
+
+def test_commands_for_another_namespace_use_ip_n_or_ip_netns_exec() -> None:
+    assert SetSysctl("red", "net.ipv4.ip_forward", "1").command(None) == (
+        "ip netns exec red sysctl -w net.ipv4.ip_forward=1")
+    rule = AddRule("node", "nat", "POSTROUTING", ("-s", "10.0.0.0/8", "-j", "MASQUERADE"))
+    assert rule.command(None).startswith("ip netns exec node iptables -t nat -A POSTROUTING")
+    assert AddNetns(None, "red").command("anywhere") == "ip netns add red"
+
+
+def test_isolated_stage_links_the_node_to_the_outside_world() -> None:
+    topo = default_topology()
+    assert [op.command(None) for op in setup_ops(topo)][:3] == [
+        "ip netns add cnilab-host", "ip netns add cnilab-internet",
+        "ip -n cnilab-internet link add eth0 type veth peer name eth0 netns cnilab-host"]
+    assert setup_ops(default_topology(in_place=True)) == ()
+
+
+def test_ops_round_trip_through_their_ledger_form() -> None:
+    topo = default_topology(prefix="t-")
+    ops = [op for s in build_steps(topo) for op in s.ops] + list(setup_ops(topo))
+    for op in ops:
+        assert Op.from_dict(json.loads(json.dumps(op.to_dict()))) == op
+
+
+def test_rule_tokens_ignore_comment_and_implied_matches() -> None:
+    typed = "-A PREROUTING -i eth0 -p tcp --dport 8080 -j DNAT --to-destination 1.2.3.4:80"
+    listed = ("-A PREROUTING -i eth0 -p tcp -m tcp --dport 8080 -m comment --comment cnilab "
+              "-j DNAT --to-destination 1.2.3.4:80")
+    assert rule_tokens(typed) == rule_tokens(listed)
+    assert rule_tokens("-A X -s 1.0.0.0/8 -j MASQUERADE") != rule_tokens(
+        "-A X -s 1.0.0.0/8 ! -o br0 -j MASQUERADE")
+
+
+def test_satisfied_reads_recorded_kernel_state() -> None:
+    topo = default_topology(prefix="rec-")
+    steps = build_steps(topo)
+    after3 = Snapshot.from_json((RECORDED / "after-step-3.json").read_text())
+    after8 = Snapshot.from_json((RECORDED / "after-step-8.json").read_text())
+    assert [s.done(after3) for s in steps] == [True] * 3 + [False] * 5
+    assert all(s.done(after8) for s in steps)
+    veth = AddVeth(topo.node, "veth-red", "veth-red-br")
+    assert veth.satisfied(after8)  # still true after veth-red moved into red
+
+
+def test_a_rule_without_the_bridge_exception_is_not_step_8() -> None:
+    topo = default_topology(prefix="rec-")
+    data = json.loads((RECORDED / "after-step-8.json").read_text())
+    data["spaces"]["rec-cnilab-host"]["nat"] = [
+        "-A POSTROUTING -s 192.168.15.0/24 -j MASQUERADE"]
+    assert not build_steps(topo)[7].done(Snapshot.from_json(json.dumps(data)))

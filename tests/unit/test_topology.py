@@ -1,0 +1,90 @@
+"""Config validation: every bad input is one clear ConfigError, before anything is touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cnilab.errors import ConfigError
+from cnilab.topology import default_topology, from_dict, load, validate
+
+
+def test_defaults_are_the_course_lab() -> None:
+    topo = default_topology()
+    assert topo.node == "cnilab-host" and topo.internet == "cnilab-internet"
+    assert topo.bridge == "v-net-0" and str(topo.bridge_address) == "192.168.15.5/24"
+    assert [(c.name, str(c.address), c.veth, c.peer) for c in topo.containers] == [
+        ("red", "192.168.15.1/24", "veth-red", "veth-red-br"),
+        ("blue", "192.168.15.2/24", "veth-blue", "veth-blue-br"),
+    ]
+    assert str(topo.uplink_address) == "203.0.113.2/24"
+    assert str(topo.internet_address) == "203.0.113.1/24"
+
+
+def test_in_place_has_no_node_or_outside_namespace() -> None:
+    topo = default_topology(in_place=True)
+    assert topo.node is None and topo.internet is None
+    assert topo.namespaces() == ("red", "blue")
+
+
+def test_prefix_goes_before_every_namespace_name() -> None:
+    topo = default_topology(prefix="t1-")
+    assert topo.namespaces() == ("t1-cnilab-host", "t1-cnilab-internet", "t1-red", "t1-blue")
+    assert topo.lab_id == "t1"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"bridge": "a-very-long-bridge"}, "at most 15"),
+        ({"bridge": "v/net"}, "may not contain '/'"),
+        ({"uplink": "eth 0"}, "may not contain '/' or spaces"),
+        ({"bridge": ""}, "is empty"),
+        ({"bridge_address": "192.168.15.5"}, "not an address with a prefix"),
+        ({"bridge_address": "192.168.300.5/24"}, "not a valid IPv4 CIDR"),
+        ({"bridge_address": "192.168.15.0/24"}, "network or broadcast"),
+        ({"bridge_address": "203.0.113.9/16"}, "outside the bridge's subnet"),
+        ({"bridge_address": "203.0.113.5/24",
+          "containers": [{"name": "red", "address": "203.0.113.7/24"}]}, "overlaps"),
+        ({"containers": [{"name": "red", "address": "10.0.0.1/24"}]}, "outside the bridge"),
+        ({"containers": [{"name": "red", "address": "192.168.15.5/24"}]}, "also bridge_address"),
+        ({"containers": [{"name": "red", "address": "192.168.15.1/24"},
+                         {"name": "red", "address": "192.168.15.2/24"}]}, "must all differ"),
+        ({"containers": [{"name": "r", "address": "192.168.15.1/24", "veth": "x" * 16}]},
+         "at most 15"),
+        ({"containers": []}, "at least one container"),
+        ({"containers": [{"name": "red"}]}, "needs a name and an address"),
+        ({"internet_address": "198.51.100.1/24"}, "not in the uplink's subnet"),
+        ({"internet_address": "203.0.113.2/24"}, "must differ"),
+        ({"bridge": 5}, "must be a string"),
+        ({"colour": "red"}, "unknown config key 'colour'"),
+        ({"node": "my/node"}, "namespace name"),
+    ],
+)
+def test_bad_config_is_one_clear_error(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate(from_dict(data))
+    assert message in info.value.message
+    assert "\n" not in info.value.message
+
+
+def test_toml_file_changes_names_and_addresses(tmp_path: Path) -> None:
+    path = tmp_path / "lab.toml"
+    path.write_text(
+        'bridge = "br-lab"\nbridge_address = "10.10.0.254/24"\n'
+        '[[containers]]\nname = "web"\naddress = "10.10.0.10/24"\n'
+        '[[containers]]\nname = "db"\naddress = "10.10.0.20/24"\nveth = "db0"\npeer = "db0-br"\n')
+    topo = load(path)
+    assert topo.bridge == "br-lab"
+    assert [(c.name, c.veth, c.peer) for c in topo.containers] == [
+        ("web", "veth-web", "veth-web-br"), ("db", "db0", "db0-br")]
+
+
+def test_missing_or_broken_toml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("bridge = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(bad)
