@@ -1,0 +1,5 @@
+"""The cluster networking lesson: nodes as namespaces on one LAN, pod CIDRs, routes, components.
+
+plan.py describes the cluster as data (no kernel), cluster.py builds and removes it, quiz.py asks
+the lab's questions and grades them from the kernel, cli.py is the `cnilab cluster` sub-app.
+"""

@@ -1,0 +1,203 @@
+"""The cluster as a domain object: up, down, observe. No printing, no exiting.
+
+Everything cluster makes is recorded in its own ledger (lab id PREFIXcluster) before it is made,
+so `down` removes exactly that, also after a SIGKILL during `up`. The first entry records the
+plan's options, so status, exec, quiz and down know the cluster without being told its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+
+from cnilab.cluster import components, pods
+from cnilab.cluster.components import StartComponent, components_for
+from cnilab.cluster.plan import ClusterPlan, build_plan
+from cnilab.cluster.steps import ClusterKernel, network_ops
+from cnilab.errors import CollisionError, ConfigError
+from cnilab.kernel import Kernel, require_privileges
+from cnilab.lab import describe
+from cnilab.ledger import Ledger
+from cnilab.ops import TAG, AddAddress, AddNetns, AddRule, Op
+from cnilab.ops import Kernel as KernelLike
+from cnilab.state import Snapshot
+
+
+@dataclass(frozen=True)
+class PlanCluster(Op):
+    """The options the cluster was built with (a ledger entry; changes nothing in the kernel)."""
+
+    nodes: int = 0
+    pods_per_node: int = 0
+    pod_network: str = ""
+
+    def apply(self, kernel: KernelLike) -> None:
+        pass
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        return True
+
+    def argv(self) -> list[str]:
+        return ["cnilab", "cluster", "up", "--nodes", str(self.nodes),
+                "--pods-per-node", str(self.pods_per_node), "--pod-network", self.pod_network]
+
+
+@dataclass
+class UpReport:
+    """What `up` changed: network ops, component processes, pods attached."""
+
+    network: list[Op] = field(default_factory=list)
+    components: list[Op] = field(default_factory=list)
+    pods: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything at all was made."""
+        return bool(self.network or self.components or self.pods)
+
+
+def recorded_plan(ledger: Ledger, prefix: str) -> ClusterPlan | None:
+    """The plan of the cluster this ledger records, if one is up."""
+    first = next((op for op in ledger.ops() if isinstance(op, PlanCluster)), None)
+    if first is None:
+        return None
+    return build_plan(first.nodes, first.pods_per_node, prefix, IPv4Network(first.pod_network))
+
+
+class Cluster:
+    """One cluster (plan + kernel + ledger). Call its methods under `with cluster.locked():`."""
+
+    def __init__(self, plan: ClusterPlan, kernel: Kernel | None = None,
+                 ledger: Ledger | None = None) -> None:
+        self.plan = plan
+        self.kernel = kernel or ClusterKernel()
+        self.ledger = ledger or Ledger(plan.lab_id)
+
+    def locked(self):  # type: ignore[no-untyped-def]
+        """Check privileges, then hold the cluster's lock."""
+        require_privileges()
+        return self.ledger.lock()
+
+    def snapshot(self, with_pods: bool = True) -> Snapshot:
+        """Observe the cluster's namespaces (NAT rules of the gateway and the nodes)."""
+        plan = self.plan
+        nodes = [plan.netns(n) for n in plan.nodes]
+        names = [plan.lan_netns, plan.world_netns, *nodes]
+        if with_pods:
+            names += [plan.pod_netns(p) for p in plan.all_pods()]
+        return self.kernel.observe(names, nat_in=[plan.lan_netns, *nodes])
+
+    # -- up --------------------------------------------------------------------------------------
+
+    def up(self) -> UpReport:
+        """Make what the kernel does not hold yet of the cluster; a second call changes nothing."""
+        self._check_same_plan()
+        snap = self.snapshot(with_pods=False)
+        report = UpReport()
+        missing = [op for op in network_ops(self.plan) if not op.satisfied(snap)]
+        self._check_free(missing, snap)
+        if any(isinstance(op, AddRule) for op in missing):
+            self.kernel.require_iptables()
+        if not self.ledger.exists():
+            self._apply([PlanCluster(None, len(self.plan.nodes), self.plan.pods_per_node,
+                                     str(self.plan.pod_network))])
+        report.network = self._apply(missing)
+        live = components.running()
+        start = [op for op in self.component_ops() if op.token not in live]
+        try:
+            report.components = self._apply(start)
+        finally:
+            components.wait_ready()
+        report.pods = self._attach_pods()
+        return report
+
+    def component_ops(self) -> list[StartComponent]:
+        """One StartComponent per component of every node, etcd before its clients."""
+        cp = str(self.plan.controlplane.address.ip)
+        return [StartComponent(self.plan.netns(n), c.name, self.plan.lab_id, n.name,
+                               str(n.address.ip), cp)
+                for n in self.plan.nodes for c in components_for(n.is_controlplane)]
+
+    def _attach_pods(self) -> list[str]:
+        attached = []
+        present = set(self.snapshot(with_pods=False).netns)
+        for node in self.plan.nodes:
+            for pod in self.plan.pods(node):
+                ns = self.plan.pod_netns(pod)
+                if ns in present and pods.attached(self.kernel, ns):
+                    continue
+                if ns in present and not self.ledger.owns(("netns", ns)):
+                    raise CollisionError(f"namespace {ns} already exists and was not made by "
+                                         "cnilab", hint="remove it, or use another --prefix")
+                ops: list[Op] = [] if ns in present else [AddNetns(None, ns)]
+                ops.append(pods.attach_op(self.plan, node, pod, self.ledger))
+                self._apply(ops)
+                attached.append(pod.name)
+        return attached
+
+    def _check_same_plan(self) -> None:
+        up = recorded_plan(self.ledger, self.plan.prefix)
+        if up is not None and (len(up.nodes), up.pods_per_node, up.pod_network) != (
+                len(self.plan.nodes), self.plan.pods_per_node, self.plan.pod_network):
+            raise ConfigError(f"a cluster with {len(up.nodes)} nodes, {up.pods_per_node} pods "
+                              f"per node and pod network {up.pod_network} is already up",
+                              hint="run `cnilab cluster down` first, or use the same options")
+
+    def _check_free(self, ops: Iterable[Op], snap: Snapshot) -> None:
+        """Refuse, before touching anything, names that exist and are not cnilab's."""
+        for op in ops:
+            for key in op.claims():
+                if key[0] == "netns":
+                    exists, ours = key[1] in snap.netns, False
+                else:
+                    ns = snap.ns(key[1] or None)
+                    link = ns.link(key[2]) if ns else None
+                    exists, ours = link is not None, link is not None and link.alias == TAG
+                if exists and not ours and not self.ledger.owns(key):
+                    raise CollisionError(f"{describe(key)} already exists and was not made by "
+                                         "cnilab", hint="remove it, or use another --prefix")
+            if isinstance(op, AddAddress) and (ns := snap.ns(op.netns)) is not None:
+                holder = ns.has_address(op.cidr)
+                if holder is not None and holder.name != op.dev:
+                    raise CollisionError(f"address {op.cidr} is already on {holder.name} in "
+                                         f"namespace {op.netns}", hint="use another --prefix")
+
+    def _apply(self, ops: Iterable[Op]) -> list[Op]:
+        done = []
+        for op in ops:
+            op = op.prepare(self.kernel)
+            self.ledger.record(op)  # intent first: a crash after this is still torn down
+            try:
+                op.apply(self.kernel)
+            except BaseException:
+                self.ledger.forget_last()
+                raise
+            done.append(op)
+        return done
+
+    # -- down ------------------------------------------------------------------------------------
+
+    def down(self) -> list[Op]:
+        """Remove everything the ledger says the cluster made, nothing else. Idempotent."""
+        ops = self.ledger.ops()
+        undone: list[Op] = []
+        # Processes first: a process inside a namespace keeps it alive after its name is gone.
+        started = [op for op in ops if isinstance(op, StartComponent)]
+        live = components.running()
+        components.stop({op.token: live.get(op.token, []) for op in started})
+        undone += started
+        owned = {op.name for op in ops if isinstance(op, AddNetns)}
+        self.kernel.close()
+        for op in reversed(ops):
+            if isinstance(op, StartComponent) or not op.undoable():
+                continue
+            # Whatever lives inside a namespace the cluster made goes away with that namespace;
+            # pods are detached first so that the CNI plugin frees their addresses.
+            if op.netns not in owned or isinstance(op, pods.AttachPod):
+                op.undo(self.kernel)
+                undone.append(op)
+        self.kernel.close()
+        self.ledger.clear()
+        self.ledger.lock_path.unlink(missing_ok=True)  # leave no file behind
+        return undone
