@@ -1,0 +1,60 @@
+"""Write the plugin executables `cnilab` and `cnilab-ipam` into a CNI bin folder.
+
+Each is a few lines of Python calling cnilab.cni's entry function. Runtimes start a plugin
+for every call, so startup time is latency: the scripts run Python with -S (no site module,
+whose .pth files can import unrelated packages) and put only the folders holding cnilab and
+pyroute2 on sys.path. Neither Typer nor Rich is ever imported on that path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from cnilab.cni.spec import INVALID_CONFIG, CniError
+
+PLUGINS = {"cnilab": "cnilab.cni.plugin", "cnilab-ipam": "cnilab.cni.ipam"}
+
+SCRIPT = '''#!{python} -S
+"""CNI plugin {name!r} (spec 1.0.0, 1.1.0), written by `cnilab cni install`."""
+import sys
+
+sys.path[:0] = {paths!r}
+from {module} import main
+
+sys.exit(main())
+'''
+
+
+def _package_parent(name: str) -> str | None:
+    found = importlib.util.find_spec(name)
+    if found is None or not found.submodule_search_locations:
+        return None
+    return str(Path(next(iter(found.submodule_search_locations))).parent)
+
+
+def script(name: str, python: str | None = None) -> str:
+    """The text of the executable `name` (cnilab or cnilab-ipam)."""
+    python = python or sys.executable
+    if not python or any(c.isspace() for c in python):
+        raise CniError(INVALID_CONFIG, f"cannot write a #! line for the interpreter {python!r}")
+    paths = list(dict.fromkeys(p for p in (_package_parent("cnilab"), _package_parent("pyroute2"))
+                               if p))
+    return SCRIPT.format(python=python, name=name, paths=paths, module=PLUGINS[name])
+
+
+def install(folder: str | os.PathLike[str]) -> list[Path]:
+    """Write both executables into `folder` (made if missing); returns their paths."""
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in PLUGINS:
+        path = target / name
+        tmp = target / f".{name}.tmp"
+        tmp.write_text(script(name), encoding="utf-8")
+        tmp.chmod(0o755)
+        tmp.replace(path)  # atomic: a runtime calling the plugin now never sees half a file
+        written.append(path)
+    return written

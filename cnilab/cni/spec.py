@@ -1,0 +1,339 @@
+"""The CNI protocol (SPEC.md 1.0.0 and 1.1.0): CNI_* environment, config on stdin, results, errors.
+
+Pure data and validation: no kernel, no Typer, no Rich. Plugin executables import this first,
+so it imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, ip_address, ip_interface
+from typing import Any
+
+from cnilab.errors import CnilabError
+
+SUPPORTED_VERSIONS = ("1.0.0", "1.1.0")
+LATEST = SUPPORTED_VERSIONS[-1]
+COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
+NEW_IN_1_1 = ("STATUS", "GC")
+
+# The spec's well-known error codes; 100 and up are this plugin's own.
+INCOMPATIBLE_VERSION = 1
+UNSUPPORTED_FIELD = 2
+UNKNOWN_CONTAINER = 3
+INVALID_ENVIRONMENT = 4
+IO_FAILURE = 5
+DECODE_FAILURE = 6
+INVALID_CONFIG = 7
+TRY_AGAIN_LATER = 11
+NOT_AVAILABLE = 50  # STATUS: the plugin cannot service ADD requests
+LIMITED_CONNECTIVITY = 51  # STATUS: ... and existing containers may have limited connectivity
+KERNEL_REFUSED = 100
+INTERFACE_EXISTS = 101
+CHECK_FAILED = 102
+PLUGIN_NOT_FOUND = 103
+RANGE_EXHAUSTED = 110
+ADDRESS_UNAVAILABLE = 111
+
+# SPEC.md: container IDs and network names; Linux: interface names (IFNAMSIZ 16, NUL included).
+ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+IFNAME_MAX = 15
+
+# What each command requires from the environment (SPEC.md, "Parameters").
+REQUIRED_ENV = {
+    "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
+    "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
+    "DEL": ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"),
+    "VERSION": (),
+    "STATUS": ("CNI_PATH",),
+    "GC": ("CNI_PATH",),
+}
+
+
+class CniError(CnilabError):
+    """A failure as the spec's error object: a code, a message, optional details."""
+
+    exit_code = 1
+
+    def __init__(self, code: int, msg: str, details: str = "") -> None:
+        super().__init__(msg, hint=details or None)
+        self.code, self.msg, self.details = code, msg, details
+
+    def to_dict(self, cni_version: str = LATEST) -> dict[str, Any]:
+        """The error object written on stdout."""
+        out: dict[str, Any] = {"cniVersion": cni_version, "code": self.code, "msg": self.msg}
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CniError:
+        """Rebuild an error a delegated plugin printed."""
+        return cls(int(data.get("code", KERNEL_REFUSED)), str(data.get("msg", "unknown error")),
+                   str(data.get("details", "")))
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The CNI_* variables of one call, checked."""
+
+    command: str
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    args: dict[str, str] = field(default_factory=dict)
+    path: tuple[str, ...] = ()
+
+
+def check_ifname(name: str, what: str = "CNI_IFNAME") -> str | None:
+    """Why `name` cannot be a Linux interface name, or None when it can."""
+    if not name or name in (".", ".."):
+        return f"{what} is empty or '.'/'..'"
+    if len(name.encode()) > IFNAME_MAX:
+        return f"{what} {name!r} is longer than {IFNAME_MAX} bytes"
+    if any(c in name for c in "/: \t\n"):
+        return f"{what} {name!r} contains '/', ':' or whitespace"
+    return None
+
+
+def parse_cni_args(text: str) -> dict[str, str]:
+    """CNI_ARGS 'K1=V1;K2=V2' as a dict; ValueError on a part that is not K=V."""
+    out: dict[str, str] = {}
+    for part in filter(None, text.split(";")):
+        key, eq, value = part.partition("=")
+        if not eq or not key:
+            raise ValueError(part)
+        out[key] = value
+    return out
+
+
+def read_environment(environ: Mapping[str, str]) -> Environment:
+    """Check the CNI_* variables for the command they name; CniError 4 names every bad one."""
+    command = environ.get("CNI_COMMAND", "")
+    if command not in COMMANDS:
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_COMMAND {command!r} is not one of "
+                       f"{', '.join(COMMANDS)}" if command else "CNI_COMMAND is not set")
+    missing = [v for v in REQUIRED_ENV[command] if not environ.get(v)]
+    if missing:
+        raise CniError(INVALID_ENVIRONMENT, f"{command} needs {', '.join(missing)}, "
+                       f"which {'is' if len(missing) == 1 else 'are'} not set")
+    bad = []
+    cid = environ.get("CNI_CONTAINERID", "")
+    if cid and not ID_RE.match(cid):
+        bad.append(f"CNI_CONTAINERID {cid!r} has characters other than letters, digits, _ . -")
+    ifname = environ.get("CNI_IFNAME", "")
+    if ifname and (why := check_ifname(ifname)):
+        bad.append(why)
+    netns = environ.get("CNI_NETNS", "")
+    if netns and not netns.startswith("/"):
+        bad.append(f"CNI_NETNS {netns!r} is not an absolute path")
+    try:
+        args = parse_cni_args(environ.get("CNI_ARGS", ""))
+    except ValueError as e:
+        bad.append(f"CNI_ARGS part {e.args[0]!r} is not KEY=VALUE")
+        args = {}
+    if bad:
+        raise CniError(INVALID_ENVIRONMENT, "; ".join(bad))
+    path = tuple(p for p in environ.get("CNI_PATH", "").split(":") if p)
+    return Environment(command, cid, netns, ifname, args, path)
+
+
+def parse_config(text: str | bytes, command: str = "ADD") -> dict[str, Any]:
+    """The network configuration from stdin: decoded (6), versioned (1) and named (7)."""
+    try:
+        conf = json.loads(text or b"{}" if command == "VERSION" else text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CniError(DECODE_FAILURE, f"the network configuration on stdin is not JSON: {e}"
+                       ) from None
+    if not isinstance(conf, dict):
+        raise CniError(DECODE_FAILURE, "the network configuration on stdin is not a JSON object")
+    return conf if command == "VERSION" else check_config(conf, command)
+
+
+def check_config(conf: dict[str, Any], command: str = "ADD") -> dict[str, Any]:
+    """A decoded network configuration, checked: version (1), name and type (7), prevResult."""
+    version = conf.get("cniVersion")
+    if not isinstance(version, str) or not version:
+        raise CniError(INVALID_CONFIG, "the network configuration has no cniVersion")
+    if version not in SUPPORTED_VERSIONS:
+        raise CniError(INCOMPATIBLE_VERSION, f"cniVersion {version} is not supported",
+                       f"supported: {', '.join(SUPPORTED_VERSIONS)}")
+    if command in NEW_IN_1_1 and version == "1.0.0":
+        raise CniError(INCOMPATIBLE_VERSION, f"{command} needs cniVersion 1.1.0, "
+                       "the configuration says 1.0.0")
+    name = conf.get("name")
+    if not isinstance(name, str) or not ID_RE.match(name):
+        raise CniError(INVALID_CONFIG, f"network name {name!r} is missing or not made of "
+                       "letters, digits, _ . -")
+    if not isinstance(conf.get("type"), str) or not conf["type"]:
+        raise CniError(INVALID_CONFIG, "the network configuration has no plugin type")
+    if "prevResult" in conf and not isinstance(conf["prevResult"], dict):
+        raise CniError(DECODE_FAILURE, "prevResult is not a JSON object")
+    return conf
+
+
+def valid_attachments(conf: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """GC's (containerID, ifname) pairs still in use (1.1.0 key, or the older draft's)."""
+    raw = conf.get("cni.dev/valid-attachments", conf.get("cni.dev/attachments"))
+    if raw is None:
+        raise CniError(INVALID_CONFIG, "GC needs cni.dev/valid-attachments")
+    if not isinstance(raw, list) or not all(isinstance(a, dict) for a in raw):
+        raise CniError(DECODE_FAILURE, "cni.dev/valid-attachments is not a list of objects")
+    return {(str(a.get("containerID", "")), str(a.get("ifname", ""))) for a in raw}
+
+
+def version_result(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """VERSION's answer: the versions this plugin speaks."""
+    version = conf.get("cniVersion") if conf.get("cniVersion") in SUPPORTED_VERSIONS else LATEST
+    return {"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)}
+
+
+# -- results -------------------------------------------------------------------------------------
+
+_FIELDS = {
+    "1.0.0": {
+        "top": {"cniVersion", "interfaces", "ips", "routes", "dns"},
+        "interface": {"name", "mac", "sandbox"},
+        "ip": {"address", "gateway", "interface"},
+        "route": {"dst", "gw"},
+    },
+}
+_FIELDS["1.1.0"] = {
+    **_FIELDS["1.0.0"],
+    "interface": _FIELDS["1.0.0"]["interface"] | {"mtu", "socketPath", "pciID"},
+    "route": _FIELDS["1.0.0"]["route"] | {"mtu", "advmss", "priority", "table", "scope"},
+}
+_DNS = {"nameservers", "domain", "search", "options"}
+
+
+def _is_ip(value: Any, cidr: bool = False) -> bool:
+    try:
+        (ip_interface if cidr else ip_address)(value)
+    except ValueError:
+        return False
+    return isinstance(value, str) and (not cidr or "/" in value)
+
+
+def validate_result(result: Any, version: str) -> list[str]:
+    """Every way `result` breaks the spec's result format for `version` (empty: valid)."""
+    if version not in _FIELDS:
+        return [f"unknown version {version}"]
+    f = _FIELDS[version]
+    if not isinstance(result, dict):
+        return ["the result is not a JSON object"]
+    problems = [f"unknown field {k!r}" for k in result if k not in f["top"]]
+    if result.get("cniVersion") != version:
+        problems.append(f"cniVersion is {result.get('cniVersion')!r}, not {version!r}")
+    ifaces = result.get("interfaces", [])
+    if not isinstance(ifaces, list):
+        problems.append("interfaces is not a list")
+        ifaces = []
+    for i, iface in enumerate(ifaces):
+        where = f"interfaces[{i}]"
+        if not isinstance(iface, dict) or not isinstance(iface.get("name"), str):
+            problems.append(f"{where} has no name")
+            continue
+        problems += [f"{where}: unknown field {k!r}" for k in iface if k not in f["interface"]]
+        if "mac" in iface and not re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", iface["mac"]):
+            problems.append(f"{where}.mac {iface['mac']!r} is not a MAC address")
+        if "sandbox" in iface and not isinstance(iface["sandbox"], str):
+            problems.append(f"{where}.sandbox is not a string")
+        if "mtu" in iface and not isinstance(iface["mtu"], int):
+            problems.append(f"{where}.mtu is not an integer")
+    for i, ipc in enumerate(result.get("ips", [])):
+        where = f"ips[{i}]"
+        if not isinstance(ipc, dict) or not _is_ip(ipc.get("address"), cidr=True):
+            problems.append(f"{where}.address is missing or not an address/prefix")
+            continue
+        problems += [f"{where}: unknown field {k!r}" for k in ipc if k not in f["ip"]]
+        if "gateway" in ipc and not _is_ip(ipc["gateway"]):
+            problems.append(f"{where}.gateway is not an IP address")
+        if "interface" in ipc and not (isinstance(ipc["interface"], int)
+                                       and 0 <= ipc["interface"] < len(ifaces)):
+            problems.append(f"{where}.interface is not an index into interfaces")
+    for i, route in enumerate(result.get("routes", [])):
+        where = f"routes[{i}]"
+        if not isinstance(route, dict) or not _is_ip(route.get("dst"), cidr=True):
+            problems.append(f"{where}.dst is missing or not an address/prefix")
+            continue
+        problems += [f"{where}: unknown field {k!r}" for k in route if k not in f["route"]]
+        if "gw" in route and not _is_ip(route["gw"]):
+            problems.append(f"{where}.gw is not an IP address")
+    dns = result.get("dns", {})
+    if not isinstance(dns, dict):
+        problems.append("dns is not an object")
+    else:
+        problems += [f"dns: unknown field {k!r}" for k in dns if k not in _DNS]
+    return problems
+
+
+def convert_result(result: Mapping[str, Any], version: str) -> dict[str, Any]:
+    """The same result in `version`'s format (1.0.0 drops the fields 1.1.0 added)."""
+    f = _FIELDS[version]
+    out: dict[str, Any] = {"cniVersion": version}
+    for key in ("interfaces", "ips", "routes"):
+        kind = {"interfaces": "interface", "ips": "ip", "routes": "route"}[key]
+        if key in result:
+            out[key] = [{k: v for k, v in item.items() if k in f[kind]} for item in result[key]]
+    out["dns"] = dict(result.get("dns") or {})
+    return out
+
+
+def gateway_of(result: Mapping[str, Any], address: IPv4Interface) -> IPv4Address | None:
+    """The gateway an IPAM result gives for one of its addresses."""
+    for ipc in result.get("ips", []):
+        if ipc.get("address") == str(address) and ipc.get("gateway"):
+            return IPv4Address(ipc["gateway"])
+    return None
+
+
+# -- running as an executable ----------------------------------------------------------------------
+
+Handler = Callable[[Environment, dict[str, Any]], dict[str, Any] | None]
+
+
+def run(handler: Handler, environ: Mapping[str, str], stdin: bytes) -> tuple[str, int]:
+    """Run one CNI call: stdout text and exit code; every failure becomes an error object."""
+    version = LATEST
+    try:
+        env = read_environment(environ)
+        conf = parse_config(stdin, env.command)
+        version = conf.get("cniVersion") if conf.get("cniVersion") in SUPPORTED_VERSIONS \
+            else LATEST
+        if env.command == "VERSION":
+            return json.dumps(version_result(conf)), 0
+        answer = handler(env, conf)
+        return ("" if answer is None else json.dumps(answer, indent=4)), 0
+    except CniError as e:
+        return json.dumps(e.to_dict(version), indent=4), 1
+    except OSError as e:  # files (the IPAM store) or a plugin that could not be run
+        err = CniError(IO_FAILURE, f"I/O failure: {e}")
+        return json.dumps(err.to_dict(version), indent=4), 1
+    except CnilabError as e:  # e.g. the kernel refused an operation
+        err = CniError(KERNEL_REFUSED, e.message, e.hint or "")
+        return json.dumps(err.to_dict(version), indent=4), 1
+    except Exception as e:  # a bug: still answer with an error object, keep the stack on stderr
+        traceback.print_exc(file=sys.stderr)
+        return json.dumps(CniError(KERNEL_REFUSED, f"internal error: {e!r}").to_dict(version)), 1
+
+
+def main(handler: Handler) -> int:
+    """Entry point of a plugin executable: environment and stdin in, JSON on stdout."""
+    import os
+
+    # Runtimes may call plugins with a bare environment; iptables and friends live in sbin.
+    os.environ.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    try:
+        stdin = sys.stdin.buffer.read()
+    except OSError as e:
+        print(json.dumps(CniError(IO_FAILURE, f"cannot read stdin: {e}").to_dict()))
+        return 1
+    text, code = run(handler, os.environ, stdin)
+    if text:
+        sys.stdout.write(text + "\n")
+    return code
