@@ -96,7 +96,8 @@ class Cluster:
         snap = self.snapshot(with_pods=False)
         report = UpReport()
         missing = [op for op in network_ops(self.plan) if not op.satisfied(snap)]
-        self._check_free(missing, snap)
+        pod_netns = [AddNetns(None, self.plan.pod_netns(p)) for p in self.plan.all_pods()]
+        self._check_free(missing + pod_netns, snap)  # before anything is touched
         if any(isinstance(op, AddRule) for op in missing):
             self.kernel.require_iptables()
         if not self.ledger.exists():
@@ -120,18 +121,22 @@ class Cluster:
                 for n in self.plan.nodes for c in components_for(n.is_controlplane)]
 
     def _attach_pods(self) -> list[str]:
+        if not self.plan.pods_per_node:
+            return []
+        snap = self.snapshot()
+        store = pods.IpamStore(None, pods.store_dir(self.ledger))
+        if not store.satisfied(snap):
+            self._apply([store])
         attached = []
-        present = set(self.snapshot(with_pods=False).netns)
         for node in self.plan.nodes:
             for pod in self.plan.pods(node):
-                ns = self.plan.pod_netns(pod)
-                if ns in present and pods.attached(self.kernel, ns):
+                attach = pods.attach_op(self.plan, node, pod, self.ledger)
+                if attach.satisfied(snap):
                     continue
-                if ns in present and not self.ledger.owns(("netns", ns)):
-                    raise CollisionError(f"namespace {ns} already exists and was not made by "
-                                         "cnilab", hint="remove it, or use another --prefix")
-                ops: list[Op] = [] if ns in present else [AddNetns(None, ns)]
-                ops.append(pods.attach_op(self.plan, node, pod, self.ledger))
+                ns = self.plan.pod_netns(pod)
+                ops: list[Op] = [attach]
+                if ns not in snap.netns:
+                    ops.insert(0, AddNetns(None, ns))
                 self._apply(ops)
                 attached.append(pod.name)
         return attached

@@ -7,6 +7,7 @@ Each node has its own IPAM store (host-local keeps one per host), under the clus
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +23,15 @@ CNI_VERSION = "1.0.0"
 NETWORK = "cbr0"  # the network name flannel's bridge config uses on kubeadm nodes
 
 
-def network_config(plan: ClusterPlan, node: Node, data_dir: str) -> dict[str, Any]:
+def network_config(node: Node, data_dir: str) -> dict[str, Any]:
     """The CNI network config a node's runtime would pass: bridge cni0, host-local style IPAM."""
     return {
         "cniVersion": CNI_VERSION,
         "name": NETWORK,
-        "type": "cnilab-cni",
+        "type": "cnilab",
         "bridge": POD_BRIDGE,
         "isGateway": True,
-        "ipMasq": False,  # the node masquerades for the whole pod CIDR (steps.node_ops)
+        "ipMasq": False,  # the node masquerades for its whole pod CIDR (steps.node_ops)
         "ipam": {
             "type": "cnilab-ipam",
             "ranges": [[{"subnet": str(node.pod_cidr),
@@ -41,40 +42,49 @@ def network_config(plan: ClusterPlan, node: Node, data_dir: str) -> dict[str, An
     }
 
 
-def ipam_dir(ledger: Ledger, node: str) -> str:
-    """Where a node's IPAM store lives: beside the cluster's ledger."""
-    return str(ledger.path.with_suffix("") ) + f"-ipam/{node}"
+def store_dir(ledger: Ledger) -> str:
+    """Where the nodes' IPAM stores live: beside the cluster's ledger, one folder per node."""
+    return str(ledger.path.with_suffix("")) + "-ipam"
+
+
+@dataclass(frozen=True)
+class IpamStore(Op):
+    """The folder holding every node's IPAM store (undo: removed with what is left in it)."""
+
+    path: str = ""
+
+    def apply(self, kernel: Kernel) -> None:
+        Path(self.path).mkdir(parents=True, exist_ok=True)
+
+    def undo(self, kernel: Kernel) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        return Path(self.path).is_dir()
+
+    def argv(self) -> list[str]:
+        return ["mkdir", "-p", self.path]
 
 
 @dataclass(frozen=True)
 class AttachPod(Op):
-    """CNI ADD of a pod's namespace to its node's cni0 (undo: CNI DEL, then the store goes)."""
+    """CNI ADD of a pod's namespace (netns) to its node's cni0; undo is CNI DEL."""
 
     node_netns: str = ""
     pod: str = ""
-    config: str = ""  # the network config, as JSON (the ledger keeps plain data)
-
-    def _conf(self) -> dict[str, Any]:
-        import json
-
-        return dict(json.loads(self.config))
+    config: str = ""  # the network config as JSON: the ledger keeps plain data
 
     def apply(self, kernel: Kernel) -> None:
         from cnilab.cni import plugin
 
-        Path(self._conf()["ipam"]["dataDir"]).mkdir(parents=True, exist_ok=True)
-        plugin.add(self._conf(), self.pod, netns_path(self.netns or ""), POD_IF, kernel,
-                   host_netns=self.node_netns)
+        plugin.add(json.loads(self.config), self.pod, self.netns or "", POD_IF,
+                   node=self.node_netns, kernel=kernel)  # type: ignore[arg-type]
 
     def undo(self, kernel: Kernel) -> None:
         from cnilab.cni import plugin
 
-        plugin.delete(self._conf(), self.pod, netns_path(self.netns or ""), POD_IF, kernel,
-                      host_netns=self.node_netns)
-        store = Path(self._conf()["ipam"]["dataDir"])
-        if store.is_dir() and not any(p.name[0].isdigit() for p in store.rglob("*")):
-            shutil.rmtree(store.parent if store.parent.name.endswith("-ipam") else store,
-                          ignore_errors=True)
+        plugin.delete(json.loads(self.config), self.pod, self.netns or "", POD_IF,
+                      node=self.node_netns, kernel=kernel)  # type: ignore[arg-type]
 
     def satisfied(self, snap: Snapshot) -> bool:
         ns = snap.ns(self.netns)
@@ -82,20 +92,15 @@ class AttachPod(Op):
         return link is not None and bool(link.addresses)
 
     def argv(self) -> list[str]:
-        return ["cnilab-cni", "ADD", self.pod]
+        return ["cnilab", "ADD", self.pod, netns_path(self.netns or ""), POD_IF]
+
+    def command(self, here: str | None) -> str:
+        path = netns_path(self.netns or "")
+        return (f"CNI_COMMAND=ADD CNI_CONTAINERID={self.pod} CNI_NETNS={path} "
+                f"CNI_IFNAME={POD_IF} CNI_PATH=/opt/cni/bin cnilab < {NETWORK}.conf")
 
 
 def attach_op(plan: ClusterPlan, node: Node, pod: Pod, ledger: Ledger) -> AttachPod:
     """The CNI ADD that attaches `pod` on `node`."""
-    import json
-
-    conf = network_config(plan, node, ipam_dir(ledger, node.name))
+    conf = network_config(node, f"{store_dir(ledger)}/{node.name}")
     return AttachPod(plan.pod_netns(pod), plan.netns(node), pod.name, json.dumps(conf))
-
-
-def attached(kernel: Any, netns: str) -> bool:
-    """Whether the pod's namespace already has its eth0 with an address."""
-    snap = kernel.observe([netns])
-    ns = snap.ns(netns)
-    link = ns.link(POD_IF) if ns else None
-    return link is not None and bool(link.addresses)

@@ -1,0 +1,167 @@
+"""The lab's questions, with expected answers read from the kernel at the moment of asking.
+
+Question text, hints and explanations live in lessons/cluster/{en,ko}.toml; this module only knows
+how to find each answer in the observed status (cluster/status.py) and how to compare answers.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from cnilab.errors import ConfigError
+from cnilab.lessons import check_lang, lessons_dir
+
+LESSON = "cluster"
+NONE = "none"  # the expected answer when the kernel holds nothing to answer with
+
+Status = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question as asked now: its text, hint, explanation and the kernel's answer."""
+
+    id: str
+    text: str
+    hint: str
+    explanation: str
+    expected: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Graded:
+    """A student's answer to one question and whether it matches the kernel."""
+
+    question: Question
+    answer: str | None
+    correct: bool
+
+
+def _node(status: Status, name: str) -> Mapping[str, Any] | None:
+    return next((n for n in status["nodes"] if n["name"] == name), None)
+
+
+def _field(node: str, key: str) -> Callable[[Status], Any]:
+    return lambda s: (_node(s, node) or {}).get(key)
+
+
+def _pod_bridge_state(s: Status) -> str | None:
+    cp = _node(s, "controlplane") or {}
+    bridge = next((b for b in cp.get("bridges", []) if b["name"] == cp.get("pod_bridge")), None)
+    return None if bridge is None else ("UP" if bridge["up"] else "DOWN")
+
+
+def _default_gateway(s: Status) -> str | None:
+    routes = (_node(s, "controlplane") or {}).get("routes", [])
+    return next((r["via"] for r in routes if r["dst"] == "default"), None)
+
+
+def _listening_port(process: str) -> Callable[[Status], int | None]:
+    def read(s: Status) -> int | None:
+        ports = (_node(s, "controlplane") or {}).get("ports", [])
+        return next((p["port"] for p in ports if p["process"] == process), None)
+    return read
+
+
+def _busiest_etcd_port(s: Status) -> int | None:
+    counts: dict[int, int] = {}
+    for p in (_node(s, "controlplane") or {}).get("ports", []):
+        if p["process"] == "etcd":
+            counts[p["port"]] = counts.get(p["port"], 0) + p["established"]
+    if not counts:
+        return None
+    return max(counts, key=lambda port: counts[port])
+
+
+def _route_to_node01_pods(s: Status) -> str | None:
+    cidr = (_node(s, "node01") or {}).get("pod_cidr")
+    routes = (_node(s, "controlplane") or {}).get("routes", [])
+    return next((r["via"] for r in routes if cidr and r["dst"] == cidr), None)
+
+
+# id -> (how to read the answer from the status, how answers compare, needs node01)
+ANSWERS: dict[str, tuple[Callable[[Status], Any], str, bool]] = {
+    "nodes": (lambda s: len(s["lan"]["ports"]), "number", False),
+    "controlplane_ip": (_field("controlplane", "ip"), "ip", False),
+    "controlplane_interface": (_field("controlplane", "interface"), "name", False),
+    "controlplane_mac": (_field("controlplane", "mac"), "mac", False),
+    "node01_ip": (_field("node01", "ip"), "ip", True),
+    "node01_mac": (_field("node01", "mac"), "mac", True),
+    "runtime_bridge": (_field("controlplane", "pod_bridge"), "name", False),
+    "bridge_state": (_pod_bridge_state, "name", False),
+    "default_gateway": (_default_gateway, "ip", False),
+    "scheduler_port": (_listening_port("kube-scheduler"), "number", False),
+    "etcd_port": (_busiest_etcd_port, "number", False),
+    "node01_pods_route": (_route_to_node01_pods, "ip", True),
+}
+
+
+@cache
+def lesson_text(lang: str) -> dict[str, Any]:
+    """The quiz's text in one language (questions, hints, explanations, labels)."""
+    path = lessons_dir() / LESSON / f"{check_lang(lang)}.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"no {LESSON} lesson in {lang}") from e
+
+
+def questions(status: Status, lang: str, names: Mapping[str, str]) -> list[Question]:
+    """The questions for this cluster, each with the answer the kernel gives now.
+
+    names fills the text's placeholders: {exec} (the exec command), {lan}, {bridge}, {cidr}.
+    """
+    text = lesson_text(lang)
+    has_node01 = _node(status, "node01") is not None
+    fill = {**names, "bridge": (_node(status, "controlplane") or {}).get("pod_bridge") or "cni0",
+            "cidr": (_node(status, "node01") or {}).get("pod_cidr") or "?"}
+    asked = []
+    for q in text["questions"]:
+        read, kind, needs_node01 = ANSWERS[q["id"]]
+        if needs_node01 and not has_node01:
+            continue
+        value = read(status)
+        asked.append(Question(q["id"], q["question"].format(**fill), q["hint"].format(**fill),
+                              q["explanation"].format(**fill),
+                              NONE if value is None else str(value), kind))
+    return asked
+
+
+def normalize(answer: str, kind: str) -> str:
+    """An answer in a comparable form: case, spaces, MAC separators, an address's /prefix."""
+    value = answer.strip().lower()
+    if kind == "mac":
+        value = value.replace("-", ":")
+    elif kind == "ip":
+        value = value.split("/")[0]
+    elif kind == "number":
+        value = value.lstrip("0") or "0"
+    return value
+
+
+def grade(question: Question, answer: str | None) -> Graded:
+    """Compare one answer with the kernel's."""
+    if answer is None or not answer.strip():
+        return Graded(question, None, False)
+    ok = normalize(answer, question.kind) == normalize(question.expected, question.kind)
+    return Graded(question, answer.strip(), ok)
+
+
+def parse_answer_options(options: list[str], asked: list[Question]) -> dict[str, str]:
+    """--answer ID=VALUE options as a dict, refusing unknown ids."""
+    known = {q.id for q in asked}
+    parsed = {}
+    for opt in options:
+        qid, sep, value = opt.partition("=")
+        if not sep:
+            raise ConfigError(f"--answer {opt!r} is not ID=VALUE", hint="e.g. --answer nodes=2")
+        if qid not in known:
+            raise ConfigError(f"there is no question {qid!r}",
+                              hint="questions: " + ", ".join(q.id for q in asked))
+        parsed[qid] = value
+    return parsed
