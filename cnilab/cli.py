@@ -413,10 +413,10 @@ def shell(
             if not os.path.exists(netns_path(target)):
                 raise CnilabError(f"namespace {target} does not exist yet",
                                   hint="run `cnilab step 1` (or `cnilab run-all`) first")
-            if shutil.which("ip") is None:
-                raise CnilabError("the `ip` command is not installed",
-                                  hint="sudo apt-get install iproute2")
-            argv = ["ip", "netns", "exec", target, user_shell]
+            # nsenter enters only the network namespace. `ip netns exec` would also give the
+            # shell a private mount namespace, where an `ip netns add` typed by the student
+            # would stay invisible to everyone else.
+            argv = ["nsenter", f"--net={netns_path(target)}", "--", user_shell]
             out_print(f"Entering {target} (exit to leave).")
         os.environ["PS1"] = f"(cnilab:{where}) \\w# "
         os.environ["CNILAB_NETNS"] = target or ""

@@ -194,7 +194,7 @@ def test_in_place_mode_uses_the_namespace_it_runs_in_and_restores_ip_forward(
         cnilab: Cnilab) -> None:
     node = cnilab.prefix + "node"  # plays the lecture's machine; made here, not by cnilab
     subprocess.run(["ip", "netns", "add", node], check=True)
-    inside = ("ip", "netns", "exec", node)
+    inside = ("nsenter", f"--net=/run/netns/{node}")  # keeps the mount namespace: see shell
     summary = json.loads(cnilab.run("--in-place", "run-all", "--yes", "--json",
                                     wrap=inside).stdout)
     assert summary["ok"] and len(summary["steps"]) == 8
@@ -218,7 +218,7 @@ def test_mixing_modes_on_one_lab_is_refused(cnilab: Cnilab) -> None:
     assert cnilab.run("step", "1").returncode == 0
     node = cnilab.prefix + "node"
     subprocess.run(["ip", "netns", "add", node], check=True)
-    done = cnilab.run("--in-place", "step", "2", wrap=("ip", "netns", "exec", node))
+    done = cnilab.run("--in-place", "step", "2", wrap=("nsenter", f"--net=/run/netns/{node}"))
     assert done.returncode == 2 and "already up in isolated mode" in done.stderr
 
 
