@@ -36,6 +36,11 @@ MAX_NODES = 200
 MAX_PODS_PER_NODE = 250  # a /24 has 253 hosts once the network, broadcast and cni0 are taken
 
 
+def lab_id(prefix: str) -> str:
+    """The name of the cluster's ledger and lock (apart from the eight-step lab's)."""
+    return f"{prefix}cluster"
+
+
 def docker_mac(address: IPv4Address) -> str:
     """The MAC Docker derives from an IPv4 address: 02:42 then the four address bytes."""
     return "02:42:" + ":".join(f"{b:02x}" for b in address.packed)
@@ -90,8 +95,8 @@ class ClusterPlan:
 
     @property
     def lab_id(self) -> str:
-        """The name of the cluster's ledger and lock (apart from the eight-step lab's)."""
-        return f"{self.prefix}cluster"
+        """The name of the cluster's ledger and lock."""
+        return lab_id(self.prefix)
 
     @property
     def lan_netns(self) -> str:
