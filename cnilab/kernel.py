@@ -168,8 +168,14 @@ class Kernel:
             raise KernelError(f"the kernel refused to {what}: {os.strerror(e.code)}") from e
 
     def _index(self, netns: str | None, name: str) -> int | None:
-        found = self._ipr(netns).link_lookup(ifname=name)
-        return found[0] if found else None
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:  # one RTM_GETLINK by name; link_lookup() would dump every link
+            return self._ipr(netns).link("get", ifname=name)[0]["index"]
+        except NetlinkError as e:
+            if e.code in GONE:
+                return None
+            raise KernelError(f"cannot look up {name}: {os.strerror(e.code)}") from e
 
     def _need_index(self, netns: str | None, name: str) -> int:
         index = self._index(netns, name)
