@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import Cnilab  # noqa: E402
+from helpers import Cnilab
 
 
 @pytest.fixture
