@@ -1,0 +1,136 @@
+"""The quiz against a recorded status, lesson text in both languages, /proc/net/tcp parsing.
+
+recorded/cluster_status.json is real: `cnilab cluster --prefix rec- up --pods-per-node 1` then
+`cnilab cluster --prefix rec- status --json`, with the prefix removed (Linux 6.18).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import string
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cnilab.cluster import quiz
+from cnilab.cluster.quiz import ANSWERS, grade, parse_answer_options, questions
+from cnilab.cluster.sockets import ESTABLISHED, LISTEN, parse_proc_tcp
+from cnilab.errors import ConfigError
+
+RECORDED = Path(__file__).parent / "recorded" / "cluster_status.json"
+NAMES = {"exec": "cnilab cluster exec", "lan": "cnilab-lan"}
+
+
+@pytest.fixture
+def status() -> dict[str, Any]:
+    return json.loads(RECORDED.read_text(encoding="utf-8"))
+
+
+def _expected(status: dict[str, Any], lang: str = "en") -> dict[str, str]:
+    return {q.id: q.expected for q in questions(status, lang, NAMES)}
+
+
+def test_answers_are_read_from_the_recorded_kernel_state(status: dict[str, Any]) -> None:
+    assert _expected(status) == {
+        "nodes": "2", "controlplane_ip": "172.17.0.24", "controlplane_interface": "ens3",
+        "controlplane_mac": "02:42:ac:11:00:18", "node01_ip": "172.17.0.40",
+        "node01_mac": "02:42:ac:11:00:28", "runtime_bridge": "cni0", "bridge_state": "UP",
+        "default_gateway": "172.17.0.1", "scheduler_port": "10259", "etcd_port": "2379",
+        "node01_pods_route": "172.17.0.40"}
+
+
+def test_answers_follow_the_state_not_constants(status: dict[str, Any]) -> None:
+    changed = copy.deepcopy(status)
+    node01 = changed["nodes"][1]
+    node01["ip"], node01["mac"] = "172.17.0.99", "02:42:ac:11:00:63"
+    cp = changed["nodes"][0]
+    cp["routes"] = [r if r["dst"] != "10.244.1.0/24" else {**r, "via": "172.17.0.99"}
+                    for r in cp["routes"]]
+    cp["bridges"] = [{**b, "up": False} if b["name"] == "cni0" else b for b in cp["bridges"]]
+    for p in cp["ports"]:
+        if p["process"] == "etcd":
+            p["established"] = 7 if p["port"] == 2380 else 0
+    cp["routes"] = [r for r in cp["routes"] if r["dst"] != "default"]
+    got = _expected(changed)
+    assert (got["node01_ip"], got["node01_mac"]) == ("172.17.0.99", "02:42:ac:11:00:63")
+    assert (got["node01_pods_route"], got["bridge_state"]) == ("172.17.0.99", "DOWN")
+    assert (got["etcd_port"], got["default_gateway"]) == ("2380", quiz.NONE)
+
+
+def test_one_node_cluster_skips_the_node01_questions(status: dict[str, Any]) -> None:
+    status["nodes"] = status["nodes"][:1]
+    status["lan"]["ports"] = ["controlplane"]
+    got = _expected(status)
+    assert "node01_ip" not in got and "node01_pods_route" not in got
+    assert got["nodes"] == "1"
+
+
+@pytest.mark.parametrize(("qid", "answer", "ok"), [
+    ("controlplane_mac", "02-42-AC-11-00-18", True),
+    ("controlplane_mac", "02:42:ac:11:00:19", False),
+    ("node01_ip", " 172.17.0.40/16 ", True),
+    ("node01_ip", "172.17.0.4", False),
+    ("bridge_state", "up", True),
+    ("bridge_state", "down", False),
+    ("etcd_port", "2380", False),
+    ("nodes", "02", True),
+    ("nodes", "3", False),
+    ("runtime_bridge", "CNI0", True),
+    ("runtime_bridge", "docker0", False),
+])
+def test_grading_normalises_but_is_not_lenient(status: dict[str, Any], qid: str, answer: str,
+                                               ok: bool) -> None:
+    q = next(q for q in questions(status, "en", NAMES) if q.id == qid)
+    assert grade(q, answer).correct is ok
+
+
+def test_empty_answer_is_skipped_not_right(status: dict[str, Any]) -> None:
+    q = questions(status, "en", NAMES)[0]
+    g = grade(q, "  ")
+    assert (g.correct, g.answer) == (False, None)
+
+
+def test_answer_options_refuse_unknown_ids_and_bad_shape(status: dict[str, Any]) -> None:
+    asked = questions(status, "en", NAMES)
+    assert parse_answer_options(["nodes=2", "etcd_port=2379"], asked) == {
+        "nodes": "2", "etcd_port": "2379"}
+    with pytest.raises(ConfigError, match="no question 'bogus'"):
+        parse_answer_options(["bogus=1"], asked)
+    with pytest.raises(ConfigError, match="not ID=VALUE"):
+        parse_answer_options(["nodes"], asked)
+
+
+def test_both_languages_ask_the_same_questions_with_hints(status: dict[str, Any]) -> None:
+    en, ko = quiz.lesson_text("en"), quiz.lesson_text("ko")
+    assert [q["id"] for q in en["questions"]] == [q["id"] for q in ko["questions"]]
+    assert {q["id"] for q in en["questions"]} == set(ANSWERS)
+    assert set(en["ui"]) == set(ko["ui"])
+    for lang in ("en", "ko"):
+        for q in questions(status, lang, NAMES):
+            assert q.text and q.hint and q.explanation
+            assert "{" not in q.text + q.hint + q.explanation  # every placeholder filled
+    fields = {f for q in en["questions"] for t in q.values()
+              for _, f, _, _ in string.Formatter().parse(t) if f}
+    assert fields <= {"exec", "lan", "bridge", "cidr"}
+
+
+def test_hints_name_a_command(status: dict[str, Any]) -> None:
+    for q in questions(status, "en", NAMES):
+        assert "`" in q.hint, q.id
+
+
+TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:094B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1
+   1: 0100007F:094B 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4243 1
+"""
+
+
+def test_proc_net_tcp_is_parsed_like_ss() -> None:
+    listen, conn = parse_proc_tcp(TCP)
+    assert (listen.local, listen.local_port, listen.state, listen.inode) == (
+        "127.0.0.1", 2379, LISTEN, 4242)
+    assert (conn.remote, conn.remote_port, conn.state) == ("127.0.0.1", 50000, ESTABLISHED)
+    assert listen.listening and conn.established
