@@ -1,0 +1,193 @@
+"""The CNI protocol without a kernel: environment, config, results, errors, and cnilab-ipam's
+file store (IPAM touches only files, so it runs here, in a temporary folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cnilab.cni import ipam, spec
+from cnilab.cni.install import install, script
+from cnilab.cni.spec import CniError
+
+ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc", "CNI_NETNS": "/run/netns/x",
+       "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin"}
+
+
+def code_of(fn: Any, *args: Any) -> int:
+    with pytest.raises(CniError) as info:
+        fn(*args)
+    return info.value.code
+
+
+def test_environment_is_read_and_checked() -> None:
+    env = spec.read_environment({**ENV, "CNI_ARGS": "IgnoreUnknown=1;IP=10.0.0.5"})
+    assert env.args == {"IgnoreUnknown": "1", "IP": "10.0.0.5"}
+    assert env.path == ("/opt/cni/bin",)
+    for bad in ({"CNI_COMMAND": "MAKE"}, {"CNI_IFNAME": ""}, {"CNI_CONTAINERID": "-x"},
+                {"CNI_NETNS": "relative"}, {"CNI_ARGS": "x"}, {"CNI_IFNAME": "a/b"}):
+        assert code_of(spec.read_environment, {**ENV, **bad}) == spec.INVALID_ENVIRONMENT
+    with pytest.raises(CniError) as info:
+        spec.read_environment({"CNI_COMMAND": "ADD"})
+    assert all(v in info.value.msg for v in ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"))
+    assert spec.read_environment({"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "a",
+                                  "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}).netns == ""
+
+
+def test_config_errors_have_the_spec_codes() -> None:
+    good = {"cniVersion": "1.1.0", "name": "n", "type": "cnilab"}
+    assert spec.parse_config(json.dumps(good)) == good
+    assert code_of(spec.parse_config, b"{") == spec.DECODE_FAILURE
+    assert code_of(spec.parse_config, b"[]") == spec.DECODE_FAILURE
+    assert code_of(spec.parse_config, json.dumps({**good, "cniVersion": "0.3.1"})) == 1
+    assert code_of(spec.parse_config, json.dumps({**good, "name": "a b"})) == 7
+    assert code_of(spec.parse_config, json.dumps({"name": "n", "type": "t"})) == 7
+    assert code_of(spec.parse_config, json.dumps({**good, "prevResult": 3})) == 6
+    assert code_of(spec.parse_config, json.dumps({**good, "cniVersion": "1.0.0"}), "GC") == 1
+    assert spec.parse_config(b"", "VERSION") == {}
+
+
+def test_error_object_shape() -> None:
+    err = CniError(7, "bad", "why")
+    assert err.to_dict("1.0.0") == {"cniVersion": "1.0.0", "code": 7, "msg": "bad",
+                                    "details": "why"}
+    assert CniError.from_dict(err.to_dict()).code == 7
+    out, code = spec.run(ipam.handle, {"CNI_COMMAND": "NOPE"}, b"{}")
+    assert code != 0 and set(json.loads(out)) == {"cniVersion", "code", "msg"}
+
+
+RESULT = {
+    "cniVersion": "1.0.0",
+    "interfaces": [{"name": "cni0", "mac": "0a:58:0a:f4:01:01"},
+                   {"name": "eth0", "mac": "0a:58:0a:f4:01:02", "sandbox": "/run/netns/p"}],
+    "ips": [{"address": "10.244.1.2/24", "gateway": "10.244.1.1", "interface": 1}],
+    "routes": [{"dst": "0.0.0.0/0", "gw": "10.244.1.1"}],
+    "dns": {"nameservers": ["10.96.0.10"]},
+}
+
+
+def test_result_validation_for_1_0_0_and_1_1_0() -> None:
+    assert spec.validate_result(RESULT, "1.0.0") == []
+    newer = {**RESULT, "cniVersion": "1.1.0",
+             "interfaces": [{**RESULT["interfaces"][0], "mtu": 1500}, RESULT["interfaces"][1]],
+             "routes": [{"dst": "10.0.0.0/8", "gw": "10.244.1.1", "priority": 10}]}
+    assert spec.validate_result(newer, "1.1.0") == []
+    assert any("mtu" in p for p in spec.validate_result({**newer, "cniVersion": "1.0.0"},
+                                                       "1.0.0"))
+    broken = [
+        {**RESULT, "ips": [{"address": "10.244.1.2", "interface": 1}]},  # no prefix
+        {**RESULT, "ips": [{"address": "10.244.1.2/24", "version": "4"}]},  # 0.3.x field
+        {**RESULT, "ips": [{"address": "10.244.1.2/24", "interface": 5}]},
+        {**RESULT, "interfaces": [{"mac": "0a:58:0a:f4:01:01"}]},
+        {**RESULT, "routes": [{"gw": "10.244.1.1"}]},
+        {**RESULT, "cniVersion": "1.1.0"},
+        {**RESULT, "extra": 1},
+    ]
+    for result in broken:
+        assert spec.validate_result(result, "1.0.0"), result
+    assert spec.convert_result(newer, "1.0.0")["interfaces"][0] == RESULT["interfaces"][0]
+
+
+def test_gc_accepts_both_attachment_keys() -> None:
+    pair = [{"containerID": "a", "ifname": "eth0"}]
+    assert spec.valid_attachments({"cni.dev/valid-attachments": pair}) == {("a", "eth0")}
+    assert spec.valid_attachments({"cni.dev/attachments": pair}) == {("a", "eth0")}
+    assert code_of(spec.valid_attachments, {}) == spec.INVALID_CONFIG
+
+
+# -- cnilab-ipam -----------------------------------------------------------------------------------
+
+
+def net(tmp_path: Path, **ipam_extra: Any) -> dict[str, Any]:
+    return {"cniVersion": "1.1.0", "name": "n1", "type": "cnilab",
+            "ipam": {"type": "cnilab-ipam", "dataDir": str(tmp_path),
+                     "ranges": [[{"subnet": "10.5.0.0/24", "rangeStart": "10.5.0.10",
+                                  "rangeEnd": "10.5.0.12"}]], **ipam_extra}}
+
+
+def test_ipam_allocates_round_robin_and_skips_the_gateway(tmp_path: Path) -> None:
+    conf = net(tmp_path, ranges=[[{"subnet": "10.5.0.0/24", "rangeStart": "10.5.0.1",
+                                   "rangeEnd": "10.5.0.3"}]])
+    first = ipam.add(conf, "a", "eth0")
+    assert first["ips"] == [{"address": "10.5.0.2/24", "gateway": "10.5.0.1"}]
+    assert (tmp_path / "n1" / "10.5.0.2").read_bytes() == b"a\r\neth0"
+    ipam.delete(conf, "a", "eth0")
+    assert ipam.add(conf, "b", "eth0")["ips"][0]["address"] == "10.5.0.3/24"  # not .2 again
+    assert ipam.add(conf, "c", "eth0")["ips"][0]["address"] == "10.5.0.2/24"
+
+
+def test_ipam_requested_address_duplicate_and_exhaustion(tmp_path: Path) -> None:
+    conf = net(tmp_path)
+    assert ipam.add(conf, "a", "eth0", {"IP": "10.5.0.12"})["ips"][0]["address"] == \
+        "10.5.0.12/24"
+    assert code_of(ipam.add, conf, "b", "eth0", {"IP": "10.5.0.12"}) == spec.ADDRESS_UNAVAILABLE
+    assert code_of(ipam.add, conf, "b", "eth0", {"IP": "10.5.0.99"}) == spec.ADDRESS_UNAVAILABLE
+    assert code_of(ipam.add, conf, "a", "eth0") == spec.ADDRESS_UNAVAILABLE  # duplicate
+    ipam.add(conf, "b", "eth0")
+    ipam.add(conf, "c", "eth0")
+    with pytest.raises(CniError) as info:
+        ipam.add(conf, "d", "eth0")
+    assert info.value.code == spec.RANGE_EXHAUSTED and "10.5.0.10-10.5.0.12" in info.value.msg
+    assert code_of(ipam.status, conf) == spec.NOT_AVAILABLE
+    ipam.check(conf, "a", "eth0")
+    assert code_of(ipam.check, conf, "d", "eth0") == spec.CHECK_FAILED
+    assert sorted(map(str, ipam.gc(conf, {("a", "eth0")}))) == ["10.5.0.10", "10.5.0.11"]
+    assert sorted(p.name for p in (tmp_path / "n1").iterdir()) == [
+        "10.5.0.12", "last_reserved_ip.0", "lock"]
+
+
+def test_ipam_config_errors(tmp_path: Path) -> None:
+    assert code_of(ipam.parse_ipam, {"name": "n"}) == spec.INVALID_CONFIG
+    bad = [({"subnet": "fd00::/64"}, spec.UNSUPPORTED_FIELD),
+           ({"subnet": "10.0.0.0/24", "rangeStart": "10.0.1.1"}, spec.INVALID_CONFIG),
+           ({"subnet": "10.0.0.0/24", "rangeStart": "10.0.0.9", "rangeEnd": "10.0.0.2"},
+            spec.INVALID_CONFIG),
+           ({"subnet": "nonsense"}, spec.INVALID_CONFIG),
+           ({"ranges": []}, spec.INVALID_CONFIG),
+           ({"subnet": "10.0.0.0/24", "routes": [{"gw": "10.0.0.1"}]}, spec.INVALID_CONFIG)]
+    for section, code in bad:
+        assert code_of(ipam.parse_ipam, {"name": "n", "ipam": section}) == code, section
+    cfg = ipam.parse_ipam({"name": "n", "ipam": {"subnet": "10.0.0.0/24"}})
+    assert cfg.data_dir == Path(ipam.DEFAULT_DATA_DIR)
+    assert cfg.range_sets[0][0].gateway.exploded == "10.0.0.1"
+
+
+def test_ipam_executable_twenty_parallel_adds(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    install(bin_dir)
+    conf = net(tmp_path / "data", ranges=[[{"subnet": "10.6.0.0/24"}]])
+
+    def add(i: int) -> dict[str, Any]:
+        env = {**os.environ, **ENV, "CNI_CONTAINERID": f"c{i}"}
+        done = subprocess.run([str(bin_dir / "cnilab-ipam")], input=json.dumps(conf).encode(),
+                              env=env, capture_output=True, check=True)
+        return json.loads(done.stdout)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(add, range(20)))
+    assert len({r["ips"][0]["address"] for r in results}) == 20
+    assert spec.validate_result({**results[0]}, "1.1.0") == []
+
+
+def test_plugin_scripts_do_not_import_typer_or_rich(tmp_path: Path) -> None:
+    assert script("cnilab").startswith(f"#!{sys.executable} -S\n")
+    install(tmp_path)
+    for name in ("cnilab", "cnilab-ipam"):
+        text = (tmp_path / name).read_text()
+        probe = text.replace("sys.exit(main())",
+                             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                             "('typer', 'rich', 'pyroute2')))")
+        done = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True,
+                              text=True, check=True)
+        assert done.stdout.strip() == "[]"
+    env = {"CNI_COMMAND": "VERSION", "PATH": os.environ.get("PATH", "")}
+    out = subprocess.run([str(tmp_path / "cnilab")], input=b'{"cniVersion": "1.1.0"}',
+                         env=env, capture_output=True, check=True).stdout
+    assert json.loads(out)["supportedVersions"] == ["1.0.0", "1.1.0"]
