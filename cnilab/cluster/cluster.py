@@ -95,9 +95,12 @@ class Cluster:
         self._check_same_plan()
         snap = self.snapshot(with_pods=False)
         report = UpReport()
-        missing = [op for op in network_ops(self.plan) if not op.satisfied(snap)]
+        network = network_ops(self.plan)
+        missing = [op for op in network if not op.satisfied(snap)]
         pod_netns = [AddNetns(None, self.plan.pod_netns(p)) for p in self.plan.all_pods()]
-        self._check_free(missing + pod_netns, snap)  # before anything is touched
+        # Before anything is touched, and for every name, present or not: a namespace that
+        # already exists satisfies AddNetns, but it is only ours if the ledger says so.
+        self._check_free(network + pod_netns, snap)
         if any(isinstance(op, AddRule) for op in missing):
             self.kernel.require_iptables()
         if not self.ledger.exists():

@@ -1,0 +1,138 @@
+"""One real two-node cluster (one pod per node), checked with ip, ss and real packets."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from cnilab import probes
+from cnilab.cluster import components
+from cnilab.cluster.cluster import Cluster
+from cnilab.cluster.plan import build_plan, lab_id
+from cnilab.cluster.sockets import tcp_sockets
+from cnilab.cluster.status import read_status
+from cnilab.ledger import Ledger
+from tests.conftest import remove_prefixed_netns
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A cluster under a unique prefix, brought down (and swept) even when a test fails."""
+    prefix = f"ct{uuid.uuid4().hex[:6]}-"
+    run_dir: Path = tmp_path_factory.mktemp("cluster-run")
+    c = Cluster(build_plan(2, 1, prefix), ledger=Ledger(lab_id(prefix), str(run_dir)))
+    try:
+        with c.locked():
+            c.up()
+        yield c
+    finally:
+        with c.locked():
+            c.down()
+        remove_prefixed_netns(prefix)
+
+
+def ip(*args: str) -> str:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_routes_are_exactly_the_courses_on_every_node(cluster: Cluster) -> None:
+    p = cluster.plan.prefix
+    want = {
+        "controlplane": {
+            "default via 172.17.0.1 dev ens3",
+            "10.244.0.0/24 dev cni0 proto kernel scope link src 10.244.0.1",
+            "10.244.1.0/24 via 172.17.0.40 dev ens3",
+            "172.17.0.0/16 dev ens3 proto kernel scope link src 172.17.0.24"},
+        "node01": {
+            "default via 172.17.0.1 dev ens3",
+            "10.244.0.0/24 via 172.17.0.24 dev ens3",
+            "10.244.1.0/24 dev cni0 proto kernel scope link src 10.244.1.1",
+            "172.17.0.0/16 dev ens3 proto kernel scope link src 172.17.0.40"},
+    }
+    for node, lines in want.items():
+        # Routes cnilab adds through netlink carry `proto static` (iproute2's own are `boot`).
+        got = {ln.strip().removesuffix(" proto static")
+               for ln in ip("-n", p + node, "-4", "route", "show").splitlines()}
+        assert got == lines, node
+
+
+def test_nodes_have_ens3_with_docker_macs_cni0_up_and_docker0_down(cluster: Cluster) -> None:
+    status = read_status(cluster)
+    got = {n["name"]: (n["interface"], n["ip"], n["mac"], n["pod_cidr"]) for n in status["nodes"]}
+    assert got == {"controlplane": ("ens3", "172.17.0.24", "02:42:ac:11:00:18", "10.244.0.0/24"),
+                   "node01": ("ens3", "172.17.0.40", "02:42:ac:11:00:28", "10.244.1.0/24")}
+    for n in status["nodes"]:
+        bridges = {b["name"]: b for b in n["bridges"]}
+        assert bridges["cni0"]["up"] and len(bridges["cni0"]["ports"]) == 1
+        assert not bridges["docker0"]["up"]
+        assert bridges["docker0"]["addresses"] == ["172.18.0.1/24"]
+        assert IPv4Address(n["pods"][0]["ip"]) in IPv4Network(n["pod_cidr"])
+    assert status["gateway"]["ip"] == "172.17.0.1"
+    assert sorted(status["lan"]["ports"]) == ["controlplane", "node01"]
+
+
+def test_pods_reach_each_other_across_nodes_without_nat(cluster: Cluster) -> None:
+    plan = cluster.plan
+    cp_pod, n1_pod = (plan.pod_netns(p) for p in plan.all_pods())
+    assert probes.ping(cp_pod, "10.244.1.2") is None
+    assert probes.ping(n1_pod, "10.244.0.2") is None
+    src, seen = probes.seen_source(cp_pod, n1_pod, "10.244.1.2")
+    assert src == "10.244.0.2", seen
+
+
+def test_pods_reach_the_outside_through_both_nats(cluster: Cluster) -> None:
+    plan = cluster.plan
+    world = plan.world_netns
+    for pod in plan.all_pods():
+        assert probes.ping(plan.pod_netns(pod), "203.0.113.1") is None
+        # The node hides the pod behind 172.17.0.x; the gateway hides the LAN behind its uplink.
+        src, seen = probes.seen_source(plan.pod_netns(pod), world, "203.0.113.1")
+        assert src == "203.0.113.2", seen
+
+
+def test_ss_in_controlplane_shows_every_port_with_its_process(cluster: Cluster) -> None:
+    p = cluster.plan.prefix
+    out = subprocess.run(["ip", "netns", "exec", p + "controlplane", "ss", "-ltnp"],
+                         capture_output=True, text=True, check=True).stdout
+    want = [("0.0.0.0:6443", "kube-apiserver"), ("127.0.0.1:2379", "etcd"),
+            ("172.17.0.24:2379", "etcd"), ("172.17.0.24:2380", "etcd"),
+            ("127.0.0.1:10259", "kube-scheduler"), ("127.0.0.1:10257", "kube-controller"),
+            ("0.0.0.0:10250", "kubelet"), ("0.0.0.0:10256", "kube-proxy"),
+            ("127.0.0.1:10249", "kube-proxy")]
+    lines = out.splitlines()
+    for address, name in want:
+        assert any(f" {address} " in ln and f'(("{name}",' in ln for ln in lines), (address, out)
+    node01 = subprocess.run(["ip", "netns", "exec", p + "node01", "ss", "-ltnp"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "kubelet" in node01 and "etcd" not in node01
+
+
+def test_etcd_client_port_holds_the_established_connections(cluster: Cluster) -> None:
+    socks = tcp_sockets(cluster.plan.netns(cluster.plan.controlplane))
+    clients = [s for s in socks if s.established and s.local_port == 2379]
+    assert len(clients) >= 2 and all(s.process == "etcd" for s in clients)
+    assert not [s for s in socks if s.established and s.local_port == 2380]
+
+
+def test_nothing_listens_in_this_machines_namespace(cluster: Cluster) -> None:
+    live = components.running()
+    pids = {pid for token, found in live.items() if f"={cluster.plan.lab_id}/" in token
+            for pid in found}
+    assert len(pids) == 8  # 4 control-plane components + kubelet and kube-proxy on two nodes
+    assert not [s for s in tcp_sockets(None) if s.pid in pids]
+
+
+def test_quiz_grades_right_and_wrong_answers(cluster: Cluster) -> None:
+    from cnilab.cluster.quiz import grade, questions
+
+    asked = {q.id: q for q in questions(read_status(cluster), "en", {"exec": "x", "lan": "y"})}
+    assert grade(asked["scheduler_port"], "10259").correct
+    assert not grade(asked["scheduler_port"], "10257").correct
+    assert grade(asked["etcd_port"], "2379").correct
+    assert not grade(asked["etcd_port"], "2380").correct
+    assert grade(asked["node01_pods_route"], "172.17.0.40").correct
