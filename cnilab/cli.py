@@ -1,15 +1,17 @@
 """The command line: parses, calls one domain function, prints. No kernel or business logic here.
 
-Domain modules are imported inside the commands: `cnilab --help` stays fast and never loads
-pyroute2.
+Domain modules (and Rich) are imported inside the commands: `cnilab --help` stays fast and never
+loads pyroute2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from cnilab import __version__
-from cnilab.errors import CnilabError, ProofFailed
+from cnilab.errors import CnilabError, ConfigError, ProofFailed
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -39,34 +41,15 @@ Examples:
 
   sudo cnilab step 3             # one step: diagram, commands, proofs
 
-  sudo cnilab status             # what exists now, which steps are done
+  cnilab explain 8 --lang ko     # the lesson text of step 8, in Korean (no root)
+
+  sudo cnilab practice 6         # do step 6 yourself, then: sudo cnilab check 6
 
   sudo cnilab teardown           # remove everything cnilab made, nothing else
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=True,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
-
-
-@cache
-def console(stderr: bool = False) -> Console:
-    """stdout for output, stderr for errors; made on first use (Rich costs ~40 ms to import)."""
-    from rich.console import Console
-
-    # soft_wrap: a command or an error is never cut into two lines (copy-paste must work).
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def escape(text: str) -> str:
-    """Rich markup-escape."""
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)
-
-
-def out_print(*objects: Any) -> None:
-    """Print to stdout."""
-    console().print(*objects)
 
 
 @dataclass
@@ -80,9 +63,37 @@ class Options:
     traceback: bool = False
 
 
+@cache
+def console(stderr: bool = False, record: bool = False) -> Console:
+    """stdout for output, stderr for errors; made on first use (Rich costs ~40 ms to import)."""
+    from rich.console import Console
+
+    # An error stays one line however narrow the terminal (soft_wrap): the terminal folds it.
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr, record=record)
+
+
+_recording: list[bool] = [False]  # set by --record before anything is printed
+
+
+def out(*objects: Any, raw: bool = False) -> None:
+    """Print each object to stdout (recorded when --record asked for it).
+
+    raw: plain text such as JSON, never wrapped nor read as markup. A no_wrap Text (a command
+    listing) is printed unwrapped too: a command cut in two is two wrong commands.
+    """
+    from rich.text import Text
+
+    c = console(record=_recording[0])
+    for obj in objects:
+        if raw:
+            c.print(obj, markup=False, highlight=False, soft_wrap=True)
+        else:
+            c.print(obj, soft_wrap=isinstance(obj, Text) and bool(obj.no_wrap))
+
+
 def _version(value: bool) -> None:
     if value:
-        out_print(f"cnilab {__version__}")
+        out(f"cnilab {__version__}")
         raise typer.Exit()
 
 
@@ -97,7 +108,7 @@ def main_options(
     prefix: Annotated[str | None, typer.Option(
         "--prefix", help="Put this before every namespace name (to run several labs).")] = None,
     lang: Annotated[str | None, typer.Option(
-        "--lang", help="Language of lesson text: en or ko (default: from LANG).")] = None,
+        "--lang", help="en or ko (default: from LC_ALL / LANG).")] = None,
     traceback: Annotated[bool, typer.Option(
         "--traceback", help="Show the full Python traceback on errors.")] = False,
     version: Annotated[bool, typer.Option(
@@ -108,8 +119,20 @@ def main_options(
     ctx.obj = Options(config, in_place, prefix, lang, traceback)
 
 
+LangOption = Annotated[str | None, typer.Option(
+    "--lang", help="en or ko (default: from LC_ALL / LANG).")]
+RecordOption = Annotated[Path | None, typer.Option(
+    "--record", help="Also save everything printed to FILE.svg or FILE.html (for slides).")]
+
+
 def _opts(ctx: typer.Context) -> Options:
     return ctx.find_root().obj or Options()
+
+
+def _lang(ctx: typer.Context, lang: str | None = None) -> str:
+    from cnilab.lessons import check_lang
+
+    return check_lang(lang or _opts(ctx).lang)
 
 
 def _topology(ctx: typer.Context) -> Topology:
@@ -125,127 +148,131 @@ def _lab(ctx: typer.Context) -> Lab:
     return Lab(_topology(ctx))
 
 
-def _lesson(ctx: typer.Context) -> Lesson:
+def _lesson(lang: str) -> Lesson:
     from cnilab import lessons
 
-    return lessons.load("eight-steps", lessons.check_lang(_opts(ctx).lang))
+    return lessons.load("eight-steps", lang)
 
 
-def _fail(e: CnilabError) -> NoReturn:
-    hint = f" (hint: {e.hint})" if e.hint else ""
-    console(stderr=True).print(f"[bold red]cnilab: error:[/] {escape(e.message)}{escape(hint)}")
+@contextlib.contextmanager
+def guarded(ctx: typer.Context, lang: str | None = None,
+            record: Path | None = None) -> Iterator[None]:
+    """Map domain errors to one line and an exit code; save the --record file at the end."""
+    try:
+        if record is not None:
+            if record.suffix.lower() not in (".svg", ".html"):
+                raise ConfigError.of("record_suffix", path=record)
+            _recording[0] = True
+        yield
+    except CnilabError as e:
+        if _opts(ctx).traceback:
+            raise
+        _fail(e, _lang(ctx, lang) if _safe_lang(ctx, lang) else "en")
+    except KeyboardInterrupt:
+        from cnilab.i18n import t
+
+        console(stderr=True).print("cnilab: " + t("error.interrupted", _lang(ctx, lang)))
+        raise typer.Exit(130) from None
+    finally:
+        if record is not None and _recording[0]:
+            rec = console(record=True)
+            if record.suffix.lower() == ".svg":
+                rec.save_svg(str(record), title="cnilab")
+            else:
+                rec.save_html(str(record))
+
+
+def _safe_lang(ctx: typer.Context, lang: str | None) -> bool:
+    try:
+        _lang(ctx, lang)
+    except CnilabError:
+        return False
+    return True
+
+
+def _fail(e: CnilabError, lang: str) -> NoReturn:
+    from rich.markup import escape
+
+    message, hint = e.render(lang)
+    hint_text = f" (hint: {hint})" if hint else ""
+    console(stderr=True).print(f"[bold red]cnilab: error:[/] {escape(message)}{escape(hint_text)}")
     raise typer.Exit(e.exit_code)
 
 
-# -- printing --------------------------------------------------------------------------------------
+# -- the lab ---------------------------------------------------------------------------------------
 
 
-def _print_step(lab: Lab, report: StepReport, lesson: Lesson) -> None:
-    from rich.rule import Rule
-
-    from cnilab.render import render_commands, render_diagram, render_proofs
-
-    text = lesson.step(report.step.number)
-    out_print(Rule(f"[bold]Step {report.step.number}[/] · {escape(text.title)}", align="left"))
-    if report.staged:
-        out_print("[dim]First, the isolated lab's stage: the node and the outside world.[/]")
-        out_print(render_commands(report.staged, None))
-    if report.already_done:
-        out_print("[green]Already done:[/] the kernel holds this step; nothing was changed.")
-    keys = {k for op in report.applied + report.staged for k in op.highlights()}
-    assert report.after is not None
-    out_print(render_diagram(report.after, lab.topo, keys))
-    where = f"on the node ({lab.topo.node})" if lab.topo.node else "on the node"
-    out_print(f"[bold]Commands[/], as you would type them {where}:")
-    out_print(render_commands(report.applied or list(report.step.ops), lab.topo.node))
-    if report.proofs:
-        out_print("[bold]Proof with real packets:[/]")
-        out_print(render_proofs(report.proofs))
-
-
-def _report_json(report: StepReport, lab: Lab, lesson: Lesson) -> dict[str, Any]:
+def _report_json(report: StepReport, lab: Lab, lesson: Lesson, lang: str) -> dict[str, Any]:
     return {
         "step": report.step.number,
         "title": lesson.step(report.step.number).title,
         "changed": not report.already_done,
         "commands": [op.command(lab.topo.node) for op in report.applied],
-        "proofs": [{"claim": p.claim, "ok": p.ok, "seen": p.seen} for p in report.proofs],
+        "proofs": [{"claim": p.claim(lang), "ok": p.ok, "seen": p.observed(lang)}
+                   for p in report.proofs],
         "ok": all(p.ok for p in report.proofs),
     }
 
 
-def _guarded(ctx: typer.Context):  # type: ignore[no-untyped-def]
-    """Map domain errors to one line and an exit code (--traceback shows the stack)."""
-    from contextlib import contextmanager
+def _print_plan(lab: Lab, numbers: list[int], lesson: Lesson, lang: str) -> None:
+    from rich.markup import escape
 
-    @contextmanager
-    def guard():  # type: ignore[no-untyped-def]
-        try:
-            yield
-        except CnilabError as e:
-            if _opts(ctx).traceback:
-                raise
-            _fail(e)
-        except KeyboardInterrupt:
-            console(stderr=True).print(
-                "cnilab: interrupted; the lab stays as it is (`cnilab teardown` removes it)")
-            raise typer.Exit(130) from None
-
-    return guard()
-
-
-# -- commands --------------------------------------------------------------------------------------
-
-
-@app.command()
-def step(
-    ctx: typer.Context,
-    number: Annotated[int, typer.Argument(help="Step number, 1 to 8.", min=1, max=8)],
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the step's commands; touch nothing.")] = False,
-    no_proof: Annotated[bool, typer.Option(
-        "--no-proof", help="Skip the packet proofs.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
-) -> None:
-    """Run one step against the kernel, then show the diagram, the commands and the proofs.
-
-    Example: sudo cnilab step 3
-    """
-    with _guarded(ctx):
-        lab, lesson = _lab(ctx), _lesson(ctx)
-        if dry_run:
-            _print_plan(lab, [number], lesson)
-            return
-        with lab.locked():
-            report = lab.run_step(number, prove=not no_proof)
-        if as_json:
-            console().print_json(json.dumps(_report_json(report, lab, lesson)))
-        else:
-            _print_step(lab, report, lesson)
-        if not all(p.ok for p in report.proofs):
-            raise ProofFailed(f"step {number} ran, but a proof with packets failed")
-
-
-def _print_plan(lab: Lab, numbers: list[int], lesson: Lesson) -> None:
+    from cnilab.i18n import t
     from cnilab.render import render_commands
     from cnilab.steps import setup_ops
 
     stage = setup_ops(lab.topo)
     if stage and 1 in numbers:
-        out_print("[dim]# the isolated lab's stage (typed on this machine)[/]")
-        out_print(render_commands(stage, None))
+        out(f"[dim]# {escape(t('ui.stage', lang))}[/]")
+        out(render_commands(stage, None))
     for n in numbers:
-        out_print(f"[dim]# step {n}: {escape(lesson.step(n).title)}[/]")
-        out_print(render_commands(lab.step(n).ops, lab.topo.node))
+        out(f"[dim]# step {n}: {escape(lesson.step(n).title)}[/]")
+        out(render_commands(lab.step(n).ops, lab.topo.node))
 
 
-def _pause(number: int, lesson: Lesson) -> bool:
-    from rich.rule import Rule
+@app.command()
+def step(
+    ctx: typer.Context,
+    number: Annotated[int, typer.Argument(
+        help="Step number: 1 to 8, or 9 (bonus: port forwarding).", min=1, max=9)],
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the step's commands; touch nothing.")] = False,
+    no_proof: Annotated[bool, typer.Option(
+        "--no-proof", help="Skip the packet proofs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+    record: RecordOption = None,
+    lang: LangOption = None,
+) -> None:
+    """Run one step against the kernel, then show the diagram, the commands and the proofs.
+
+    Example: sudo cnilab step 3
+    """
+    from cnilab.render.report import render_step
+
+    with guarded(ctx, lang, record):
+        lab, lang = _lab(ctx), _lang(ctx, lang)
+        lesson = _lesson(lang)
+        if dry_run:
+            _print_plan(lab, [number], lesson, lang)
+            return
+        with lab.locked():
+            report = lab.run_step(number, prove=not no_proof)
+        if as_json:
+            out(json.dumps(_report_json(report, lab, lesson, lang), ensure_ascii=False), raw=True)
+        else:
+            out(*render_step(report, lab.topo, lesson.step(number), lang))
+        if not all(p.ok for p in report.proofs):
+            raise ProofFailed.of("proof_step", number=number)
+
+
+def _pause(number: int, lesson: Lesson, lang: str) -> bool:
+    from cnilab.i18n import t
+    from cnilab.render.report import render_explain, step_rule
 
     text = lesson.step(number)
-    out_print(Rule(f"[bold]Next: step {number}[/] · {escape(text.title)}", align="left"))
-    out_print(escape(text.what))
-    answer = console().input("[dim]Enter runs it, q stops: [/]").strip().lower()
+    out(step_rule(t("ui.next", lang, number=number), text.title))
+    out(*render_explain(text, lang, with_commands=False))
+    answer = console().input(t("ui.prompt", lang)).strip().lower()
     return answer not in ("q", "quit", "exit")
 
 
@@ -254,80 +281,98 @@ def run_all(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="Do not pause between steps (automatic without a terminal).")] = False,
-    start: Annotated[int, typer.Option("--from", min=1, max=8, help="First step.")] = 1,
-    end: Annotated[int, typer.Option("--to", min=1, max=8, help="Last step.")] = 8,
+    start: Annotated[int, typer.Option("--from", min=1, max=9, help="First step.")] = 1,
+    end: Annotated[int, typer.Option(
+        "--to", min=1, max=9, help="Last step (9 adds the bonus: port forwarding).")] = 8,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print all the commands; touch nothing.")] = False,
     no_proof: Annotated[bool, typer.Option(
         "--no-proof", help="Skip the packet proofs.")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print only a JSON summary (for CI).")] = False,
+    junit: Annotated[Path | None, typer.Option(
+        "--junit", help="Write JUnit XML: one test case per step and per proof.")] = None,
+    record: RecordOption = None,
+    lang: LangOption = None,
 ) -> None:
-    """Run the steps in order; in a terminal, pause before each one.
+    """Run the steps in order; in a terminal, explain and pause before each one (q stops).
 
     Exit status 0 only if every step and every proof passed.
 
-    Examples: sudo cnilab run-all ; sudo cnilab run-all --yes --json ; cnilab run-all --dry-run
+    Examples: sudo cnilab run-all ; sudo cnilab run-all --yes --json --junit steps.xml
     """
-    with _guarded(ctx):
-        lab, lesson = _lab(ctx), _lesson(ctx)
+    from cnilab.i18n import t
+    from cnilab.render.report import render_step
+
+    with guarded(ctx, lang, record):
+        lab, lang = _lab(ctx), _lang(ctx, lang)
+        lesson = _lesson(lang)
         numbers = list(range(start, end + 1))
         if not numbers:
-            raise CnilabError(f"--from {start} comes after --to {end}")
+            raise ConfigError.of("range", start=start, end=end)
         if dry_run:
-            _print_plan(lab, numbers, lesson)
+            _print_plan(lab, numbers, lesson, lang)
             return
         interactive = not yes and not as_json and sys.stdin.isatty()
         summary: list[dict[str, Any]] = []
-        with lab.locked():
-            for n in numbers:
-                if interactive and not _pause(n, lesson):
-                    out_print(f"Stopped before step {n}; the lab stays. "
-                              f"Resume with `cnilab run-all --from {n}`.")
-                    return
-                report = lab.run_step(n, prove=not no_proof, reuse=not interactive)
-                summary.append(_report_json(report, lab, lesson))
-                if not as_json:
-                    _print_step(lab, report, lesson)
-        ok = all(s["ok"] for s in summary)
-        from rich.rule import Rule
+        try:
+            with lab.locked():
+                for n in numbers:
+                    if interactive and not _pause(n, lesson, lang):
+                        out(t("ui.stopped", lang, number=n))
+                        return
+                    try:
+                        report = lab.run_step(n, prove=not no_proof, reuse=not interactive)
+                    except CnilabError as e:
+                        summary.append({"step": n, "title": lesson.step(n).title,
+                                        "error": e.render(lang)[0], "ok": False, "proofs": []})
+                        raise
+                    summary.append(_report_json(report, lab, lesson, lang))
+                    if not as_json:
+                        out(*render_step(report, lab.topo, lesson.step(n), lang))
+        finally:
+            if junit is not None:
+                from cnilab.junit import write_junit
 
+                write_junit(junit, summary)
+        ok = all(s["ok"] for s in summary)
         if as_json:
-            console().print_json(json.dumps({"ok": ok, "steps": summary}))
+            out(json.dumps({"ok": ok, "steps": summary}, ensure_ascii=False), raw=True)
         elif ok:
-            out_print(Rule("[bold green]All steps done and proved.[/]"))
-            out_print("Explore with `cnilab shell red`; remove the lab with `cnilab teardown`.")
+            from rich.rule import Rule
+
+            out(Rule(f"[bold green]{t('ui.all_done', lang)}[/]"))
+            out(t("ui.explore", lang))
         if not ok:
-            raise ProofFailed("every step ran, but a proof with packets failed")
+            raise ProofFailed.of("proof_all")
 
 
 @app.command()
-def teardown(ctx: typer.Context) -> None:
+def teardown(ctx: typer.Context, lang: LangOption = None) -> None:
     """Remove everything cnilab made (and nothing else); restore sysctls it changed.
 
     Safe to run twice, and after a crash or Ctrl-C. Example: sudo cnilab teardown
     """
-    from cnilab.lab import describe
+    from cnilab.i18n import t
 
-    with _guarded(ctx):
-        lab = _lab(ctx)
+    with guarded(ctx, lang):
+        lab, lang = _lab(ctx), _lang(ctx, lang)
         with lab.locked():
             undone = lab.teardown()
         if not undone:
-            out_print("Nothing to remove: cnilab has no lab up here.")
+            out(t("ui.nothing_to_remove", lang))
             return
         for op in undone:
-            keys = op.highlights()
-            what = describe(keys[0]) if keys else type(op).__name__
-            verb = "restored" if op.highlights()[0][0] == "sysctl" else "removed"
-            out_print(f"{verb} {what}")
-        out_print(f"[green]Teardown complete[/]: {len(undone)} objects undone.")
+            out(f"{t('ui.removed', lang)}: {op.undo_command(lab.topo.node) or type(op).__name__}")
+        out(f"[green]{t('ui.teardown_done', lang, count=len(undone))}[/]")
 
 
 @app.command()
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for CI).")] = False,
+    record: RecordOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Show what exists now and which steps are done (checked against the kernel, not remembered).
 
@@ -336,28 +381,29 @@ def status(
     from rich.table import Table
     from rich.text import Text
 
+    from cnilab.i18n import t
     from cnilab.render import render_diagram
 
-    with _guarded(ctx):
-        lab, lesson = _lab(ctx), _lesson(ctx)
+    with guarded(ctx, lang, record):
+        lab, lang = _lab(ctx), _lang(ctx, lang)
+        lesson = _lesson(lang)
         with lab.locked():
             snap = lab.snapshot()
         done = lab.done_steps(snap)
         if as_json:
-            console().print_json(json.dumps({
+            out(json.dumps({
                 "lab": lab.topo.lab_id, "in_place": lab.topo.in_place,
                 "steps": {str(s.number): s.number in done for s in lab.steps},
-                "state": snap.to_dict()}))
+                "state": snap.to_dict()}), raw=True)
             return
-        out_print(render_diagram(snap, lab.topo))
-        table = Table(title="Steps", show_edge=False)
-        table.add_column("#")
-        table.add_column("step")
-        table.add_column("done")
+        out(render_diagram(snap, lab.topo, lang=lang))
+        table = Table(title=t("ui.steps", lang), show_edge=False)
+        for column in ("#", t("ui.steps", lang), t("ui.done", lang)):
+            table.add_column(column)
         for s in lab.steps:
             mark = Text("✔", style="green") if s.number in done else Text("·", style="dim")
             table.add_row(str(s.number), lesson.step(s.number).title, mark)
-        out_print(table)
+        out(table)
 
 
 @app.command()
@@ -366,18 +412,20 @@ def doctor(ctx: typer.Context) -> None:
 
     Example: sudo cnilab doctor
     """
+    from rich.markup import escape
+
     from cnilab.doctor import run_doctor
     from cnilab.kernel import Kernel
     from cnilab.ledger import Ledger
 
-    with _guarded(ctx):
+    with guarded(ctx):
         topo = _topology(ctx)
         with Kernel() as kernel:
             checks = run_doctor(topo, kernel, Ledger(topo.lab_id))
         for c in checks:
             mark = "[green]✔[/]" if c.ok else "[red]✘[/]"
             hint = f" [dim](hint: {escape(c.hint)})[/]" if c.hint else ""
-            out_print(f"{mark} {c.name:<11} {escape(c.detail)}{hint}")
+            out(f"{mark} {c.name:<11} {escape(c.detail)}{hint}")
         if not all(c.ok for c in checks):
             raise typer.Exit(1)
 
@@ -387,41 +435,166 @@ def shell(
     ctx: typer.Context,
     where: Annotated[str, typer.Argument(
         help="red, blue (any container), host (the node) or internet.")] = "host",
+    lang: LangOption = None,
 ) -> None:
     """Open a shell inside one of the lab's namespaces, to explore with ip, ping, iptables.
 
     Example: sudo cnilab shell red   (then: ip addr; ping 192.168.15.2; exit)
     """
+    from cnilab.i18n import t
     from cnilab.kernel import netns_path, require_privileges
 
-    with _guarded(ctx):
-        topo = _topology(ctx)
+    with guarded(ctx, lang):
+        topo, lang = _topology(ctx), _lang(ctx, lang)
         require_privileges()
         if where == "host":
             target = topo.node
         elif where == "internet":
             if topo.internet is None:
-                raise CnilabError("there is no outside world in --in-place mode")
+                raise ConfigError.of("no_outside")
             target = topo.internet
         else:
             target = topo.netns(topo.container(where))
         user_shell = os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"
         if target is None:
-            out_print("The node is this namespace (--in-place): starting a plain shell.")
+            out(t("ui.plain_shell", lang))
             argv = [user_shell]
         else:
             if not os.path.exists(netns_path(target)):
-                raise CnilabError(f"namespace {target} does not exist yet",
-                                  hint="run `cnilab step 1` (or `cnilab run-all`) first")
+                raise ConfigError.of("no_netns", name=target)
             # nsenter enters only the network namespace. `ip netns exec` would also give the
             # shell a private mount namespace, where an `ip netns add` typed by the student
             # would stay invisible to everyone else.
             argv = ["nsenter", f"--net={netns_path(target)}", "--", user_shell]
-            out_print(f"Entering {target} (exit to leave).")
+            out(t("ui.entering", lang, target=target))
         os.environ["PS1"] = f"(cnilab:{where}) \\w# "
         os.environ["CNILAB_NETNS"] = target or ""
         sys.stdout.flush()
         os.execvp(argv[0], argv)
+
+
+# -- teaching --------------------------------------------------------------------------------------
+
+
+@app.command()
+def lessons(ctx: typer.Context, lang: LangOption = None) -> None:
+    """List the lessons and the steps of the lab (with done marks when run as root).
+
+    Example: cnilab lessons --lang ko
+    """
+    from rich.markup import escape
+
+    from cnilab import lessons as lesson_data
+    from cnilab.kernel import has_privileges
+
+    with guarded(ctx, lang):
+        lang = _lang(ctx, lang)
+        done: list[int] | None = None
+        if has_privileges():
+            lab = _lab(ctx)
+            with lab.locked():
+                done = lab.done_steps(lab.snapshot())
+        for lesson in lesson_data.all_lessons(lang):
+            out(f"[bold]{escape(lesson.title)}[/]  [dim]({lesson.id})[/]")
+            if lesson.id != "eight-steps":
+                continue
+            for s in lesson.steps:
+                mark = "" if done is None else ("[green]✔[/] " if s.number in done else "· ")
+                out(f"  {mark}{s.number}. {escape(s.title)}")
+
+
+@app.command()
+def explain(
+    ctx: typer.Context,
+    number: Annotated[int, typer.Argument(help="Step number, 1 to 9.", min=1, max=9)],
+    lang: LangOption = None,
+) -> None:
+    """The lesson text of a step: what, why, what to look at, a common mistake. Needs no root.
+
+    Example: cnilab explain 8 --lang ko
+    """
+    from cnilab.i18n import t
+    from cnilab.render.report import render_explain, step_rule
+
+    with guarded(ctx, lang):
+        lang = _lang(ctx, lang)
+        text = _lesson(lang).step(number)
+        out(step_rule(t("ui.step", lang, number=number), text.title))
+        out(*render_explain(text, lang))
+
+
+@app.command()
+def script(
+    ctx: typer.Context,
+    teardown_: Annotated[bool, typer.Option(
+        "--teardown", help="The script that removes the lab instead.")] = False,
+    end: Annotated[int, typer.Option("--to", min=1, max=8, help="Last step.")] = 8,
+    lang: LangOption = None,
+) -> None:
+    """Print a standalone, commented bash script of steps 1..8 (or of the teardown).
+
+    Example: cnilab script --lang ko > lab.sh && sudo bash lab.sh
+    """
+    from cnilab.script import lab_script, teardown_script
+
+    with guarded(ctx, lang):
+        topo, lang = _topology(ctx), _lang(ctx, lang)
+        text = (teardown_script(topo, lang, end) if teardown_
+                else lab_script(topo, _lesson(lang), lang, end))
+        sys.stdout.write(text)
+
+
+@app.command()
+def practice(
+    ctx: typer.Context,
+    number: Annotated[int, typer.Argument(help="Step number, 1 to 9.", min=1, max=9)],
+    lang: LangOption = None,
+) -> None:
+    """Prepare the steps before N, then show step N's goal without its commands: you do it.
+
+    Example: sudo cnilab practice 5 ; sudo cnilab shell host ; ... ; sudo cnilab check 5
+    """
+    from cnilab.i18n import t
+    from cnilab.render.report import render_explain, render_goal, step_rule
+
+    with guarded(ctx, lang):
+        lab, lang = _lab(ctx), _lang(ctx, lang)
+        text = _lesson(lang).step(number)
+        with lab.locked():
+            lab.prepare(number)
+        out(step_rule(t("ui.step", lang, number=number), text.title))
+        out(*render_explain(text, lang, with_commands=False))
+        out(render_goal(text, lang))
+        key = "ui.practice_in_place" if lab.topo.in_place else "ui.practice_ready"
+        out(t(key, lang, number=number))
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    number: Annotated[int | None, typer.Argument(
+        help="Step to grade (1 to 9); default: every step so far.", min=1, max=9)] = None,
+    lang: LangOption = None,
+) -> None:
+    """Grade what the kernel holds against step N, whoever made it; a hint for each miss.
+
+    Exit status 0 only if every check passes. Example: sudo cnilab check 6
+    """
+    from cnilab.grade import grade, steps_so_far
+    from cnilab.i18n import t
+    from cnilab.render.report import render_facts
+
+    with guarded(ctx, lang):
+        lab, lang = _lab(ctx), _lang(ctx, lang)
+        with lab.locked():
+            snap = lab.snapshot()
+        steps = [lab.step(number)] if number else steps_so_far(lab.steps, snap, 8)
+        facts = grade(steps, snap)
+        out(render_facts(facts, lab.topo, lang))
+        failed = sum(not f.ok for f in facts)
+        if failed:
+            raise CnilabError.of("check_failed", failed=failed, total=len(facts))
+        out(f"[green]{t('ui.check_all_passed', lang, total=len(facts))}[/]")
 
 
 def main() -> None:

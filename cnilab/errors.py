@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 
 class CnilabError(Exception):
     """A failure explained in one sentence, with an optional hint and its exit code."""
@@ -12,6 +14,27 @@ class CnilabError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.key: str | None = None
+        self.params: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, key: str, **params: Any) -> Self:
+        """An error whose sentence (and hint, if any) is `key` in lessons/ui, in any language."""
+        from cnilab.i18n import has, t
+
+        hint = t(f"hint.{key}", **params) if has(f"hint.{key}") else None
+        error = cls(t(f"error.{key}", **params), hint)
+        error.key, error.params = key, params
+        return error
+
+    def render(self, lang: str) -> tuple[str, str | None]:
+        """The sentence and hint in `lang` (keyed errors), else as raised."""
+        if self.key is None:
+            return self.message, self.hint
+        from cnilab.i18n import has, t
+
+        hint = t(f"hint.{self.key}", lang, **self.params) if has(f"hint.{self.key}") else None
+        return t(f"error.{self.key}", lang, **self.params), hint
 
 
 class ConfigError(CnilabError):

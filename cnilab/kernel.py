@@ -12,11 +12,16 @@ import ctypes.util
 import errno
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from ipaddress import IPv4Interface
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cnilab.errors import KernelError, MissingTool, PermissionDenied
@@ -53,9 +58,7 @@ def has_privileges() -> bool:
 def require_privileges() -> None:
     """Raise PermissionDenied unless the kernel will let cnilab change network state."""
     if not has_privileges():
-        raise PermissionDenied(
-            "cnilab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to change network namespaces",
-            hint="run it with sudo, e.g. `sudo cnilab run-all`")
+        raise PermissionDenied.of("root")
 
 
 def netns_path(name: str) -> str:
@@ -301,6 +304,55 @@ class Kernel:
         links, _ = self._read_links_routes(netns)
         return next((link for link, _, _ in links if link.name == name), None)
 
+    # -- processes -----------------------------------------------------------------------------
+
+    def _pidfile(self, netns: str | None, port: int) -> Path:
+        from cnilab.ledger import run_dir
+
+        return run_dir() / f"server-{(netns or 'node').strip('/').replace('/', '_')}-{port}.pid"
+
+    def start_server(self, netns: str | None, port: int, body: str) -> None:
+        """Start cnilab's web server inside `netns` (detached), and wait until it listens."""
+        from cnilab.webserver import MARKER
+
+        pidfile = self._pidfile(netns, port)
+        pidfile.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", MARKER, "--port", str(port), "--body", body,
+                "--pidfile", str(pidfile), *(["--netns", netns] if netns else [])]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 5
+        while not pidfile.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                detail = (proc.communicate()[1] or b"").decode(errors="replace").strip()
+                raise KernelError(f"the web server on port {port} did not start: "
+                                  f"{detail.splitlines()[-1] if detail else 'no message'}")
+            time.sleep(0.01)
+
+    def stop_server(self, netns: str | None, port: int) -> None:
+        """Stop the web server cnilab started there, by its PID, and only if it is ours."""
+        from cnilab.webserver import MARKER
+
+        pidfile = self._pidfile(netns, port)
+        try:
+            pid = int(pidfile.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            pidfile.unlink(missing_ok=True)
+            return
+        if MARKER.encode() not in cmdline:  # the PID was reused by someone else's process
+            pidfile.unlink(missing_ok=True)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 3
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+        pidfile.unlink(missing_ok=True)
+
     # -- sysctl and iptables ---------------------------------------------------------------------
 
     def read_sysctl(self, netns: str | None, key: str) -> str:
@@ -321,8 +373,7 @@ class Kernel:
     def require_iptables(self) -> str:
         """The iptables binary's path, or MissingTool saying how to install it."""
         if self._iptables is None:
-            raise MissingTool("iptables is not installed, so NAT (step 8) cannot be set up",
-                              hint="install it: sudo apt-get install iptables")
+            raise MissingTool.of("no_iptables")
         return self._iptables
 
     def iptables(self, netns: str | None, args: list[str], missing_ok: bool = False) -> str:
@@ -371,12 +422,11 @@ class Kernel:
             if name in nat_in and self._iptables is not None:
                 out = self.iptables(name, ["-t", "nat", "-S"])
                 nat = tuple(ln for ln in out.splitlines() if ln.startswith("-A "))
-            spaces[name] = Namespace(name, (), routes, sysctls, nat)
+            spaces[name] = Namespace(name, (), routes, sysctls, nat, listening_ports(name))
         for name, links in raw.items():
             resolved = tuple(_with_peer(name, link, peer, local, raw)
                              for link, peer, local in links)
-            spaces[name] = Namespace(name, resolved, spaces[name].routes, spaces[name].sysctls,
-                                     spaces[name].nat)
+            spaces[name] = replace(spaces[name], links=resolved)
         return Snapshot(present, spaces)
 
     def _read_links_routes(self, netns: str | None
@@ -421,6 +471,15 @@ def _with_peer(netns: str | None, link: Link, peer: int | None, local: bool,
             if other != netns and ln.kind == "veth" and ln.index == peer and back == link.index:
                 return Link(**{**link.__dict__, "peer": f"{other or '.'}:{ln.name}"})
     return link
+
+
+def listening_ports(netns: str | None) -> tuple[int, ...]:
+    """TCP ports something listens on inside `netns`."""
+    from cnilab.cluster.sockets import LISTEN, parse_proc_tcp
+
+    # /proc/thread-self/net/tcp lists the sockets of the reading thread's namespace.
+    text = run_in_netns(netns, lambda: _read("/proc/thread-self/net/tcp"))
+    return tuple(sorted({s.local_port for s in parse_proc_tcp(text) if s.state == LISTEN}))
 
 
 def _catch(fn: Callable[[], None], box: list[BaseException]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cnilab import probes
@@ -12,7 +12,15 @@ from cnilab.ledger import Ledger
 from cnilab.ops import TAG, AddAddress, AddRule, Key, Op
 from cnilab.probes import Proof
 from cnilab.state import Snapshot
-from cnilab.steps import Step, build_steps, observed_namespaces, setup_ops
+from cnilab.steps import (
+    BONUS_STEP,
+    PUBLISHED_PORT,
+    Step,
+    build_steps,
+    observed_namespaces,
+    setup_ops,
+    web_server,
+)
 from cnilab.topology import Topology
 
 
@@ -59,7 +67,7 @@ class Lab:
     def step(self, number: int) -> Step:
         """Step `number` (1..8)."""
         if not 1 <= number <= len(self.steps):
-            raise ConfigError(f"there is no step {number}; steps are 1 to {len(self.steps)}")
+            raise ConfigError.of("no_step", number=number, last=len(self.steps))
         return self.steps[number - 1]
 
     def snapshot(self) -> Snapshot:
@@ -84,9 +92,7 @@ class Lab:
         report = StepReport(step)
         for earlier in self.steps[: number - 1]:
             if not earlier.done(snap):
-                raise PrerequisiteError(
-                    f"step {number} needs step {earlier.number}, which is not done",
-                    hint=f"run `cnilab step {earlier.number}` (or `cnilab run-all`) first")
+                raise PrerequisiteError.of("prereq", number=number, missing=earlier.number)
         stage = [op for op in setup_ops(self.topo) if not op.satisfied(snap)]
         missing = list(step.missing(snap))
         if not missing:
@@ -102,10 +108,19 @@ class Lab:
         report.after = self._last = self.snapshot()
         if not step.done(report.after):
             left = ", ".join(op.command(self.topo.node) for op in step.missing(report.after))
-            raise KernelError(f"step {number} ran but the kernel does not show: {left}")
+            raise KernelError.of("step_incomplete", number=number, left=left)
         if prove:
             report.proofs = before + self.proofs(number)
         return report
+
+    def prepare(self, number: int) -> list[StepReport]:
+        """Make sure steps 1..number-1 (and the stage) exist, for a student to do step `number`."""
+        reports = [self.run_step(n, prove=False, reuse=True) for n in range(1, number)]
+        if number == 1 and (stage := [op for op in setup_ops(self.topo)
+                                      if not op.satisfied(self.snapshot())]):
+            self._check_free(stage, self.snapshot())
+            self._apply(stage)
+        return reports
 
     def proofs(self, number: int) -> list[Proof]:
         """The packet proofs that become possible once step `number` is done."""
@@ -113,6 +128,8 @@ class Lab:
             return probes.connectivity(self.topo)
         if number == 8:
             return probes.outside(self.topo, expect=True) + probes.nat_sources(self.topo)
+        if number == BONUS_STEP:
+            return probes.port_forward(self.topo, web_server(self.topo), PUBLISHED_PORT)
         return []
 
     def _apply(self, ops: Iterable[Op]) -> list[Op]:
@@ -133,8 +150,7 @@ class Lab:
         mode = self.ledger.mode()
         if mode is not None and mode != self.topo.in_place:
             up = "--in-place" if mode else "isolated"
-            raise ConfigError(f"this lab is already up in {up} mode",
-                              hint="run `cnilab teardown` first, or use the same mode")
+            raise ConfigError.of("mode", mode=up)
 
     def _owned(self, key: Key, snap: Snapshot) -> bool:
         if self.ledger.owns(key):
@@ -152,29 +168,29 @@ class Lab:
                 exists = (key[1] in snap.netns if key[0] == "netns" else
                           (ns := snap.ns(key[1] or None)) is not None and ns.link(key[2]))
                 if exists and not self._owned(key, snap):
-                    raise CollisionError(
-                        f"{describe(key)} already exists and was not made by cnilab",
-                        hint="remove it yourself, or pick other names with --config")
+                    raise CollisionError.of("taken", what=describe(key))
             if isinstance(op, AddAddress) and (ns := snap.ns(op.netns)) is not None:
                 holder = ns.has_address(op.cidr)
                 if holder is not None and holder.name != op.dev:
-                    raise CollisionError(f"address {op.cidr} is already on {holder.name}"
-                                         + (f" in namespace {op.netns}" if op.netns else ""),
-                                         hint="pick other addresses with --config")
+                    where = f" in namespace {op.netns}" if op.netns else ""
+                    raise CollisionError.of("address_taken", cidr=op.cidr, link=holder.name,
+                                            where=where)
 
     # -- teardown --------------------------------------------------------------------------------
 
     def teardown(self) -> list[Op]:
         """Undo, newest first, everything the ledger says cnilab made; nothing else. Idempotent."""
-        ops = self.ledger.ops()
-        owned_ns = {op.claims()[0][1] for op in ops if op.claims() and op.claims()[0][0] == "netns"}
-        undone = []
+        undone = teardown_plan(self.ledger.ops())
         self.kernel.close()
-        for op in reversed(ops):
-            # Whatever lives inside a namespace cnilab made goes away with that namespace.
-            if op.undoable() and op.netns not in owned_ns:
-                op.undo(self.kernel)
-                undone.append(op)
+        for op in undone:
+            op.undo(self.kernel)
         self.kernel.close()
         self.ledger.clear()
         return undone
+
+
+def teardown_plan(ops: Sequence[Op]) -> list[Op]:
+    """The ops to undo, newest first: what lives inside a namespace we remove goes with it."""
+    owned_ns = {key[1] for op in ops for key in op.claims() if key[0] == "netns"}
+    return [op for op in reversed(ops)
+            if op.undoable() and (op.netns not in owned_ns or op.outlives_netns)]

@@ -21,11 +21,16 @@ RUN_DIR = "/run/cnilab"
 RUN_DIR_ENV = "CNILAB_RUN_DIR"  # tests point this at their own directory
 
 
+def run_dir() -> Path:
+    """Where ledgers, locks and server PID files live (CNILAB_RUN_DIR, else /run/cnilab)."""
+    return Path(os.environ.get(RUN_DIR_ENV) or RUN_DIR)
+
+
 class Ledger:
     """The ops cnilab applied to one lab, in order, plus the lab's mode."""
 
     def __init__(self, lab_id: str, run_dir: str | None = None) -> None:
-        root = Path(run_dir or os.environ.get(RUN_DIR_ENV) or RUN_DIR)
+        root = Path(run_dir) if run_dir else globals()["run_dir"]()
         self.path = root / f"{lab_id}.jsonl"
         self.lock_path = root / f"{lab_id}.lock"
         self._cache: list[dict[str, Any]] | None = None
@@ -40,8 +45,7 @@ class Ledger:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                raise LockedError(f"another cnilab process (pid {holder}) is working on this lab",
-                                  hint="wait for it to finish, or stop it") from None
+                raise LockedError.of("locked", pid=holder) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             self._cache = None

@@ -84,3 +84,10 @@ def load(lesson_id: str = "eight-steps", lang: str = "en") -> Lesson:
                  s["mistake"], s.get("course_note"))
         for s in data["steps"])
     return Lesson(data["id"], lang, data["title"], data["summary"], steps)
+
+
+def all_lessons(lang: str) -> list[Lesson]:
+    """Every lesson in lessons/ (the eight steps first)."""
+    ids = sorted(p.name for p in lessons_dir().iterdir() if (p / f"{lang}.toml").is_file())
+    ids.sort(key=lambda i: i != "eight-steps")
+    return [load(i, lang) for i in ids]

@@ -29,6 +29,8 @@ class Kernel(Protocol):
     def set_master(self, netns: str | None, name: str, master: str) -> None: ...
     def add_address(self, netns: str | None, dev: str, cidr: str) -> None: ...
     def set_up(self, netns: str | None, name: str) -> None: ...
+    def start_server(self, netns: str | None, port: int, body: str) -> None: ...
+    def stop_server(self, netns: str | None, port: int) -> None: ...
     def add_route(self, netns: str | None, dst: str, gateway: str) -> None: ...
     def read_sysctl(self, netns: str | None, key: str) -> str: ...
     def write_sysctl(self, netns: str | None, key: str, value: str) -> None: ...
@@ -42,6 +44,8 @@ class Op:
     netns: str | None
 
     registry: ClassVar[dict[str, type[Op]]] = {}
+    # A process is not removed with its namespace: its undo must run even then.
+    outlives_netns: ClassVar[bool] = False
 
     def __init_subclass__(cls) -> None:
         Op.registry[cls.__name__] = cls
@@ -65,13 +69,24 @@ class Op:
         """The command, as typed inside `self.netns`."""
         raise NotImplementedError
 
-    def command(self, here: str | None) -> str:
-        """The shell command a person types in namespace `here` to do the same."""
-        argv = self.argv()
+    def undo_argv(self) -> list[str] | None:
+        """The command that undoes this op, typed inside `self.netns`; None: nothing to type."""
+        return None
+
+    def _typed(self, argv: list[str], here: str | None) -> str:
         if self.netns != here and self.netns is not None:
             argv = (["ip", "-n", self.netns, *argv[1:]] if argv[0] == "ip"
                     else ["ip", "netns", "exec", self.netns, *argv])
         return shell_join(argv)
+
+    def command(self, here: str | None) -> str:
+        """The shell command a person types in namespace `here` to do the same."""
+        return self._typed(self.argv(), here)
+
+    def undo_command(self, here: str | None) -> str | None:
+        """The shell command that undoes this op, typed in namespace `here`."""
+        argv = self.undo_argv()
+        return None if argv is None else self._typed(argv, here)
 
     def claims(self) -> tuple[Key, ...]:
         """Names this op creates, which must be free or cnilab's: ('netns', n) / ('link', ns, n)."""
@@ -126,8 +141,11 @@ class AddNetns(Op):
     def argv(self) -> list[str]:
         return ["ip", "netns", "add", self.name]
 
-    def command(self, here: str | None) -> str:
-        return shell_join(self.argv())  # /run/netns is shared: the same wherever it is typed
+    def undo_argv(self) -> list[str] | None:
+        return ["ip", "netns", "del", self.name]
+
+    def _typed(self, argv: list[str], here: str | None) -> str:
+        return shell_join(argv)  # /run/netns is shared: the same wherever it is typed
 
     def claims(self) -> tuple[Key, ...]:
         return (("netns", self.name),)
@@ -151,6 +169,9 @@ class AddBridge(Op):
 
     def argv(self) -> list[str]:
         return ["ip", "link", "add", self.name, "type", "bridge"]
+
+    def undo_argv(self) -> list[str] | None:
+        return ["ip", "link", "del", self.name]
 
     def claims(self) -> tuple[Key, ...]:
         return (("link", self.netns or "", self.name),)
@@ -179,6 +200,10 @@ class AddVeth(Op):
     def argv(self) -> list[str]:
         argv = ["ip", "link", "add", self.name, "type", "veth", "peer", "name", self.peer]
         return argv + (["netns", self.peer_netns] if self.peer_netns else [])
+
+    def undo_argv(self) -> list[str] | None:
+        # The end that stays here: the peer, unless the peer was made in another namespace.
+        return ["ip", "link", "del", self.name if self.peer_netns else self.peer]
 
     def claims(self) -> tuple[Key, ...]:
         return (("link", self.netns or "", self.name),
@@ -312,6 +337,9 @@ class SetSysctl(Op):
     def argv(self) -> list[str]:
         return ["sysctl", "-w", f"{self.key}={self.value}"]
 
+    def undo_argv(self) -> list[str] | None:
+        return ["sysctl", "-w", f"{self.key}={self.previous or '0'}"]
+
     def highlights(self) -> tuple[Key, ...]:
         return (("sysctl", self.netns or "", self.key),)
 
@@ -364,5 +392,36 @@ class AddRule(Op):
     def argv(self) -> list[str]:
         return ["iptables", "-t", self.table, "-A", self.chain, *self._rule()]
 
+    def undo_argv(self) -> list[str] | None:
+        return ["iptables", "-t", self.table, "-D", self.chain, *self._rule()]
+
     def highlights(self) -> tuple[Key, ...]:
         return (("rule", self.netns or "", self.table, self.chain),)
+
+
+@dataclass(frozen=True)
+class StartServer(Op):
+    """A web server process in a namespace (what `python3 -m http.server PORT &` does there)."""
+
+    outlives_netns: ClassVar[bool] = True
+
+    port: int = 80
+    body: str = ""
+
+    def apply(self, kernel: Kernel) -> None:
+        kernel.start_server(self.netns, self.port, self.body)
+
+    def undo(self, kernel: Kernel) -> None:
+        kernel.stop_server(self.netns, self.port)
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        return self.port in _ns(snap, self.netns).listening
+
+    def argv(self) -> list[str]:
+        return ["python3", "-m", "http.server", str(self.port)]
+
+    def command(self, here: str | None) -> str:
+        return super().command(here) + " &"
+
+    def highlights(self) -> tuple[Key, ...]:
+        return (("server", self.netns or "", str(self.port)),)

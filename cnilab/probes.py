@@ -12,21 +12,43 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from cnilab.kernel import run_in_netns
-from cnilab.topology import Topology
+from cnilab.topology import Container, Topology
 
 TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
 class Proof:
-    """One check with packets: what was expected, whether it held, and what was seen."""
+    """One check with packets: what was expected (a sentence key), whether it held, what was seen.
 
-    claim: str
+    Sentences live in lessons/ui (section [proof]); a parameter value "@key" is itself a sentence.
+    """
+
+    key: str
+    params: dict[str, Any]
     ok: bool
-    seen: str
+    seen: tuple[str, dict[str, Any]]  # (sentence key, params), or ("", {"text": raw})
     command: str
+
+    def claim(self, lang: str = "en") -> str:
+        """What the proof claims, in `lang`."""
+        return _sentence(self.key, self.params, lang)
+
+    def observed(self, lang: str = "en") -> str:
+        """What was seen, in `lang`."""
+        key, params = self.seen
+        return _sentence(key, params, lang) if key else str(params["text"])
+
+
+def _sentence(key: str, params: dict[str, Any], lang: str) -> str:
+    from cnilab.i18n import t
+
+    filled = {k: t(f"proof.{v[1:]}", lang) if isinstance(v, str) and v.startswith("@") else v
+              for k, v in params.items()}
+    return t(f"proof.{key}", lang, **filled)
 
 
 def _checksum(data: bytes) -> int:
@@ -39,7 +61,7 @@ def _checksum(data: bytes) -> int:
 
 
 def ping(netns: str | None, address: str, timeout: float = TIMEOUT, tries: int = 2) -> str | None:
-    """ICMP echo from `netns` to `address`; None on a reply, else why not."""
+    """ICMP echo from `netns` to `address`; None on a reply, else why not (in English)."""
     ident = os.getpid() & 0xFFFF
     sock = run_in_netns(netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
                                                      socket.IPPROTO_ICMP))
@@ -62,11 +84,11 @@ def ping(netns: str | None, address: str, timeout: float = TIMEOUT, tries: int =
                 icmp = data[(data[0] & 0x0F) * 4:]
                 if src == address and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
                     return None
-    return f"no reply within {timeout:g} s"
+    return f"no reply within {timeout:g} s"  # shown as is: like the OS's own reasons
 
 
 def seen_source(client_ns: str | None, server_ns: str | None, server_ip: str,
-                timeout: float = TIMEOUT) -> tuple[str | None, str]:
+                timeout: float = TIMEOUT) -> tuple[str | None, tuple[str, dict[str, Any]]]:
     """TCP connect from client_ns to a listener in server_ns; the source address it saw."""
 
     def listen() -> socket.socket:
@@ -82,21 +104,19 @@ def seen_source(client_ns: str | None, server_ns: str | None, server_ip: str,
         try:
             client.connect((server_ip, listener.getsockname()[1]))
         except OSError as e:
-            return None, e.strerror or "timed out"
+            return None, ("", {"text": e.strerror or "timed out"})
         listener.settimeout(timeout)
         conn, (src, _) = listener.accept()
         with contextlib.suppress(OSError):
             conn.close()
-        return src, f"the listener saw {src}"
+        return src, ("listener_saw", {"source": src})
 
 
-def _ping_proof(topo: Topology, src_ns: str | None, who: str, dst: str, to: str,
-                expect: bool) -> Proof:
+def _ping_proof(src_ns: str | None, who: str, dst: str, to: str, expect: bool) -> Proof:
     why_not = ping(src_ns, dst)
-    verb = "reaches" if expect else "cannot reach"
-    seen = "reply received" if why_not is None else why_not
-    return Proof(f"{who} {verb} {to} ({dst})", (why_not is None) == expect, seen,
-                 f"ip netns exec {src_ns} ping -c 1 -W 1 {dst}")
+    seen: tuple[str, dict[str, Any]] = ("reply", {}) if why_not is None else ("", {"text": why_not})
+    return Proof("ping_ok" if expect else "ping_blocked", {"who": who, "to": to, "address": dst},
+                 (why_not is None) == expect, seen, f"ip netns exec {src_ns} ping -c 1 -W 1 {dst}")
 
 
 def connectivity(topo: Topology) -> list[Proof]:
@@ -104,12 +124,10 @@ def connectivity(topo: Topology) -> list[Proof]:
     proofs = []
     for c in topo.containers:
         ns = topo.netns(c)
-        proofs.append(_ping_proof(topo, ns, c.name, str(topo.bridge_address.ip), "the bridge",
-                                  True))
+        proofs.append(_ping_proof(ns, c.name, str(topo.bridge_address.ip), "@bridge", True))
         for other in topo.containers:
             if other != c:
-                proofs.append(_ping_proof(topo, ns, c.name, str(other.address.ip), other.name,
-                                          True))
+                proofs.append(_ping_proof(ns, c.name, str(other.address.ip), other.name, True))
     return proofs
 
 
@@ -118,8 +136,8 @@ def outside(topo: Topology, expect: bool) -> list[Proof]:
     if topo.internet is None:
         return []
     c = topo.containers[0]
-    return [_ping_proof(topo, topo.netns(c), c.name, str(topo.internet_address.ip),
-                        "the outside host", expect)]
+    return [_ping_proof(topo.netns(c), c.name, str(topo.internet_address.ip), "@outside_host",
+                        expect)]
 
 
 def nat_sources(topo: Topology) -> list[Proof]:
@@ -129,13 +147,50 @@ def nat_sources(topo: Topology) -> list[Proof]:
     if topo.internet is not None:
         want = str(topo.uplink_address.ip)
         src, seen = seen_source(topo.netns(c), topo.internet, str(topo.internet_address.ip))
-        proofs.append(Proof(f"the outside host sees {c.name} as the node ({want}), "
-                            f"not as {c.address.ip}", src == want, seen,
+        proofs.append(Proof("outside_sees_node",
+                            {"who": c.name, "want": want, "own": str(c.address.ip)},
+                            src == want, seen,
                             f"ip netns exec {topo.internet} tcpdump -ni {topo.uplink} tcp"))
     for other in topo.containers[1:2]:
         want = str(c.address.ip)
         src, seen = seen_source(topo.netns(c), topo.netns(other), str(other.address.ip))
-        proofs.append(Proof(f"{other.name} sees {c.name} as itself ({want}): no NAT inside "
-                            "the bridge", src == want, seen,
+        proofs.append(Proof("neighbour_sees_self",
+                            {"other": other.name, "who": c.name, "want": want},
+                            src == want, seen,
                             f"ip netns exec {topo.netns(other)} tcpdump -ni {other.veth} tcp"))
     return proofs
+
+
+def http_get(client_ns: str | None, host: str, port: int, timeout: float = TIMEOUT
+             ) -> tuple[str | None, str]:
+    """A plain HTTP GET from `client_ns`; (body, None) or (None, why not)."""
+
+    def request() -> socket.socket:
+        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+    with run_in_netns(client_ns, request) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((host, port))
+            sock.sendall(f"GET / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+        except OSError as e:
+            return None, e.strerror or "timed out"
+    head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
+    if " 200 " not in head.split("\r\n", 1)[0]:
+        return None, head.split("\r\n", 1)[0] or "no answer"
+    return body.strip(), None
+
+
+def port_forward(topo: Topology, server: Container, port: int) -> list[Proof]:
+    """After step 9: a request from the outside world to the node's port reaches the server."""
+    if topo.internet is None:
+        return []
+    node_ip = str(topo.uplink_address.ip)
+    body, why_not = http_get(topo.internet, node_ip, port)
+    ok = body is not None and server.name in body
+    seen: tuple[str, dict[str, Any]] = ("", {"text": body if body is not None else why_not})
+    return [Proof("http_forwarded", {"node": node_ip, "port": port, "who": server.name}, ok,
+                  seen, f"ip netns exec {topo.internet} curl -s http://{node_ip}:{port}/")]

@@ -43,6 +43,7 @@ class Namespace:
     routes: tuple[Route, ...] = ()
     sysctls: dict[str, str] = field(default_factory=dict)
     nat: tuple[str, ...] | None = None  # `iptables -t nat -S` rules; None: not observed
+    listening: tuple[int, ...] = ()  # TCP ports something listens on
 
     def link(self, name: str) -> Link | None:
         """The link called `name`, if present."""
@@ -93,5 +94,6 @@ class Snapshot:
                           for ln in ns["links"])
             routes = tuple(Route(**r) for r in ns["routes"])
             nat = None if ns["nat"] is None else tuple(ns["nat"])
-            spaces[key or None] = Namespace(key or None, links, routes, ns["sysctls"], nat)
+            spaces[key or None] = Namespace(key or None, links, routes, ns["sysctls"], nat,
+                                            tuple(ns.get("listening", ())))
         return cls(frozenset(data["netns"]), spaces)

@@ -16,11 +16,14 @@ from cnilab.ops import (
     Op,
     SetMaster,
     SetSysctl,
+    StartServer,
 )
 from cnilab.state import Snapshot
-from cnilab.topology import Topology
+from cnilab.topology import Container, Topology
 
-LAST_STEP = 8
+LAST_STEP = 8  # run-all's default end; step 9 (port forwarding) is the bonus
+BONUS_STEP = 9
+HTTP_PORT, PUBLISHED_PORT = 80, 8080
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def setup_ops(topo: Topology) -> tuple[Op, ...]:
 
 
 def build_steps(topo: Topology) -> tuple[Step, ...]:
-    """Steps 1..8 for this topology."""
+    """Steps 1..8, and the bonus step 9, for this topology."""
     node, cs = topo.node, topo.containers
     return (
         Step(1, tuple(AddNetns(None, topo.netns(c)) for c in cs)),
@@ -79,7 +82,19 @@ def build_steps(topo: Topology) -> tuple[Step, ...]:
                  # bridge also crosses POSTROUTING; it must keep its source address.
                  AddRule(node, "nat", "POSTROUTING",
                          ("-s", str(topo.subnet), "!", "-o", topo.bridge, "-j", "MASQUERADE")))),
+        Step(9, (StartServer(topo.netns(server := web_server(topo)), HTTP_PORT,
+                             f"Hello from {server.name} ({server.address.ip})"),
+                 # `-p tcp` is required: iptables knows --dport only once the protocol is given.
+                 AddRule(node, "nat", "PREROUTING",
+                         ("-i", topo.uplink, "-p", "tcp", "--dport", str(PUBLISHED_PORT),
+                          "-j", "DNAT", "--to-destination",
+                          f"{server.address.ip}:{HTTP_PORT}")))),
     )
+
+
+def web_server(topo: Topology) -> Container:
+    """The container whose web server step 9 publishes: blue (the second), as in the lecture."""
+    return topo.containers[1] if len(topo.containers) > 1 else topo.containers[0]
 
 
 def observed_namespaces(topo: Topology) -> tuple[str | None, ...]:

@@ -1,4 +1,4 @@
-"""Rich renderables: diagrams of observed state, command listings, proof tables."""
+"""Rich renderables: diagrams of observed state, command listings, step reports, lesson text."""
 
 from cnilab.render.commands import render_commands, render_proofs
 from cnilab.render.diagram import render_diagram

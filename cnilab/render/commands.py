@@ -8,6 +8,7 @@ from rich.console import Group, RenderableType
 from rich.syntax import Syntax
 from rich.text import Text
 
+from cnilab.i18n import t
 from cnilab.ops import Op
 from cnilab.probes import Proof
 
@@ -20,20 +21,21 @@ def command_lines(ops: Sequence[Op], here: str | None) -> list[str]:
 def render_commands(ops: Sequence[Op], here: str | None) -> RenderableType:
     """The ops as a syntax-highlighted bash listing."""
     code = "\n".join(command_lines(ops, here)) or "# nothing to do: the kernel already holds this"
-    # Highlighted Text rather than a Syntax block, so that long lines are never wrapped.
     syntax = Syntax(code, "bash", theme="ansi_dark", background_color="default")
     text = syntax.highlight(code)
     text.rstrip()
+    # Never cut a command in two: copied back into a shell, a wrapped line is two commands.
+    text.no_wrap, text.overflow = True, "ignore"
     return text
 
 
-def render_proofs(proofs: Sequence[Proof]) -> RenderableType:
+def render_proofs(proofs: Sequence[Proof], lang: str = "en") -> RenderableType:
     """One line per proof: passed or failed, the claim, and what was seen."""
     lines = []
     for p in proofs:
-        line = Text("✔ proved " if p.ok else "✘ FAILED ",
+        line = Text(t("ui.proved" if p.ok else "ui.failed", lang) + " ",
                     style="bold green" if p.ok else "bold red")
-        line.append(p.claim)
-        line.append(f"  ({p.seen})", style="dim")
+        line.append(p.claim(lang))
+        line.append(f"  ({p.observed(lang)})", style="dim")
         lines.append(line)
     return Group(*lines)

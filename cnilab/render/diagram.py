@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.text import Text
 from rich.tree import Tree
 
+from cnilab.i18n import t
 from cnilab.ops import Key, rule_tokens
 from cnilab.state import Link, Namespace, Snapshot
 from cnilab.topology import Topology
@@ -53,6 +54,11 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
     hidden = len(ns.links) - len(shown)
     if hidden:
         parts.append(Text(f"(+{hidden} other links not made by the lab)", style="dim"))
+    if lab_links is None:  # on a real node (in place) the machine's own services would crowd in
+        for port in ns.listening:
+            new = ("server", ns_key, str(port)) in keys
+            parts.append(Text(f"{'+ ' if new else ''}listening tcp/{port}",
+                              style=NEW if new else "cyan"))
     for r in ns.routes:
         new = ("route", ns_key, r.dst) in keys
         via = f" via {r.gateway}" if r.gateway else ""
@@ -75,7 +81,8 @@ def _panel(title: str, body: RenderableType, new: bool) -> Panel:
                  border_style=NEW if new else "blue")
 
 
-def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = ()) -> RenderableType:
+def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = (),
+                   lang: str = "en") -> RenderableType:
     """The lab as it exists in the kernel now; what `keys` name is marked '+' in yellow."""
     node = snap.ns(topo.node)
     lab_links: set[str] | None = None
@@ -100,5 +107,5 @@ def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = ()) -
     if boxes:  # side by side while they fit, never squeezed: a wrapped address is misread
         rows.append(Columns(boxes, padding=(0, 1)))
     if not rows:
-        return Text("Nothing of the lab exists yet.", style="dim")
+        return Text(t("ui.nothing_yet", lang), style="dim")
     return Group(*rows)

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from cnilab.cli import app
 
 runner = CliRunner()
-COMMANDS = ["step", "run-all", "teardown", "status", "doctor", "shell"]
+COMMANDS = ["step", "run-all", "teardown", "status", "doctor", "shell", "lessons", "explain",
+            "script", "practice", "check"]
 
 
 def test_help_lists_every_command_with_examples() -> None:
@@ -46,7 +47,7 @@ def test_help_and_version_never_import_pyroute2() -> None:
 
 
 def test_step_number_out_of_range_is_rejected() -> None:
-    result = runner.invoke(app, ["step", "9"])
+    result = runner.invoke(app, ["step", "10"])
     assert result.exit_code == 2
 
 

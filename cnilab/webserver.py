@@ -1,0 +1,63 @@
+"""A tiny web server that runs inside a lab namespace (step 9's target), started by cnilab.
+
+`python -m cnilab.webserver --netns blue --port 80 --body TEXT --pidfile F`: enters the
+namespace, binds, writes its PID (so teardown can stop it by PID), then serves TEXT forever.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+MARKER = "cnilab.webserver"  # teardown checks /proc/PID/cmdline for it before sending a signal
+
+
+def serve(netns: str | None, port: int, body: str, pidfile: Path) -> None:
+    """Enter `netns`, listen on `port`, record our PID, answer every GET with `body`."""
+    if netns:
+        from cnilab.kernel import CLONE_NEWNET, LIBC, netns_path
+
+        fd = os.open(netns_path(netns), os.O_RDONLY)
+        if LIBC.setns(fd, CLONE_NEWNET) != 0:
+            sys.exit(f"cnilab.webserver: cannot enter namespace {netns}")
+        os.close(fd)
+    payload = body.encode() + b"\n"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # no terminal to write to: cnilab starts us detached
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    pidfile.write_text(str(os.getpid()))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.serve_forever()
+    finally:
+        pidfile.unlink(missing_ok=True)
+
+
+def main() -> None:
+    """Command-line entry (used only by cnilab itself)."""
+    parser = argparse.ArgumentParser(prog=MARKER)
+    parser.add_argument("--netns")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--body", required=True)
+    parser.add_argument("--pidfile", type=Path, required=True)
+    args = parser.parse_args()
+    serve(args.netns, args.port, args.body, args.pidfile)
+
+
+if __name__ == "__main__":
+    main()
