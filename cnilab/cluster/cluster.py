@@ -200,9 +200,12 @@ class Cluster:
         for op in reversed(ops):
             if isinstance(op, StartComponent) or not op.undoable():
                 continue
-            # Whatever lives inside a namespace the cluster made goes away with that namespace;
-            # pods are detached first so that the CNI plugin frees their addresses.
-            if op.netns not in owned or isinstance(op, pods.AttachPod):
+            # Whatever lives inside a namespace the cluster made goes away with that namespace.
+            # A pod's attachment too: its veth is in the pod's and the node's namespaces, its
+            # address lease in the cluster's own IPAM store, removed whole (no NAT rules: ipMasq
+            # is off). CNI DEL is needed only when the node would outlive the pod.
+            if op.netns not in owned or (isinstance(op, pods.AttachPod)
+                                         and op.node_netns not in owned):
                 op.undo(self.kernel)
                 undone.append(op)
         self.kernel.close()

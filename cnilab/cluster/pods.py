@@ -1,8 +1,9 @@
 """Pods: a namespace each, attached to the node's cni0 by the cnilab CNI plugin, in process.
 
 As a runtime does: the pod's namespace is made first (AddNetns), then the plugin is called with
-CNI ADD for it; `down` calls CNI DEL, which releases the pod's address, before the namespace goes.
-Each node has its own IPAM store (host-local keeps one per host), under the cluster's run dir.
+CNI ADD for it. Each node has its own IPAM store (host-local keeps one per host) under the
+cluster's run dir. `down` removes whole nodes, so it deletes the namespaces and the stores rather
+than calling CNI DEL per pod (AttachPod.undo, CNI DEL, is for a pod leaving a node that stays).
 """
 
 from __future__ import annotations
