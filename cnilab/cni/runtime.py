@@ -219,7 +219,7 @@ class Runtime:
     def _call(self, pod: Pod, command: str, config: dict[str, Any]) -> Call:
         return invoke(self.plugin_exe(pod.plugin), command, config, node=self.node,
                       container_id=pod.container_id, netns=netns_path(pod.netns),
-                      ifname=pod.ifname, args=f"K8S_POD_NAME={pod.name}",
+                      ifname=pod.ifname, args=f"IgnoreUnknown=1;K8S_POD_NAME={pod.name}",
                       cni_path=self.cni_path(pod.plugin))
 
     # -- the runtime's verbs -------------------------------------------------------------------

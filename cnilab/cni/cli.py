@@ -1,0 +1,264 @@
+"""`cnilab cni ...`: play the container runtime and watch a CNI plugin work. Parses and prints only.
+
+Heavy imports (the runtime, the kernel, the diagrams) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from ipaddress import IPv4Interface
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.rule import Rule
+from rich.syntax import Syntax
+from rich.table import Table
+
+from cnilab.errors import CnilabError
+
+if TYPE_CHECKING:
+    from cnilab.cni.runtime import Call, Runtime
+
+HELP = """Play the container runtime: make a pod's namespace, call a CNI plugin, keep its result.
+
+The node is the namespace cnilab-node, so nothing on this machine changes. Kernel commands need
+root.
+
+Examples:
+
+  sudo cnilab cni add web               # ADD with the cnilab plugin
+
+  sudo cnilab cni add db --plugin bridge   # the same call to the reference bridge plugin
+
+  sudo cnilab cni check web ; sudo cnilab cni del web ; sudo cnilab cni teardown
+"""
+
+cni_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the plugin's JSON answer only.")]
+
+
+def _root_opt(ctx: typer.Context, name: str) -> Any:
+    return getattr(ctx.find_root().obj, name, None)
+
+
+def _runtime(ctx: typer.Context) -> Runtime:
+    from cnilab.cni.runtime import Runtime
+
+    return Runtime(prefix=_root_opt(ctx, "prefix") or "")
+
+
+@contextmanager
+def _guarded(ctx: typer.Context) -> Iterator[None]:
+    """One line and an exit code for every domain error (--traceback shows the stack)."""
+    try:
+        yield
+    except CnilabError as e:
+        if _root_opt(ctx, "traceback"):
+            raise
+        hint = f" (hint: {e.hint})" if e.hint else ""
+        err.print(f"[bold red]cnilab: error:[/] {escape(e.message)}{escape(hint)}")
+        raise typer.Exit(e.exit_code) from None
+
+
+def _section(ctx: typer.Context, number: int) -> None:
+    from cnilab import lessons
+
+    try:
+        text = lessons.load("cni", lessons.check_lang(_root_opt(ctx, "lang"))).step(number)
+    except CnilabError:
+        return
+    out.print(Rule(f"[bold]{number}[/] · {escape(text.title)}", align="left"))
+    out.print(f"[dim]{escape(text.what)}[/]")
+
+
+def _show_call(call: Call) -> None:
+    table = Table(show_header=False, show_edge=False, box=None)
+    for key, value in call.env.items():
+        table.add_row(f"[cyan]{key}[/]", escape(value))
+    out.print(f"[bold]The runtime runs[/] {escape(call.plugin)} [dim](inside the node)[/]"
+              " with this environment:")
+    out.print(table)
+    out.print("[bold]and this network configuration on stdin:[/]")
+    out.print(Syntax(json.dumps(call.config, indent=2), "json", theme="ansi_dark",
+                     background_color="default"))
+    verdict = "[green]exit 0[/]" if call.ok else f"[red]exit {call.code}[/]"
+    out.print(f"[bold]The plugin answered[/] ({verdict}, {call.seconds * 1000:.0f} ms)"
+              + (":" if call.stdout.strip() else " with nothing on stdout."))
+    if call.stdout.strip():
+        out.print(Syntax(call.stdout.strip(), "json", theme="ansi_dark",
+                         background_color="default"))
+
+
+def _finish(call: Call, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(call.answer) if call.answer is not None else "null")
+    if not call.ok:
+        raise call.error()
+
+
+def _diagram(rt: Runtime) -> None:
+    from cnilab.cni.plugin import host_veth_name
+    from cnilab.render import render_diagram
+    from cnilab.topology import Container, Topology
+
+    pods = []
+    for p in rt.pods():
+        ips = p.result.get("ips") or [{"address": "0.0.0.0/32"}]
+        pods.append(Container(p.netns, IPv4Interface(ips[0]["address"]), p.ifname,
+                              host_veth_name(p.config["name"], p.container_id, p.ifname)))
+    topo = Topology(tuple(pods), node_name=rt.node, internet_name=f"{rt.node}-none",
+                    bridge=str(rt.config("cnilab")["bridge"]))
+    out.print(render_diagram(rt.observe(), topo))
+
+
+@cni_app.command()
+def add(
+    ctx: typer.Context,
+    pod: Annotated[str, typer.Argument(help="A name for the pod (its namespace: pod-NAME).")],
+    plugin: Annotated[str, typer.Option(
+        "--plugin", help="cnilab, or bridge: the reference plugin on the same config.")
+    ] = "cnilab",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create the pod's namespace and call ADD; show the env, the config, the result, the node.
+
+    Example: sudo cnilab cni add web
+    """
+    with _guarded(ctx):
+        rt = _runtime(ctx)
+        with rt.locked():
+            _, call = rt.add(pod, plugin)
+        if not as_json:
+            _section(ctx, 1)
+            _show_call(call)
+            if call.ok:
+                _section(ctx, 4)
+                _diagram(rt)
+        _finish(call, as_json)
+
+
+@cni_app.command()
+def check(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.")],
+          as_json: JsonOpt = False) -> None:
+    """CHECK: the plugin compares the kernel with the cached result (prevResult).
+
+    Example: sudo cnilab cni check web
+    """
+    with _guarded(ctx):
+        rt = _runtime(ctx)
+        with rt.locked():
+            call = rt.check(pod)
+        if not as_json:
+            _section(ctx, 5)
+            _show_call(call)
+        _finish(call, as_json)
+
+
+@cni_app.command("del")
+def delete(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.")],
+           as_json: JsonOpt = False) -> None:
+    """DEL: the plugin removes the pod's network; then the runtime removes its namespace.
+
+    Example: sudo cnilab cni del web
+    """
+    with _guarded(ctx):
+        rt = _runtime(ctx)
+        with rt.locked():
+            call = rt.delete(pod)
+        if not as_json:
+            _section(ctx, 7)
+            _show_call(call)
+            _diagram(rt)
+        _finish(call, as_json)
+
+
+@cni_app.command()
+def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """STATUS (CNI 1.1.0): can the plugin serve ADDs now?
+
+    Example: sudo cnilab cni status
+    """
+    with _guarded(ctx):
+        rt = _runtime(ctx)
+        with rt.locked():
+            call = rt.status()
+        if not as_json:
+            _section(ctx, 8)
+            _show_call(call)
+        _finish(call, as_json)
+
+
+@cni_app.command()
+def gc(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """GC (CNI 1.1.0): the plugin drops what no known pod uses any more.
+
+    Example: sudo cnilab cni gc
+    """
+    with _guarded(ctx):
+        rt = _runtime(ctx)
+        with rt.locked():
+            call = rt.gc()
+        if not as_json:
+            _section(ctx, 8)
+            _show_call(call)
+        _finish(call, as_json)
+
+
+@cni_app.command()
+def version(ctx: typer.Context, plugin: Annotated[str, typer.Option(
+        "--plugin", help="cnilab or bridge.")] = "cnilab", as_json: JsonOpt = False) -> None:
+    """VERSION: which CNI spec versions the plugin speaks.
+
+    Example: sudo cnilab cni version --plugin bridge
+    """
+    with _guarded(ctx):
+        rt = _runtime(ctx)
+        if plugin not in ("cnilab", "bridge"):
+            raise CnilabError(f"unknown plugin {plugin!r}; choose cnilab or bridge")
+        with rt.locked():
+            call = rt.version(plugin)
+        if not as_json:
+            _show_call(call)
+        _finish(call, as_json)
+
+
+@cni_app.command()
+def install(folder: Annotated[str, typer.Option(
+        "--dir", help="The CNI bin folder, e.g. /opt/cni/bin.")]) -> None:
+    """Write the plugin executables cnilab and cnilab-ipam into a CNI bin folder.
+
+    Example: sudo cnilab cni install --dir /opt/cni/bin
+    """
+    from cnilab.cni.install import install as write
+
+    try:
+        paths = write(folder)
+    except OSError as e:
+        err.print(f"[bold red]cnilab: error:[/] cannot write into {escape(folder)}: "
+                  f"{e.strerror}")
+        raise typer.Exit(5) from None
+    for path in paths:
+        out.print(f"wrote {path}")
+
+
+@cni_app.command()
+def teardown(ctx: typer.Context) -> None:
+    """DEL every pod, remove the pods' and the node's namespaces (nothing else).
+
+    Example: sudo cnilab cni teardown
+    """
+    with _guarded(ctx):
+        rt = _runtime(ctx)
+        with rt.locked():
+            removed = rt.teardown()
+        for name in removed:
+            out.print(f"removed namespace {name}")
+        if not removed:
+            out.print("Nothing to remove: no CNI lesson is up here.")
