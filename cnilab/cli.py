@@ -563,7 +563,7 @@ def practice(
         with lab.locked():
             lab.prepare(number)
         out(step_rule(t("ui.step", lang, number=number), text.title))
-        out(*render_explain(text, lang, with_commands=False))
+        out(*render_explain(text, lang, with_commands=False, what=False))  # what = the answer
         out(render_goal(text, lang))
         key = "ui.practice_in_place" if lab.topo.in_place else "ui.practice_ready"
         out(t(key, lang, number=number))
@@ -590,7 +590,7 @@ def check(
             snap = lab.snapshot()
         steps = [lab.step(number)] if number else steps_so_far(lab.steps, snap, 8)
         facts = grade(steps, snap)
-        out(render_facts(facts, lab.topo, lang))
+        out(*render_facts(facts, lab.topo, lang))
         failed = sum(not f.ok for f in facts)
         if failed:
             raise CnilabError.of("check_failed", failed=failed, total=len(facts))

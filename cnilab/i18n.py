@@ -22,7 +22,7 @@ def has(key: str, lang: str = "en") -> bool:
     return name in catalog(lang).get(section, {})
 
 
-def t(key: str, lang: str = "en", **params: Any) -> str:
+def t(key: str, lang: str = "en", /, **params: Any) -> str:
     """The sentence 'section.name' in `lang`, with {params} filled in; English if missing."""
     section, _, name = key.partition(".")
     text = catalog(lang).get(section, {}).get(name) or catalog("en")[section][name]

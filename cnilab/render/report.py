@@ -44,13 +44,14 @@ def render_step(report: StepReport, topo: Topology, text: StepText, lang: str
     return parts
 
 
-def render_explain(text: StepText, lang: str, with_commands: bool = True
+def render_explain(text: StepText, lang: str, with_commands: bool = True, what: bool = True
                    ) -> list[RenderableType]:
     """A step's lesson text: what, why, what to look at, a common mistake, course notes."""
     def section(label: str, body: str) -> Group:
         return Group(Text(t(label, lang), style="bold cyan"), Text(body), Text(""))
 
-    parts: list[RenderableType] = [section("ui.what", text.what), section("ui.why", text.why)]
+    parts: list[RenderableType] = [section("ui.what", text.what)] if what else []
+    parts.append(section("ui.why", text.why))
     if with_commands:
         parts += [Text(t("ui.inspect", lang), style="bold cyan"),
                   Text("\n".join(text.inspect), style="green", no_wrap=True, overflow="ignore"),
@@ -67,14 +68,16 @@ def render_goal(text: StepText, lang: str) -> RenderableType:
     return Panel(text.goal, title=t("ui.goal", lang), title_align="left", border_style="cyan")
 
 
-def render_facts(facts: Sequence[Fact], topo: Topology, lang: str) -> RenderableType:
+def render_facts(facts: Sequence[Fact], topo: Topology, lang: str) -> list[Text]:
     """One line per graded fact, with a hint (the command) for each missing one."""
     lines = []
     for f in facts:
-        line = Text("✔ " if f.ok else "✘ ", style="green" if f.ok else "bold red")
+        # One unbroken line each: the hint is a command to copy.
+        line = Text("✔ " if f.ok else "✘ ", style="green" if f.ok else "bold red", no_wrap=True,
+                    overflow="ignore")
         line.append(f"[{f.step}] ", style="dim")
         line.append(f.text(topo, lang))
         if not f.ok:
             line.append(f"  ({t('ui.hint', lang)}: {f.hint(topo)})", style="yellow")
         lines.append(line)
-    return Group(*lines)
+    return lines

@@ -1,0 +1,138 @@
+"""Lessons as data: every step in English and Korean, every command a real command."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+
+import pytest
+from typer.testing import CliRunner
+
+from cnilab import lessons
+from cnilab.cli import app
+from cnilab.i18n import catalog
+from cnilab.lessons import lessons_dir
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+# The programs a lesson may tell a student to type, and the subcommands `ip` really has.
+PROGRAMS = {"ip", "bridge", "iptables", "ping", "sysctl", "ss", "netstat", "curl", "cat",
+            "route", "arp", "tcpdump", "conntrack", "ls", "cnilab", "kubectl", "nsenter"}
+IP_OBJECTS = {"link", "addr", "address", "route", "netns", "neigh", "-d", "-br", "-n", "-4",
+              "-o", "-s", "-j", "-c"}
+
+
+def lesson_ids() -> list[str]:
+    return sorted(p.name for p in lessons_dir().iterdir() if (p / "en.toml").is_file())
+
+
+@pytest.mark.parametrize("lesson_id", lesson_ids())
+def test_every_lesson_has_the_same_keys_in_english_and_korean(lesson_id: str) -> None:
+    en = tomllib.loads((lessons_dir() / lesson_id / "en.toml").read_text())
+    ko = tomllib.loads((lessons_dir() / lesson_id / "ko.toml").read_text())
+
+    def shape(d: object) -> object:
+        if isinstance(d, dict):
+            return {k: shape(v) for k, v in d.items()}
+        if isinstance(d, list):
+            return [shape(v) for v in d]
+        return type(d).__name__
+
+    assert shape(en) == shape(ko)
+
+
+def test_the_eight_step_lesson_covers_steps_1_to_9_in_both_languages() -> None:
+    for lang in ("en", "ko"):
+        lesson = lessons.load("eight-steps", lang)
+        assert [s.number for s in lesson.steps] == list(range(1, 10))
+        for s in lesson.steps:
+            assert s.title and s.what and s.why and s.goal and s.mistake and s.inspect
+            if lang == "ko":
+                assert HANGUL.search(s.title + s.what + s.why), s.number
+
+
+def test_course_note_callouts_cover_the_known_gaps() -> None:
+    notes = {s.number: s.course_note or "" for s in lessons.load("eight-steps", "en").steps}
+    assert "ip_forward" in notes[8] and "! -o v-net-0" in notes[8]
+    assert "lo" in notes[7]
+    assert "-p tcp" in notes[9]
+    assert ".5" in notes[2] or "192.168.15.5" in notes[2]
+
+
+def test_every_command_a_lesson_tells_the_student_to_type_is_a_real_command() -> None:
+    for lang in ("en", "ko"):
+        for s in lessons.load("eight-steps", lang).steps:
+            for line in s.inspect:
+                argv = shlex.split(line)
+                if argv[:3] == ["ip", "netns", "exec"]:
+                    argv = argv[4:]
+                assert argv[0] in PROGRAMS, line
+                if argv[0] == "ip":
+                    rest = argv[3:] if argv[1] == "-n" else argv[1:]
+                    assert rest[0] in IP_OBJECTS, line
+
+
+def test_ui_sentences_exist_in_both_languages_with_the_same_placeholders() -> None:
+    en, ko = catalog("en"), catalog("ko")
+    assert en.keys() == ko.keys()
+    for section in en:
+        assert en[section].keys() == ko[section].keys(), section
+        for key, text in en[section].items():
+            assert set(re.findall(r"{(\w+)}", text)) == set(
+                re.findall(r"{(\w+)}", ko[section][key])), f"{section}.{key}"
+
+
+def test_explain_needs_no_root_and_korean_is_korean() -> None:
+    result = CliRunner().invoke(app, ["explain", "8", "--lang", "ko"])
+    assert result.exit_code == 0
+    assert len(HANGUL.findall(result.output)) > 100
+    assert "iptables -t nat -S POSTROUTING" in result.output
+
+
+def test_language_follows_the_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LC_ALL", "")
+    monkeypatch.setenv("LANG", "ko_KR.UTF-8")
+    assert lessons.default_lang() == "ko"
+    result = CliRunner().invoke(app, ["explain", "1"])
+    assert HANGUL.search(result.output)
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    assert lessons.default_lang() == "en"
+
+
+def test_unknown_language_is_one_clear_error() -> None:
+    result = CliRunner().invoke(app, ["explain", "1", "--lang", "fr"])
+    assert result.exit_code == 2 and "unknown language 'fr'" in result.output
+
+
+def test_script_is_standalone_commented_bash() -> None:
+    result = CliRunner().invoke(app, ["script"])
+    assert result.exit_code == 0
+    text = result.output
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "ip netns add cnilab-host" in text and "nsenter --net=/run/netns/cnilab-host" in text
+    assert "  ip link add v-net-0 type bridge" in text
+    korean = CliRunner().invoke(app, ["script", "--lang", "ko"]).output
+    assert HANGUL.search(korean)
+    teardown = CliRunner().invoke(app, ["script", "--teardown"]).output
+    assert teardown.splitlines()[-4:] == [
+        "ip netns del blue", "ip netns del red", "ip netns del cnilab-internet",
+        "ip netns del cnilab-host"]
+    in_place = CliRunner().invoke(app, ["--in-place", "script", "--teardown"]).output
+    assert "iptables -t nat -D POSTROUTING" in in_place and "ip link del v-net-0" in in_place
+
+
+def test_junit_from_a_summary_parses_and_counts_cases(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import xml.etree.ElementTree as ET
+
+    from cnilab.junit import write_junit
+
+    summary = [
+        {"step": 7, "title": "Up", "ok": True,
+         "proofs": [{"claim": "red reaches blue", "ok": True, "seen": "reply"},
+                    {"claim": "blue reaches red", "ok": False, "seen": "no reply"}]},
+        {"step": 8, "title": "NAT", "ok": False, "error": "boom", "proofs": []},
+    ]
+    path = tmp_path / "j.xml"
+    write_junit(path, summary)
+    suite = ET.parse(path).getroot()
+    assert suite.get("tests") == "4" and suite.get("failures") == "2"
