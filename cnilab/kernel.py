@@ -284,8 +284,9 @@ class Kernel:
 
     def add_route(self, netns: str | None, dst: str, gateway: str) -> None:
         """Add a route via a gateway (dst 'default' or a CIDR)."""
+        # proto boot, as `ip route add` does (pyroute2's default, static, shows in `ip route`).
         self._call(f"add route {dst} via {gateway}",
-                   lambda: self._ipr(netns).route("add", dst=dst, gateway=gateway))
+                   lambda: self._ipr(netns).route("add", dst=dst, gateway=gateway, proto=3))
 
     def set_mtu(self, netns: str | None, name: str, mtu: int) -> None:
         """Set a link's MTU (ip link set NAME mtu MTU)."""
@@ -300,9 +301,30 @@ class Kernel:
                    lambda: self._ipr(netns).brport("set", index=index, mode=int(on)))
 
     def get_link(self, netns: str | None, name: str) -> Link | None:
-        """One link as observed (kind, master, addresses, MAC), or None when there is none."""
-        links, _ = self._read_links_routes(netns)
-        return next((link for link, _, _ in links if link.name == name), None)
+        """One link as observed (kind, master, addresses, MAC), or None when there is none.
+
+        Asked by name (RTM_GETLINK), not found in a dump: a node with a hundred pods has a
+        hundred veths, and a CNI ADD asks several times.
+        """
+        index = self._index(netns, name)
+        if index is None:
+            return None
+        ipr = self._ipr(netns)
+        msg = self._call(f"look up {name}", lambda: ipr.link("get", index=index)[0])
+        names = {index: name}
+        if msg.get("master"):
+            master = self._call(f"look up the master of {name}",
+                                lambda: ipr.link("get", index=msg.get("master"))[0])
+            names[master["index"]] = master.get("ifname")
+        addrs = [f"{a.get('address')}/{a['prefixlen']}"
+                 for a in ipr.get_addr(family=socket.AF_INET, index=index)]
+        return _to_link(msg, names, {index: addrs})
+
+    def set_mac(self, netns: str | None, name: str, mac: str) -> None:
+        """Set a link's MAC address (ip link set NAME address MAC)."""
+        index = self._need_index(netns, name)
+        self._call(f"set the MAC of {name}",
+                   lambda: self._ipr(netns).link("set", index=index, address=mac))
 
     # -- processes -----------------------------------------------------------------------------
 
@@ -437,18 +459,9 @@ class Kernel:
         addrs: dict[int, list[str]] = {}
         for a in ipr.get_addr(family=socket.AF_INET):
             addrs.setdefault(a["index"], []).append(f"{a.get('address')}/{a['prefixlen']}")
-        links = []
-        for m in msgs:
-            kind = m.get(("linkinfo", "kind"))
-            if kind is None:
-                kind = "loopback" if m["flags"] & IFF_LOOPBACK else "device"
-            link = Link(
-                name=m.get("ifname"), kind=kind, index=m["index"], up=bool(m["flags"] & IFF_UP),
-                master=names.get(m.get("master")) if m.get("master") else None,
-                addresses=tuple(addrs.get(m["index"], ())), alias=m.get("ifalias"),
-                mac=m.get("address"))
-            # A veth's peer: IFLA_LINK is its index; IFLA_LINK_NETNSID says it is elsewhere.
-            links.append((link, m.get("link"), m.get("link_netnsid") is None))
+        # A veth's peer: IFLA_LINK is its index; IFLA_LINK_NETNSID says it is elsewhere.
+        links = [(_to_link(m, names, addrs), m.get("link"), m.get("link_netnsid") is None)
+                 for m in msgs]
         routes = []
         for r in ipr.get_routes(family=socket.AF_INET, table=254):
             if r["type"] != 1:  # unicast only
@@ -456,6 +469,17 @@ class Kernel:
             dst = f"{r.get('dst')}/{r['dst_len']}" if r.get("dst") else "default"
             routes.append(Route(dst, r.get("gateway"), names.get(r.get("oif"))))
         return links, tuple(routes)
+
+
+def _to_link(m: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> Link:
+    """A Link from an RTM_NEWLINK message (peer left for observe() to resolve)."""
+    kind = m.get(("linkinfo", "kind"))
+    if kind is None:
+        kind = "loopback" if m["flags"] & IFF_LOOPBACK else "device"
+    return Link(name=m.get("ifname"), kind=kind, index=m["index"], up=bool(m["flags"] & IFF_UP),
+                master=names.get(m.get("master")) if m.get("master") else None,
+                addresses=tuple(addrs.get(m["index"], ())), alias=m.get("ifalias"),
+                mac=m.get("address"))
 
 
 def _with_peer(netns: str | None, link: Link, peer: int | None, local: bool,

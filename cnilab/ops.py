@@ -29,6 +29,7 @@ class Kernel(Protocol):
     def set_master(self, netns: str | None, name: str, master: str) -> None: ...
     def add_address(self, netns: str | None, dev: str, cidr: str) -> None: ...
     def set_up(self, netns: str | None, name: str) -> None: ...
+    def set_mac(self, netns: str | None, name: str, mac: str) -> None: ...
     def start_server(self, netns: str | None, port: int, body: str) -> None: ...
     def stop_server(self, netns: str | None, port: int) -> None: ...
     def add_route(self, netns: str | None, dst: str, gateway: str) -> None: ...
@@ -249,6 +250,24 @@ class SetMaster(Op):
 
     def highlights(self) -> tuple[Key, ...]:
         return (("link", self.netns or "", self.name),)
+
+
+@dataclass(frozen=True)
+class SetMac(Op):
+    """ip link set NAME address MAC"""
+
+    name: str = ""
+    mac: str = ""
+
+    def apply(self, kernel: Kernel) -> None:
+        kernel.set_mac(self.netns, self.name, self.mac)
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        link = _ns(snap, self.netns).link(self.name)
+        return link is not None and link.mac == self.mac
+
+    def argv(self) -> list[str]:
+        return ["ip", "link", "set", self.name, "address", self.mac]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from ipaddress import IPv4Network
 from cnilab.cluster import components, pods
 from cnilab.cluster.components import StartComponent, components_for
 from cnilab.cluster.plan import ClusterPlan, build_plan
-from cnilab.cluster.steps import ClusterKernel, network_ops
+from cnilab.cluster.steps import network_ops
 from cnilab.errors import CollisionError, ConfigError
 from cnilab.kernel import Kernel, require_privileges
 from cnilab.lab import describe
@@ -71,7 +71,7 @@ class Cluster:
     def __init__(self, plan: ClusterPlan, kernel: Kernel | None = None,
                  ledger: Ledger | None = None) -> None:
         self.plan = plan
-        self.kernel = kernel or ClusterKernel()
+        self.kernel = kernel or Kernel()
         self.ledger = ledger or Ledger(plan.lab_id)
 
     def locked(self):  # type: ignore[no-untyped-def]

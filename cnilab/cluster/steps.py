@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cnilab.cluster.plan import (
     DOCKER0,
     DOCKER_BRIDGE,
@@ -19,7 +17,6 @@ from cnilab.cluster.plan import (
     ClusterPlan,
     Node,
 )
-from cnilab.kernel import Kernel
 from cnilab.ops import (
     AddAddress,
     AddBridge,
@@ -29,48 +26,12 @@ from cnilab.ops import (
     AddVeth,
     LinkUp,
     Op,
+    SetMac,
     SetMaster,
     SetSysctl,
 )
-from cnilab.ops import Kernel as KernelLike
-from cnilab.state import Snapshot
 
 FORWARD = "net.ipv4.ip_forward"
-
-
-@dataclass(frozen=True)
-class SetMac(Op):
-    """ip link set NAME address MAC"""
-
-    name: str = ""
-    mac: str = ""
-
-    def apply(self, kernel: KernelLike) -> None:
-        kernel.set_mac(self.netns, self.name, self.mac)  # type: ignore[attr-defined]
-
-    def satisfied(self, snap: Snapshot) -> bool:
-        ns = snap.ns(self.netns)
-        link = ns.link(self.name) if ns else None
-        return link is not None and link.mac == self.mac
-
-    def argv(self) -> list[str]:
-        return ["ip", "link", "set", self.name, "address", self.mac]
-
-
-if hasattr(Kernel, "set_mac"):
-    ClusterKernel = Kernel
-else:
-    class ClusterKernel(Kernel):  # type: ignore[no-redef]
-        """cnilab's Kernel plus set_mac, which the cluster needs for Docker-style MACs.
-
-        Temporary: to be moved into cnilab.kernel.Kernel (then this class is Kernel itself).
-        """
-
-        def set_mac(self, netns: str | None, name: str, mac: str) -> None:
-            """Set a link's MAC address (ip link set NAME address MAC)."""
-            index = self._need_index(netns, name)
-            self._call(f"set the MAC of {name}",
-                       lambda: self._ipr(netns).link("set", index=index, address=mac))
 
 
 def lan_ops(plan: ClusterPlan) -> list[Op]:
