@@ -597,6 +597,18 @@ def check(
         out(f"[green]{t('ui.check_all_passed', lang, total=len(facts))}[/]")
 
 
+def _add_lessons_beyond_the_eight_steps() -> None:
+    # Their sub-apps import neither Rich nor pyroute2 at import time: --help stays fast.
+    from cnilab.cluster.cli import cluster_app
+    from cnilab.cni.cli import cni_app
+
+    app.add_typer(cni_app, name="cni")
+    app.add_typer(cluster_app, name="cluster")
+
+
+_add_lessons_beyond_the_eight_steps()
+
+
 def main() -> None:
     """Entry point of the `cnilab` command."""
     app()
