@@ -6,10 +6,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cnilab import probes
-from cnilab.errors import CollisionError, ConfigError, KernelError, PrerequisiteError
+from cnilab.errors import ConfigError, KernelError, PrerequisiteError
 from cnilab.kernel import Kernel, require_privileges
 from cnilab.ledger import Ledger
-from cnilab.ops import TAG, AddAddress, AddRule, Key, Op
+from cnilab.ops import AddRule, Op
 from cnilab.probes import Proof
 from cnilab.state import Snapshot
 from cnilab.steps import (
@@ -38,14 +38,6 @@ class StepReport:
     def already_done(self) -> bool:
         """True when the kernel already held this step: nothing was changed."""
         return not self.applied
-
-
-def describe(key: Key) -> str:
-    """A key in words: 'namespace red', 'link v-net-0 in cnilab-host'."""
-    if key[0] == "netns":
-        return f"namespace {key[1]}"
-    where = f" in namespace {key[1]}" if key[1] else ""
-    return f"{key[0]} {key[-1]}{where}"
 
 
 class Lab:
@@ -99,7 +91,7 @@ class Lab:
             report.after = self._last = snap
             return report
         # Every name of the step, made or not: half a step on someone else's object is refused.
-        self._check_free(stage + list(step.ops), snap)
+        self.ledger.check_free(stage + list(step.ops), snap)
         if any(isinstance(op, AddRule) for op in missing):
             self.kernel.require_iptables()
         before = probes.outside(self.topo, expect=False) if prove and number == 8 else []
@@ -118,7 +110,7 @@ class Lab:
         reports = [self.run_step(n, prove=False, reuse=True) for n in range(1, number)]
         if number == 1 and (stage := [op for op in setup_ops(self.topo)
                                       if not op.satisfied(self.snapshot())]):
-            self._check_free(stage, self.snapshot())
+            self.ledger.check_free(stage, self.snapshot())
             self._apply(stage)
         return reports
 
@@ -134,47 +126,13 @@ class Lab:
 
     def _apply(self, ops: Iterable[Op]) -> list[Op]:
         self.ledger.set_mode(self.topo.in_place)
-        done = []
-        for op in ops:
-            op = op.prepare(self.kernel)
-            self.ledger.record(op)  # intent first: a crash after this is still torn down
-            try:
-                op.apply(self.kernel)
-            except BaseException:
-                self.ledger.forget_last()
-                raise
-            done.append(op)
-        return done
+        return self.ledger.apply(ops, self.kernel)
 
     def _check_mode(self) -> None:
         mode = self.ledger.mode()
         if mode is not None and mode != self.topo.in_place:
             up = "--in-place" if mode else "isolated"
             raise ConfigError.of("mode", mode=up)
-
-    def _owned(self, key: Key, snap: Snapshot) -> bool:
-        if self.ledger.owns(key):
-            return True
-        if key[0] == "link":
-            ns = snap.ns(key[1] or None)
-            link = ns.link(key[2]) if ns else None
-            return link is not None and link.alias == TAG
-        return False
-
-    def _check_free(self, ops: list[Op], snap: Snapshot) -> None:
-        """Refuse, before touching anything, names and addresses that exist and are not ours."""
-        for op in ops:
-            for key in op.claims():
-                exists = (key[1] in snap.netns if key[0] == "netns" else
-                          (ns := snap.ns(key[1] or None)) is not None and ns.link(key[2]))
-                if exists and not self._owned(key, snap):
-                    raise CollisionError.of("taken", what=describe(key))
-            if isinstance(op, AddAddress) and (ns := snap.ns(op.netns)) is not None:
-                holder = ns.has_address(op.cidr)
-                if holder is not None and holder.name != op.dev:
-                    where = f" in namespace {op.netns}" if op.netns else ""
-                    raise CollisionError.of("address_taken", cidr=op.cidr, link=holder.name,
-                                            where=where)
 
     # -- teardown --------------------------------------------------------------------------------
 

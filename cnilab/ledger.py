@@ -10,12 +10,13 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cnilab.errors import LockedError
-from cnilab.ops import Key, Op
+from cnilab.errors import CollisionError, LockedError
+from cnilab.ops import TAG, AddAddress, Kernel, Key, Op, describe
+from cnilab.state import Snapshot
 
 RUN_DIR = "/run/cnilab"
 RUN_DIR_ENV = "CNILAB_RUN_DIR"  # tests point this at their own directory
@@ -108,3 +109,42 @@ class Ledger:
         """Forget everything (after a complete teardown)."""
         self.path.unlink(missing_ok=True)
         self._cache = []
+
+    def apply(self, ops: Iterable[Op], kernel: Kernel) -> list[Op]:
+        """Apply ops, each written down before the kernel call (crash-safe ownership)."""
+        done = []
+        for op in ops:
+            op = op.prepare(kernel)
+            self.record(op)  # intent first: a crash after this is still torn down
+            try:
+                op.apply(kernel)
+            except BaseException:
+                self.forget_last()
+                raise
+            done.append(op)
+        return done
+
+    def is_ours(self, key: Key, snap: Snapshot) -> bool:
+        """Recorded by us, or (a link) tagged with our alias in the kernel."""
+        if self.owns(key):
+            return True
+        if key[0] == "link":
+            ns = snap.ns(key[1] or None)
+            link = ns.link(key[2]) if ns else None
+            return link is not None and link.alias == TAG
+        return False
+
+    def check_free(self, ops: Iterable[Op], snap: Snapshot) -> None:
+        """Refuse, before touching anything, names and addresses that exist and are not ours."""
+        for op in ops:
+            for key in op.claims():
+                exists = (key[1] in snap.netns if key[0] == "netns" else
+                          (ns := snap.ns(key[1] or None)) is not None and ns.link(key[2]))
+                if exists and not self.is_ours(key, snap):
+                    raise CollisionError.of("taken", what=describe(key))
+            if isinstance(op, AddAddress) and (ns := snap.ns(op.netns)) is not None:
+                holder = ns.has_address(op.cidr)
+                if holder is not None and holder.name != op.dev:
+                    where = f" in namespace {op.netns}" if op.netns else ""
+                    raise CollisionError.of("address_taken", cidr=op.cidr, link=holder.name,
+                                            where=where)

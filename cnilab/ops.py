@@ -115,6 +115,14 @@ class Op:
         return cls(**kw)
 
 
+def describe(key: Key) -> str:
+    """A key in words: 'namespace red', 'link v-net-0 in namespace cnilab-host'."""
+    if key[0] == "netns":
+        return f"namespace {key[1]}"
+    where = f" in namespace {key[1]}" if key[1] else ""
+    return f"{key[0]} {key[-1]}{where}"
+
+
 def shell_join(argv: list[str]) -> str:
     """Quote for bash, leaving a lone `!` bare as people type it (no history expansion there)."""
     return " ".join("!" if a == "!" else shlex.quote(a) for a in argv)

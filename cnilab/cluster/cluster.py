@@ -15,11 +15,10 @@ from cnilab.cluster import components, pods
 from cnilab.cluster.components import StartComponent, components_for
 from cnilab.cluster.plan import ClusterPlan, build_plan
 from cnilab.cluster.steps import network_ops
-from cnilab.errors import CollisionError, ConfigError
+from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel, require_privileges
-from cnilab.lab import describe
 from cnilab.ledger import Ledger
-from cnilab.ops import TAG, AddAddress, AddNetns, AddRule, Op
+from cnilab.ops import AddNetns, AddRule, Op
 from cnilab.ops import Kernel as KernelLike
 from cnilab.state import Snapshot
 
@@ -100,7 +99,7 @@ class Cluster:
         pod_netns = [AddNetns(None, self.plan.pod_netns(p)) for p in self.plan.all_pods()]
         # Before anything is touched, and for every name, present or not: a namespace that
         # already exists satisfies AddNetns, but it is only ours if the ledger says so.
-        self._check_free(network + pod_netns, snap)
+        self.ledger.check_free(network + pod_netns, snap)
         if any(isinstance(op, AddRule) for op in missing):
             self.kernel.require_iptables()
         if not self.ledger.exists():
@@ -152,37 +151,8 @@ class Cluster:
                               f"per node and pod network {up.pod_network} is already up",
                               hint="run `cnilab cluster down` first, or use the same options")
 
-    def _check_free(self, ops: Iterable[Op], snap: Snapshot) -> None:
-        """Refuse, before touching anything, names that exist and are not cnilab's."""
-        for op in ops:
-            for key in op.claims():
-                if key[0] == "netns":
-                    exists, ours = key[1] in snap.netns, False
-                else:
-                    ns = snap.ns(key[1] or None)
-                    link = ns.link(key[2]) if ns else None
-                    exists, ours = link is not None, link is not None and link.alias == TAG
-                if exists and not ours and not self.ledger.owns(key):
-                    raise CollisionError(f"{describe(key)} already exists and was not made by "
-                                         "cnilab", hint="remove it, or use another --prefix")
-            if isinstance(op, AddAddress) and (ns := snap.ns(op.netns)) is not None:
-                holder = ns.has_address(op.cidr)
-                if holder is not None and holder.name != op.dev:
-                    raise CollisionError(f"address {op.cidr} is already on {holder.name} in "
-                                         f"namespace {op.netns}", hint="use another --prefix")
-
     def _apply(self, ops: Iterable[Op]) -> list[Op]:
-        done = []
-        for op in ops:
-            op = op.prepare(self.kernel)
-            self.ledger.record(op)  # intent first: a crash after this is still torn down
-            try:
-                op.apply(self.kernel)
-            except BaseException:
-                self.ledger.forget_last()
-                raise
-            done.append(op)
-        return done
+        return self.ledger.apply(ops, self.kernel)
 
     # -- down ------------------------------------------------------------------------------------
 
