@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 
 from cnilab.errors import CnilabError
@@ -37,7 +38,7 @@ def _try(name: str, fn, ok_detail: str, hint: str) -> Check:  # type: ignore[no-
 
 def run_doctor(topo: Topology, kernel: Kernel, ledger: Ledger) -> list[Check]:
     """Every check, in order; kernel probes only when privileged."""
-    checks = [Check("python", True, f"cnilab runs on Python {os.sys.version.split()[0]}")]
+    checks = [Check("python", True, f"cnilab runs on Python {sys.version.split()[0]}")]
     privileged = has_privileges()
     checks.append(Check("privileges", privileged,
                         "root with CAP_NET_ADMIN and CAP_SYS_ADMIN" if privileged

@@ -230,3 +230,52 @@ def test_status_checks_the_kernel_not_a_memory(cnilab: Cnilab) -> None:
     steps = cnilab.json("status")["steps"]
     assert steps["5"] is False and steps["4"] is True
     assert build_steps(cnilab.topo)[4].number == 5
+
+
+def test_in_a_terminal_run_all_explains_pauses_and_stops_on_q(cnilab: Cnilab) -> None:
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(cnilab.argv("run-all"), env=cnilab.env(), stdin=follower,
+                            stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = 30) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(leader, 65536)
+                except OSError:
+                    break
+        assert marker in seen, seen.decode(errors="replace")[-2000:]
+
+    try:
+        read_until(b"Enter runs it")
+        assert b"Next: step 1" in seen and b"What it does" in seen
+        os.write(leader, b"\n")
+        read_until(b"Next: step 2")
+        os.write(leader, b"q\n")
+        assert proc.wait(timeout=30) == 0
+        read_until(b"cnilab run-all --from 2")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    steps = cnilab.json("status")["steps"]
+    assert steps["1"] is True and steps["2"] is False
+
+
+def test_doctor_checks_the_machine_for_real_and_sees_leftovers(cnilab: Cnilab) -> None:
+    first = cnilab.run("doctor")
+    assert first.returncode == 0, first.stdout
+    for name in ("privileges", "iptables", "netns", "bridge", "veth", "nf_nat", "names"):
+        assert f"✔ {name}" in first.stdout, name
+    assert prefixed_netns(cnilab.prefix) == []  # its probe namespace is gone again
+    assert cnilab.run("step", "1").returncode == 0
+    second = cnilab.run("doctor")
+    assert second.returncode == 1 and "✘ leftovers" in second.stdout
