@@ -18,7 +18,7 @@ class CnilabError(Exception):
         self.params: dict[str, Any] = {}
 
     @classmethod
-    def of(cls, key: str, **params: Any) -> Self:
+    def of(cls, key: str, /, **params: Any) -> Self:
         """An error whose sentence (and hint, if any) is `key` in lessons/ui, in any language."""
         from cnilab.i18n import has, t
 

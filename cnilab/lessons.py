@@ -67,7 +67,7 @@ def check_lang(lang: str | None) -> str:
     """A supported language code (the locale's when None)."""
     lang = lang or default_lang()
     if lang not in LANGS:
-        raise ConfigError(f"unknown language {lang!r}; choose one of: {', '.join(LANGS)}")
+        raise ConfigError.of("unknown_lang", lang=lang, langs=", ".join(LANGS))
     return lang
 
 

@@ -62,7 +62,7 @@ class Topology:
         for c in self.containers:
             if c.name == role:
                 return c
-        raise ConfigError(f"no container named {role!r} in this lab")
+        raise ConfigError.of("cfg_no_container", role=role)
 
     def namespaces(self) -> tuple[str, ...]:
         """Every named namespace the lab may own, outer ones first."""
@@ -95,9 +95,9 @@ def load(path: Path | None, prefix: str | None = None, in_place: bool = False) -
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as e:
-            raise ConfigError(f"config file {path} does not exist") from e
+            raise ConfigError.of("cfg_no_file", path=path) from e
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+            raise ConfigError.of("cfg_bad_toml", path=path, detail=e) from e
     return validate(from_dict(data, prefix=prefix, in_place=in_place))
 
 
@@ -111,8 +111,8 @@ def from_dict(data: dict[str, Any], prefix: str | None = None, in_place: bool = 
     """Build a topology from config data (keys as in the TOML file); not yet validated."""
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise ConfigError(f"unknown config key {sorted(unknown)[0]!r}",
-                          hint="keys: " + ", ".join(sorted(_TOP_KEYS)))
+        raise ConfigError.of("cfg_unknown_key", key=sorted(unknown)[0],
+                             keys=", ".join(sorted(_TOP_KEYS)))
     base = Topology(default_containers())
     containers = base.containers
     if "containers" in data:
@@ -134,10 +134,10 @@ def from_dict(data: dict[str, Any], prefix: str | None = None, in_place: bool = 
 
 def _container(i: int, c: Any) -> Container:
     if not isinstance(c, dict) or "name" not in c or "address" not in c:
-        raise ConfigError(f"containers[{i}] needs a name and an address")
+        raise ConfigError.of("cfg_container_fields", i=i)
     unknown = set(c) - {"name", "address", "veth", "peer"}
     if unknown:
-        raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in containers[{i}]")
+        raise ConfigError.of("cfg_unknown_container_key", key=sorted(unknown)[0], i=i)
     name = _str(c, "name", "")
     return Container(name, _iface(c, "address", None), _str(c, "veth", f"veth-{name}"),
                      _str(c, "peer", f"veth-{name}-br"))
@@ -146,7 +146,7 @@ def _container(i: int, c: Any) -> Container:
 def _str(data: dict[str, Any], key: str, default: str) -> str:
     value = data.get(key, default)
     if not isinstance(value, str):
-        raise ConfigError(f"{key} must be a string, not {value!r}")
+        raise ConfigError.of("cfg_not_string", key=key, value=value)
     return value
 
 
@@ -154,40 +154,39 @@ def _iface(data: dict[str, Any], key: str, default: IPv4Interface | None) -> IPv
     value = data.get(key)
     if value is None:
         if default is None:
-            raise ConfigError(f"{key} is missing")
+            raise ConfigError.of("cfg_missing", key=key)
         return default
     if not isinstance(value, str) or "/" not in value:
-        raise ConfigError(f"{key} {value!r} is not an address with a prefix (like 192.168.15.1/24)")
+        raise ConfigError.of("cfg_no_prefix", key=key, value=value)
     try:
         return IPv4Interface(value)
     except ValueError as e:
-        raise ConfigError(f"{key} {value!r} is not a valid IPv4 CIDR: {e}") from e
+        raise ConfigError.of("cfg_bad_cidr", key=key, value=value, detail=e) from e
 
 
 def check_ifname(name: str, what: str) -> None:
     """Refuse a name the kernel would refuse as an interface name (iproute2's rules)."""
     if not name:
-        raise ConfigError(f"{what} name is empty")
+        raise ConfigError.of("cfg_empty_name", what=what)
     if len(name.encode()) >= IFNAMSIZ:
-        raise ConfigError(f"{what} name {name!r} is {len(name.encode())} bytes; "
-                          f"the kernel allows at most {IFNAMSIZ - 1}")
+        raise ConfigError.of("cfg_long_name", what=what, name=name, size=len(name.encode()),
+                             limit=IFNAMSIZ - 1)
     if "/" in name or any(ch.isspace() for ch in name) or name in (".", ".."):
-        raise ConfigError(f"{what} name {name!r} may not contain '/' or spaces")
+        raise ConfigError.of("cfg_bad_chars", what=what, name=name)
 
 
 def check_netns_name(name: str, what: str) -> None:
     """Refuse a namespace name that cannot be a file under /run/netns."""
     if not name or "/" in name or name in (".", "..") or any(ch.isspace() for ch in name):
-        raise ConfigError(f"{what} namespace name {name!r} must be non-empty, "
-                          "without '/' or spaces")
+        raise ConfigError.of("cfg_bad_netns", what=what, name=name)
     if len(name) > 64:
-        raise ConfigError(f"{what} namespace name {name!r} is longer than 64 characters")
+        raise ConfigError.of("cfg_long_netns", what=what, name=name)
 
 
 def _check_host_address(addr: IPv4Interface, what: str) -> None:
     net = addr.network
     if net.prefixlen < 31 and addr.ip in (net.network_address, net.broadcast_address):
-        raise ConfigError(f"{what} {addr} is the network or broadcast address of {net}")
+        raise ConfigError.of("cfg_net_or_broadcast", what=what, addr=addr, net=net)
 
 
 def validate(topo: Topology) -> Topology:
@@ -195,14 +194,14 @@ def validate(topo: Topology) -> Topology:
     if topo.prefix:
         check_netns_name(topo.prefix, "prefix")
     if not topo.containers:
-        raise ConfigError("the lab needs at least one container")
+        raise ConfigError.of("cfg_no_containers")
     names = [topo.netns(c) for c in topo.containers]
     if not topo.in_place:
         names += [topo.node or "", topo.internet or ""]
     for n in names:
         check_netns_name(n, "the")
     if len(set(names)) != len(names):
-        raise ConfigError("namespace names must all differ")
+        raise ConfigError.of("cfg_netns_clash")
 
     links = [topo.bridge, topo.uplink]
     check_ifname(topo.bridge, "bridge")
@@ -212,30 +211,31 @@ def validate(topo: Topology) -> Topology:
         check_ifname(c.peer, f"{c.name}'s bridge-side veth")
         links += [c.peer]
         if c.veth in (topo.bridge, topo.uplink) or c.veth == c.peer:
-            raise ConfigError(f"{c.name}'s veth name {c.veth!r} is already used in the lab")
+            raise ConfigError.of("cfg_veth_used", who=c.name, veth=c.veth)
     if len(set(links)) != len(links):
-        raise ConfigError("link names on the node must all differ")
+        raise ConfigError.of("cfg_link_clash")
 
     subnet = topo.subnet
     _check_host_address(topo.bridge_address, "bridge_address")
     seen = {topo.bridge_address.ip: "bridge_address"}
     for c in topo.containers:
         if c.address.network != subnet:
-            raise ConfigError(f"{c.name}'s address {c.address} is outside the bridge's "
-                              f"subnet {subnet}")
+            raise ConfigError.of("cfg_outside_subnet", who=c.name, address=c.address,
+                                     subnet=subnet)
         _check_host_address(c.address, f"{c.name}'s address")
         if c.address.ip in seen:
-            raise ConfigError(f"{c.name}'s address {c.address.ip} is also {seen[c.address.ip]}")
+            raise ConfigError.of("cfg_same_address", who=c.name, ip=c.address.ip,
+                                     other=seen[c.address.ip])
         seen[c.address.ip] = f"{c.name}'s address"
     if not topo.in_place:
         outside = topo.uplink_address.network
         if topo.internet_address.network != outside:
-            raise ConfigError(f"internet_address {topo.internet_address} is not in the uplink's "
-                              f"subnet {outside}")
+            raise ConfigError.of("cfg_internet_subnet", address=topo.internet_address,
+                                     subnet=outside)
         if topo.internet_address.ip == topo.uplink_address.ip:
-            raise ConfigError("internet_address and uplink_address must differ")
+            raise ConfigError.of("cfg_internet_same")
         _check_host_address(topo.uplink_address, "uplink_address")
         _check_host_address(topo.internet_address, "internet_address")
         if outside.overlaps(subnet):
-            raise ConfigError(f"the bridge subnet {subnet} overlaps the uplink subnet {outside}")
+            raise ConfigError.of("cfg_overlap", subnet=subnet, outside=outside)
     return topo

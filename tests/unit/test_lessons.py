@@ -136,3 +136,10 @@ def test_junit_from_a_summary_parses_and_counts_cases(tmp_path) -> None:  # type
     write_junit(path, summary)
     suite = ET.parse(path).getroot()
     assert suite.get("tests") == "4" and suite.get("failures") == "2"
+
+
+def test_errors_come_in_korean_too() -> None:
+    result = CliRunner().invoke(app, ["--lang", "ko", "--config", "/nonexistent.toml",
+                                      "run-all", "--dry-run"])
+    assert result.exit_code == 2
+    assert "설정 파일 /nonexistent.toml이(가) 없습니다" in result.output
