@@ -12,11 +12,6 @@ from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.rule import Rule
-from rich.syntax import Syntax
-from rich.table import Table
 
 from cnilab.errors import CnilabError
 
@@ -38,8 +33,20 @@ Examples:
 """
 
 cni_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None)
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+
+def out(*objects: Any, raw: bool = False) -> None:
+    """Print through the main command line's console (Rich loads on first use)."""
+    from cnilab.cli import out as print_out
+
+    print_out(*objects, raw=raw)
+
+
+def escape(text: str) -> str:
+    """Rich markup-escape."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the plugin's JSON answer only.")]
 
@@ -56,49 +63,50 @@ def _runtime(ctx: typer.Context) -> Runtime:
 
 @contextmanager
 def _guarded(ctx: typer.Context) -> Iterator[None]:
-    """One line and an exit code for every domain error (--traceback shows the stack)."""
-    try:
+    """One line and an exit code for every domain error, as everywhere in cnilab."""
+    from cnilab.cli import guarded
+
+    with guarded(ctx):
         yield
-    except CnilabError as e:
-        if _root_opt(ctx, "traceback"):
-            raise
-        hint = f" (hint: {e.hint})" if e.hint else ""
-        err.print(f"[bold red]cnilab: error:[/] {escape(e.message)}{escape(hint)}")
-        raise typer.Exit(e.exit_code) from None
 
 
 def _section(ctx: typer.Context, number: int) -> None:
+    from rich.rule import Rule
+
     from cnilab import lessons
 
     try:
         text = lessons.load("cni", lessons.check_lang(_root_opt(ctx, "lang"))).step(number)
     except CnilabError:
         return
-    out.print(Rule(f"[bold]{number}[/] · {escape(text.title)}", align="left"))
-    out.print(f"[dim]{escape(text.what)}[/]")
+    out(Rule(f"[bold]{number}[/] · {escape(text.title)}", align="left"))
+    out(f"[dim]{escape(text.what)}[/]")
 
 
 def _show_call(call: Call) -> None:
+    from rich.syntax import Syntax
+    from rich.table import Table
+
     table = Table(show_header=False, show_edge=False, box=None)
     for key, value in call.env.items():
         table.add_row(f"[cyan]{key}[/]", escape(value))
-    out.print(f"[bold]The runtime runs[/] {escape(call.plugin)} [dim](inside the node)[/]"
+    out(f"[bold]The runtime runs[/] {escape(call.plugin)} [dim](inside the node)[/]"
               " with this environment:")
-    out.print(table)
-    out.print("[bold]and this network configuration on stdin:[/]")
-    out.print(Syntax(json.dumps(call.config, indent=2), "json", theme="ansi_dark",
+    out(table)
+    out("[bold]and this network configuration on stdin:[/]")
+    out(Syntax(json.dumps(call.config, indent=2), "json", theme="ansi_dark",
                      background_color="default"))
     verdict = "[green]exit 0[/]" if call.ok else f"[red]exit {call.code}[/]"
-    out.print(f"[bold]The plugin answered[/] ({verdict}, {call.seconds * 1000:.0f} ms)"
+    out(f"[bold]The plugin answered[/] ({verdict}, {call.seconds * 1000:.0f} ms)"
               + (":" if call.stdout.strip() else " with nothing on stdout."))
     if call.stdout.strip():
-        out.print(Syntax(call.stdout.strip(), "json", theme="ansi_dark",
+        out(Syntax(call.stdout.strip(), "json", theme="ansi_dark",
                          background_color="default"))
 
 
 def _finish(call: Call, as_json: bool) -> None:
     if as_json:
-        out.print_json(json.dumps(call.answer) if call.answer is not None else "null")
+        out(json.dumps(call.answer, indent=2) if call.answer is not None else "null", raw=True)
     if not call.ok:
         raise call.error()
 
@@ -115,7 +123,7 @@ def _diagram(rt: Runtime) -> None:
                               host_veth_name(p.config["name"], p.container_id, p.ifname)))
     topo = Topology(tuple(pods), node_name=rt.node, internet_name=f"{rt.node}-none",
                     bridge=str(rt.config("cnilab")["bridge"]))
-    out.print(render_diagram(rt.observe(), topo))
+    out(render_diagram(rt.observe(), topo))
 
 
 @cni_app.command()
@@ -241,11 +249,13 @@ def install(folder: Annotated[str, typer.Option(
     try:
         paths = write(folder)
     except OSError as e:
-        err.print(f"[bold red]cnilab: error:[/] cannot write into {escape(folder)}: "
-                  f"{e.strerror}")
+        from cnilab.cli import console
+
+        console(stderr=True).print(f"[bold red]cnilab: error:[/] cannot write into "
+                                   f"{escape(folder)}: {e.strerror}")
         raise typer.Exit(5) from None
     for path in paths:
-        out.print(f"wrote {path}")
+        out(f"wrote {path}")
 
 
 @cni_app.command()
@@ -259,6 +269,6 @@ def teardown(ctx: typer.Context) -> None:
         with rt.locked():
             removed = rt.teardown()
         for name in removed:
-            out.print(f"removed namespace {name}")
+            out(f"removed namespace {name}")
         if not removed:
-            out.print("Nothing to remove: no CNI lesson is up here.")
+            out("Nothing to remove: no CNI lesson is up here.")

@@ -183,11 +183,17 @@ def test_without_iptables_steps_1_to_7_work_and_step_8_says_how_to_install(
 
 
 def test_without_privileges_one_sentence_says_how_to_run_it(cnilab: Cnilab) -> None:
-    done = cnilab.run("step", "1", wrap=("setpriv", "--reuid=65534", "--regid=65534",
-                                          "--clear-groups", "--inh-caps=-all"))
-    assert done.returncode == 5
-    assert done.stderr.count("\n") == 1 and "needs root" in done.stderr and "sudo" in done.stderr
+    # Every capability dropped (uid stays 0, so the venv under /root stays readable): exactly
+    # "no CAP_NET_ADMIN", which is what an unprivileged user or a plain container has.
+    no_caps = ("setpriv", "--bounding-set=-all", "--inh-caps=-all", "--")
+    for command in (("step", "1"), ("run-all", "--yes"), ("status",), ("teardown",)):
+        done = cnilab.run(*command, wrap=no_caps)
+        assert done.returncode == 5, command
+        assert done.stderr.count("\n") == 1 and "needs root" in done.stderr
+        assert "sudo" in done.stderr and "Traceback" not in done.stderr
     assert prefixed_netns(cnilab.prefix) == []
+    explained = cnilab.run("explain", "3", wrap=no_caps)  # teaching text needs no root
+    assert explained.returncode == 0 and "veth" in explained.stdout
 
 
 def test_in_place_mode_uses_the_namespace_it_runs_in_and_restores_ip_forward(
