@@ -129,26 +129,30 @@ def _opts(ctx: typer.Context) -> Options:
     return ctx.find_root().obj or Options()
 
 
-def _lang(ctx: typer.Context, lang: str | None = None) -> str:
+def lang_of(ctx: typer.Context, lang: str | None = None) -> str:
+    """The command's --lang, else the global one, else the locale's."""
     from cnilab.lessons import check_lang
 
     return check_lang(lang or _opts(ctx).lang)
 
 
-def _topology(ctx: typer.Context) -> Topology:
+def topology_of(ctx: typer.Context) -> Topology:
+    """The lab plan from the global options (--config, --prefix, --in-place)."""
     from cnilab.topology import load
 
     o = _opts(ctx)
     return load(o.config, prefix=o.prefix, in_place=o.in_place)
 
 
-def _lab(ctx: typer.Context) -> Lab:
+def lab_of(ctx: typer.Context) -> Lab:
+    """The lab for the global options."""
     from cnilab.lab import Lab
 
-    return Lab(_topology(ctx))
+    return Lab(topology_of(ctx))
 
 
-def _lesson(lang: str) -> Lesson:
+def lesson_in(lang: str) -> Lesson:
+    """The eight-step lesson in `lang`."""
     from cnilab import lessons
 
     return lessons.load("eight-steps", lang)
@@ -167,11 +171,11 @@ def guarded(ctx: typer.Context, lang: str | None = None,
     except CnilabError as e:
         if _opts(ctx).traceback:
             raise
-        _fail(e, _lang(ctx, lang) if _safe_lang(ctx, lang) else "en")
+        _fail(e, lang_of(ctx, lang) if _safe_lang(ctx, lang) else "en")
     except KeyboardInterrupt:
         from cnilab.i18n import t
 
-        console(stderr=True).print("cnilab: " + t("error.interrupted", _lang(ctx, lang)))
+        console(stderr=True).print("cnilab: " + t("error.interrupted", lang_of(ctx, lang)))
         raise typer.Exit(130) from None
     finally:
         if record is not None and _recording[0]:
@@ -184,7 +188,7 @@ def guarded(ctx: typer.Context, lang: str | None = None,
 
 def _safe_lang(ctx: typer.Context, lang: str | None) -> bool:
     try:
-        _lang(ctx, lang)
+        lang_of(ctx, lang)
     except CnilabError:
         return False
     return True
@@ -250,8 +254,8 @@ def step(
     from cnilab.render.report import render_step
 
     with guarded(ctx, lang, record):
-        lab, lang = _lab(ctx), _lang(ctx, lang)
-        lesson = _lesson(lang)
+        lab, lang = lab_of(ctx), lang_of(ctx, lang)
+        lesson = lesson_in(lang)
         if dry_run:
             _print_plan(lab, [number], lesson, lang)
             return
@@ -305,8 +309,8 @@ def run_all(
     from cnilab.render.report import render_step
 
     with guarded(ctx, lang, record):
-        lab, lang = _lab(ctx), _lang(ctx, lang)
-        lesson = _lesson(lang)
+        lab, lang = lab_of(ctx), lang_of(ctx, lang)
+        lesson = lesson_in(lang)
         numbers = list(range(start, end + 1))
         if not numbers:
             raise ConfigError.of("range", start=start, end=end)
@@ -356,7 +360,7 @@ def teardown(ctx: typer.Context, lang: LangOption = None) -> None:
     from cnilab.i18n import t
 
     with guarded(ctx, lang):
-        lab, lang = _lab(ctx), _lang(ctx, lang)
+        lab, lang = lab_of(ctx), lang_of(ctx, lang)
         with lab.locked():
             undone = lab.teardown()
         if not undone:
@@ -385,8 +389,8 @@ def status(
     from cnilab.render import render_diagram
 
     with guarded(ctx, lang, record):
-        lab, lang = _lab(ctx), _lang(ctx, lang)
-        lesson = _lesson(lang)
+        lab, lang = lab_of(ctx), lang_of(ctx, lang)
+        lesson = lesson_in(lang)
         with lab.locked():
             snap = lab.snapshot()
         done = lab.done_steps(snap)
@@ -419,7 +423,7 @@ def doctor(ctx: typer.Context) -> None:
     from cnilab.ledger import Ledger
 
     with guarded(ctx):
-        topo = _topology(ctx)
+        topo = topology_of(ctx)
         with Kernel() as kernel:
             checks = run_doctor(topo, kernel, Ledger(topo.lab_id))
         for c in checks:
@@ -445,7 +449,7 @@ def shell(
     from cnilab.kernel import netns_path, require_privileges
 
     with guarded(ctx, lang):
-        topo, lang = _topology(ctx), _lang(ctx, lang)
+        topo, lang = topology_of(ctx), lang_of(ctx, lang)
         require_privileges()
         if where == "host":
             target = topo.node
@@ -473,132 +477,9 @@ def shell(
         os.execvp(argv[0], argv)
 
 
-# -- teaching --------------------------------------------------------------------------------------
-
-
-@app.command()
-def lessons(ctx: typer.Context, lang: LangOption = None) -> None:
-    """List the lessons and the steps of the lab (with done marks when run as root).
-
-    Example: cnilab lessons --lang ko
-    """
-    from rich.markup import escape
-
-    from cnilab import lessons as lesson_data
-    from cnilab.kernel import has_privileges
-
-    with guarded(ctx, lang):
-        lang = _lang(ctx, lang)
-        done: list[int] | None = None
-        if has_privileges():
-            lab = _lab(ctx)
-            with lab.locked():
-                done = lab.done_steps(lab.snapshot())
-        for lesson in lesson_data.all_lessons(lang):
-            out(f"[bold]{escape(lesson.title)}[/]  [dim]({lesson.id})[/]")
-            if lesson.id != "eight-steps":
-                continue
-            for s in lesson.steps:
-                mark = "" if done is None else ("[green]✔[/] " if s.number in done else "· ")
-                out(f"  {mark}{s.number}. {escape(s.title)}")
-
-
-@app.command()
-def explain(
-    ctx: typer.Context,
-    number: Annotated[int, typer.Argument(help="Step number, 1 to 9.", min=1, max=9)],
-    lang: LangOption = None,
-) -> None:
-    """The lesson text of a step: what, why, what to look at, a common mistake. Needs no root.
-
-    Example: cnilab explain 8 --lang ko
-    """
-    from cnilab.i18n import t
-    from cnilab.render.report import render_explain, step_rule
-
-    with guarded(ctx, lang):
-        lang = _lang(ctx, lang)
-        text = _lesson(lang).step(number)
-        out(step_rule(t("ui.step", lang, number=number), text.title))
-        out(*render_explain(text, lang))
-
-
-@app.command()
-def script(
-    ctx: typer.Context,
-    teardown_: Annotated[bool, typer.Option(
-        "--teardown", help="The script that removes the lab instead.")] = False,
-    end: Annotated[int, typer.Option("--to", min=1, max=8, help="Last step.")] = 8,
-    lang: LangOption = None,
-) -> None:
-    """Print a standalone, commented bash script of steps 1..8 (or of the teardown).
-
-    Example: cnilab script --lang ko > lab.sh && sudo bash lab.sh
-    """
-    from cnilab.script import lab_script, teardown_script
-
-    with guarded(ctx, lang):
-        topo, lang = _topology(ctx), _lang(ctx, lang)
-        text = (teardown_script(topo, lang, end) if teardown_
-                else lab_script(topo, _lesson(lang), lang, end))
-        sys.stdout.write(text)
-
-
-@app.command()
-def practice(
-    ctx: typer.Context,
-    number: Annotated[int, typer.Argument(help="Step number, 1 to 9.", min=1, max=9)],
-    lang: LangOption = None,
-) -> None:
-    """Prepare the steps before N, then show step N's goal without its commands: you do it.
-
-    Example: sudo cnilab practice 5 ; sudo cnilab shell host ; ... ; sudo cnilab check 5
-    """
-    from cnilab.i18n import t
-    from cnilab.render.report import render_explain, render_goal, step_rule
-
-    with guarded(ctx, lang):
-        lab, lang = _lab(ctx), _lang(ctx, lang)
-        text = _lesson(lang).step(number)
-        with lab.locked():
-            lab.prepare(number)
-        out(step_rule(t("ui.step", lang, number=number), text.title))
-        out(*render_explain(text, lang, with_commands=False, what=False))  # what = the answer
-        out(render_goal(text, lang))
-        key = "ui.practice_in_place" if lab.topo.in_place else "ui.practice_ready"
-        out(t(key, lang, number=number))
-
-
-@app.command()
-def check(
-    ctx: typer.Context,
-    number: Annotated[int | None, typer.Argument(
-        help="Step to grade (1 to 9); default: every step so far.", min=1, max=9)] = None,
-    lang: LangOption = None,
-) -> None:
-    """Grade what the kernel holds against step N, whoever made it; a hint for each miss.
-
-    Exit status 0 only if every check passes. Example: sudo cnilab check 6
-    """
-    from cnilab.grade import grade, steps_so_far
-    from cnilab.i18n import t
-    from cnilab.render.report import render_facts
-
-    with guarded(ctx, lang):
-        lab, lang = _lab(ctx), _lang(ctx, lang)
-        with lab.locked():
-            snap = lab.snapshot()
-        steps = [lab.step(number)] if number else steps_so_far(lab.steps, snap, 8)
-        facts = grade(steps, snap)
-        out(*render_facts(facts, lab.topo, lang))
-        failed = sum(not f.ok for f in facts)
-        if failed:
-            raise CnilabError.of("check_failed", failed=failed, total=len(facts))
-        out(f"[green]{t('ui.check_all_passed', lang, total=len(facts))}[/]")
-
-
 def _add_lessons_beyond_the_eight_steps() -> None:
-    # Their sub-apps import neither Rich nor pyroute2 at import time: --help stays fast.
+    # These import neither Rich nor pyroute2 at import time: --help stays fast.
+    import cnilab.cli_teach  # noqa: F401  (registers lessons, explain, script, practice, check)
     from cnilab.cluster.cli import cluster_app
     from cnilab.cni.cli import cni_app
 
