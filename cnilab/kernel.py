@@ -313,11 +313,16 @@ class Kernel:
         Asked by name (RTM_GETLINK), not found in a dump: a node with a hundred pods has a
         hundred veths, and a CNI ADD asks several times.
         """
-        index = self._index(netns, name)
-        if index is None:
-            return None
+        from pyroute2.netlink.exceptions import NetlinkError
+
         ipr = self._ipr(netns)
-        msg = self._call(f"look up {name}", lambda: ipr.link("get", index=index)[0])
+        try:
+            msg = ipr.link("get", ifname=name)[0]
+        except NetlinkError as e:
+            if e.code in GONE:
+                return None
+            raise KernelError(f"cannot look up {name}: {os.strerror(e.code)}") from e
+        index = msg["index"]
         names = {index: name}
         if msg.get("master"):
             master = self._call(f"look up the master of {name}",
