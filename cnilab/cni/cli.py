@@ -6,7 +6,7 @@ Heavy imports (the runtime, the kernel, the diagrams) happen inside the commands
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Annotated, Any
@@ -111,6 +111,19 @@ def _finish(call: Call, as_json: bool) -> None:
         raise call.error()
 
 
+def _one_call(ctx: typer.Context, call_of: Callable[[Runtime], Call], section: int,
+              as_json: bool) -> None:
+    """Run one plugin call under the runtime's lock; show the lesson section, env and answer."""
+    with _guarded(ctx):
+        rt = _runtime(ctx)
+        with rt.locked():
+            call = call_of(rt)
+        if not as_json:
+            _section(ctx, section)
+            _show_call(call)
+        _finish(call, as_json)
+
+
 def _diagram(rt: Runtime) -> None:
     from cnilab.cni.plugin import host_veth_name
     from cnilab.render import render_diagram
@@ -159,14 +172,7 @@ def check(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod."
 
     Example: sudo cnilab cni check web
     """
-    with _guarded(ctx):
-        rt = _runtime(ctx)
-        with rt.locked():
-            call = rt.check(pod)
-        if not as_json:
-            _section(ctx, 5)
-            _show_call(call)
-        _finish(call, as_json)
+    _one_call(ctx, lambda rt: rt.check(pod), 5, as_json)
 
 
 @cni_app.command("del")
@@ -193,14 +199,7 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
     Example: sudo cnilab cni status
     """
-    with _guarded(ctx):
-        rt = _runtime(ctx)
-        with rt.locked():
-            call = rt.status()
-        if not as_json:
-            _section(ctx, 8)
-            _show_call(call)
-        _finish(call, as_json)
+    _one_call(ctx, lambda rt: rt.status(), 8, as_json)
 
 
 @cni_app.command()
@@ -209,14 +208,7 @@ def gc(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
     Example: sudo cnilab cni gc
     """
-    with _guarded(ctx):
-        rt = _runtime(ctx)
-        with rt.locked():
-            call = rt.gc()
-        if not as_json:
-            _section(ctx, 8)
-            _show_call(call)
-        _finish(call, as_json)
+    _one_call(ctx, lambda rt: rt.gc(), 8, as_json)
 
 
 @cni_app.command()
