@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cnilab.errors import CollisionError, LockedError
+from cnilab.errors import CnilabError, CollisionError, LockedError
 from cnilab.ops import TAG, AddAddress, Kernel, Key, Op, describe
 from cnilab.state import Snapshot
 
@@ -118,7 +118,9 @@ class Ledger:
             self.record(op)  # intent first: a crash after this is still torn down
             try:
                 op.apply(kernel)
-            except BaseException:
+            except CnilabError:
+                # The kernel refused: nothing was made, and the name may be someone else's now.
+                # (A Ctrl-C or a crash keeps the intent: undo is idempotent, the name was free.)
                 self.forget_last()
                 raise
             done.append(op)

@@ -137,9 +137,10 @@ def test_teardown_leaves_the_machine_namespace_exactly_as_before(cnilab: Cnilab)
     assert again.returncode == 0 and "Nothing to remove" in again.stdout
 
 
-@pytest.mark.parametrize("kill_after_ops", [1, 12, 30])
-def test_sigkill_during_run_all_then_teardown_leaves_nothing(
-        cnilab: Cnilab, kill_after_ops: int) -> None:
+@pytest.mark.parametrize(("sig", "kill_after_ops"), [
+    (signal.SIGKILL, 1), (signal.SIGKILL, 12), (signal.SIGKILL, 30), (signal.SIGINT, 12)])
+def test_sigkill_or_ctrl_c_during_run_all_then_teardown_leaves_nothing(
+        cnilab: Cnilab, sig: signal.Signals, kill_after_ops: int) -> None:
     ledger = cnilab.run_dir / f"{cnilab.topo.lab_id}.jsonl"
     proc = subprocess.Popen(cnilab.argv("run-all", "--yes"), env=cnilab.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -149,9 +150,11 @@ def test_sigkill_during_run_all_then_teardown_leaves_nothing(
             if ledger.exists() and ledger.read_text().count("\n") > kill_after_ops:
                 break
             time.sleep(0.002)
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, sig)
     finally:
-        proc.wait()
+        code = proc.wait()
+    if sig == signal.SIGINT and code != 0:  # Ctrl-C: one line, exit 130 (unless it had finished)
+        assert code == 130
     assert prefixed_netns(cnilab.prefix) != []
     assert cnilab.run("teardown").returncode == 0
     assert prefixed_netns(cnilab.prefix) == []
