@@ -6,13 +6,13 @@ import tomllib
 from functools import cache
 from typing import Any
 
-from cnilab.lessons import check_lang, lessons_dir
+from cnilab.lessons import UI_DIR, check_lang, lessons_dir
 
 
 @cache
 def catalog(lang: str) -> dict[str, dict[str, str]]:
     """Every sentence of one language, by section and key."""
-    path = lessons_dir() / "ui" / f"{check_lang(lang)}.toml"
+    path = lessons_dir() / UI_DIR / f"{check_lang(lang)}.toml"
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from cnilab.errors import ConfigError
 
 LANGS = ("en", "ko")
+UI_DIR = "ui"  # lessons/ui holds the command line's own sentences, not a lesson
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,13 @@ def load(lesson_id: str = "eight-steps", lang: str = "en") -> Lesson:
     steps = tuple(
         StepText(s["number"], s["title"], s["what"], s["why"], s["goal"], tuple(s["inspect"]),
                  s["mistake"], s.get("course_note"))
-        for s in data["steps"])
+        for s in data.get("steps", ()))  # a quiz lesson (cluster) has questions instead
     return Lesson(data["id"], lang, data["title"], data["summary"], steps)
 
 
 def all_lessons(lang: str) -> list[Lesson]:
     """Every lesson in lessons/ (the eight steps first)."""
-    ids = sorted(p.name for p in lessons_dir().iterdir() if (p / f"{lang}.toml").is_file())
+    ids = sorted(p.name for p in lessons_dir().iterdir()
+                 if p.name != UI_DIR and (p / f"{lang}.toml").is_file())
     ids.sort(key=lambda i: i != "eight-steps")
     return [load(i, lang) for i in ids]

@@ -23,7 +23,7 @@ IP_OBJECTS = {"link", "addr", "address", "route", "netns", "neigh", "-d", "-br",
 
 
 def lesson_ids() -> list[str]:
-    return sorted(p.name for p in lessons_dir().iterdir() if (p / "en.toml").is_file())
+    return [lesson.id for lesson in lessons.all_lessons("en")]
 
 
 @pytest.mark.parametrize("lesson_id", lesson_ids())
@@ -143,3 +143,13 @@ def test_errors_come_in_korean_too() -> None:
                                       "run-all", "--dry-run"])
     assert result.exit_code == 2
     assert "설정 파일 /nonexistent.toml이(가) 없습니다" in result.output
+
+
+def test_lessons_lists_every_lesson_in_both_languages() -> None:
+    assert lesson_ids() == ["eight-steps", "cluster", "cni"]
+    for lang in ("en", "ko"):
+        result = CliRunner().invoke(app, ["lessons", "--lang", lang])
+        assert result.exit_code == 0, result.output
+        for lesson in lessons.all_lessons(lang):
+            assert lesson.title in result.output
+        assert lessons.load("eight-steps", lang).step(9).title in result.output
