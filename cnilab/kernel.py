@@ -243,10 +243,21 @@ class Kernel:
         if peer:
             self.tag_link(peer_netns or netns, peer)
 
+    def _set_link(self, netns: str | None, name: str, what: str, **attrs: Any) -> None:
+        """`ip link set NAME ...`: one RTM_SETLINK that names the link (no index lookup first)."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            self._ipr(netns).link("set", ifname=name, **attrs)
+        except NetlinkError as e:
+            if e.code == errno.ENODEV:
+                where = f"namespace {netns}" if netns else "this namespace"
+                raise KernelError(f"there is no link {name!r} in {where}") from e
+            raise KernelError(f"the kernel refused to {what}: {os.strerror(e.code)}") from e
+
     def tag_link(self, netns: str | None, name: str) -> None:
         """Mark a link as cnilab's (ip link set NAME alias cnilab)."""
-        index = self._need_index(netns, name)
-        self._call(f"tag {name}", lambda: self._ipr(netns).link("set", index=index, ifalias=TAG))
+        self._set_link(netns, name, f"tag {name}", ifalias=TAG)
 
     def delete_link(self, netns: str | None, name: str) -> bool:
         """Delete a link; False when it (or its namespace) is already gone."""
@@ -267,15 +278,12 @@ class Kernel:
 
     def move_link(self, netns: str | None, name: str, target: str) -> None:
         """Move a link into another namespace (ip link set NAME netns TARGET)."""
-        index = self._need_index(netns, name)
-        self._call(f"move {name} to {target}",
-                   lambda: self._ipr(netns).link("set", index=index, net_ns_fd=target))
+        self._set_link(netns, name, f"move {name} to {target}", net_ns_fd=target)
 
     def set_master(self, netns: str | None, name: str, master: str) -> None:
         """Attach a link to a bridge; the kernel wants the bridge's index, not its name."""
-        index, master_index = self._need_index(netns, name), self._need_index(netns, master)
-        self._call(f"attach {name} to {master}",
-                   lambda: self._ipr(netns).link("set", index=index, master=master_index))
+        master_index = self._need_index(netns, master)
+        self._set_link(netns, name, f"attach {name} to {master}", master=master_index)
 
     def add_address(self, netns: str | None, dev: str, cidr: str) -> None:
         """Add an IPv4 address with its prefix to a link."""
@@ -285,9 +293,7 @@ class Kernel:
 
     def set_up(self, netns: str | None, name: str) -> None:
         """Bring a link up."""
-        index = self._need_index(netns, name)
-        self._call(f"bring {name} up",
-                   lambda: self._ipr(netns).link("set", index=index, state="up"))
+        self._set_link(netns, name, f"bring {name} up", state="up")
 
     def add_route(self, netns: str | None, dst: str, gateway: str) -> None:
         """Add a route via a gateway (dst 'default' or a CIDR)."""
@@ -297,9 +303,7 @@ class Kernel:
 
     def set_mtu(self, netns: str | None, name: str, mtu: int) -> None:
         """Set a link's MTU (ip link set NAME mtu MTU)."""
-        index = self._need_index(netns, name)
-        self._call(f"set the mtu of {name} to {mtu}",
-                   lambda: self._ipr(netns).link("set", index=index, mtu=mtu))
+        self._set_link(netns, name, f"set the mtu of {name} to {mtu}", mtu=mtu)
 
     def set_hairpin(self, netns: str | None, name: str, on: bool = True) -> None:
         """Let a bridge port send frames back out of the port they came in on (hairpin mode)."""
@@ -334,9 +338,7 @@ class Kernel:
 
     def set_mac(self, netns: str | None, name: str, mac: str) -> None:
         """Set a link's MAC address (ip link set NAME address MAC)."""
-        index = self._need_index(netns, name)
-        self._call(f"set the MAC of {name}",
-                   lambda: self._ipr(netns).link("set", index=index, address=mac))
+        self._set_link(netns, name, f"set the MAC of {name}", address=mac)
 
     # -- processes -----------------------------------------------------------------------------
 
