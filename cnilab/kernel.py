@@ -177,15 +177,20 @@ class Kernel:
         except NetlinkError as e:
             raise KernelError(f"the kernel refused to {what}: {os.strerror(e.code)}") from e
 
-    def _index(self, netns: str | None, name: str) -> int | None:
+    def _link_msg(self, netns: str | None, name: str) -> Any:
+        """The kernel's RTM_NEWLINK answer for one link asked by name, or None if absent."""
         from pyroute2.netlink.exceptions import NetlinkError
 
         try:  # one RTM_GETLINK by name; link_lookup() would dump every link
-            return self._ipr(netns).link("get", ifname=name)[0]["index"]
+            return self._ipr(netns).link("get", ifname=name)[0]
         except NetlinkError as e:
             if e.code in GONE:
                 return None
             raise KernelError(f"cannot look up {name}: {os.strerror(e.code)}") from e
+
+    def _index(self, netns: str | None, name: str) -> int | None:
+        msg = self._link_msg(netns, name)
+        return None if msg is None else msg["index"]
 
     def _need_index(self, netns: str | None, name: str) -> int:
         index = self._index(netns, name)
@@ -317,16 +322,10 @@ class Kernel:
         Asked by name (RTM_GETLINK), not found in a dump: a node with a hundred pods has a
         hundred veths, and a CNI ADD asks several times.
         """
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        ipr = self._ipr(netns)
-        try:
-            msg = ipr.link("get", ifname=name)[0]
-        except NetlinkError as e:
-            if e.code in GONE:
-                return None
-            raise KernelError(f"cannot look up {name}: {os.strerror(e.code)}") from e
-        index = msg["index"]
+        msg = self._link_msg(netns, name)
+        if msg is None:
+            return None
+        ipr, index = self._ipr(netns), msg["index"]
         names = {index: name}
         if msg.get("master"):
             master = self._call(f"look up the master of {name}",
@@ -335,6 +334,11 @@ class Kernel:
         addrs = [f"{a.get('address')}/{a['prefixlen']}"
                  for a in ipr.get_addr(family=socket.AF_INET, index=index)]
         return _to_link(msg, names, {index: addrs})
+
+    def mac_of(self, netns: str | None, name: str) -> str | None:
+        """A link's MAC address (one RTM_GETLINK), or None when there is no such link."""
+        msg = self._link_msg(netns, name)
+        return None if msg is None else msg.get("address")
 
     def set_mac(self, netns: str | None, name: str, mac: str) -> None:
         """Set a link's MAC address (ip link set NAME address MAC)."""

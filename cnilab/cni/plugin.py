@@ -38,6 +38,7 @@ from cnilab.ops import (
 
 if TYPE_CHECKING:
     from cnilab.kernel import Kernel
+    from cnilab.state import Link
 
 DEFAULT_BRIDGE = "cni0"
 UNSUPPORTED = ("vlan", "vlanTrunk", "promiscMode", "macspoofchk")  # bridge plugin fields we lack
@@ -243,7 +244,7 @@ def add(config: Mapping[str, Any], container_id: str, netns: str, ifname: str = 
         ips = [IPv4Interface(i["address"]) for i in got.get("ips", [])]
         if not ips:
             raise CniError(spec.KERNEL_REFUSED, f"IPAM {bc.ipam_type} returned no address")
-        return _attach(k, bc, node, path, container_id, ifname, host, ips, got, done)
+        return _attach(k, bc, node, path, container_id, ifname, host, ips, got, done, br)
     except BaseException:
         _rollback(k, node, bc, done)
         with contextlib.suppress(CniError):
@@ -255,18 +256,22 @@ def add(config: Mapping[str, Any], container_id: str, netns: str, ifname: str = 
 
 def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_id: str,
             ifname: str, host: str, ips: list[IPv4Interface], got: Mapping[str, Any],
-            done: list[Op]) -> dict[str, Any]:
+            done: list[Op], br: Link | None) -> dict[str, Any]:
+    """Wire the pod in; `br` is the bridge as seen just before (None: not there yet)."""
     gateways = [spec.gateway_of(got, ip) for ip in ips]
-    if k.get_link(node, bc.bridge) is None:
+    if br is None:
         _ensure(k, AddBridge(node, bc.bridge), node, done)
     if bc.is_gateway:
         for ip, gw in zip(ips, gateways, strict=True):
-            if gw is not None:
-                _ensure(k, AddAddress(node, bc.bridge, f"{gw}/{ip.network.prefixlen}"), node,
-                        done)
+            if gw is None:
+                continue
+            cidr = f"{gw}/{ip.network.prefixlen}"
+            if br is None or cidr not in br.addresses:
+                _ensure(k, AddAddress(node, bc.bridge, cidr), node, done)
         # The node routes between pods and the world: forwarding stays on (as the reference).
         SetSysctl(node, "net.ipv4.ip_forward", "1").apply(k)
-    LinkUp(node, bc.bridge).apply(k)
+    if br is None or not br.up:
+        LinkUp(node, bc.bridge).apply(k)
     # The pod end is created directly in the pod's namespace: the node may have its own eth0.
     _apply(k, AddVeth(node, host, ifname, path), done)
     if bc.mtu:
@@ -298,13 +303,14 @@ def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_
 def _result(k: Kernel, bc: BridgeConfig, node: str | None, path: str, ifname: str, host: str,
             ips: list[IPv4Interface], gateways: list[Any], routes: list[dict[str, str]],
             got: Mapping[str, Any]) -> dict[str, Any]:
-    links = [k.get_link(node, bc.bridge), k.get_link(node, host), k.get_link(path, ifname)]
     interfaces: list[dict[str, Any]] = []
-    for link, sandbox in zip(links, (None, None, path), strict=True):
-        if link is None:
+    for where, name, sandbox in ((node, bc.bridge, None), (node, host, None),
+                                 (path, ifname, path)):
+        mac = k.mac_of(where, name)
+        if mac is None:
             raise CniError(spec.KERNEL_REFUSED, "a link vanished while the pod was attached")
-        entry: dict[str, Any] = {"name": link.name, "mac": link.mac}
-        if bc.mtu and link.name != bc.bridge:
+        entry: dict[str, Any] = {"name": name, "mac": mac}
+        if bc.mtu and name != bc.bridge:
             entry["mtu"] = bc.mtu
         if sandbox:
             entry["sandbox"] = sandbox
