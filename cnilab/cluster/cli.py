@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -74,32 +74,19 @@ def _opts(ctx: typer.Context) -> _Opts:
 
 
 def _console(stderr: bool = False) -> Console:
-    from rich.console import Console
+    """The main command line's console (Rich loads on first use)."""
+    from cnilab.cli import console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def _fail(e: CnilabError) -> NoReturn:
-    from rich.markup import escape
-
-    hint = f" (hint: {e.hint})" if e.hint else ""
-    _console(stderr=True).print(f"[bold red]cnilab: error:[/] {escape(e.message)}{escape(hint)}")
-    raise typer.Exit(e.exit_code)
+    return console(stderr=stderr)
 
 
 @contextlib.contextmanager
 def _guarded(ctx: typer.Context) -> Iterator[None]:
-    """Domain errors become one line and an exit code (--traceback shows the stack)."""
-    try:
+    """Domain errors become one line and an exit code, as everywhere in cnilab."""
+    from cnilab.cli import guarded
+
+    with guarded(ctx):
         yield
-    except CnilabError as e:
-        if _opts(ctx).traceback:
-            raise
-        _fail(e)
-    except KeyboardInterrupt:
-        _console(stderr=True).print("cnilab: interrupted; `cnilab cluster down` removes what "
-                                    "was made")
-        raise typer.Exit(130) from None
 
 
 def _existing(ctx: typer.Context) -> Cluster:
