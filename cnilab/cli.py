@@ -358,6 +358,8 @@ def teardown(ctx: typer.Context, lang: LangOption = None) -> None:
     Safe to run twice, and after a crash or Ctrl-C. Example: sudo cnilab teardown
     """
     from cnilab.i18n import t
+    from cnilab.kernel import list_netns
+    from cnilab.ops import describe
 
     with guarded(ctx, lang):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
@@ -365,10 +367,14 @@ def teardown(ctx: typer.Context, lang: LangOption = None) -> None:
             undone = lab.teardown()
         if not undone:
             out(t("ui.nothing_to_remove", lang))
-            return
         for op in undone:
-            out(f"{t('ui.removed', lang)}: {op.undo_command(lab.topo.node) or type(op).__name__}")
-        out(f"[green]{t('ui.teardown_done', lang, count=len(undone))}[/]")
+            what = op.undo_command(lab.topo.node) or describe(op.highlights()[0])
+            out(f"{t('ui.removed', lang)}: {what}")
+        if undone:
+            out(f"[green]{t('ui.teardown_done', lang, count=len(undone))}[/]")
+        # A student's own namespaces (typed by hand) are not cnilab's to remove: say so.
+        for name in (n for n in lab.topo.namespaces() if n in list_netns()):
+            out(t("ui.left_alone", lang, name=name))
 
 
 @app.command()

@@ -89,7 +89,9 @@ def test_a_namespace_that_is_not_ours_stops_the_step_and_survives_teardown(
     assert done.returncode == 4
     assert f"namespace {theirs} already exists and was not made by cnilab" in done.stderr
     assert prefixed_netns(cnilab.prefix) == [theirs]  # nothing else was made
-    assert cnilab.run("teardown").returncode == 0
+    done = cnilab.run("teardown")
+    assert done.returncode == 0
+    assert f"namespace {theirs} was not made by cnilab and stays" in done.stdout
     assert prefixed_netns(cnilab.prefix) == [theirs]
 
 
