@@ -9,11 +9,20 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socketserver
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 MARKER = "cnilab.webserver"  # teardown checks /proc/PID/cmdline for it before sending a signal
+
+
+class _Server(ThreadingHTTPServer):
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind() asks socket.getfqdn(): a DNS query from inside the lab's
+        # namespace, which can only time out there (and must not try to leave the lab).
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "cnilab", self.server_address[1]
 
 
 def serve(netns: str | None, port: int, body: str, pidfile: Path) -> None:
@@ -38,7 +47,7 @@ def serve(netns: str | None, port: int, body: str, pidfile: Path) -> None:
         def log_message(self, format: str, *args: object) -> None:
             pass  # no terminal to write to: cnilab starts us detached
 
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    server = _Server(("0.0.0.0", port), Handler)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(str(os.getpid()))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
