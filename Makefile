@@ -41,7 +41,9 @@ deps: system-deps $(STAMP)
 demo: deps
 	$(BIN)/cnilab doctor
 	$(BIN)/cnilab run-all
-	@if [ -z "$(KEEP)" ]; then $(BIN)/cnilab teardown; \
+	@if [ -z "$(KEEP)" ]; then \
+	   echo "make demo removes the lab now ('sudo make demo KEEP=1' leaves it up to explore)."; \
+	   $(BIN)/cnilab teardown; \
 	 else echo "The lab stays up: explore with '$(BIN)/cnilab shell red', remove it with '$(BIN)/cnilab teardown'."; fi
 
 test: deps
