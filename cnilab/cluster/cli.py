@@ -99,8 +99,9 @@ def _existing(ctx: typer.Context) -> Cluster:
     ledger = Ledger(lab_id(prefix))
     plan = recorded_plan(ledger, prefix)
     if plan is None:
-        raise CnilabError("no cluster is up" + (f" with prefix {prefix!r}" if prefix else ""),
-                          hint="run `cnilab cluster up` first")
+        if prefix:
+            raise CnilabError.of("cluster_none_up_prefix", prefix=prefix)
+        raise CnilabError.of("cluster_none_up")
     return Cluster(plan, ledger=ledger)
 
 
@@ -270,13 +271,11 @@ def _target(ctx: typer.Context, name: str) -> tuple[str, str]:
     choices |= {"lan": plan.lan_netns, "world": plan.world_netns}
     if name not in choices:
         nodes = ", ".join(n.name for n in plan.nodes)
-        raise CnilabError(f"there is no node or pod {name!r} in this cluster",
-                          hint=f"nodes: {nodes}; pods: NODE-podN; also lan and world")
+        raise CnilabError.of("cluster_no_target", name=name, nodes=nodes)
     if not os.path.exists(netns_path(choices[name])):
-        raise CnilabError(f"namespace {choices[name]} is gone", hint="run `cnilab cluster up`")
+        raise CnilabError.of("cluster_netns_gone", netns=choices[name])
     if shutil.which("ip") is None or shutil.which("unshare") is None:
-        raise CnilabError("`ip` and `unshare` are needed",
-                          hint="sudo apt-get install iproute2 util-linux")
+        raise CnilabError.of("cluster_no_ip_unshare")
     return choices[name], name
 
 
@@ -301,7 +300,7 @@ def exec_(
     with _guarded(ctx):
         argv = list(command or []) + list(ctx.args)
         if not argv:
-            raise CnilabError("no command given", hint="e.g. cnilab cluster exec node01 -- ip a")
+            raise CnilabError.of("cluster_no_command")
         netns, hostname = _target(ctx, node)
         sys.stdout.flush()
         os.execvp("ip", _in_node(netns, hostname, argv))

@@ -147,9 +147,8 @@ class Cluster:
         up = recorded_plan(self.ledger, self.plan.prefix)
         if up is not None and (len(up.nodes), up.pods_per_node, up.pod_network) != (
                 len(self.plan.nodes), self.plan.pods_per_node, self.plan.pod_network):
-            raise ConfigError(f"a cluster with {len(up.nodes)} nodes, {up.pods_per_node} pods "
-                              f"per node and pod network {up.pod_network} is already up",
-                              hint="run `cnilab cluster down` first, or use the same options")
+            raise ConfigError.of("cluster_other_up", nodes=len(up.nodes), pods=up.pods_per_node,
+                                 network=up.pod_network)
 
     def _apply(self, ops: Iterable[Op]) -> list[Op]:
         return self.ledger.apply(ops, self.kernel)

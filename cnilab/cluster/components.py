@@ -123,8 +123,8 @@ class StartComponent(Op):
         except OSError as e:
             for s in made:
                 s.close()
-            raise KernelError(f"{self.component} on {self.node} cannot open its sockets: "
-                              f"{e.strerror or e}") from e
+            raise KernelError.of("cluster_sockets", component=self.component, node=self.node,
+                                 detail=e.strerror or e) from e
         return made
 
     def apply(self, kernel: Kernel) -> None:
@@ -168,7 +168,7 @@ def wait_ready(timeout: float = READY_TIMEOUT) -> None:
         os.close(read_end)
         _pending.pop(0)
         if data != b"1":
-            raise KernelError(f"component process {pid} ({token.split('/')[-1]}) did not start")
+            raise KernelError.of("cluster_not_started", pid=pid, component=token.split("/")[-1])
 
 
 def _alive(pid: int) -> bool:

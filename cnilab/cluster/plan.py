@@ -121,8 +121,8 @@ class ClusterPlan:
         for n in self.nodes:
             if n.name == name:
                 return n
-        raise ConfigError(f"there is no node {name!r} in this cluster",
-                          hint="nodes: " + ", ".join(n.name for n in self.nodes))
+        raise ConfigError.of("cluster_no_node", name=name,
+                             nodes=", ".join(n.name for n in self.nodes))
 
     @property
     def controlplane(self) -> Node:
@@ -149,27 +149,24 @@ def parse_network(text: str, what: str) -> IPv4Network:
     try:
         return IPv4Network(text, strict=True)
     except ValueError as e:
-        raise ConfigError(f"{what} {text!r} is not an IPv4 network in CIDR form: {e}") from e
+        raise ConfigError.of("cluster_bad_network", what=what, text=text, detail=e) from e
 
 
 def build_plan(nodes: int = 2, pods_per_node: int = 2, prefix: str = "",
                pod_network: IPv4Network = POD_NETWORK) -> ClusterPlan:
     """The cluster for these options, validated before anything touches the kernel."""
     if not 1 <= nodes <= MAX_NODES:
-        raise ConfigError(f"--nodes must be between 1 and {MAX_NODES}, not {nodes}")
+        raise ConfigError.of("cluster_nodes_range", limit=MAX_NODES, nodes=nodes)
     if not 0 <= pods_per_node <= MAX_PODS_PER_NODE:
-        raise ConfigError(f"--pods-per-node must be between 0 and {MAX_PODS_PER_NODE}, "
-                          f"not {pods_per_node}")
+        raise ConfigError.of("cluster_pods_range", limit=MAX_PODS_PER_NODE, pods=pods_per_node)
     if prefix:
         check_netns_name(prefix, "prefix")
     if pod_network.prefixlen > 24 or 2 ** (24 - pod_network.prefixlen) < nodes:
-        raise ConfigError(f"the pod network {pod_network} has too few /24 pod CIDRs "
-                          f"for {nodes} nodes", hint="use a larger one, like 10.244.0.0/16")
-    for other, what in ((LAN, "the cluster LAN"), (DOCKER0.network, "docker0's subnet"),
-                        (OUTSIDE_HOST.network, "the outside world")):
+        raise ConfigError.of("cluster_few_cidrs", network=pod_network, nodes=nodes)
+    for other, key in ((LAN, "cluster_overlap_lan"), (DOCKER0.network, "cluster_overlap_docker0"),
+                       (OUTSIDE_HOST.network, "cluster_overlap_world")):
         if pod_network.overlaps(other):
-            raise ConfigError(f"the pod network {pod_network} overlaps {what} {other}",
-                              hint="pick one that does not, like 10.244.0.0/16")
+            raise ConfigError.of(key, network=pod_network, other=other)
     cidrs = list(pod_network.subnets(new_prefix=24))
     made = []
     for i in range(nodes):

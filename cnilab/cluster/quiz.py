@@ -108,7 +108,7 @@ def lesson_text(lang: str) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
-        raise ConfigError(f"no {LESSON} lesson in {lang}") from e
+        raise ConfigError.of("cluster_no_lesson", lesson=LESSON, lang=lang) from e
 
 
 def questions(status: Status, lang: str, names: Mapping[str, str]) -> list[Question]:
@@ -159,9 +159,9 @@ def parse_answer_options(options: list[str], asked: list[Question]) -> dict[str,
     for opt in options:
         qid, sep, value = opt.partition("=")
         if not sep:
-            raise ConfigError(f"--answer {opt!r} is not ID=VALUE", hint="e.g. --answer nodes=2")
+            raise ConfigError.of("cluster_bad_answer", opt=opt)
         if qid not in known:
-            raise ConfigError(f"there is no question {qid!r}",
-                              hint="questions: " + ", ".join(q.id for q in asked))
+            raise ConfigError.of("cluster_no_question", qid=qid,
+                                 questions=", ".join(q.id for q in asked))
         parsed[qid] = value
     return parsed

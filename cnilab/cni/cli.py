@@ -221,7 +221,7 @@ def version(ctx: typer.Context, plugin: Annotated[str, typer.Option(
     with _guarded(ctx):
         rt = _runtime(ctx)
         if plugin not in ("cnilab", "bridge"):
-            raise CnilabError(f"unknown plugin {plugin!r}; choose cnilab or bridge")
+            raise CnilabError.of("cni_unknown_plugin", plugin=plugin)
         with rt.locked():
             call = rt.version(plugin)
         if not as_json:

@@ -178,15 +178,14 @@ class Runtime:
     def config(self, plugin: str) -> dict[str, Any]:
         """The network configuration the runtime sends to `plugin`."""
         if plugin not in ("cnilab", "bridge"):
-            raise ConfigError(f"unknown plugin {plugin!r}; choose cnilab or bridge")
+            raise ConfigError.of("cni_unknown_plugin", plugin=plugin)
         return network_config(plugin, str(self.data_dir))
 
     def _ensure_node(self) -> None:
         install(self.bin)
         if self.node in list_netns():
             if not (self.state / "node").exists():
-                raise CollisionError(f"namespace {self.node} exists and was not made by cnilab",
-                                     hint="remove it yourself, or use --prefix")
+                raise CollisionError.of("cni_node_taken", netns=self.node)
             return
         self.state.mkdir(parents=True, exist_ok=True)
         (self.state / "node").write_text(self.node, encoding="utf-8")
@@ -207,9 +206,10 @@ class Runtime:
         for p in self.pods():
             if p.name == name:
                 return p
-        known = ", ".join(p.name for p in self.pods()) or "none"
-        raise ConfigError(f"no pod {name!r} (pods: {known})",
-                          hint=f"`cnilab cni add {name}` first")
+        known = ", ".join(p.name for p in self.pods())
+        if not known:
+            raise ConfigError.of("cni_no_pod_none", name=name)
+        raise ConfigError.of("cni_no_pod", name=name, known=known)
 
     def _save(self, pod: Pod) -> None:
         self.cache.mkdir(parents=True, exist_ok=True)
@@ -227,14 +227,14 @@ class Runtime:
     def add(self, name: str, plugin: str = "cnilab") -> tuple[Pod, Call]:
         """Create the pod's namespace and call ADD; on failure the namespace goes again."""
         if not spec.ID_RE.match(name) or len(name) > 40:
-            raise ConfigError(f"pod name {name!r} must be letters, digits, _ . - (40 at most)")
+            raise ConfigError.of("cni_bad_pod_name", name=name)
         if any(p.name == name for p in self.pods()):
-            raise ConfigError(f"pod {name!r} already exists", hint=f"`cnilab cni del {name}`")
+            raise ConfigError.of("cni_pod_exists", name=name)
         config = self.config(plugin)
         self._ensure_node()
         netns = self.pod_netns(name)
         if netns in list_netns():
-            raise CollisionError(f"namespace {netns} already exists and was not made by cnilab")
+            raise CollisionError.of("cni_netns_taken", netns=netns)
         pod = Pod(name, netns, secrets.token_hex(32), IFNAME, plugin, config)
         AddNetns(None, netns).apply(self.kernel)
         try:
@@ -318,7 +318,7 @@ class Sandbox:
     def __init__(self, prefix: str, bin_dir: str | os.PathLike[str],
                  kernel: Kernel | None = None) -> None:
         if len(prefix) < 4:
-            raise ConfigError("a sandbox needs a unique prefix of 4 characters or more")
+            raise ConfigError.of("cni_short_prefix")
         self.prefix, self.bin = prefix, Path(bin_dir)
         self.kernel = kernel or Kernel()
         self.made: list[str] = []

@@ -153,3 +153,12 @@ def test_lessons_lists_every_lesson_in_both_languages() -> None:
         for lesson in lessons.all_lessons(lang):
             assert lesson.title in result.output
         assert lessons.load("eight-steps", lang).step(9).title in result.output
+
+
+def test_cluster_errors_come_in_korean_too() -> None:
+    result = CliRunner().invoke(app, ["--lang", "ko", "cluster", "up", "--nodes", "0"])
+    assert result.exit_code == 2
+    assert any("\uac00" <= ch <= "\ud7a3" for ch in result.output), result.output
+    assert "--nodes는 1에서" in result.output
+    english = CliRunner().invoke(app, ["cluster", "up", "--nodes", "0"])
+    assert "--nodes must be between 1 and" in english.output
