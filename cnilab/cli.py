@@ -197,8 +197,11 @@ def _safe_lang(ctx: typer.Context, lang: str | None) -> bool:
 def _fail(e: CnilabError, lang: str) -> NoReturn:
     from rich.markup import escape
 
+    from cnilab.i18n import t
+
     message, hint = e.render(lang)
-    hint_text = f" (hint: {hint})" if hint else ""
+    # "cnilab: error:" stays as is in every language: scripts and searches look for it.
+    hint_text = f" ({t('ui.hint', lang)}: {hint})" if hint else ""
     console(stderr=True).print(f"[bold red]cnilab: error:[/] {escape(message)}{escape(hint_text)}")
     raise typer.Exit(e.exit_code)
 

@@ -138,13 +138,16 @@ class Kernel:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def close(self, netns: str | None = None, *, all: bool = True) -> None:
-        """Close netlink sockets (an open socket keeps a removed namespace's links alive)."""
-        names = list(self._sockets) if all and netns is None else [netns]
-        for name in names:
-            sock = self._sockets.pop(name, None)
-            if sock is not None:
-                sock.close()
+    def close(self) -> None:
+        """Close every netlink socket (an open socket keeps a removed namespace's links alive)."""
+        for name in list(self._sockets):
+            self.close_netns(name)
+
+    def close_netns(self, netns: str | None) -> None:
+        """Close the socket into one namespace, if open (before removing that namespace)."""
+        sock = self._sockets.pop(netns, None)
+        if sock is not None:
+            sock.close()
 
     def __enter__(self) -> Kernel:
         return self
@@ -227,7 +230,7 @@ class Kernel:
 
     def remove_netns(self, name: str) -> None:
         """Remove a named namespace (ip netns delete); already gone is fine."""
-        self.close(name, all=False)
+        self.close_netns(name)
         path = netns_path(name)
         LIBC.umount2(path.encode(), MNT_DETACH)
         with contextlib.suppress(FileNotFoundError):

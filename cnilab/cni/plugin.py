@@ -251,7 +251,7 @@ def add(config: Mapping[str, Any], container_id: str, netns: str, ifname: str = 
             ipam("DEL", conf, container_id, path, ifname, args, cni_path)
         raise
     finally:
-        k.close(path, all=False)  # an open socket would keep the pod's namespace alive
+        k.close_netns(path)  # an open socket would keep the pod's namespace alive
 
 
 def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_id: str,
@@ -348,7 +348,7 @@ def delete(config: Mapping[str, Any], container_id: str, netns: str = "", ifname
         try:
             k.delete_link(path, ifname)  # its peer on the bridge goes with it
         finally:
-            k.close(path, all=False)
+            k.close_netns(path)
     k.delete_link(node, host_veth_name(bc.name, container_id, ifname))
     if bc.ip_masq and k.has_iptables:
         _delete_rules(k, node, lambda name, cid: name == bc.name and cid == container_id)
@@ -389,7 +389,7 @@ def check(config: Mapping[str, Any], container_id: str, netns: str, ifname: str 
     try:
         snap = k.observe([node, path], nat_in=[node] if bc.ip_masq else [])
     finally:
-        k.close(path, all=False)
+        k.close_netns(path)
     missing = _differences(snap, bc, node, path, container_id, ifname, prev)
     if missing:
         raise CniError(spec.CHECK_FAILED, f"{container_id}/{ifname}: " + "; ".join(missing))

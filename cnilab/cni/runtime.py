@@ -239,7 +239,7 @@ class Runtime:
         AddNetns(None, netns).apply(self.kernel)
         try:
             LinkUp(netns, "lo").apply(self.kernel)  # what the loopback plugin would do
-            self.kernel.close(netns, all=False)
+            self.kernel.close_netns(netns)
             call = self._call(pod, "ADD", config)
         except BaseException:
             self.kernel.remove_netns(netns)
@@ -330,7 +330,7 @@ class Sandbox:
         AddNetns(None, netns).apply(self.kernel)
         self.made.append(netns)
         LinkUp(netns, "lo").apply(self.kernel)
-        self.kernel.close(netns, all=False)
+        self.kernel.close_netns(netns)
         return netns
 
     def pod(self, name: str) -> str:
