@@ -520,7 +520,7 @@ def _with_peer(netns: str | None, link: Link, peer: int | None, local: bool,
 
 def listening_ports(netns: str | None) -> tuple[int, ...]:
     """TCP ports something listens on inside `netns`."""
-    from cnilab.cluster.sockets import LISTEN, parse_proc_tcp
+    from cnilab.sockets import LISTEN, parse_proc_tcp
 
     # /proc/thread-self/net/tcp lists the sockets of the reading thread's namespace.
     text = run_in_netns(netns, lambda: _read("/proc/thread-self/net/tcp"))

@@ -108,9 +108,10 @@ class Lab:
     def prepare(self, number: int) -> list[StepReport]:
         """Make sure steps 1..number-1 (and the stage) exist, for a student to do step `number`."""
         reports = [self.run_step(n, prove=False, reuse=True) for n in range(1, number)]
-        if number == 1 and (stage := [op for op in setup_ops(self.topo)
-                                      if not op.satisfied(self.snapshot())]):
-            self.ledger.check_free(stage, self.snapshot())
+        if number == 1:  # no earlier step to run, but the student needs the stage
+            snap = self.snapshot()
+            stage = [op for op in setup_ops(self.topo) if not op.satisfied(snap)]
+            self.ledger.check_free(stage, snap)
             self._apply(stage)
         return reports
 

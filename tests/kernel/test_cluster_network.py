@@ -14,9 +14,9 @@ from cnilab import probes
 from cnilab.cluster import components
 from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.plan import build_plan, lab_id
-from cnilab.cluster.sockets import tcp_sockets
 from cnilab.cluster.status import read_status
 from cnilab.ledger import Ledger
+from cnilab.sockets import tcp_sockets
 from tests.conftest import remove_prefixed_netns
 
 
