@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
 from cnilab import __version__
+from cnilab.compat import evaluate_command_signatures
 from cnilab.errors import CnilabError, ConfigError, ProofFailed
 
 if TYPE_CHECKING:
@@ -100,14 +101,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option(
+    config: Annotated[Optional[Path], typer.Option(
         "--config", "-c", help="TOML file with the lab's names and addresses.")] = None,
     in_place: Annotated[bool, typer.Option(
         "--in-place", help="Use the namespace cnilab runs in as the node (as in the lecture).")
     ] = False,
-    prefix: Annotated[str | None, typer.Option(
+    prefix: Annotated[Optional[str], typer.Option(
         "--prefix", help="Put this before every namespace name (to run several labs).")] = None,
-    lang: Annotated[str | None, typer.Option(
+    lang: Annotated[Optional[str], typer.Option(
         "--lang", help="en or ko (default: from LC_ALL / LANG).")] = None,
     traceback: Annotated[bool, typer.Option(
         "--traceback", help="Show the full Python traceback on errors.")] = False,
@@ -119,9 +120,9 @@ def main_options(
     ctx.obj = Options(config, in_place, prefix, lang, traceback)
 
 
-LangOption = Annotated[str | None, typer.Option(
+LangOption = Annotated[Optional[str], typer.Option(
     "--lang", help="en or ko (default: from LC_ALL / LANG).")]
-RecordOption = Annotated[Path | None, typer.Option(
+RecordOption = Annotated[Optional[Path], typer.Option(
     "--record", help="Also save everything printed to FILE.svg or FILE.html (for slides).")]
 
 
@@ -297,7 +298,7 @@ def run_all(
         "--no-proof", help="Skip the packet proofs.")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print only a JSON summary (for CI).")] = False,
-    junit: Annotated[Path | None, typer.Option(
+    junit: Annotated[Optional[Path], typer.Option(
         "--junit", help="Write JUnit XML: one test case per step and per proof.")] = None,
     record: RecordOption = None,
     lang: LangOption = None,
@@ -497,6 +498,7 @@ def _add_lessons_beyond_the_eight_steps() -> None:
 
 
 _add_lessons_beyond_the_eight_steps()
+evaluate_command_signatures(app)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ They are registered on the main app (cnilab.cli imports this module once it is c
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -109,7 +109,7 @@ def practice(
 @app.command()
 def check(
     ctx: typer.Context,
-    number: Annotated[int | None, typer.Argument(
+    number: Annotated[Optional[int], typer.Argument(
         help="Step to grade (1 to 9); default: every step so far.", min=1, max=9)] = None,
     lang: LangOption = None,
 ) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any
+
+from cnilab.compat import Self
 
 
 class CnilabError(Exception):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from functools import cache
 from typing import Any
 
+from cnilab.compat import tomllib
 from cnilab.lessons import UI_DIR, check_lang, lessons_dir
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
 
 LANGS = ("en", "ko")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
 
 IFNAMSIZ = 16  # the kernel's buffer for an interface name, NUL included: 15 bytes usable

@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -56,10 +56,10 @@ class _Opts:
 @cluster_app.callback()
 def cluster_options(
     ctx: typer.Context,
-    prefix: Annotated[str | None, typer.Option(
+    prefix: Annotated[Optional[str], typer.Option(
         "--prefix", help="Put this before every namespace name (to run several clusters).")
     ] = None,
-    lang: Annotated[str | None, typer.Option(
+    lang: Annotated[Optional[str], typer.Option(
         "--lang", help="Language of the quiz: en or ko (default: from LANG).")] = None,
 ) -> None:
     """Options of every cluster command."""
@@ -291,7 +291,7 @@ def _in_node(netns: str, hostname: str, argv: list[str]) -> list[str]:
 def exec_(
     ctx: typer.Context,
     node: Annotated[str, typer.Argument(help="A node (controlplane, node01, ...) or a pod.")],
-    command: Annotated[list[str] | None, typer.Argument(help="The command, after --.")] = None,
+    command: Annotated[Optional[list[str]], typer.Argument(help="The command, after --.")] = None,
 ) -> None:
     """Run a command inside a node (or a pod), with the node's hostname.
 
@@ -334,11 +334,11 @@ def quiz(
     answers: Annotated[bool, typer.Option(
         "--answers", help="Print the answers, read from the kernel now (for instructors).")
     ] = False,
-    answer: Annotated[list[str] | None, typer.Option(
+    answer: Annotated[Optional[list[str]], typer.Option(
         "--answer", help="Answer one question without prompting: ID=VALUE (repeatable).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the grades as JSON.")] = False,
-    lang: Annotated[str | None, typer.Option(
+    lang: Annotated[Optional[str], typer.Option(
         "--lang", help="Language: en or ko (default: from LANG).")] = None,
 ) -> None:
     """Ask the lab's questions and grade the answers against the kernel.

@@ -6,12 +6,12 @@ how to find each answer in the observed status (cluster/status.py) and how to co
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
 from cnilab.lessons import check_lang, lessons_dir
 

@@ -132,7 +132,7 @@ def parse_ipam(conf: Mapping[str, Any]) -> IpamConfig:
         raise CniError(spec.INVALID_CONFIG, "ipam routes must be objects with a dst like "
                        "0.0.0.0/0")
     timeout = ipam.get("lockTimeout", LOCK_TIMEOUT)
-    if not isinstance(timeout, int | float) or timeout < 0:
+    if not isinstance(timeout, (int, float)) or timeout < 0:
         raise CniError(spec.INVALID_CONFIG, f"ipam lockTimeout {timeout!r} is not seconds")
     return IpamConfig(conf["name"], range_sets, tuple(routes),
                       Path(ipam.get("dataDir") or DEFAULT_DATA_DIR),

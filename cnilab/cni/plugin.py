@@ -262,7 +262,7 @@ def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_
     if br is None:
         _ensure(k, AddBridge(node, bc.bridge), node, done)
     if bc.is_gateway:
-        for ip, gw in zip(ips, gateways, strict=True):
+        for ip, gw in zip(ips, gateways):
             if gw is None:
                 continue
             cidr = f"{gw}/{ip.network.prefixlen}"
@@ -316,7 +316,7 @@ def _result(k: Kernel, bc: BridgeConfig, node: str | None, path: str, ifname: st
             entry["sandbox"] = sandbox
         interfaces.append(entry)
     ip_list = []
-    for ip, gw in zip(ips, gateways, strict=True):
+    for ip, gw in zip(ips, gateways):
         entry = {"address": str(ip), "interface": 2}
         if gw is not None:
             entry["gateway"] = str(gw)

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, ip_address, ip_interface
-from typing import Any
+from typing import Any, Optional
 
 from cnilab.errors import CnilabError
 
@@ -294,7 +294,7 @@ def gateway_of(result: Mapping[str, Any], address: IPv4Interface) -> IPv4Address
 
 # -- running as an executable ----------------------------------------------------------------------
 
-Handler = Callable[[Environment, dict[str, Any]], dict[str, Any] | None]
+Handler = Callable[[Environment, dict[str, Any]], Optional[dict[str, Any]]]
 
 
 def run(handler: Handler, environ: Mapping[str, str], stdin: bytes) -> tuple[str, int]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import shlex
-import tomllib
 
 import pytest
 from typer.testing import CliRunner
 
 from cnilab import lessons
 from cnilab.cli import app
+from cnilab.compat import tomllib
 from cnilab.i18n import catalog
 from cnilab.lessons import lessons_dir
 
