@@ -1,6 +1,6 @@
 """The teaching commands: lessons, explain, script, practice, check. Parse, call, print.
 
-They are registered on the main app (cnilab.cli imports this module once it is complete).
+cnilab.cli puts them at the top level of the main app.
 """
 
 from __future__ import annotations
@@ -10,11 +10,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from cnilab.cli import LangOption, app, guarded, lab_of, lang_of, lesson_in, out, topology_of
+from cnilab.cli_lab import lab_of, lesson_in, topology_of
+from cnilab.console import LangOption, guarded, lang_of, out
 from cnilab.errors import CnilabError
 
+teach_app = typer.Typer()
 
-@app.command()
+
+@teach_app.command()
 def lessons(ctx: typer.Context, lang: LangOption = None) -> None:
     """List the lessons and the steps of the lab (with done marks when run as root).
 
@@ -40,7 +43,7 @@ def lessons(ctx: typer.Context, lang: LangOption = None) -> None:
                 out(f"  {mark}{s.number}. {escape(s.title)}")
 
 
-@app.command()
+@teach_app.command()
 def explain(
     ctx: typer.Context,
     number: Annotated[int, typer.Argument(help="Step number, 1 to 9.", min=1, max=9)],
@@ -60,7 +63,7 @@ def explain(
         out(*render_explain(text, lang))
 
 
-@app.command()
+@teach_app.command()
 def script(
     ctx: typer.Context,
     teardown_: Annotated[bool, typer.Option(
@@ -81,7 +84,7 @@ def script(
         sys.stdout.write(text)
 
 
-@app.command()
+@teach_app.command()
 def practice(
     ctx: typer.Context,
     number: Annotated[int, typer.Argument(help="Step number, 1 to 9.", min=1, max=9)],
@@ -106,7 +109,7 @@ def practice(
         out(t(key, lang, number=number))
 
 
-@app.command()
+@teach_app.command()
 def check(
     ctx: typer.Context,
     number: Annotated[Optional[int], typer.Argument(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cnilab import probes
 from cnilab.errors import ConfigError, KernelError, PrerequisiteError
 from cnilab.kernel import Kernel, require_privileges
-from cnilab.ledger import Ledger
+from cnilab.ledger import Ledger, run_dir, teardown_plan
 from cnilab.ops import AddRule, Op
 from cnilab.probes import Proof
 from cnilab.state import Snapshot
@@ -46,7 +46,7 @@ class Lab:
     def __init__(self, topo: Topology, kernel: Kernel | None = None,
                  ledger: Ledger | None = None) -> None:
         self.topo = topo
-        self.kernel = kernel or Kernel()
+        self.kernel = kernel or Kernel(run_dir())
         self.ledger = ledger or Ledger(topo.lab_id)
         self.steps = build_steps(topo)
         self._last: Snapshot | None = None  # the state observed after our own last step
@@ -146,10 +146,3 @@ class Lab:
         self.kernel.close()
         self.ledger.clear()
         return undone
-
-
-def teardown_plan(ops: Sequence[Op]) -> list[Op]:
-    """The ops to undo, newest first: what lives inside a namespace we remove goes with it."""
-    owned_ns = {key[1] for op in ops for key in op.claims() if key[0] == "netns"}
-    return [op for op in reversed(ops)
-            if op.undoable() and (op.netns not in owned_ns or op.outlives_netns)]

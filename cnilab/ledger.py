@@ -10,13 +10,13 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from cnilab.errors import CnilabError, CollisionError, LockedError
-from cnilab.ops import TAG, AddAddress, Kernel, Key, Op, describe
-from cnilab.state import Snapshot
+from cnilab.ops import AddAddress, Kernel, Key, Op, describe
+from cnilab.state import TAG, Snapshot
 
 RUN_DIR = "/run/cnilab"
 RUN_DIR_ENV = "CNILAB_RUN_DIR"  # tests point this at their own directory
@@ -150,3 +150,10 @@ class Ledger:
                     where = f" in namespace {op.netns}" if op.netns else ""
                     raise CollisionError.of("address_taken", cidr=op.cidr, link=holder.name,
                                             where=where)
+
+
+def teardown_plan(ops: Sequence[Op]) -> list[Op]:
+    """The ops to undo, newest first: what lives inside a namespace we remove goes with it."""
+    owned_ns = {key[1] for op in ops for key in op.claims() if key[0] == "netns"}
+    return [op for op in reversed(ops)
+            if op.undoable() and (op.netns not in owned_ns or op.outlives_netns)]

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
-
-LANGS = ("en", "ko")
-UI_DIR = "ui"  # lessons/ui holds the command line's own sentences, not a lesson
+from cnilab.i18n import LANGS, UI_DIR, default_lang, lessons_dir
 
 
 @dataclass(frozen=True)
@@ -44,24 +40,6 @@ class Lesson:
             if s.number == number:
                 return s
         raise ConfigError(f"lesson {self.id} has no step {number}")
-
-
-def lessons_dir() -> Path:
-    """lessons/ inside the installed package, or beside it in a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "lessons", here.parent / "lessons"):
-        if candidate.is_dir():
-            return candidate
-    raise ConfigError("cannot find the lessons/ folder next to the cnilab package")
-
-
-def default_lang() -> str:
-    """ko when the locale says Korean (LC_ALL, LC_MESSAGES, LANG), else en."""
-    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(var)
-        if value:
-            return "ko" if value.lower().startswith("ko") else "en"
-    return "en"
 
 
 def check_lang(lang: str | None) -> str:

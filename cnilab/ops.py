@@ -10,9 +10,7 @@ import shlex
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Protocol
 
-from cnilab.state import Namespace, Snapshot
-
-TAG = "cnilab"  # link alias and iptables comment that mark what cnilab made
+from cnilab.state import TAG, Namespace, Snapshot
 
 Key = tuple[str, ...]
 

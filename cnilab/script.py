@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from cnilab.i18n import t
-from cnilab.lab import teardown_plan
+from cnilab.ledger import teardown_plan
 from cnilab.lessons import Lesson
 from cnilab.ops import Op
 from cnilab.steps import LAST_STEP, build_steps, setup_ops

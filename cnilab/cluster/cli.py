@@ -75,7 +75,7 @@ def _opts(ctx: typer.Context) -> _Opts:
 
 def _console(stderr: bool = False) -> Console:
     """The main command line's console (Rich loads on first use)."""
-    from cnilab.cli import console
+    from cnilab.console import console
 
     return console(stderr=stderr)
 
@@ -83,7 +83,7 @@ def _console(stderr: bool = False) -> Console:
 @contextlib.contextmanager
 def _guarded(ctx: typer.Context) -> Iterator[None]:
     """Domain errors become one line and an exit code, as everywhere in cnilab."""
-    from cnilab.cli import guarded
+    from cnilab.console import guarded
 
     with guarded(ctx):
         yield

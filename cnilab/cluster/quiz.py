@@ -13,7 +13,8 @@ from typing import Any
 
 from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
-from cnilab.lessons import check_lang, lessons_dir
+from cnilab.i18n import lessons_dir
+from cnilab.lessons import check_lang
 
 LESSON = "cluster"
 NONE = "none"  # the expected answer when the kernel holds nothing to answer with

@@ -11,7 +11,7 @@ from typing import Any
 
 from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.plan import LAN_BRIDGE, POD_IF, UPLINK, WORLD_IF
-from cnilab.sockets import TcpSocket, tcp_sockets
+from cnilab.kernel.sockets import TcpSocket, tcp_sockets
 from cnilab.state import Link, Namespace, Snapshot
 
 

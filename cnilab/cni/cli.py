@@ -37,7 +37,7 @@ cni_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None)
 
 def out(*objects: Any, raw: bool = False) -> None:
     """Print through the main command line's console (Rich loads on first use)."""
-    from cnilab.cli import out as print_out
+    from cnilab.console import out as print_out
 
     print_out(*objects, raw=raw)
 
@@ -64,7 +64,7 @@ def _runtime(ctx: typer.Context) -> Runtime:
 @contextmanager
 def _guarded(ctx: typer.Context) -> Iterator[None]:
     """One line and an exit code for every domain error, as everywhere in cnilab."""
-    from cnilab.cli import guarded
+    from cnilab.console import guarded
 
     with guarded(ctx):
         yield
@@ -241,7 +241,7 @@ def install(folder: Annotated[str, typer.Option(
     try:
         paths = write(folder)
     except OSError as e:
-        from cnilab.cli import console
+        from cnilab.console import console
 
         console(stderr=True).print(f"[bold red]cnilab: error:[/] cannot write into "
                                    f"{escape(folder)}: {e.strerror}")

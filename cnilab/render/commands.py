@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.syntax import Syntax
@@ -10,7 +11,9 @@ from rich.text import Text
 
 from cnilab.i18n import t
 from cnilab.ops import Op
-from cnilab.probes import Proof
+
+if TYPE_CHECKING:  # probes reach the kernel; rendering a proof needs only its data
+    from cnilab.probes import Proof
 
 
 def command_lines(ops: Sequence[Op], here: str | None) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.markup import escape
@@ -12,11 +13,13 @@ from rich.text import Text
 
 from cnilab.grade import Fact
 from cnilab.i18n import t
-from cnilab.lab import StepReport
 from cnilab.lessons import StepText
 from cnilab.render.commands import render_commands, render_proofs
 from cnilab.render.diagram import render_diagram
 from cnilab.topology import Topology
+
+if TYPE_CHECKING:  # the lab reaches the kernel; `cnilab explain` must not load it
+    from cnilab.lab import StepReport
 
 
 def step_rule(label: str, title: str) -> Rule:

@@ -15,8 +15,8 @@ from cnilab.cluster import components
 from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.plan import build_plan, lab_id
 from cnilab.cluster.status import read_status
+from cnilab.kernel.sockets import tcp_sockets
 from cnilab.ledger import Ledger
-from cnilab.sockets import tcp_sockets
 from tests.conftest import remove_prefixed_netns
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from helpers import Cnilab, prefixed_netns
 
+from cnilab.kernel.webserver import MARKER
 from tests.kernel.test_equivalence import normalised
 
 
@@ -140,7 +141,7 @@ def webservers() -> list[str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "cnilab.webserver" in cmdline:
+        if MARKER in cmdline:
             found.append(cmdline)
     return found
 

@@ -17,7 +17,7 @@ import pytest
 from cnilab.cluster import quiz
 from cnilab.cluster.quiz import ANSWERS, grade, parse_answer_options, questions
 from cnilab.errors import ConfigError
-from cnilab.sockets import ESTABLISHED, LISTEN, parse_proc_tcp
+from cnilab.state import ESTABLISHED, LISTEN, parse_proc_tcp
 
 RECORDED = Path(__file__).parent / "recorded" / "cluster_status.json"
 NAMES = {"exec": "cnilab cluster exec", "lan": "cnilab-lan"}

@@ -8,57 +8,10 @@ ss does: the socket's inode among the links in /proc/PID/fd.
 from __future__ import annotations
 
 import os
-import socket
-import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from cnilab.kernel import run_in_netns
-
-LISTEN, ESTABLISHED = 0x0A, 0x01
-
-
-@dataclass(frozen=True)
-class TcpSocket:
-    """One TCP socket: addresses, state, and the process holding it (if any)."""
-
-    local: str
-    local_port: int
-    remote: str
-    remote_port: int
-    state: int
-    inode: int
-    process: str | None = None
-    pid: int | None = None
-
-    @property
-    def listening(self) -> bool:
-        """In LISTEN state."""
-        return self.state == LISTEN
-
-    @property
-    def established(self) -> bool:
-        """In ESTABLISHED state."""
-        return self.state == ESTABLISHED
-
-
-def _address(field: str) -> tuple[str, int]:
-    host, port = field.split(":")
-    # The kernel prints the address as a native-endian 32-bit word in hex.
-    ip = socket.inet_ntoa(struct.pack("=I", int(host, 16)))
-    return ip, int(port, 16)
-
-
-def parse_proc_tcp(text: str) -> list[TcpSocket]:
-    """Parse the text of /proc/net/tcp (IPv4 only, as the lab uses)."""
-    found = []
-    for line in text.splitlines()[1:]:
-        cols = line.split()
-        if len(cols) < 10:
-            continue
-        (lip, lport), (rip, rport) = _address(cols[1]), _address(cols[2])
-        found.append(TcpSocket(lip, lport, rip, rport, int(cols[3], 16), int(cols[9])))
-    return found
+from cnilab.kernel.netns import run_in_netns
+from cnilab.state import TcpSocket, parse_proc_tcp
 
 
 def owners(inodes: Iterable[int]) -> dict[int, tuple[int, str]]:

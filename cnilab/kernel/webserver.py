@@ -1,6 +1,6 @@
 """A tiny web server that runs inside a lab namespace (step 9's target), started by cnilab.
 
-`python -m cnilab.webserver --netns blue --port 80 --body TEXT --pidfile F`: enters the
+`python -m cnilab.kernel.webserver --netns blue --port 80 --body TEXT --pidfile F`: enters the
 namespace, binds, writes its PID (so teardown can stop it by PID), then serves TEXT forever.
 """
 
@@ -14,7 +14,8 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-MARKER = "cnilab.webserver"  # teardown checks /proc/PID/cmdline for it before sending a signal
+# Teardown checks /proc/PID/cmdline for it before sending a signal.
+MARKER = "cnilab.kernel.webserver"
 
 
 class _Server(ThreadingHTTPServer):
@@ -28,11 +29,11 @@ class _Server(ThreadingHTTPServer):
 def serve(netns: str | None, port: int, body: str, pidfile: Path) -> None:
     """Enter `netns`, listen on `port`, record our PID, answer every GET with `body`."""
     if netns:
-        from cnilab.kernel import CLONE_NEWNET, LIBC, netns_path
+        from cnilab.kernel.netns import CLONE_NEWNET, LIBC, netns_path
 
         fd = os.open(netns_path(netns), os.O_RDONLY)
         if LIBC.setns(fd, CLONE_NEWNET) != 0:
-            sys.exit(f"cnilab.webserver: cannot enter namespace {netns}")
+            sys.exit(f"{MARKER}: cannot enter namespace {netns}")
         os.close(fd)
     payload = body.encode() + b"\n"
 

@@ -1,0 +1,129 @@
+"""The consoles, the error guard and the options every command shares: a leaf of the CLI.
+
+Every command module (the lab's, the teaching ones, `cni`, `cluster`) prints through `out` and
+wraps its work in `guarded`, so errors look the same everywhere: one line, a hint, an exit code.
+Rich is imported on first use (~40 ms): `cnilab --help` never loads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+
+import typer
+
+from cnilab.errors import CnilabError, ConfigError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@dataclass
+class Options:
+    """Options shared by every command (set by the main callback)."""
+
+    config: Optional[Path] = None
+    in_place: bool = False
+    prefix: Optional[str] = None
+    lang: Optional[str] = None
+    traceback: bool = False
+
+
+LangOption = Annotated[Optional[str], typer.Option(
+    "--lang", help="en or ko (default: from LC_ALL / LANG).")]
+RecordOption = Annotated[Optional[Path], typer.Option(
+    "--record", help="Also save everything printed to FILE.svg or FILE.html (for slides).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for CI).")]
+
+
+def opts(ctx: typer.Context) -> Options:
+    """The global options of this invocation."""
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Options) else Options()
+
+
+@cache
+def console(stderr: bool = False, record: bool = False) -> Console:
+    """stdout for output, stderr for errors; made on first use."""
+    from rich.console import Console
+
+    # An error stays one line however narrow the terminal (soft_wrap): the terminal folds it.
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr, record=record)
+
+
+_recording: list[bool] = [False]  # set by --record before anything is printed
+
+
+def out(*objects: Any, raw: bool = False) -> None:
+    """Print each object to stdout (recorded when --record asked for it).
+
+    raw: plain text such as JSON, never wrapped nor read as markup. A no_wrap Text (a command
+    listing) is printed unwrapped too: a command cut in two is two wrong commands.
+    """
+    from rich.text import Text
+
+    c = console(record=_recording[0])
+    for obj in objects:
+        if raw:
+            c.print(obj, markup=False, highlight=False, soft_wrap=True)
+        else:
+            c.print(obj, soft_wrap=isinstance(obj, Text) and bool(obj.no_wrap))
+
+
+def lang_of(ctx: typer.Context, lang: str | None = None) -> str:
+    """The command's --lang, else the global one, else the locale's."""
+    from cnilab.lessons import check_lang
+
+    return check_lang(lang or opts(ctx).lang)
+
+
+@contextlib.contextmanager
+def guarded(ctx: typer.Context, lang: str | None = None,
+            record: Path | None = None) -> Iterator[None]:
+    """Map domain errors to one line and an exit code; save the --record file at the end."""
+    try:
+        if record is not None:
+            if record.suffix.lower() not in (".svg", ".html"):
+                raise ConfigError.of("record_suffix", path=record)
+            _recording[0] = True
+        yield
+    except CnilabError as e:
+        if opts(ctx).traceback:
+            raise
+        _fail(e, lang_of(ctx, lang) if _safe_lang(ctx, lang) else "en")
+    except KeyboardInterrupt:
+        from cnilab.i18n import t
+
+        console(stderr=True).print("cnilab: " + t("error.interrupted", lang_of(ctx, lang)))
+        raise typer.Exit(130) from None
+    finally:
+        if record is not None and _recording[0]:
+            rec = console(record=True)
+            if record.suffix.lower() == ".svg":
+                rec.save_svg(str(record), title="cnilab")
+            else:
+                rec.save_html(str(record))
+
+
+def _safe_lang(ctx: typer.Context, lang: str | None) -> bool:
+    try:
+        lang_of(ctx, lang)
+    except CnilabError:
+        return False
+    return True
+
+
+def _fail(e: CnilabError, lang: str) -> NoReturn:
+    from rich.markup import escape
+
+    from cnilab.i18n import t
+
+    message, hint = e.render(lang)
+    # "cnilab: error:" stays as is in every language: scripts and searches look for it.
+    hint_text = f" ({t('ui.hint', lang)}: {hint})" if hint else ""
+    console(stderr=True).print(f"[bold red]cnilab: error:[/] {escape(message)}{escape(hint_text)}")
+    raise typer.Exit(e.exit_code)

@@ -1,0 +1,254 @@
+"""Netlink through pyroute2: links, addresses, routes; one socket per namespace, reused.
+
+pyroute2 is imported on first use, not at import time: `import pyroute2` costs ~0.2 s, and
+teardown of an isolated lab or a --help never needs it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Callable
+from ipaddress import IPv4Interface
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cnilab.errors import KernelError
+from cnilab.kernel.netns import netns_path, run_in_netns
+from cnilab.state import TAG, Link, Route
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+T = TypeVar("T")
+
+IFF_UP, IFF_LOOPBACK = 0x1, 0x8
+GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)  # "already gone"
+NETLINK_ROUTE, NETLINK_BUFFER = 0, 1 << 20
+
+RawLinks = list[tuple[Link, "int | None", bool]]  # a link, its IFLA_LINK, peer in this netns
+
+
+class Netlink:
+    """Links, addresses and routes of any namespace; one netlink socket per namespace, reused."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[str | None, IPRoute] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every netlink socket (an open socket keeps a removed namespace's links alive)."""
+        for name in list(self._sockets):
+            self.close_netns(name)
+
+    def close_netns(self, netns: str | None) -> None:
+        """Close the socket into one namespace, if open (before removing that namespace)."""
+        sock = self._sockets.pop(netns, None)
+        if sock is not None:
+            sock.close()
+
+    def _ipr(self, netns: str | None) -> IPRoute:
+        if netns not in self._sockets:
+            from pyroute2 import IPRoute
+
+            if netns is None:
+                self._sockets[netns] = IPRoute()
+            else:
+                # A socket belongs for good to the namespace it was made in: made by a thread
+                # that entered the namespace, it needs none of the helper process that
+                # IPRoute(netns=...) forks (~12 ms a namespace; a cluster has one per pod).
+                sock = run_in_netns(netns, lambda: socket.socket(
+                    socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, NETLINK_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, NETLINK_BUFFER)
+                self._sockets[netns] = IPRoute(use_socket=sock)
+        return self._sockets[netns]
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            return fn()
+        except NetlinkError as e:
+            raise KernelError(f"the kernel refused to {what}: {os.strerror(e.code)}") from e
+
+    def _link_msg(self, netns: str | None, name: str) -> Any:
+        """The kernel's RTM_NEWLINK answer for one link asked by name, or None if absent."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:  # one RTM_GETLINK by name; link_lookup() would dump every link
+            return self._ipr(netns).link("get", ifname=name)[0]
+        except NetlinkError as e:
+            if e.code in GONE:
+                return None
+            raise KernelError(f"cannot look up {name}: {os.strerror(e.code)}") from e
+
+    def _index(self, netns: str | None, name: str) -> int | None:
+        msg = self._link_msg(netns, name)
+        return None if msg is None else msg["index"]
+
+    def _need_index(self, netns: str | None, name: str) -> int:
+        index = self._index(netns, name)
+        if index is None:
+            where = f"namespace {netns}" if netns else "this namespace"
+            raise KernelError(f"there is no link {name!r} in {where}")
+        return index
+
+    # -- links, addresses, routes ---------------------------------------------------------------
+
+    def add_link(self, netns: str | None, name: str, kind: str,
+                 peer: str | None = None, peer_netns: str | None = None) -> None:
+        """Create a bridge or a veth pair, both ends tagged with the alias 'cnilab'."""
+        ipr = self._ipr(netns)
+        extra: dict[str, Any] = {}
+        if kind == "veth":
+            extra["peer"] = {"ifname": peer, **({"net_ns_fd": peer_netns} if peer_netns else {})}
+        self._call(f"add link {name}", lambda: ipr.link("add", ifname=name, kind=kind, **extra))
+        # The alias is the kernel-side ownership tag; RTM_NEWLINK ignores it, so set it after.
+        self.tag_link(netns, name)
+        if peer:
+            self.tag_link(peer_netns or netns, peer)
+
+    def _set_link(self, netns: str | None, name: str, what: str, **attrs: Any) -> None:
+        """`ip link set NAME ...`: one RTM_SETLINK that names the link (no index lookup first)."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            self._ipr(netns).link("set", ifname=name, **attrs)
+        except NetlinkError as e:
+            if e.code == errno.ENODEV:
+                where = f"namespace {netns}" if netns else "this namespace"
+                raise KernelError(f"there is no link {name!r} in {where}") from e
+            raise KernelError(f"the kernel refused to {what}: {os.strerror(e.code)}") from e
+
+    def tag_link(self, netns: str | None, name: str) -> None:
+        """Mark a link as cnilab's (ip link set NAME alias cnilab)."""
+        self._set_link(netns, name, f"tag {name}", ifalias=TAG)
+
+    def delete_link(self, netns: str | None, name: str) -> bool:
+        """Delete a link; False when it (or its namespace) is already gone."""
+        if netns is not None and not os.path.exists(netns_path(netns)):
+            return False
+        index = self._index(netns, name)
+        if index is None:
+            return False
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            self._ipr(netns).link("del", index=index)
+        except NetlinkError as e:
+            if e.code in GONE:
+                return False
+            raise KernelError(f"the kernel refused to delete {name}: {os.strerror(e.code)}") from e
+        return True
+
+    def move_link(self, netns: str | None, name: str, target: str) -> None:
+        """Move a link into another namespace (ip link set NAME netns TARGET)."""
+        self._set_link(netns, name, f"move {name} to {target}", net_ns_fd=target)
+
+    def set_master(self, netns: str | None, name: str, master: str) -> None:
+        """Attach a link to a bridge; the kernel wants the bridge's index, not its name."""
+        master_index = self._need_index(netns, master)
+        self._set_link(netns, name, f"attach {name} to {master}", master=master_index)
+
+    def add_address(self, netns: str | None, dev: str, cidr: str) -> None:
+        """Add an IPv4 address with its prefix to a link."""
+        iface, index = IPv4Interface(cidr), self._need_index(netns, dev)
+        self._call(f"add {cidr} to {dev}", lambda: self._ipr(netns).addr(
+            "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen))
+
+    def set_up(self, netns: str | None, name: str) -> None:
+        """Bring a link up."""
+        self._set_link(netns, name, f"bring {name} up", state="up")
+
+    def add_route(self, netns: str | None, dst: str, gateway: str) -> None:
+        """Add a route via a gateway (dst 'default' or a CIDR)."""
+        # proto boot, as `ip route add` does (pyroute2's default, static, shows in `ip route`).
+        self._call(f"add route {dst} via {gateway}",
+                   lambda: self._ipr(netns).route("add", dst=dst, gateway=gateway, proto=3))
+
+    def set_mtu(self, netns: str | None, name: str, mtu: int) -> None:
+        """Set a link's MTU (ip link set NAME mtu MTU)."""
+        self._set_link(netns, name, f"set the mtu of {name} to {mtu}", mtu=mtu)
+
+    def set_hairpin(self, netns: str | None, name: str, on: bool = True) -> None:
+        """Let a bridge port send frames back out of the port they came in on (hairpin mode)."""
+        index = self._need_index(netns, name)
+        self._call(f"set hairpin mode on {name}",
+                   lambda: self._ipr(netns).brport("set", index=index, mode=int(on)))
+
+    def get_link(self, netns: str | None, name: str) -> Link | None:
+        """One link as observed (kind, master, addresses, MAC), or None when there is none.
+
+        Asked by name (RTM_GETLINK), not found in a dump: a node with a hundred pods has a
+        hundred veths, and a CNI ADD asks several times.
+        """
+        msg = self._link_msg(netns, name)
+        if msg is None:
+            return None
+        ipr, index = self._ipr(netns), msg["index"]
+        names = {index: name}
+        if msg.get("master"):
+            master = self._call(f"look up the master of {name}",
+                                lambda: ipr.link("get", index=msg.get("master"))[0])
+            names[master["index"]] = master.get("ifname")
+        addrs = [f"{a.get('address')}/{a['prefixlen']}"
+                 for a in ipr.get_addr(family=socket.AF_INET, index=index)]
+        return _to_link(msg, names, {index: addrs})
+
+    def mac_of(self, netns: str | None, name: str) -> str | None:
+        """A link's MAC address (one RTM_GETLINK), or None when there is no such link."""
+        msg = self._link_msg(netns, name)
+        return None if msg is None else msg.get("address")
+
+    def set_mac(self, netns: str | None, name: str, mac: str) -> None:
+        """Set a link's MAC address (ip link set NAME address MAC)."""
+        self._set_link(netns, name, f"set the MAC of {name}", address=mac)
+
+    def read_links_routes(self, netns: str | None
+                           ) -> tuple[RawLinks, tuple[Route, ...]]:
+        """Every link (with its raw peer index) and the main table's unicast routes."""
+        ipr = self._ipr(netns)
+        msgs = ipr.get_links()
+        names = {m["index"]: m.get("ifname") for m in msgs}
+        addrs: dict[int, list[str]] = {}
+        for a in ipr.get_addr(family=socket.AF_INET):
+            addrs.setdefault(a["index"], []).append(f"{a.get('address')}/{a['prefixlen']}")
+        # A veth's peer: IFLA_LINK is its index; IFLA_LINK_NETNSID says it is elsewhere.
+        links = [(_to_link(m, names, addrs), m.get("link"), m.get("link_netnsid") is None)
+                 for m in msgs]
+        routes = []
+        for r in ipr.get_routes(family=socket.AF_INET, table=254):
+            if r["type"] != 1:  # unicast only
+                continue
+            dst = f"{r.get('dst')}/{r['dst_len']}" if r.get("dst") else "default"
+            routes.append(Route(dst, r.get("gateway"), names.get(r.get("oif"))))
+        return links, tuple(routes)
+
+
+def _to_link(m: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> Link:
+    """A Link from an RTM_NEWLINK message (peer left for observe() to resolve)."""
+    kind = m.get(("linkinfo", "kind"))
+    if kind is None:
+        kind = "loopback" if m["flags"] & IFF_LOOPBACK else "device"
+    return Link(name=m.get("ifname"), kind=kind, index=m["index"], up=bool(m["flags"] & IFF_UP),
+                master=names.get(m.get("master")) if m.get("master") else None,
+                addresses=tuple(addrs.get(m["index"], ())), alias=m.get("ifalias"),
+                mac=m.get("address"))
+
+
+def with_peer(netns: str | None, link: Link, peer: int | None, local: bool,
+               raw: dict[str | None, RawLinks]) -> Link:
+    """The link with its veth peer named: 'name' here, 'netns:name' in another namespace."""
+    if link.kind != "veth" or not peer:
+        return link
+    if local:
+        name = next((ln.name for ln, _, _ in raw[netns] if ln.index == peer), None)
+        return Link(**{**link.__dict__, "peer": name})
+    # Elsewhere: the veth, in another observed namespace, whose index and peer index mirror ours.
+    for other, links in raw.items():
+        for ln, back, _ in links:
+            if other != netns and ln.kind == "veth" and ln.index == peer and back == link.index:
+                return Link(**{**link.__dict__, "peer": f"{other or '.'}:{ln.name}"})
+    return link

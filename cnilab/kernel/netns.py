@@ -1,0 +1,176 @@
+"""Namespaces and threads: privileges, named namespaces under /run/netns, setns threads, sysctls.
+
+A namespace is entered per thread (setns affects only the calling thread on Linux), so every
+function that must act "inside" a namespace runs a short-lived thread that entered it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from cnilab.errors import KernelError, PermissionDenied
+
+T = TypeVar("T")
+
+NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+MS_REC, MS_SHARED, MS_BIND, MNT_DETACH = 0x4000, 1 << 20, 0x1000, 2
+CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
+
+# One libc handle for setns, unshare and mount (ctypes.util.find_library runs `ldconfig -p`).
+LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def has_privileges() -> bool:
+    """Whether this process has CAP_NET_ADMIN and CAP_SYS_ADMIN (namespaces need both)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            cap = next(int(ln.split()[1], 16) for ln in f if ln.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        return os.geteuid() == 0
+    return bool(cap >> CAP_NET_ADMIN & 1 and cap >> CAP_SYS_ADMIN & 1)
+
+
+def require_privileges() -> None:
+    """Raise PermissionDenied unless the kernel will let cnilab change network state."""
+    if not has_privileges():
+        raise PermissionDenied.of("root")
+
+
+def netns_path(name: str) -> str:
+    """Where a named namespace is bind-mounted, as `ip netns` does.
+
+    A name starting with "/" is already a path (/run/netns/x, /proc/PID/ns/net): a CNI runtime
+    hands plugins a namespace path in CNI_NETNS, not a name.
+    """
+    return name if name.startswith("/") else os.path.join(NETNS_DIR, name)
+
+
+def list_netns() -> frozenset[str]:
+    """Names under /run/netns."""
+    try:
+        return frozenset(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return frozenset()
+
+
+def _errno_fail(what: str) -> KernelError:
+    code = ctypes.get_errno()
+    return KernelError(f"{what}: {os.strerror(code)}")
+
+
+def run_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
+    """Run fn in a short-lived thread that entered `netns` (setns is per thread on Linux).
+
+    Sockets made by fn belong to that namespace for good; /proc/sys/net there shows its sysctls.
+    """
+    if netns is None:
+        return fn()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            box["error"] = KernelError(f"namespace {netns!r} does not exist")
+            return
+        try:
+            if LIBC.setns(fd, CLONE_NEWNET) != 0:
+                box["error"] = _errno_fail(f"cannot enter namespace {netns!r}")
+                return
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller's thread
+            box["error"] = e
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=target, name=f"netns-{netns}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def make_netns_dir_shared() -> None:
+    # As iproute2 does: /run/netns must be a shared mount so that namespaces bound under it
+    # are seen by every mount namespace (ip netns exec, other shells); bind it onto itself first.
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    if LIBC.mount(b"", NETNS_DIR.encode(), b"none", MS_SHARED | MS_REC, None) == 0:
+        return
+    if LIBC.mount(NETNS_DIR.encode(), NETNS_DIR.encode(), b"none", MS_BIND | MS_REC, None) != 0:
+        raise _errno_fail(f"cannot bind-mount {NETNS_DIR}")
+    if LIBC.mount(b"", NETNS_DIR.encode(), b"none", MS_SHARED | MS_REC, None) != 0:
+        raise _errno_fail(f"cannot make {NETNS_DIR} a shared mount")
+
+
+def add_netns(name: str) -> None:
+    """Create a named namespace (ip netns add): unshare a thread, bind it under /run/netns."""
+    path = netns_path(name)
+    make_netns_dir_shared()
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
+    except FileExistsError as e:
+        raise KernelError(f"namespace {name!r} already exists") from e
+
+    def bind() -> None:
+        if LIBC.unshare(CLONE_NEWNET) != 0:
+            raise _errno_fail(f"cannot create namespace {name!r}")
+        src = f"/proc/self/task/{threading.get_native_id()}/ns/net".encode()
+        if LIBC.mount(src, path.encode(), b"none", MS_BIND, None) != 0:
+            raise _errno_fail(f"cannot bind namespace {name!r}")
+
+    box: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _catch(bind, box), daemon=True)
+    thread.start()
+    thread.join()
+    if box:
+        os.unlink(path)
+        raise box[0]
+
+
+def remove_netns(name: str) -> None:
+    """Remove a named namespace (ip netns delete); already gone is fine."""
+    path = netns_path(name)
+    LIBC.umount2(path.encode(), MNT_DETACH)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def read_sysctl(netns: str | None, key: str) -> str:
+    """Read a sysctl as seen inside `netns` (/proc/sys/net shows the reading thread's namespace)."""
+    return run_in_netns(netns, lambda: read_text(sysctl_path(key)))
+
+
+def write_sysctl(netns: str | None, key: str, value: str) -> None:
+    """Write a sysctl inside `netns` (pyroute2 has no sysctl API)."""
+    run_in_netns(netns, lambda: _write(sysctl_path(key), value))
+
+
+def sysctl_path(key: str) -> str:
+    """net.ipv4.ip_forward -> /proc/sys/net/ipv4/ip_forward."""
+    return "/proc/sys/" + key.replace(".", "/")
+
+
+def _catch(fn: Callable[[], None], box: list[BaseException]) -> None:
+    try:
+        fn()
+    except BaseException as e:
+        box.append(e)
+
+
+def read_text(path: str) -> str:
+    """A small text file (/proc), stripped."""
+    with open(path, encoding="ascii") as f:
+        return f.read().strip()
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w", encoding="ascii") as f:
+        f.write(value)

@@ -1,0 +1,63 @@
+"""Processes cnilab starts inside a namespace (step 9's web server), stopped by PID, only if ours.
+
+The PID files live in the directory the caller passes in (the ledger's run directory): the kernel
+layer does not decide where cnilab keeps its state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cnilab.errors import KernelError
+from cnilab.kernel.webserver import MARKER
+
+
+def pidfile(run_dir: Path, netns: str | None, port: int) -> Path:
+    """Where the web server on `port` in `netns` writes its PID."""
+    return run_dir / f"server-{(netns or 'node').strip('/').replace('/', '_')}-{port}.pid"
+
+
+def start_server(run_dir: Path, netns: str | None, port: int, body: str) -> None:
+    """Start cnilab's web server inside `netns` (detached), and wait until it listens."""
+    path = pidfile(run_dir, netns, port)
+    path.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", MARKER, "--port", str(port), "--body", body,
+            "--pidfile", str(path), *(["--netns", netns] if netns else [])]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 5
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            detail = (proc.communicate()[1] or b"").decode(errors="replace").strip()
+            raise KernelError(f"the web server on port {port} did not start: "
+                              f"{detail.splitlines()[-1] if detail else 'no message'}")
+        time.sleep(0.01)
+
+
+def stop_server(run_dir: Path, netns: str | None, port: int) -> None:
+    """Stop the web server cnilab started there, by its PID, and only if it is ours."""
+    path = pidfile(run_dir, netns, port)
+    try:
+        pid = int(path.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        path.unlink(missing_ok=True)
+        return
+    if MARKER.encode() not in cmdline:  # the PID was reused by someone else's process
+        path.unlink(missing_ok=True)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+    path.unlink(missing_ok=True)
