@@ -21,7 +21,7 @@ from cnilab.steps import (
     setup_ops,
     web_server,
 )
-from cnilab.topology import Topology
+from cnilab.topology import LESSON, Topology
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Lab:
                  ledger: Ledger | None = None) -> None:
         self.topo = topo
         self.kernel = kernel or Kernel(run_dir())
-        self.ledger = ledger or Ledger(topo.lab_id)
+        self.ledger = ledger or Ledger.for_lesson(LESSON, topo.prefix)
         self.steps = build_steps(topo)
         self._last: Snapshot | None = None  # the state observed after our own last step
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import re
+import string
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +25,33 @@ RUN_DIR = "/run/cnilab"
 RUN_DIR_ENV = "CNILAB_RUN_DIR"  # tests point this at their own directory
 
 
+_LESSON = re.compile(r"[a-z][a-z0-9-]*\Z")
+_KEPT = frozenset(string.ascii_letters + string.digits + "-_")
+_MAX_ESCAPED = 120  # a file name has 255 bytes: longer escaped prefixes are hashed instead
+
+
 def run_dir() -> Path:
     """Where ledgers, locks and server PID files live (CNILAB_RUN_DIR, else /run/cnilab)."""
     return Path(os.environ.get(RUN_DIR_ENV) or RUN_DIR)
+
+
+def identity(lesson: str, prefix: str) -> str:
+    """A lab's ledger name: the lesson and the exact prefix; two prefixes never share one.
+
+    Letters, digits, `-` and `_` stay; any other byte becomes %XX (`.`, `%`, `@` too), so the
+    escaped prefix names one prefix only. The unprefixed lab is the bare lesson name, which no
+    prefixed one can be (those have an `@`); a prefix too long to escape is hashed after `#`,
+    which an escaped prefix never contains.
+    """
+    if not _LESSON.match(lesson):
+        raise ValueError(f"not a lesson name: {lesson!r}")
+    if not prefix:
+        return lesson
+    data = prefix.encode("utf-8", "surrogatepass")
+    escaped = "".join(chr(b) if chr(b) in _KEPT else f"%{b:02X}" for b in data)
+    if len(escaped) > _MAX_ESCAPED:
+        escaped = "#" + hashlib.sha256(data).hexdigest()
+    return f"{lesson}@{escaped}"
 
 
 class Ledger:
@@ -32,9 +59,15 @@ class Ledger:
 
     def __init__(self, lab_id: str, run_dir: str | None = None) -> None:
         root = Path(run_dir) if run_dir else globals()["run_dir"]()
+        self.lab_id = lab_id
         self.path = root / f"{lab_id}.jsonl"
         self.lock_path = root / f"{lab_id}.lock"
         self._cache: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def for_lesson(cls, lesson: str, prefix: str, run_dir: str | None = None) -> Ledger:
+        """The ledger of `lesson` run under exactly `prefix` (see identity())."""
+        return cls(identity(lesson, prefix), run_dir)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -9,7 +9,9 @@ from typing import Any
 
 from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
+from cnilab.ledger import identity
 
+LESSON = "eight-steps"
 IFNAMSIZ = 16  # the kernel's buffer for an interface name, NUL included: 15 bytes usable
 
 
@@ -71,8 +73,8 @@ class Topology:
 
     @property
     def lab_id(self) -> str:
-        """The name of this lab's ledger and lock."""
-        return self.prefix.rstrip("-_.") or "default"
+        """The name of this lab's ledger and lock: the lesson and the exact prefix."""
+        return identity(LESSON, self.prefix)
 
 
 def default_containers() -> tuple[Container, ...]:

@@ -92,11 +92,11 @@ def _guarded(ctx: typer.Context) -> Iterator[None]:
 def _existing(ctx: typer.Context) -> Cluster:
     """The cluster that is up (its size is in its ledger), or an error saying how to make one."""
     from cnilab.cluster.cluster import Cluster, recorded_plan
-    from cnilab.cluster.plan import lab_id
+    from cnilab.cluster.plan import LESSON
     from cnilab.ledger import Ledger
 
     prefix = _opts(ctx).prefix or ""
-    ledger = Ledger(lab_id(prefix))
+    ledger = Ledger.for_lesson(LESSON, prefix)
     plan = recorded_plan(ledger, prefix)
     if plan is None:
         if prefix:
@@ -163,6 +163,7 @@ def up(
 def _print_plan(plan: Any) -> None:
     from cnilab.cluster import pods
     from cnilab.cluster.cluster import Cluster
+    from cnilab.cluster.plan import LESSON
     from cnilab.cluster.steps import network_ops
     from cnilab.ledger import Ledger
     from cnilab.ops import AddNetns
@@ -170,7 +171,7 @@ def _print_plan(plan: Any) -> None:
 
     cluster = Cluster.__new__(Cluster)  # only to list the component ops: no kernel, no ledger
     cluster.plan = plan
-    ledger = Ledger(plan.lab_id)
+    ledger = Ledger.for_lesson(LESSON, plan.prefix)
     pod_ops = [op for node in plan.nodes for pod in plan.pods(node)
                for op in (AddNetns(None, plan.pod_netns(pod)),
                           pods.attach_op(plan, node, pod, ledger))]
@@ -188,12 +189,12 @@ def down(ctx: typer.Context) -> None:
     Safe to run twice, and after `up` was interrupted or killed. Example: sudo cnilab cluster down
     """
     from cnilab.cluster.cluster import Cluster
-    from cnilab.cluster.plan import build_plan, lab_id
+    from cnilab.cluster.plan import LESSON, build_plan
     from cnilab.ledger import Ledger
 
     with _guarded(ctx):
         prefix = _opts(ctx).prefix or ""
-        ledger = Ledger(lab_id(prefix))
+        ledger = Ledger.for_lesson(LESSON, prefix)
         # The plan only names things; down undoes what the ledger lists, whatever the plan.
         cluster = Cluster(build_plan(1, 0, prefix), ledger=ledger)
         with cluster.locked():

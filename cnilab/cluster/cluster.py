@@ -1,6 +1,7 @@
 """The cluster as a domain object: up, down, observe. No printing, no exiting.
 
-Everything cluster makes is recorded in its own ledger (lab id PREFIXcluster) before it is made,
+Everything cluster makes is recorded in its own ledger (lesson "cluster", the exact prefix) before
+it is made,
 so `down` removes exactly that, also after a SIGKILL during `up`. The first entry records the
 plan's options, so status, exec, quiz and down know the cluster without being told its size.
 """
@@ -13,7 +14,7 @@ from ipaddress import IPv4Network
 
 from cnilab.cluster import components, pods
 from cnilab.cluster.components import StartComponent, components_for
-from cnilab.cluster.plan import ClusterPlan, build_plan
+from cnilab.cluster.plan import LESSON, ClusterPlan, build_plan
 from cnilab.cluster.steps import network_ops
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel, require_privileges
@@ -71,7 +72,7 @@ class Cluster:
                  ledger: Ledger | None = None) -> None:
         self.plan = plan
         self.kernel = kernel or Kernel()
-        self.ledger = ledger or Ledger(plan.lab_id)
+        self.ledger = ledger or Ledger.for_lesson(LESSON, plan.prefix)
 
     def locked(self):  # type: ignore[no-untyped-def]
         """Check privileges, then hold the cluster's lock."""

@@ -22,6 +22,7 @@ DOCKER0 = IPv4Interface("172.18.0.1/24")
 OUTSIDE_HOST = IPv4Interface("203.0.113.1/24")
 GATEWAY_UPLINK = IPv4Interface("203.0.113.2/24")
 
+LESSON = "cluster"  # the ledger's lesson name
 LAN_NETNS = "cnilab-lan"
 WORLD_NETNS = "cnilab-world"
 LAN_BRIDGE = "lan0"  # the cluster's switch, in LAN_NETNS
@@ -37,7 +38,7 @@ MAX_PODS_PER_NODE = 250  # a /24 has 253 hosts once the network, broadcast and c
 
 
 def lab_id(prefix: str) -> str:
-    """The name of the cluster's ledger and lock (apart from the eight-step lab's)."""
+    """The cluster's name in its processes' tokens (the ledger's identity is LESSON + prefix)."""
     return f"{prefix}cluster"
 
 
@@ -95,7 +96,7 @@ class ClusterPlan:
 
     @property
     def lab_id(self) -> str:
-        """The name of the cluster's ledger and lock."""
+        """The cluster's name in its processes' tokens."""
         return lab_id(self.prefix)
 
     @property

@@ -146,7 +146,7 @@ class Runtime:
         self.cache = self.state / "results"
         self.node = f"{prefix}cnilab-node"
         self.kernel = kernel or Kernel()
-        self.ledger = Ledger(self.lab_id, str(root))
+        self.ledger = Ledger.for_lesson("cni", prefix, str(root))
 
     # -- plumbing --------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import pytest
 from cnilab import probes
 from cnilab.cluster import components
 from cnilab.cluster.cluster import Cluster
-from cnilab.cluster.plan import build_plan, lab_id
+from cnilab.cluster.plan import LESSON, build_plan
 from cnilab.cluster.status import read_status
 from cnilab.kernel.sockets import tcp_sockets
 from cnilab.ledger import Ledger
@@ -25,7 +25,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A cluster under a unique prefix, brought down (and swept) even when a test fails."""
     prefix = f"ct{uuid.uuid4().hex[:6]}-"
     run_dir: Path = tmp_path_factory.mktemp("cluster-run")
-    c = Cluster(build_plan(2, 1, prefix), ledger=Ledger(lab_id(prefix), str(run_dir)))
+    c = Cluster(build_plan(2, 1, prefix), ledger=Ledger.for_lesson(LESSON, prefix, str(run_dir)))
     try:
         with c.locked():
             c.up()

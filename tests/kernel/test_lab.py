@@ -163,6 +163,16 @@ def test_sigkill_or_ctrl_c_during_run_all_then_teardown_leaves_nothing(
     assert not ledger.exists()
 
 
+def test_a_prefix_differing_only_in_its_last_character_is_another_lab(cnilab: Cnilab) -> None:
+    assert cnilab.run("step", "1").returncode == 0
+    made = prefixed_netns(cnilab.prefix)
+    assert made
+    for other in (cnilab.prefix[:-1] + "_", cnilab.prefix[:-1] + ".", cnilab.prefix[:-1]):
+        done = Cnilab(other, cnilab.run_dir).run("teardown")
+        assert done.returncode == 0 and "Nothing to remove" in done.stdout
+        assert prefixed_netns(cnilab.prefix) == made
+
+
 def test_a_second_process_is_refused_while_the_lab_is_held(cnilab: Cnilab) -> None:
     from cnilab.ledger import Ledger
 

@@ -31,7 +31,7 @@ def test_in_place_has_no_node_or_outside_namespace() -> None:
 def test_prefix_goes_before_every_namespace_name() -> None:
     topo = default_topology(prefix="t1-")
     assert topo.namespaces() == ("t1-cnilab-host", "t1-cnilab-internet", "t1-red", "t1-blue")
-    assert topo.lab_id == "t1"
+    assert topo.lab_id == "eight-steps@t1-"
 
 
 @pytest.mark.parametrize(
