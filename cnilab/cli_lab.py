@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.console import LangOption, RecordOption, console, guarded, lang_of, opts, out
+from cnilab.console import LangOption, RecordOption, console, guarded, lang_of, opts, out, warn
 from cnilab.errors import CnilabError, ConfigError, ProofFailed
 
 if TYPE_CHECKING:
@@ -206,7 +206,10 @@ def teardown(ctx: typer.Context, lang: LangOption = None) -> None:
     with guarded(ctx, lang):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
         with lab.locked():
+            skipped = lab.ledger.problems  # read before teardown clears the ledger
             undone = lab.teardown()
+        for problem in skipped:
+            warn(problem.render(lab.ledger.path, lang))
         if not undone:
             out(t("ui.nothing_to_remove", lang))
         for op in undone:

@@ -74,6 +74,13 @@ def out(*objects: Any, raw: bool = False) -> None:
             c.print(obj, soft_wrap=isinstance(obj, Text) and bool(obj.no_wrap))
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr; "cnilab: warning:" stays as is in every language."""
+    from rich.markup import escape
+
+    console(stderr=True).print(f"[bold yellow]cnilab: warning:[/] {escape(message)}")
+
+
 def lang_of(ctx: typer.Context, lang: str | None = None) -> str:
     """The command's --lang, else the global one, else the locale's."""
     from cnilab.lessons import check_lang

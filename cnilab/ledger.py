@@ -2,6 +2,8 @@
 
 One JSON line per op in /run/cnilab/LAB.jsonl. The intent is written before the kernel call,
 so a SIGKILL at any point leaves a ledger that teardown can finish (every undo is idempotent).
+A ledger reads back only the op classes of its registry (default ops.OPS; a lesson with ops of
+its own passes them); a line it cannot read is reported (Ledger.problems) and skipped.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import json
 import os
 import re
 import string
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnilab.errors import CnilabError, CollisionError, LockedError
-from cnilab.ops import AddAddress, Kernel, Key, Op, describe
+from cnilab.ops import OPS, AddAddress, BadEntry, Kernel, Key, Op, describe
 from cnilab.state import TAG, Snapshot
 
 RUN_DIR = "/run/cnilab"
@@ -54,20 +57,47 @@ def identity(lesson: str, prefix: str) -> str:
     return f"{lesson}@{escaped}"
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A ledger line that was skipped, and why (a sentence key of the [ledger] UI section)."""
+
+    line: int
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def render(self, path: Path | str, lang: str = "en") -> str:
+        """One line, in `lang`: which line of which file was skipped and why."""
+        from cnilab.i18n import t
+
+        reason = t(f"ledger.{self.key}", lang, **self.params)
+        return t("ledger.skipped", lang, line=self.line, path=path, reason=reason)
+
+
+@dataclass
+class _Parsed:
+    mode: bool | None = None
+    lines: int = 0
+    ops: list[Op] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
 class Ledger:
     """The ops cnilab applied to one lab, in order, plus the lab's mode."""
 
-    def __init__(self, lab_id: str, run_dir: str | None = None) -> None:
+    def __init__(self, lab_id: str, run_dir: str | None = None,
+                 ops: Mapping[str, type[Op]] = OPS) -> None:
         root = Path(run_dir) if run_dir else globals()["run_dir"]()
         self.lab_id = lab_id
         self.path = root / f"{lab_id}.jsonl"
         self.lock_path = root / f"{lab_id}.lock"
-        self._cache: list[dict[str, Any]] | None = None
+        self.registry = ops
+        self._cache: _Parsed | None = None
 
     @classmethod
-    def for_lesson(cls, lesson: str, prefix: str, run_dir: str | None = None) -> Ledger:
-        """The ledger of `lesson` run under exactly `prefix` (see identity())."""
-        return cls(identity(lesson, prefix), run_dir)
+    def for_lesson(cls, lesson: str, prefix: str, run_dir: str | None = None,
+                   ops: Mapping[str, type[Op]] = OPS) -> Ledger:
+        """The ledger of `lesson` run under exactly `prefix` (see identity()); `ops`: its ops."""
+        return cls(identity(lesson, prefix), run_dir, ops)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -87,27 +117,54 @@ class Ledger:
         finally:
             os.close(fd)  # closing drops the flock
 
-    def _lines(self) -> list[dict[str, Any]]:
+    def _parsed(self) -> _Parsed:
         if self._cache is None:
-            self._cache = []
             try:
-                text = self.path.read_text(encoding="utf-8")
+                data = self.path.read_bytes()
             except FileNotFoundError:
-                text = ""
-            for line in text.splitlines():
-                with contextlib.suppress(json.JSONDecodeError):  # a line cut by a crash
-                    self._cache.append(json.loads(line))
+                data = b""
+            self._cache = _Parsed()
+            for line in data.splitlines():
+                self._take(line)
         return self._cache
 
+    def _take(self, raw: bytes) -> None:
+        """Read one line into the cache, or note why it is skipped."""
+        parsed = self._cache
+        assert parsed is not None
+        parsed.lines += 1
+        try:
+            entry = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):  # e.g. a line cut by a power loss
+            parsed.problems.append(Problem(parsed.lines, "bad_json"))
+            return
+        try:
+            if isinstance(entry, dict) and "op" not in entry and "in_place" in entry:
+                if len(entry) != 1 or not isinstance(entry["in_place"], bool):
+                    raise BadEntry("bad_mode")
+                if parsed.mode is None:
+                    parsed.mode = entry["in_place"]
+                return
+            parsed.ops.append(Op.from_dict(entry, self.registry))
+        except BadEntry as e:
+            parsed.problems.append(Problem(parsed.lines, e.key, e.params))
+
     def _append(self, entry: dict[str, Any]) -> None:
+        line = json.dumps(entry)
+        self._parsed()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
-        self._lines().append(entry)
+            f.write(line + "\n")
+        self._take(line.encode())
+
+    @property
+    def problems(self) -> list[Problem]:
+        """The lines that were skipped (unreadable, unknown op, malformed field), in order."""
+        return list(self._parsed().problems)
 
     def mode(self) -> bool | None:
         """in_place of the lab this ledger belongs to; None when the ledger is empty."""
-        return next((e["in_place"] for e in self._lines() if "in_place" in e), None)
+        return self._parsed().mode
 
     def set_mode(self, in_place: bool) -> None:
         """Record the lab's mode once, before its first op."""
@@ -119,16 +176,16 @@ class Ledger:
         self._append(op.to_dict())
 
     def forget_last(self) -> None:
-        """Drop the last op: its apply failed, so it made nothing to own."""
-        lines = self._lines()[:-1]
+        """Drop the last line (an op whose apply failed, so it made nothing to own)."""
+        lines = self.path.read_bytes().splitlines(keepends=True)[:-1]
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(e) + "\n" for e in lines), encoding="utf-8")
+        tmp.write_bytes(b"".join(lines))
         tmp.replace(self.path)
-        self._cache = lines
+        self._cache = None
 
     def ops(self) -> list[Op]:
-        """Every recorded op, oldest first."""
-        return [Op.from_dict(e) for e in self._lines() if "op" in e]
+        """Every recorded op that can be read, oldest first (see problems for the others)."""
+        return list(self._parsed().ops)
 
     def owns(self, key: Key) -> bool:
         """Whether cnilab recorded creating the object named by `key`."""
@@ -136,12 +193,12 @@ class Ledger:
 
     def exists(self) -> bool:
         """Whether anything is recorded."""
-        return bool(self._lines())
+        return self._parsed().lines > 0
 
     def clear(self) -> None:
         """Forget everything (after a complete teardown)."""
         self.path.unlink(missing_ok=True)
-        self._cache = []
+        self._cache = _Parsed()
 
     def apply(self, ops: Iterable[Op], kernel: Kernel) -> list[Op]:
         """Apply ops, each written down before the kernel call (crash-safe ownership)."""

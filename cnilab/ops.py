@@ -7,7 +7,8 @@ with the same methods). `netns` is where the op acts; None is the namespace cnil
 from __future__ import annotations
 
 import shlex
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar, Protocol
 
 from cnilab.state import TAG, Namespace, Snapshot
@@ -42,12 +43,8 @@ class Op:
 
     netns: str | None
 
-    registry: ClassVar[dict[str, type[Op]]] = {}
     # A process is not removed with its namespace: its undo must run even then.
     outlives_netns: ClassVar[bool] = False
-
-    def __init_subclass__(cls) -> None:
-        Op.registry[cls.__name__] = cls
 
     def prepare(self, kernel: Kernel) -> Op:
         """The op as the ledger records it before applying (e.g. with a value to restore)."""
@@ -103,14 +100,80 @@ class Op:
         """Ledger form."""
         return {"op": type(self).__name__, **asdict(self)}
 
+    def check(self) -> None:
+        """Raise BadEntry if a field read from a ledger is not something this op may act on."""
+
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> Op:
-        """Rebuild an op from its ledger form."""
-        cls = Op.registry[data["op"]]
-        kw = {f.name: data[f.name] for f in fields(cls) if f.name in data}
-        if "spec" in kw:
-            kw["spec"] = tuple(kw["spec"])
-        return cls(**kw)
+    def from_dict(data: Any, registry: Mapping[str, type[Op]] | None = None) -> Op:
+        """Rebuild an op from its ledger form; BadEntry (one reason) when it is not one.
+
+        Only the classes in `registry` (default OPS) are known; every field is type-checked and
+        no string may hold a control character (a NUL would cut a name short in the kernel).
+        """
+        if not isinstance(data, dict):
+            raise BadEntry("not_object")
+        name = data.get("op")
+        cls = (OPS if registry is None else registry).get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise BadEntry("unknown_op", op=str(name)[:40])
+        known = {f.name: f for f in fields(cls)}
+        for key in data:
+            if key not in known and key not in ENTRY_KEYS:
+                raise BadEntry("unknown_field", field=str(key)[:40])
+        kw: dict[str, Any] = {}
+        for f in known.values():
+            if f.name not in data:
+                if f.default is MISSING and f.default_factory is MISSING:
+                    raise BadEntry("missing_field", field=f.name)
+                continue
+            kw[f.name] = _field_value(f.name, str(f.type), data[f.name])
+        op = cls(**kw)
+        op.check()
+        return op
+
+
+# Keys a ledger line may carry beside an op's fields (the ledger's own bookkeeping).
+ENTRY_KEYS = frozenset({"op", "seq"})
+
+
+class BadEntry(ValueError):
+    """A ledger line that is not an op: the reason as a UI sentence key (ledger.KEY) and values."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__(key)
+        self.key, self.params = key, params
+
+
+def has_control(text: str) -> bool:
+    """Whether text holds a control character (NUL, newline, escape, DEL, ...)."""
+    return any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in text)
+
+
+_SCALARS: dict[str, Any] = {"str": str, "int": int, "bool": bool, "None": type(None)}
+
+
+def _field_value(name: str, annotation: str, value: Any) -> Any:
+    """A ledger field checked against its annotation (str, int, bool, None, tuple[str, ...]).
+
+    A field of any other type is taken as JSON gave it: its op checks it (Op.check).
+    """
+    options = [a.strip() for a in annotation.split("|")]
+    if not all(o in _SCALARS or o == "tuple[str, ...]" for o in options):
+        return value
+    for option in options:
+        if option == "tuple[str, ...]" and isinstance(value, list) and all(
+                isinstance(v, str) for v in value):
+            if any(has_control(v) for v in value):
+                raise BadEntry("control_char", field=name)
+            return tuple(value)
+        want = _SCALARS.get(option)
+        # bool is an int in Python: a port of `true` is not a port.
+        if want is not None and isinstance(value, want) and (
+                want is bool or not isinstance(value, bool)):
+            if isinstance(value, str) and has_control(value):
+                raise BadEntry("control_char", field=name)
+            return value
+    raise BadEntry("bad_type", field=name, type=type(value).__name__)
 
 
 def describe(key: Key) -> str:
@@ -156,6 +219,11 @@ class AddNetns(Op):
 
     def claims(self) -> tuple[Key, ...]:
         return (("netns", self.name),)
+
+    def check(self) -> None:
+        # The name becomes a file under /run/netns: never a path out of it.
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            raise BadEntry("bad_name", field="name")
 
 
 @dataclass(frozen=True)
@@ -450,3 +518,15 @@ class StartServer(Op):
 
     def highlights(self) -> tuple[Key, ...]:
         return (("server", self.netns or "", str(self.port)),)
+
+
+def registry_of(*classes: type[Op]) -> dict[str, type[Op]]:
+    """The ledger names of op classes (their class names), for a ledger to read them back."""
+    return {cls.__name__: cls for cls in classes}
+
+
+# Every op of this module, listed (not collected as a side effect of imports). A lesson with ops
+# of its own passes a registry with them to its Ledger (e.g. cluster.CLUSTER_OPS).
+OPS: dict[str, type[Op]] = registry_of(
+    AddNetns, AddBridge, AddVeth, MoveToNetns, SetMaster, SetMac, AddAddress, LinkUp, AddRoute,
+    SetSysctl, AddRule, StartServer)

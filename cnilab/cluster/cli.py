@@ -91,12 +91,10 @@ def _guarded(ctx: typer.Context) -> Iterator[None]:
 
 def _existing(ctx: typer.Context) -> Cluster:
     """The cluster that is up (its size is in its ledger), or an error saying how to make one."""
-    from cnilab.cluster.cluster import Cluster, recorded_plan
-    from cnilab.cluster.plan import LESSON
-    from cnilab.ledger import Ledger
+    from cnilab.cluster.cluster import Cluster, cluster_ledger, recorded_plan
 
     prefix = _opts(ctx).prefix or ""
-    ledger = Ledger.for_lesson(LESSON, prefix)
+    ledger = cluster_ledger(prefix)
     plan = recorded_plan(ledger, prefix)
     if plan is None:
         if prefix:
@@ -162,16 +160,14 @@ def up(
 
 def _print_plan(plan: Any) -> None:
     from cnilab.cluster import pods
-    from cnilab.cluster.cluster import Cluster
-    from cnilab.cluster.plan import LESSON
+    from cnilab.cluster.cluster import Cluster, cluster_ledger
     from cnilab.cluster.steps import network_ops
-    from cnilab.ledger import Ledger
     from cnilab.ops import AddNetns
     from cnilab.render import render_commands
 
     cluster = Cluster.__new__(Cluster)  # only to list the component ops: no kernel, no ledger
     cluster.plan = plan
-    ledger = Ledger.for_lesson(LESSON, plan.prefix)
+    ledger = cluster_ledger(plan.prefix)
     pod_ops = [op for node in plan.nodes for pod in plan.pods(node)
                for op in (AddNetns(None, plan.pod_netns(pod)),
                           pods.attach_op(plan, node, pod, ledger))]
@@ -188,17 +184,20 @@ def down(ctx: typer.Context) -> None:
 
     Safe to run twice, and after `up` was interrupted or killed. Example: sudo cnilab cluster down
     """
-    from cnilab.cluster.cluster import Cluster
-    from cnilab.cluster.plan import LESSON, build_plan
-    from cnilab.ledger import Ledger
+    from cnilab.cluster.cluster import Cluster, cluster_ledger
+    from cnilab.cluster.plan import build_plan
+    from cnilab.console import lang_of, warn
 
     with _guarded(ctx):
         prefix = _opts(ctx).prefix or ""
-        ledger = Ledger.for_lesson(LESSON, prefix)
+        ledger = cluster_ledger(prefix)
         # The plan only names things; down undoes what the ledger lists, whatever the plan.
         cluster = Cluster(build_plan(1, 0, prefix), ledger=ledger)
         with cluster.locked():
+            skipped = ledger.problems  # read before down clears the ledger
             undone = cluster.down()
+        for problem in skipped:
+            warn(problem.render(ledger.path, lang_of(ctx)))
         if not undone:
             _console().print("Nothing to remove: no cluster is up here.")
             return

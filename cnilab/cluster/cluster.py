@@ -19,7 +19,7 @@ from cnilab.cluster.steps import network_ops
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel, require_privileges
 from cnilab.ledger import Ledger
-from cnilab.ops import AddNetns, AddRule, Op
+from cnilab.ops import OPS, AddNetns, AddRule, Op, registry_of
 from cnilab.ops import Kernel as KernelLike
 from cnilab.state import Snapshot
 
@@ -41,6 +41,15 @@ class PlanCluster(Op):
     def argv(self) -> list[str]:
         return ["cnilab", "cluster", "up", "--nodes", str(self.nodes),
                 "--pods-per-node", str(self.pods_per_node), "--pod-network", self.pod_network]
+
+
+# Every op a cluster ledger may hold: the engine's and the cluster's own, listed.
+CLUSTER_OPS = {**OPS, **registry_of(PlanCluster, StartComponent, pods.AttachPod, pods.IpamStore)}
+
+
+def cluster_ledger(prefix: str, run_dir: str | None = None) -> Ledger:
+    """The ledger of the cluster under exactly `prefix`, reading the cluster's ops."""
+    return Ledger.for_lesson(LESSON, prefix, run_dir, ops=CLUSTER_OPS)
 
 
 @dataclass
@@ -72,7 +81,7 @@ class Cluster:
                  ledger: Ledger | None = None) -> None:
         self.plan = plan
         self.kernel = kernel or Kernel()
-        self.ledger = ledger or Ledger.for_lesson(LESSON, plan.prefix)
+        self.ledger = ledger or cluster_ledger(plan.prefix)
 
     def locked(self):  # type: ignore[no-untyped-def]
         """Check privileges, then hold the cluster's lock."""

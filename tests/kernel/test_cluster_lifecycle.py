@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cnilab.cluster import components
-from cnilab.ledger import Ledger
+from cnilab.cluster.cluster import cluster_ledger
 
 SMALL = ("--nodes", "2", "--pods-per-node", "1")
 
@@ -108,7 +108,7 @@ def test_up_with_other_options_while_up_is_refused(cluster: Runner) -> None:
 @pytest.mark.parametrize("marker", ['"StartComponent"', '"AttachPod"'])
 def test_sigkill_during_up_then_down_leaves_nothing(cluster: Runner, marker: str) -> None:
     before = machine_state()
-    ledger = Ledger.for_lesson("cluster", cluster.prefix, str(cluster.run_dir)).path
+    ledger = cluster_ledger(cluster.prefix, str(cluster.run_dir)).path
     proc = subprocess.Popen(cluster.argv("up", "--nodes", "2", "--pods-per-node", "3"),
                             env=cluster.env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -12,11 +12,10 @@ import pytest
 
 from cnilab import probes
 from cnilab.cluster import components
-from cnilab.cluster.cluster import Cluster
-from cnilab.cluster.plan import LESSON, build_plan
+from cnilab.cluster.cluster import Cluster, cluster_ledger
+from cnilab.cluster.plan import build_plan
 from cnilab.cluster.status import read_status
 from cnilab.kernel.sockets import tcp_sockets
-from cnilab.ledger import Ledger
 from tests.conftest import remove_prefixed_netns
 
 
@@ -25,7 +24,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A cluster under a unique prefix, brought down (and swept) even when a test fails."""
     prefix = f"ct{uuid.uuid4().hex[:6]}-"
     run_dir: Path = tmp_path_factory.mktemp("cluster-run")
-    c = Cluster(build_plan(2, 1, prefix), ledger=Ledger.for_lesson(LESSON, prefix, str(run_dir)))
+    c = Cluster(build_plan(2, 1, prefix), ledger=cluster_ledger(prefix, str(run_dir)))
     try:
         with c.locked():
             c.up()

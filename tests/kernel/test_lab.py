@@ -173,6 +173,25 @@ def test_a_prefix_differing_only_in_its_last_character_is_another_lab(cnilab: Cn
         assert prefixed_netns(cnilab.prefix) == made
 
 
+def test_teardown_skips_a_bad_ledger_line_with_one_warning_and_removes_the_rest(
+        cnilab: Cnilab) -> None:
+    theirs = cnilab.prefix + "theirs"
+    subprocess.run(["ip", "netns", "add", theirs], check=True)
+    assert cnilab.run("step", "1").returncode == 0
+    ledger = Path(cnilab.run_dir) / f"{cnilab.topo.lab_id}.jsonl"
+    bad = [{"op": "AddNetns", "netns": None, "name": theirs + "\u0000x"},
+           {"op": "PlanCluster", "netns": None, "nodes": 2},
+           ["not", "an", "object"]]
+    with open(ledger, "a", encoding="utf-8") as f:
+        f.writelines(json.dumps(line) + "\n" for line in bad)
+    done = cnilab.run("teardown")
+    assert done.returncode == 0, done.stderr
+    warnings = done.stderr.strip().splitlines()
+    assert len(warnings) == 3 and all(w.startswith("cnilab: warning: skipped line") for w in warnings)
+    assert "Traceback" not in done.stderr
+    assert prefixed_netns(cnilab.prefix) == [theirs]
+
+
 def test_a_second_process_is_refused_while_the_lab_is_held(cnilab: Cnilab) -> None:
     from cnilab.ledger import Ledger
 
