@@ -187,7 +187,8 @@ def test_teardown_skips_a_bad_ledger_line_with_one_warning_and_removes_the_rest(
     done = cnilab.run("teardown")
     assert done.returncode == 0, done.stderr
     warnings = done.stderr.strip().splitlines()
-    assert len(warnings) == 3 and all(w.startswith("cnilab: warning: skipped line") for w in warnings)
+    assert len(warnings) == 3
+    assert all(w.startswith("cnilab: warning: skipped line") for w in warnings)
     assert "Traceback" not in done.stderr
     assert prefixed_netns(cnilab.prefix) == [theirs]
 
