@@ -1,14 +1,20 @@
 # cnilab: `sudo make demo` replays the lab, `sudo make test` runs the whole suite.
-# Both start by installing what is missing: system tools with apt-get (Debian/Ubuntu),
-# Python packages into .venv (so the system Python is left alone).
+# Both start by installing what is missing: system tools with apt-get (Debian/Ubuntu) or dnf
+# (Fedora/RHEL), Python packages into .venv (so the system Python is left alone). Elsewhere they
+# say what to install.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := iproute2 iptables iputils-ping procps containernetworking-plugins
+DNF_PACKAGES := iproute iptables-nft iputils procps-ng python3 containernetworking-plugins net-tools
+# Which package manager installs the system tools: apt (Debian, Ubuntu), dnf (Fedora, RHEL 9
+# and its rebuilds), or none (say what to install).
+PKG_TOOL := $(shell command -v apt-get >/dev/null 2>&1 && echo apt || \
+                    { command -v dnf >/dev/null 2>&1 && echo dnf; } || echo other)
 STAMP  := $(VENV)/.installed
 
-.PHONY: help deps system-deps demo test unit lint bench clean
+.PHONY: help deps system-deps system-deps-apt system-deps-dnf system-deps-other demo test unit lint bench clean
 
 help:
 	@echo "sudo make demo    install what is missing, then replay the eight steps (isolated lab)"
@@ -17,22 +23,40 @@ help:
 	@echo "make lint         ruff"
 	@echo "sudo make bench   benchmarks, side by side with the bash / reference-plugin baselines"
 
-system-deps:
+system-deps: system-deps-$(PKG_TOOL)
+
+system-deps-apt:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
-	  if command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing:$$missing"; \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
-	  else \
-	    echo "please install:$$missing (not a Debian/Ubuntu machine)"; exit 1; \
-	  fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+# --whatprovides: a name another package provides (iptables by iptables-nft) counts as there.
+system-deps-dnf:
+	@missing=""; \
+	for p in $(DNF_PACKAGES); do rpm -q --whatprovides $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; dnf install -y -q $$missing; fi
+
+# No package manager we know: check the commands themselves and name what provides them.
+system-deps-other:
+	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; \
+	for c in ip iptables ping sysctl nsenter; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	$(PYTHON) -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 9))' 2>/dev/null \
+	  || missing="$$missing python>=3.9+venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "cnilab: neither apt-get nor dnf here, and these are missing:$$missing"; \
+	  echo "install them with your package manager: iproute2 (ip), iptables, iputils (ping),"; \
+	  echo "procps (sysctl), util-linux (nsenter), Python 3.9 or later with venv and ensurepip;"; \
+	  echo "optionally the reference CNI plugins (containernetworking-plugins). Then run make again."; \
+	  exit 1; \
 	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade 'pip>=21.3'  # editable installs from pyproject.toml; Debian 11 has 20.3
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 

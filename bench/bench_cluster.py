@@ -6,7 +6,7 @@ namespaces under this script's own prefix and is removed at the end, also on fai
 
 - cnilab: Cluster.up() then Cluster.down(), pods attached in process by the cnilab CNI plugin.
 - reference: the same cluster without pods (cnilab), then for each pod a namespace and one
-  `/usr/lib/cni/bridge` ADD run inside the node's namespace (nsenter), as a runtime runs it;
+  reference `bridge` ADD run inside the node's namespace (nsenter), as a runtime runs it;
   then one DEL per pod, the namespaces removed, and the cluster down.
 The per-pod cost is the difference with a cluster of 0 pods, divided by 100.
 """
@@ -28,13 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.plan import POD_BRIDGE, build_plan, lab_id
+from cnilab.cni.runtime import find_reference
 from cnilab.kernel import Kernel, list_netns, netns_path
 from cnilab.ledger import Ledger
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 NODES, PODS = 2, 50
 PREFIX = f"bcl{os.getpid() % 100000}-"
-REFERENCE = "/usr/lib/cni"
+REFERENCE = os.path.dirname(find_reference("bridge") or "/usr/lib/cni/bridge")
 
 
 def cluster(pods: int, run_dir: str) -> Cluster:

@@ -14,7 +14,7 @@ import os
 import secrets
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from cnilab.kernel import Kernel, list_netns, netns_path
 from cnilab.ledger import RUN_DIR, RUN_DIR_ENV, Ledger
 from cnilab.ops import AddNetns, LinkUp
 
+# Where the reference plugins live: /opt/cni/bin (upstream tarballs, kubeadm), /usr/lib/cni
+# (Debian, Ubuntu), /usr/libexec/cni (Fedora, RHEL). CNI_PATH, when set, goes first.
 REFERENCE_DIRS = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
 NETWORK = "cnilab-pods"
 SUBNET = "10.244.1.0/24"
@@ -60,9 +62,15 @@ class Call:
                         f"failed (exit {self.code}) without an error object: {self.stdout[:200]}")
 
 
-def find_reference(name: str, dirs: Sequence[str] = REFERENCE_DIRS) -> str | None:
+def reference_dirs(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The folders searched for reference plugins: CNI_PATH's, then the usual places."""
+    given = [d for d in environ.get("CNI_PATH", "").split(":") if d]
+    return list(dict.fromkeys([*given, *REFERENCE_DIRS]))
+
+
+def find_reference(name: str, dirs: Sequence[str] | None = None) -> str | None:
     """Where a reference plugin (containernetworking-plugins) is installed, if it is."""
-    for folder in dirs:
+    for folder in reference_dirs() if dirs is None else dirs:
         exe = os.path.join(folder, name)
         if os.access(exe, os.X_OK):
             return exe
@@ -91,6 +99,16 @@ def invoke(exe: str, command: str, config: dict[str, Any], *, node: str, contain
         answer = None
     return Call(exe, command, env, config, done.returncode, out,
                 answer if isinstance(answer, dict) else None, seconds)
+
+
+def config_version(answer: Call) -> str:
+    """The cniVersion to write for a reference plugin, from its VERSION answer: 1.0.0, or its
+    newest when it is older (containernetworking-plugins 0.9, as in Debian 11 and Ubuntu 22.04,
+    stops at 0.4.0 and refuses a 1.0.0 configuration, as a runtime's admin would find)."""
+    known = (answer.answer or {}).get("supportedVersions") or []
+    if "1.0.0" in known or not known:
+        return "1.0.0"
+    return max(known, key=lambda v: tuple(int(x) for x in v.split(".") if x.isdigit()))
 
 
 def network_config(plugin: str, data_dir: str, version: str | None = None,
@@ -163,7 +181,7 @@ class Runtime:
 
     def cni_path(self, plugin: str) -> list[str]:
         """CNI_PATH: our plugins, then wherever the reference ones are."""
-        return [str(self.bin), *(d for d in REFERENCE_DIRS if os.path.isdir(d))]
+        return [str(self.bin), *(d for d in reference_dirs() if os.path.isdir(d))]
 
     def plugin_exe(self, plugin: str) -> str:
         """The main plugin's executable: ours (installed on demand) or the reference bridge."""
@@ -179,7 +197,8 @@ class Runtime:
         """The network configuration the runtime sends to `plugin`."""
         if plugin not in ("cnilab", "bridge"):
             raise ConfigError.of("cni_unknown_plugin", plugin=plugin)
-        return network_config(plugin, str(self.data_dir))
+        version = config_version(self.version(plugin)) if plugin == "bridge" else None
+        return network_config(plugin, str(self.data_dir), version)
 
     def _ensure_node(self) -> None:
         install(self.bin)
@@ -351,7 +370,7 @@ class Sandbox:
     @property
     def cni_path(self) -> list[str]:
         """Our bin folder first, then the reference plugins' folders."""
-        return [str(self.bin), *(d for d in REFERENCE_DIRS if os.path.isdir(d))]
+        return [str(self.bin), *(d for d in reference_dirs() if os.path.isdir(d))]
 
     def call(self, plugin: str, command: str, config: dict[str, Any], container_id: str = "",
              netns: str = "", ifname: str = "eth0", args: str = "",
