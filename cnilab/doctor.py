@@ -93,12 +93,12 @@ def _collisions(topo: Topology, kernel: Kernel, ledger: Ledger) -> Check:
     ops = [op for s in build_steps(topo) for op in s.ops] + list(setup_ops(topo))
     for op in ops:
         for key in op.claims():
-            if key[0] == "netns" and key[1] in list_netns() and not ledger.owns(key):
+            if key[0] == "netns" and key[1] in list_netns() and not ledger.owns(key, kernel):
                 taken.append(f"namespace {key[1]}")
             elif key[0] == "link" and topo.in_place and key[1] == "":
                 ns = snap.ns(None)
                 link = ns.link(key[2]) if ns else None
-                if link is not None and not ledger.owns(key):
+                if link is not None and not ledger.is_ours(key, snap):
                     taken.append(f"link {key[2]}")
     taken = list(dict.fromkeys(taken))
     return Check("names", not taken,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from cnilab import probes
 from cnilab.errors import ConfigError, KernelError, PrerequisiteError
 from cnilab.kernel import Kernel, require_privileges
-from cnilab.ledger import Ledger, run_dir, teardown_plan
+from cnilab.ledger import Ledger, run_dir
 from cnilab.ops import AddRule, Op
 from cnilab.probes import Proof
 from cnilab.state import Snapshot
@@ -50,6 +50,7 @@ class Lab:
         self.ledger = ledger or Ledger.for_lesson(LESSON, topo.prefix)
         self.steps = build_steps(topo)
         self._last: Snapshot | None = None  # the state observed after our own last step
+        self.kept: list[Op] = []  # recorded, but not proven ours at the last teardown
 
     def locked(self):  # type: ignore[no-untyped-def]
         """Check privileges, then hold the lab's lock."""
@@ -91,7 +92,7 @@ class Lab:
             report.after = self._last = snap
             return report
         # Every name of the step, made or not: half a step on someone else's object is refused.
-        self.ledger.check_free(stage + list(step.ops), snap)
+        self.ledger.check_free(stage + list(step.ops), snap, self.kernel)
         if any(isinstance(op, AddRule) for op in missing):
             self.kernel.require_iptables()
         before = probes.outside(self.topo, expect=False) if prove and number == 8 else []
@@ -111,7 +112,7 @@ class Lab:
         if number == 1:  # no earlier step to run, but the student needs the stage
             snap = self.snapshot()
             stage = [op for op in setup_ops(self.topo) if not op.satisfied(snap)]
-            self.ledger.check_free(stage, snap)
+            self.ledger.check_free(stage, snap, self.kernel)
             self._apply(stage)
         return reports
 
@@ -138,11 +139,12 @@ class Lab:
     # -- teardown --------------------------------------------------------------------------------
 
     def teardown(self) -> list[Op]:
-        """Undo, newest first, everything the ledger says cnilab made; nothing else. Idempotent."""
-        undone = teardown_plan(self.ledger.ops())
-        self.kernel.close()
-        for op in undone:
-            op.undo(self.kernel)
-        self.kernel.close()
+        """Undo, newest first, what the ledger recorded and the kernel proves ours. Idempotent.
+
+        What was recorded but is not provably ours (an intent whose object someone else made)
+        stays, listed in self.kept.
+        """
+        report = self.ledger.teardown(self.kernel)
+        self.kept = report.kept
         self.ledger.clear()
-        return undone
+        return report.undone

@@ -11,17 +11,19 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import re
+import signal
 import string
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnilab.errors import CnilabError, CollisionError, LockedError
-from cnilab.ops import OPS, AddAddress, BadEntry, Kernel, Key, Op, describe
+from cnilab.ops import OPS, AddAddress, BadEntry, Kernel, Key, Op, Proof, describe
 from cnilab.state import TAG, Snapshot
 
 RUN_DIR = "/run/cnilab"
@@ -74,15 +76,43 @@ class Problem:
 
 
 @dataclass
+class Record:
+    """One op as the ledger holds it: the intent, and whether its completion was recorded."""
+
+    seq: int | None
+    op: Op
+    done: bool = False
+    proof: Proof | None = None  # noted while the op ran (a namespace's inode)
+
+    def owned(self, kernel: Kernel) -> bool:
+        """Whether what the op made is provably ours now (Op.owned)."""
+        return self.op.owned(kernel, self.done, self.proof)
+
+
+@dataclass
+class Teardown:
+    """What a teardown did: undone, newest first; kept: recorded but not proven ours."""
+
+    undone: list[Op] = field(default_factory=list)
+    kept: list[Op] = field(default_factory=list)
+
+
+@dataclass
 class _Parsed:
     mode: bool | None = None
     lines: int = 0
-    ops: list[Op] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    by_seq: dict[int, Record] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
 
 class Ledger:
-    """The ops cnilab applied to one lab, in order, plus the lab's mode."""
+    """The ops cnilab applied to one lab, in order, plus the lab's mode.
+
+    Lines: {"in_place": B} once; per op its intent {"seq": N, "op": ...} before the kernel call,
+    {"mark": N, "proof": {...}} for what the kernel showed while it ran (a namespace's inode),
+    and {"done": N} once the kernel call succeeded.
+    """
 
     def __init__(self, lab_id: str, run_dir: str | None = None,
                  ops: Mapping[str, type[Op]] = OPS) -> None:
@@ -139,23 +169,59 @@ class Ledger:
             parsed.problems.append(Problem(parsed.lines, "bad_json"))
             return
         try:
-            if isinstance(entry, dict) and "op" not in entry and "in_place" in entry:
+            self._read_entry(parsed, entry)
+        except BadEntry as e:
+            parsed.problems.append(Problem(parsed.lines, e.key, e.params))
+
+    def _read_entry(self, parsed: _Parsed, entry: Any) -> None:
+        if isinstance(entry, dict) and "op" not in entry:
+            if "in_place" in entry:
                 if len(entry) != 1 or not isinstance(entry["in_place"], bool):
                     raise BadEntry("bad_mode")
                 if parsed.mode is None:
                     parsed.mode = entry["in_place"]
                 return
-            parsed.ops.append(Op.from_dict(entry, self.registry))
-        except BadEntry as e:
-            parsed.problems.append(Problem(parsed.lines, e.key, e.params))
+            if "done" in entry or "mark" in entry:
+                self._read_followup(parsed, entry)
+                return
+        op = Op.from_dict(entry, self.registry)
+        seq = entry.get("seq")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)
+                                or seq in parsed.by_seq):
+            raise BadEntry("bad_seq")
+        record = Record(seq, op)
+        parsed.records.append(record)
+        if seq is not None:
+            parsed.by_seq[seq] = record
+
+    @staticmethod
+    def _read_followup(parsed: _Parsed, entry: dict[str, Any]) -> None:
+        """A completion {"done": N} or a proof {"mark": N, "proof": {...}} of intent N."""
+        key = "done" if "done" in entry else "mark"
+        record = parsed.by_seq.get(entry[key]) if isinstance(entry[key], int) else None
+        if record is None:
+            raise BadEntry("orphan")
+        if key == "done":
+            if len(entry) != 1:
+                raise BadEntry("unknown_field", field=sorted(set(entry) - {"done"})[0])
+            record.done = True
+            return
+        proof = entry.get("proof")
+        if set(entry) != {"mark", "proof"} or not isinstance(proof, dict) or not all(
+                (isinstance(v, int) and not isinstance(v, bool)) or v is None
+                for v in proof.values()):
+            raise BadEntry("bad_proof")
+        record.proof = proof
 
     def _append(self, entry: dict[str, Any]) -> None:
         line = json.dumps(entry)
         self._parsed()
+        _test_kill(before=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
         self._take(line.encode())
+        _test_kill(before=False)
 
     @property
     def problems(self) -> list[Problem]:
@@ -171,25 +237,53 @@ class Ledger:
         if self.mode() is None:
             self._append({"in_place": in_place})
 
-    def record(self, op: Op) -> None:
-        """Write down an op before it is applied."""
-        self._append(op.to_dict())
+    def record(self, op: Op) -> int:
+        """Write down an op before it is applied; its sequence number."""
+        seq = max(self._parsed().by_seq, default=0) + 1
+        self._append({"seq": seq, **op.to_dict()})
+        return seq
 
-    def forget_last(self) -> None:
-        """Drop the last line (an op whose apply failed, so it made nothing to own)."""
-        lines = self.path.read_bytes().splitlines(keepends=True)[:-1]
+    def note(self, seq: int, proof: Proof) -> None:
+        """Write down what the kernel showed of op `seq`'s object while it was made."""
+        self._append({"mark": seq, "proof": proof})
+
+    def complete(self, seq: int) -> None:
+        """Write down that op `seq`'s kernel call succeeded: what it made is ours."""
+        self._append({"done": seq})
+
+    def forget(self, seq: int) -> None:
+        """Drop op `seq` and what follows it (its proof): its apply failed, nothing to own."""
+        kept = []
+        for raw in self.path.read_bytes().splitlines(keepends=True):
+            with contextlib.suppress(ValueError, AttributeError):
+                if json.loads(raw).get("seq") == seq:
+                    break
+            kept.append(raw)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(b"".join(lines))
+        tmp.write_bytes(b"".join(kept))
         tmp.replace(self.path)
         self._cache = None
 
+    def forget_last(self) -> None:
+        """Drop the newest op (and its proof): its apply failed, so it made nothing to own."""
+        if self._parsed().by_seq:
+            self.forget(max(self._parsed().by_seq))
+
+    def records(self) -> list[Record]:
+        """Every recorded op that can be read, oldest first, with its completion and proof."""
+        return list(self._parsed().records)
+
     def ops(self) -> list[Op]:
         """Every recorded op that can be read, oldest first (see problems for the others)."""
-        return list(self._parsed().ops)
+        return [r.op for r in self._parsed().records]
 
-    def owns(self, key: Key) -> bool:
-        """Whether cnilab recorded creating the object named by `key`."""
-        return any(key in op.claims() for op in self.ops())
+    def owns(self, key: Key, kernel: Kernel | None = None) -> bool:
+        """Whether a recorded op made the object named by `key` and it is provably ours.
+
+        With a kernel, the kernel's marks decide (Op.owned); without one, completion does.
+        """
+        return any(key in r.op.claims() and (r.owned(kernel) if kernel else r.done)
+                   for r in self._parsed().records)
 
     def exists(self) -> bool:
         """Whether anything is recorded."""
@@ -201,38 +295,63 @@ class Ledger:
         self._cache = _Parsed()
 
     def apply(self, ops: Iterable[Op], kernel: Kernel) -> list[Op]:
-        """Apply ops, each written down before the kernel call (crash-safe ownership)."""
+        """Apply ops, each written down before the kernel call, its completion after."""
         done = []
         for op in ops:
             op = op.prepare(kernel)
-            self.record(op)  # intent first: a crash after this is still torn down
+            seq = self.record(op)  # intent first: a crash after this is still torn down
+
+            def note(proof: Proof, seq: int = seq) -> None:
+                self.note(seq, proof)
+
             try:
-                op.apply(kernel)
+                op.apply_noting(kernel, note)
             except CnilabError:
                 # The kernel refused: nothing was made, and the name may be someone else's now.
                 # (A Ctrl-C or a crash keeps the intent: undo is idempotent, the name was free.)
-                self.forget_last()
+                self.forget(seq)
                 raise
+            self.complete(seq)  # only now is what it made proven ours
             done.append(op)
         return done
 
-    def is_ours(self, key: Key, snap: Snapshot) -> bool:
-        """Recorded by us, or (a link) tagged with our alias in the kernel."""
-        if self.owns(key):
-            return True
+    def teardown(self, kernel: Kernel) -> Teardown:
+        """Undo every recorded op whose object is provably ours (see teardown_plan); not clear."""
+        records = [r for r in self._parsed().records if r.op.undoable()]
+        # Namespaces first: what lives in one that is provably ours goes with it, unasked.
+        spaces = {id(r): [k[1] for k in r.op.claims() if k[0] == "netns"] for r in records}
+        proven = {id(r) for r in records if spaces[id(r)] and r.owned(kernel)}
+        removed = {name for r in records if id(r) in proven for name in spaces[id(r)]}
+        report, ours = Teardown(), []
+        for r in records:
+            if id(r) in proven:
+                ours.append(r.op)
+            elif not _goes_with(r.op, removed):
+                (ours if not spaces[id(r)] and r.owned(kernel) else report.kept).append(r.op)
+        report.undone = teardown_plan(ours, removed)
+        kernel.close()  # an open netlink socket would keep a removed namespace alive
+        for cls, group in _runs(report.undone):
+            cls.undo_together(group, kernel)
+        kernel.close()
+        return report
+
+    def is_ours(self, key: Key, snap: Snapshot, kernel: Kernel | None = None) -> bool:
+        """Provably ours: a link with our alias in the kernel; a namespace we recorded making
+        (with a kernel: still the very one, by its inode)."""
         if key[0] == "link":
             ns = snap.ns(key[1] or None)
             link = ns.link(key[2]) if ns else None
             return link is not None and link.alias == TAG
-        return False
+        return self.owns(key, kernel)
 
-    def check_free(self, ops: Iterable[Op], snap: Snapshot) -> None:
+    def check_free(self, ops: Iterable[Op], snap: Snapshot, kernel: Kernel | None = None
+                   ) -> None:
         """Refuse, before touching anything, names and addresses that exist and are not ours."""
         for op in ops:
             for key in op.claims():
                 exists = (key[1] in snap.netns if key[0] == "netns" else
                           (ns := snap.ns(key[1] or None)) is not None and ns.link(key[2]))
-                if exists and not self.is_ours(key, snap):
+                if exists and not self.is_ours(key, snap, kernel):
                     raise CollisionError.of("taken", what=describe(key))
             if isinstance(op, AddAddress) and (ns := snap.ns(op.netns)) is not None:
                 holder = ns.has_address(op.cidr)
@@ -242,8 +361,41 @@ class Ledger:
                                             where=where)
 
 
-def teardown_plan(ops: Sequence[Op]) -> list[Op]:
-    """The ops to undo, newest first: what lives inside a namespace we remove goes with it."""
-    owned_ns = {key[1] for op in ops for key in op.claims() if key[0] == "netns"}
-    return [op for op in reversed(ops)
-            if op.undoable() and (op.netns not in owned_ns or op.outlives_netns)]
+def _goes_with(op: Op, removed: Collection[str | None]) -> bool:
+    where = op.lives_in()
+    return bool(where) and all(ns in removed for ns in where)
+
+
+def teardown_plan(ops: Sequence[Op], removed: Collection[str | None] | None = None) -> list[Op]:
+    """The ops to undo: processes first, then newest first; what lives inside the namespaces
+    being removed (default: every namespace the ops make) goes with them."""
+    if removed is None:
+        removed = {key[1] for op in ops for key in op.claims() if key[0] == "netns"}
+    todo = [op for op in reversed(ops) if op.undoable() and not _goes_with(op, removed)]
+    return [op for op in todo if op.undo_first] + [op for op in todo if not op.undo_first]
+
+
+def _runs(ops: Sequence[Op]) -> Iterator[tuple[type[Op], list[Op]]]:
+    """Ops in order, grouped into runs of one class (undone together)."""
+    for cls, group in itertools.groupby(ops, key=type):
+        yield cls, list(group)
+
+
+TEST_KILL_ENV = "CNILAB_TEST_KILL_AT"
+_writes = [0]
+
+
+def _test_kill(before: bool) -> None:
+    """Test hook (never set outside tests): CNILAB_TEST_KILL_AT=ledger:N kills this process
+    right after its N-th ledger write, ledger-before:N right before it (after the kernel call
+    it records); a third part names another signal (ledger:N:SIGINT). Tests then know exactly
+    where the run was cut, instead of guessing from timing."""
+    spec = os.environ.get(TEST_KILL_ENV)
+    if not spec:
+        return
+    where, _, rest = spec.partition(":")
+    number, _, signame = rest.partition(":")
+    if before:
+        _writes[0] += 1
+    if where == ("ledger-before" if before else "ledger") and number == str(_writes[0]):
+        os.kill(os.getpid(), getattr(signal, signame or "SIGKILL"))

@@ -7,20 +7,25 @@ with the same methods). `netns` is where the op acts; None is the namespace cnil
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Optional, Protocol
 
-from cnilab.state import TAG, Namespace, Snapshot
+from cnilab.errors import CnilabError
+from cnilab.state import TAG, Link, Namespace, Snapshot
 
 Key = tuple[str, ...]
+Proof = dict[str, Optional[int]]  # what the kernel showed of an object as it was made (an inode)
+Note = Callable[[Proof], None]
 
 
 class Kernel(Protocol):
     """What ops need from the kernel module."""
 
-    def add_netns(self, name: str) -> None: ...
+    def add_netns(self, name: str, on_made: Note | None = None) -> None: ...
+    def netns_id(self, name: str) -> Proof | None: ...
     def remove_netns(self, name: str) -> None: ...
+    def get_link(self, netns: str | None, name: str) -> Link | None: ...
     def add_link(self, netns: str | None, name: str, kind: str,
                  peer: str | None = None, peer_netns: str | None = None) -> None: ...
     def delete_link(self, netns: str | None, name: str) -> bool: ...
@@ -45,6 +50,8 @@ class Op:
 
     # A process is not removed with its namespace: its undo must run even then.
     outlives_netns: ClassVar[bool] = False
+    # Undone before everything else: a process inside a namespace keeps that namespace alive.
+    undo_first: ClassVar[bool] = False
 
     def prepare(self, kernel: Kernel) -> Op:
         """The op as the ledger records it before applying (e.g. with a value to restore)."""
@@ -54,8 +61,30 @@ class Op:
         """Make the change."""
         raise NotImplementedError
 
+    def apply_noting(self, kernel: Kernel, note: Note) -> None:
+        """Apply; `note` records, before the object is named, what will prove it ours."""
+        self.apply(kernel)
+
     def undo(self, kernel: Kernel) -> None:
         """Reverse the change. Default: it disappears with its link or namespace."""
+
+    @classmethod
+    def undo_together(cls, ops: Sequence[Op], kernel: Kernel) -> None:
+        """Undo several ops of this class (one pass over /proc for many processes, say)."""
+        for op in ops:
+            op.undo(kernel)
+
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        """Whether what this op made is provably ours (undo may remove it).
+
+        Default: its completion was recorded. An intent alone never is: cnilab may have been
+        killed before making the object, and someone else may have made one with that name.
+        """
+        return done
+
+    def lives_in(self) -> tuple[str | None, ...]:
+        """The namespaces whose removal takes this op's object with it (all of them must go)."""
+        return () if self.outlives_netns else (self.netns,)
 
     def satisfied(self, snap: Snapshot) -> bool:
         """Whether the observed state already holds what this op would make."""
@@ -184,6 +213,26 @@ def describe(key: Key) -> str:
     return f"{key[0]} {key[-1]}{where}"
 
 
+def same_netns(current: Proof | None, proof: Proof) -> bool:
+    """Whether a namespace seen now is the one noted: same inode and device, and same cookie
+    when both have one (an inode number can be reused once its namespace is gone; a cookie
+    cannot)."""
+    if current is None or (current.get("ino"), current.get("dev")) != (
+            proof.get("ino"), proof.get("dev")):
+        return False
+    return None in (current.get("cookie"), proof.get("cookie")) or (
+        current.get("cookie") == proof.get("cookie"))
+
+
+def tagged(kernel: Kernel, netns: str | None, name: str) -> bool | None:
+    """Whether the link carries our alias; None when there is no such link (or namespace)."""
+    try:
+        link = kernel.get_link(netns, name)
+    except CnilabError:  # its namespace is gone
+        return None
+    return None if link is None else link.alias == TAG
+
+
 def shell_join(argv: list[str]) -> str:
     """Quote for bash, leaving a lone `!` bare as people type it (no history expansion there)."""
     return " ".join("!" if a == "!" else shlex.quote(a) for a in argv)
@@ -202,8 +251,17 @@ class AddNetns(Op):
     def apply(self, kernel: Kernel) -> None:
         kernel.add_netns(self.name)
 
+    def apply_noting(self, kernel: Kernel, note: Note) -> None:
+        # The namespace's inode is noted before it gets its name under /run/netns, so a crash
+        # between the two still leaves the proof that the name, if it exists, is ours.
+        kernel.add_netns(self.name, on_made=note)
+
     def undo(self, kernel: Kernel) -> None:
         kernel.remove_netns(self.name)
+
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        # The namespace we made, still there: the same inode (and cookie, never reused) as noted.
+        return proof is not None and same_netns(kernel.netns_id(self.name), proof)
 
     def satisfied(self, snap: Snapshot) -> bool:
         return self.name in snap.netns
@@ -238,6 +296,9 @@ class AddBridge(Op):
     def undo(self, kernel: Kernel) -> None:
         kernel.delete_link(self.netns, self.name)
 
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        return tagged(kernel, self.netns, self.name) is True
+
     def satisfied(self, snap: Snapshot) -> bool:
         link = _ns(snap, self.netns).link(self.name)
         return link is not None and link.kind == "bridge"
@@ -267,6 +328,12 @@ class AddVeth(Op):
         # Either end may have moved away; deleting the end still here takes the pair with it.
         if not kernel.delete_link(self.netns, self.name):
             kernel.delete_link(self.peer_netns or self.netns, self.peer)
+
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        # The end undo deletes (this one, else the peer) carries our alias.
+        here = tagged(kernel, self.netns, self.name)
+        return here if here is not None else tagged(
+            kernel, self.peer_netns or self.netns, self.peer) is True
 
     def satisfied(self, snap: Snapshot) -> bool:
         found = [snap.find_link(n) for n in (self.name, self.peer)]
@@ -477,6 +544,9 @@ class AddRule(Op):
         kernel.iptables(self.netns, ["-t", self.table, "-D", self.chain, *self._rule()],
                         missing_ok=True)
 
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        return True  # -D deletes only a rule carrying our comment: the kernel's mark is checked
+
     def satisfied(self, snap: Snapshot) -> bool:
         rules = _ns(snap, self.netns).nat if self.table == "nat" else None
         want = rule_tokens(("-A", self.chain, *self.spec))
@@ -497,6 +567,7 @@ class StartServer(Op):
     """A web server process in a namespace (what `python3 -m http.server PORT &` does there)."""
 
     outlives_netns: ClassVar[bool] = True
+    undo_first: ClassVar[bool] = True
 
     port: int = 80
     body: str = ""
@@ -506,6 +577,9 @@ class StartServer(Op):
 
     def undo(self, kernel: Kernel) -> None:
         kernel.stop_server(self.netns, self.port)
+
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        return True  # stop_server signals only a process whose command line carries our mark
 
     def satisfied(self, snap: Snapshot) -> bool:
         return self.port in _ns(snap, self.netns).listening

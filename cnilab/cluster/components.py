@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cnilab.errors import KernelError
 from cnilab.kernel import run_in_netns
-from cnilab.ops import Kernel, Op
+from cnilab.ops import Kernel, Op, Proof
 from cnilab.state import Snapshot
 
 LISTENER = str(Path(__file__).with_name("listener.py"))
@@ -149,6 +149,9 @@ class StartComponent(Op):
 
     def undo(self, kernel: Kernel) -> None:
         stop({self.token: running().get(self.token, [])})
+
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        return True  # stop() signals only processes whose command line carries our token
 
     def satisfied(self, snap: Snapshot) -> bool:
         return self.token in running()

@@ -17,7 +17,7 @@ from typing import Any
 from cnilab.cluster.plan import POD_BRIDGE, POD_IF, ClusterPlan, Node, Pod
 from cnilab.kernel import netns_path
 from cnilab.ledger import Ledger
-from cnilab.ops import Kernel, Op
+from cnilab.ops import Kernel, Op, Proof
 from cnilab.state import Snapshot
 
 CNI_VERSION = "1.0.0"
@@ -59,6 +59,10 @@ class IpamStore(Op):
 
     def undo(self, kernel: Kernel) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        # Made in the cluster's run directory, where no one else writes.
+        return done or Path(self.path).is_dir()
 
     def satisfied(self, snap: Snapshot) -> bool:
         return Path(self.path).is_dir()

@@ -8,7 +8,7 @@ processes (the web server) and sockets (`ss`-like socket listing).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from cnilab.kernel import netns as _netns
 from cnilab.kernel import processes
 from cnilab.kernel.netlink import Netlink, RawLinks, with_peer
 from cnilab.kernel.netns import (
+    NetnsId,
     has_privileges,
     list_netns,
     netns_path,
@@ -49,9 +50,13 @@ class Kernel(Netlink):
 
     # -- namespaces and sysctls --------------------------------------------------------------
 
-    def add_netns(self, name: str) -> None:
-        """Create a named namespace (ip netns add)."""
-        _netns.add_netns(name)
+    def add_netns(self, name: str, on_made: Callable[[NetnsId], None] | None = None) -> None:
+        """Create a named namespace (ip netns add); on_made gets its id before it is named."""
+        _netns.add_netns(name, on_made)
+
+    def netns_id(self, name: str) -> NetnsId | None:
+        """Inode, device and cookie of a named namespace (None: no such name)."""
+        return _netns.netns_id(name)
 
     def remove_netns(self, name: str) -> None:
         """Remove a named namespace (ip netns delete); already gone is fine."""

@@ -10,18 +10,22 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import socket
+import struct
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Optional, TypeVar
 
 from cnilab.errors import KernelError, PermissionDenied
 
 T = TypeVar("T")
+NetnsId = dict[str, Optional[int]]  # {"ino", "dev", "cookie"}: which namespace, for good
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 MS_REC, MS_SHARED, MS_BIND, MNT_DETACH = 0x4000, 1 << 20, 0x1000, 2
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
+SO_NETNS_COOKIE = 71  # Linux 5.14+: a namespace's 64-bit cookie, never reused while up
 
 # One libc handle for setns, unshare and mount (ctypes.util.find_library runs `ldconfig -p`).
 LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -110,20 +114,60 @@ def make_netns_dir_shared() -> None:
         raise _errno_fail(f"cannot make {NETNS_DIR} a shared mount")
 
 
-def add_netns(name: str) -> None:
-    """Create a named namespace (ip netns add): unshare a thread, bind it under /run/netns."""
+def _cookie() -> int | None:
+    """The calling thread's namespace cookie (None before Linux 5.14)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            return int(struct.unpack("=Q", s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0])
+        except OSError:
+            return None
+
+
+def _thread_netns_id() -> NetnsId:
+    st = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net")
+    return {"ino": st.st_ino, "dev": st.st_dev, "cookie": _cookie()}
+
+
+def netns_id(name: str) -> NetnsId | None:
+    """The inode, device and cookie of the namespace named `name`; None when there is none.
+
+    A name that is a plain file (not a namespace mounted there) gives its own inode and no
+    cookie: it never matches a namespace's.
+    """
+    path = netns_path(name)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if st.st_dev != os.stat("/proc/thread-self/ns/net").st_dev:  # not on nsfs
+        return {"ino": st.st_ino, "dev": st.st_dev, "cookie": None}
+    return run_in_netns(name, _thread_netns_id)
+
+
+def add_netns(name: str, on_made: Callable[[NetnsId], None] | None = None) -> None:
+    """Create a named namespace (ip netns add): unshare a thread, bind it under /run/netns.
+
+    on_made gets the new namespace's id before it has its name: a caller that records it can
+    prove later that the name is (still) this namespace, whenever the process dies.
+    """
     path = netns_path(name)
     make_netns_dir_shared()
-    try:
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
-    except FileExistsError as e:
-        raise KernelError(f"namespace {name!r} already exists") from e
+    if os.path.lexists(path):
+        raise KernelError(f"namespace {name!r} already exists")
+    made: list[bool] = []
 
     def bind() -> None:
         if LIBC.unshare(CLONE_NEWNET) != 0:
             raise _errno_fail(f"cannot create namespace {name!r}")
-        src = f"/proc/self/task/{threading.get_native_id()}/ns/net".encode()
-        if LIBC.mount(src, path.encode(), b"none", MS_BIND, None) != 0:
+        if on_made is not None:
+            on_made(_thread_netns_id())
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444))
+        except FileExistsError as e:
+            raise KernelError(f"namespace {name!r} already exists") from e
+        made.append(True)
+        if LIBC.mount(f"/proc/self/task/{threading.get_native_id()}/ns/net".encode(),
+                      path.encode(), b"none", MS_BIND, None) != 0:
             raise _errno_fail(f"cannot bind namespace {name!r}")
 
     box: list[BaseException] = []
@@ -131,7 +175,8 @@ def add_netns(name: str) -> None:
     thread.start()
     thread.join()
     if box:
-        os.unlink(path)
+        if made:
+            os.unlink(path)
         raise box[0]
 
 

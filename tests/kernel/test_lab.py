@@ -139,28 +139,87 @@ def test_teardown_leaves_the_machine_namespace_exactly_as_before(cnilab: Cnilab)
     assert again.returncode == 0 and "Nothing to remove" in again.stdout
 
 
-@pytest.mark.parametrize(("sig", "kill_after_ops"), [
-    (signal.SIGKILL, 1), (signal.SIGKILL, 12), (signal.SIGKILL, 30), (signal.SIGINT, 12)])
-def test_sigkill_or_ctrl_c_during_run_all_then_teardown_leaves_nothing(
-        cnilab: Cnilab, sig: signal.Signals, kill_after_ops: int) -> None:
-    ledger = cnilab.run_dir / f"{cnilab.topo.lab_id}.jsonl"
-    proc = subprocess.Popen(cnilab.argv("run-all", "--yes"), env=cnilab.env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            if ledger.exists() and ledger.read_text().count("\n") > kill_after_ops:
-                break
-            time.sleep(0.002)
-        os.kill(proc.pid, sig)
-    finally:
-        code = proc.wait()
-    if sig == signal.SIGINT and code != 0:  # Ctrl-C: one line, exit 130 (unless it had finished)
-        assert code == 130
-    assert prefixed_netns(cnilab.prefix) != []
+def ledger_lines(cnilab: Cnilab) -> list[dict]:
+    """The lab's ledger, one dict per line (none when there is no ledger)."""
+    path = Path(cnilab.run_dir) / f"{cnilab.topo.lab_id}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def killed_at(cnilab: Cnilab, where: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run cnilab with the test hook that makes it kill itself at a ledger write."""
+    hooked = Cnilab(cnilab.prefix, cnilab.run_dir, {"CNILAB_TEST_KILL_AT": where})
+    return hooked.run(*args)
+
+
+# A full run-all writes 69 ledger lines (mode, then intent, [proof,] completion per op).
+@pytest.mark.parametrize("where", [
+    "ledger:1", "ledger:2", "ledger:3", "ledger-before:4", "ledger:5", "ledger-before:7",
+    "ledger:22", "ledger-before:40", "ledger:55", "ledger-before:69"])
+def test_sigkill_at_a_ledger_write_then_teardown_leaves_nothing_and_touches_nothing_else(
+        cnilab: Cnilab, where: str) -> None:
+    bystander = cnilab.prefix + "bystander"
+    subprocess.run(["ip", "netns", "add", bystander], check=True)
+    subprocess.run(["ip", "-n", bystander, "link", "add", "v-net-0", "type", "bridge"], check=True)
+    before = root_namespace_state()
+    done = killed_at(cnilab, where, "run-all", "--yes")
+    assert done.returncode == -signal.SIGKILL, done.stderr  # the kill landed mid-run
+    hook, number = where.split(":")
+    assert len(ledger_lines(cnilab)) == int(number) - (hook == "ledger-before")
+    torn = cnilab.run("teardown")
+    assert torn.returncode == 0, torn.stderr
+    assert prefixed_netns(cnilab.prefix) == [bystander]
+    assert "v-net-0" in subprocess.run(["ip", "-n", bystander, "link"], capture_output=True,
+                                       text=True, check=True).stdout
+    assert root_namespace_state() == before
+    assert ledger_lines(cnilab) == []
+
+
+def test_ctrl_c_at_a_ledger_write_is_one_line_and_teardown_leaves_nothing(
+        cnilab: Cnilab) -> None:
+    done = killed_at(cnilab, "ledger:12:SIGINT", "run-all", "--yes")
+    assert done.returncode == 130 and "interrupted" in done.stderr
+    assert "Traceback" not in done.stderr and prefixed_netns(cnilab.prefix) != []
+    assert cnilab.run("teardown").returncode == 0
+    assert prefixed_netns(cnilab.prefix) == [] and ledger_lines(cnilab) == []
+
+
+def test_killed_right_after_the_intent_for_red_teardown_leaves_someone_elses_red(
+        cnilab: Cnilab, tmp_path: Path) -> None:
+    # Where the intent for red is written, from a complete step 1 of another lab.
+    ref = Cnilab(cnilab.prefix + "ref-", tmp_path / "ref")
+    assert ref.run("step", "1").returncode == 0
+    intent = next(i for i, e in enumerate(ledger_lines(ref), 1)
+                  if e.get("op") == "AddNetns" and e["name"] == ref.prefix + "red")
+    assert ref.run("teardown").returncode == 0
+    red = cnilab.prefix + "red"
+    assert killed_at(cnilab, f"ledger:{intent}", "step", "1").returncode == -signal.SIGKILL
+    assert ledger_lines(cnilab)[-1] == {"seq": ledger_lines(cnilab)[-1]["seq"],
+                                        "op": "AddNetns", "netns": None, "name": red}
+    assert red not in prefixed_netns(cnilab.prefix)  # the intent is written, red not made
+    subprocess.run(["ip", "netns", "add", red], check=True)  # someone else makes red
+    done = cnilab.run("teardown")
+    assert done.returncode == 0, done.stderr
+    assert prefixed_netns(cnilab.prefix) == [red]
+    assert f"namespace {red} was not made by cnilab and stays" in done.stdout
+
+
+def test_killed_after_red_was_made_before_its_completion_teardown_removes_red(
+        cnilab: Cnilab, tmp_path: Path) -> None:
+    ref = Cnilab(cnilab.prefix + "ref-", tmp_path / "ref")
+    assert ref.run("step", "1").returncode == 0
+    lines = ledger_lines(ref)
+    seq = next(e["seq"] for e in lines if e.get("name") == ref.prefix + "red")
+    completion = lines.index({"done": seq}) + 1
+    assert ref.run("teardown").returncode == 0
+    red = cnilab.prefix + "red"
+    done = killed_at(cnilab, f"ledger-before:{completion}", "step", "1")
+    assert done.returncode == -signal.SIGKILL
+    assert red in prefixed_netns(cnilab.prefix)  # made, its completion never written
+    assert {"done": seq} not in ledger_lines(cnilab)
     assert cnilab.run("teardown").returncode == 0
     assert prefixed_netns(cnilab.prefix) == []
-    assert not ledger.exists()
 
 
 def test_a_prefix_differing_only_in_its_last_character_is_another_lab(cnilab: Cnilab) -> None:
