@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from cnilab.errors import CnilabError, CollisionError, LockedError
 from cnilab.ops import AddAddress, Kernel, Key, Op, describe
 from cnilab.state import TAG, Snapshot
+from cnilab.trace import ops as _trace_ops  # noqa: F401  (a killed trace's table: teardown reads it)
 
 RUN_DIR = "/run/cnilab"
 RUN_DIR_ENV = "CNILAB_RUN_DIR"  # tests point this at their own directory
@@ -91,6 +93,20 @@ class Ledger:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(e) + "\n" for e in lines), encoding="utf-8")
         tmp.replace(self.path)
+        self._cache = lines
+
+    def forget(self, ops: Iterable[Op]) -> None:
+        """Drop these ops (undone for good, e.g. a trace's table) from the ledger."""
+        gone = [op.to_dict() for op in ops]
+        lines = [e for e in self._lines() if e not in gone]
+        if len(lines) == len(self._lines()):
+            return
+        # A random name made with O_EXCL, never followed if someone planted a link there.
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(json.dumps(e) + "\n" for e in lines))
+        os.replace(tmp, self.path)
         self._cache = lines
 
     def ops(self) -> list[Op]:
