@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := iproute2 iptables iputils-ping procps containernetworking-plugins
+APT_PACKAGES := iproute2 iptables nftables iputils-ping procps containernetworking-plugins
 STAMP  := $(VENV)/.installed
 
 .PHONY: help deps system-deps demo test unit lint bench clean

@@ -14,6 +14,7 @@ import typer
 from cnilab import __version__
 from cnilab.cli_lab import lab_app
 from cnilab.cli_teach import teach_app
+from cnilab.cli_trace import trace_app
 from cnilab.cluster.cli import cluster_app
 from cnilab.cni.cli import cni_app
 from cnilab.compat import evaluate_command_signatures
@@ -73,6 +74,7 @@ def main_options(
 # The lab's and the teaching commands sit at the top level (`cnilab step 3`, `cnilab explain 8`);
 # the CNI and cluster lessons are sub-commands (`cnilab cni add`, `cnilab cluster up`).
 app.registered_commands += lab_app.registered_commands + teach_app.registered_commands
+app.registered_commands += trace_app.registered_commands
 app.add_typer(cni_app, name="cni")
 app.add_typer(cluster_app, name="cluster")
 evaluate_command_signatures(app)

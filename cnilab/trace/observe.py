@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnilab.kernel.conntrack import Connection, Tuple
 from cnilab.kernel.nftrace import TraceEvent, find_nft
+from cnilab.ops import rule_tokens, shell_join
 from cnilab.state import RouteDecision, Snapshot
 from cnilab.trace.ops import AddTraceTable, is_trace_op
 from cnilab.trace.plan import TracePlan, plan_trace, trace_ops
@@ -73,8 +74,8 @@ class KernelLookup:
             # is the Nth `-A CHAIN` line of `iptables -S`, the form the lesson printed.
             lines = [ln for ln in self.kernel.iptables(netns, ["-t", table, "-S", chain])
                      .splitlines() if ln.startswith("-A ")]
-            if position < len(lines):
-                return lines[position]
+            if position < len(lines):  # as typed: no ownership comment, no implied -m tcp
+                return shell_join(list(rule_tokens(lines[position])))
         return text
 
 

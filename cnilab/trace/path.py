@@ -234,9 +234,10 @@ def hops_in(obs: Any, ns: str | None, vs: list[Visit], all_visits: list[Visit],
     nexthop: str | None = None
     in_dev: str | None = None
 
-    def add(dev: str | None, direction: str, v: Visit, extra: list[Note]) -> None:
+    def add(dev: str | None, direction: str, v: Visit, extra: list[Note],
+            first: list[Note] | None = None) -> None:
         hop = Hop(ns, dev or "?", direction, v.packet.endpoint(True), v.packet.endpoint(False))
-        hop.notes += pending + extra
+        hop.notes += (first or []) + pending + extra
         pending.clear()
         hops.append(hop)
 
@@ -277,8 +278,7 @@ def hops_in(obs: Any, ns: str | None, vs: list[Visit], all_visits: list[Visit],
         elif v.chain == "input":
             pending.append(("delivered", {}))
         elif v.chain == "postrouting":
-            extra = [route_note] if route_note else []
-            extra += arp_notes(ns, all_visits, nexthop or v.packet.dst)
+            extra = arp_notes(ns, all_visits, nexthop or v.packet.dst)
             first = next((h for h in hops if h.direction == "in"), None)
             if which != "request" and first and (first.src, first.dst) != (
                     v.packet.endpoint(True), v.packet.endpoint(False)):
@@ -286,7 +286,7 @@ def hops_in(obs: Any, ns: str | None, vs: list[Visit], all_visits: list[Visit],
                 extra.append(("nat_undone", {"before": f"{first.src} → {first.dst}",
                                              "after": f"{v.packet.endpoint(True)} → "
                                                       f"{v.packet.endpoint(False)}"}))
-            add(v.oif, "out", v, extra)
+            add(v.oif, "out", v, extra, [route_note] if route_note else [])
     if pending and hops:
         hops[-1].notes += pending
     return hops

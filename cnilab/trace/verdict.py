@@ -115,7 +115,7 @@ def _why(obs: Observation, lookup: Lookup, topo: Topology, w: Walk, which: str) 
     if out_dev is not None:
         return _after_leaving(obs, lookup, topo, ns, out_dev, vs)
     src, dst = last.packet.src, last.packet.dst
-    in_dev = next((v.iif for v in vs if v.ours and v.chain == "prerouting"), None)
+    in_dev = next((v.iif for v in vs if v.at("inet", "prerouting")), None)
     if in_dev is not None and (trouble := _not_a_port(obs.before, topo, ns, in_dev)):
         return trouble
     decision = lookup.route(ns, dst, src, in_dev)
@@ -137,7 +137,7 @@ def _at_source(obs: Observation, lookup: Lookup, topo: Topology) -> Dropped:
             return Dropped(ns, link.name, "link_down", {"dev": link.name})
     decision = lookup.route(ns, plan.dst)
     if decision.error:
-        hint = "no_route_default" if ns in {topo.netns(c) for c in topo.containers} else ""
+        hint = "default" if ns in {topo.netns(c) for c in topo.containers} else ""
         return Dropped(ns, None, "no_route", {"dst": plan.dst, "said": decision.error,
                                                "hint": hint,
                                                "gateway": str(topo.bridge_address.ip)})
