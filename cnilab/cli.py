@@ -36,6 +36,8 @@ Examples:
 
   sudo cnilab practice 6         # do step 6 yourself, then: sudo cnilab check 6
 
+  sudo cnilab trace red 203.0.113.1   # follow one packet hop by hop (after step 8)
+
   sudo cnilab teardown           # remove everything cnilab made, nothing else
 """
 

@@ -39,7 +39,10 @@ def trace(
     """
     with guarded(ctx, lang, record):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
+        from cnilab.trace.plan import check_args
         from cnilab.trace.run import run_trace
+
+        check_args(lab.topo, source, to, proto, port)  # bad input: one line, nothing touched
 
         result, _, _ = run_trace(lab, source, to, proto, port)
         from cnilab.trace.report import to_json, verdict_line

@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cnilab.errors import CnilabError
 from cnilab.kernel.conntrack import Connection, Tuple
 from cnilab.kernel.nftrace import TraceEvent, find_nft
 from cnilab.ops import rule_tokens, shell_join
@@ -109,9 +110,16 @@ def observe(lab: Lab, source: str, dst: str, proto: str | None, port: int | None
     probe = Probe(plan)
     try:
         with kernel.trace_listener(list(plan.watch)) as listener:
+            lab.ledger.set_mode(lab.topo.in_place)
             for op in trace_ops(plan, before):
-                lab.ledger.set_mode(lab.topo.in_place)
-                made += lab.ledger.apply([op], kernel)  # recorded before it is made
+                # Counted as made before nft runs: a Ctrl-C while nft works may still leave
+                # the table (undo is harmless if not); one the kernel refused is not ours.
+                made.append(op)
+                try:
+                    lab.ledger.apply([op], kernel)  # recorded in the ledger before it is made
+                except CnilabError:
+                    made.pop()
+                    raise
             listener.drain()
             result = probe.send(timeout)
             events = listener.drain()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from cnilab.errors import CnilabError
+from cnilab.errors import CnilabError, CollisionError, KernelError
 from cnilab.ops import Kernel, Op
 from cnilab.state import Snapshot
 
@@ -33,7 +33,13 @@ class AddTraceTable(Op):
 
     def apply(self, kernel: Kernel) -> None:
         # `create table` (not `add`) fails if a table of that name exists: never adopt one.
-        _nft(kernel).nft(self.netns, self.script)
+        try:
+            _nft(kernel).nft(self.netns, self.script)
+        except KernelError as e:
+            if "File exists" in str(e):
+                raise CollisionError.of("trace_taken", table=TABLE,
+                                        where=self.netns or "this namespace") from e
+            raise
 
     def undo(self, kernel: Kernel) -> None:
         k = _nft(kernel)

@@ -62,9 +62,9 @@ def lab_networks(topo: Topology) -> tuple[IPv4Network, ...]:
     return tuple(nets)
 
 
-def plan_trace(topo: Topology, snap: Snapshot, source: str, dst: str, proto: str | None,
-               port: int | None, ident: int | None = None) -> TracePlan:
-    """Check every input against the topology and the observed state; the plan, or ConfigError."""
+def check_args(topo: Topology, source: str, dst: str, proto: str | None, port: int | None
+               ) -> tuple[str | None, str, str]:
+    """(source namespace, address, protocol) from the command line, or ConfigError. No kernel."""
     netns = source_netns(topo, source)
     try:
         address = ip_address(dst)
@@ -82,12 +82,19 @@ def plan_trace(topo: Topology, snap: Snapshot, source: str, dst: str, proto: str
         raise ConfigError.of("trace_needs_port", proto=proto)
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError.of("trace_port_range", port=port)
+    return netns, str(address), proto
+
+
+def plan_trace(topo: Topology, snap: Snapshot, source: str, dst: str, proto: str | None,
+               port: int | None, ident: int | None = None) -> TracePlan:
+    """Check every input against the topology and the observed state; the plan, or ConfigError."""
+    netns, address, proto = check_args(topo, source, dst, proto, port)
     if netns is not None and netns not in snap.netns:
         raise ConfigError.of("no_netns", name=netns)
     watch = tuple(ns for ns in observed_namespaces(topo) if snap.ns(ns) is not None)
     if ident is None:
         ident = random.randint(1, 0xFFFF) if proto == "icmp" else random.randint(33000, 60999)
-    return TracePlan(source, netns, str(address), proto, port, ident, watch)
+    return TracePlan(source, netns, address, proto, port, ident, watch)
 
 
 def matches(plan: TracePlan) -> tuple[str, ...]:
