@@ -103,6 +103,8 @@ class Lab:
             raise KernelError.of("step_incomplete", number=number, left=left)
         if prove:
             report.proofs = before + self.proofs(number)
+            if report.proofs:  # the diagram then shows what the packets taught (FDB, ARP)
+                report.after = self._last = self.snapshot()
         return report
 
     def prepare(self, number: int) -> list[StepReport]:

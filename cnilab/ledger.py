@@ -69,10 +69,11 @@ class Ledger:
         return self._cache
 
     def _append(self, entry: dict[str, Any]) -> None:
+        lines = self._lines()  # read before writing: else the new line would be counted twice
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
-        self._lines().append(entry)
+        lines.append(entry)
 
     def mode(self) -> bool | None:
         """in_place of the lab this ledger belongs to; None when the ledger is empty."""

@@ -125,6 +125,8 @@ def _why(obs: Observation, lookup: Lookup, topo: Topology, w: Walk, which: str) 
         if forwarding == "0" and not lookup.route(ns, dst).error:
             return Dropped(ns, in_dev, "forwarding_off", {})
         return Dropped(ns, in_dev, "no_route", {"dst": dst, "said": decision.error})
+    if trouble := _holder_trouble(obs.before, topo, dst):
+        return trouble  # e.g. a frame the bridge had no port to send to
     return Dropped(ns, in_dev, "lost", {})
 
 
@@ -160,23 +162,31 @@ def _after_leaving(obs: Observation, lookup: Lookup, topo: Topology, ns: str | N
             return trouble
     last = vs[-1].packet
     hop = next((p for _, p in _nexthop(lookup, ns, last.dst, dev)), last.dst)
-    holder = _holder(before, hop)
-    if holder is not None:
-        h_ns, h_link = holder
-        if not h_link.up:
-            return Dropped(h_ns, h_link.name, "link_down", {"dev": h_link.name})
-        h_peer = peer_of(before, h_ns, h_link.name)
-        if h_peer is not None:
-            other = link_in(before, h_peer[0], h_peer[1])
-            if other is not None and not other.up:
-                return Dropped(h_peer[0], other.name, "link_down", {"dev": other.name})
-            if trouble := _not_a_port(before, topo, h_peer[0], h_peer[1]):
-                return trouble
+    if trouble := _holder_trouble(before, topo, hop):
+        return trouble
     after = obs.after.ns(ns)
     entry = next((n for n in (after.neigh if after else ()) if n.ip == hop), None)
     if entry is None or entry.state in ("INCOMPLETE", "FAILED"):
-        return Dropped(ns, dev, "arp_unanswered", {"ip": hop, "nobody": holder is None})
+        return Dropped(ns, dev, "arp_unanswered",
+                       {"ip": hop, "nobody": _holder(before, hop) is None})
     return Dropped(ns, dev, "lost", {})
+
+
+def _holder_trouble(before: Snapshot, topo: Topology, address: str) -> Dropped | None:
+    """The namespace holding `address` cannot be reached: its cable is down or unplugged."""
+    holder = _holder(before, address)
+    if holder is None:
+        return None
+    h_ns, h_link = holder
+    if not h_link.up:
+        return Dropped(h_ns, h_link.name, "link_down", {"dev": h_link.name})
+    h_peer = peer_of(before, h_ns, h_link.name)
+    if h_peer is None:
+        return None
+    other = link_in(before, h_peer[0], h_peer[1])
+    if other is not None and not other.up:
+        return Dropped(h_peer[0], other.name, "link_down", {"dev": other.name})
+    return _not_a_port(before, topo, h_peer[0], h_peer[1])
 
 
 def _nexthop(lookup: Lookup, ns: str | None, dst: str, dev: str) -> list[tuple[str, str]]:
