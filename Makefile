@@ -6,8 +6,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := iproute2 iptables iputils-ping procps containernetworking-plugins
-DNF_PACKAGES := iproute iptables-nft iputils procps-ng python3 containernetworking-plugins net-tools
+APT_PACKAGES := iproute2 iptables nftables iputils-ping procps containernetworking-plugins
+DNF_PACKAGES := iproute iptables-nft nftables iputils procps-ng python3 containernetworking-plugins net-tools
 # Which package manager installs the system tools: apt (Debian, Ubuntu), dnf (Fedora, RHEL 9
 # and its rebuilds), or none (say what to install).
 PKG_TOOL := $(shell command -v apt-get >/dev/null 2>&1 && echo apt || \

@@ -14,6 +14,7 @@ import typer
 from cnilab import __version__
 from cnilab.cli_lab import lab_app
 from cnilab.cli_teach import teach_app
+from cnilab.cli_trace import trace_app
 from cnilab.cluster.cli import cluster_app
 from cnilab.cni.cli import cni_app
 from cnilab.compat import evaluate_command_signatures
@@ -34,6 +35,8 @@ Examples:
   cnilab explain 8 --lang ko     # the lesson text of step 8, in Korean (no root)
 
   sudo cnilab practice 6         # do step 6 yourself, then: sudo cnilab check 6
+
+  sudo cnilab trace red 203.0.113.1   # follow one packet hop by hop (after step 8)
 
   sudo cnilab teardown           # remove everything cnilab made, nothing else
 """
@@ -73,6 +76,7 @@ def main_options(
 # The lab's and the teaching commands sit at the top level (`cnilab step 3`, `cnilab explain 8`);
 # the CNI and cluster lessons are sub-commands (`cnilab cni add`, `cnilab cluster up`).
 app.registered_commands += lab_app.registered_commands + teach_app.registered_commands
+app.registered_commands += trace_app.registered_commands
 app.add_typer(cni_app, name="cni")
 app.add_typer(cluster_app, name="cluster")
 evaluate_command_signatures(app)

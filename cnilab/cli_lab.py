@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -249,6 +250,11 @@ def status(
             out(json.dumps({
                 "lab": lab.topo.lab_id, "in_place": lab.topo.in_place,
                 "steps": {str(s.number): s.number in done for s in lab.steps},
+                # What traffic taught the kernel, also inside "state": the bridge's learned
+                # MAC -> port entries, and each namespace's ARP table.
+                "fdb": [asdict(e) for ns in snap.spaces.values() for e in ns.fdb if not e.local],
+                "neigh": {(name or ""): [asdict(n) for n in ns.neigh]
+                          for name, ns in snap.spaces.items()},
                 "state": snap.to_dict()}), raw=True)
             return
         out(render_diagram(snap, lab.topo, lang=lang))
@@ -271,12 +277,12 @@ def doctor(ctx: typer.Context) -> None:
 
     from cnilab.doctor import run_doctor
     from cnilab.kernel import Kernel
-    from cnilab.ledger import Ledger
+    from cnilab.lab import lab_ledger
 
     with guarded(ctx):
         topo = topology_of(ctx)
         with Kernel() as kernel:
-            checks = run_doctor(topo, kernel, Ledger(topo.lab_id))
+            checks = run_doctor(topo, kernel, lab_ledger(topo))
         for c in checks:
             mark = "[green]✔[/]" if c.ok else "[red]✘[/]"
             hint = f" [dim](hint: {escape(c.hint)})[/]" if c.hint else ""

@@ -9,7 +9,7 @@ from cnilab import probes
 from cnilab.errors import ConfigError, KernelError, PrerequisiteError
 from cnilab.kernel import Kernel, require_privileges
 from cnilab.ledger import Ledger, run_dir
-from cnilab.ops import AddRule, Op
+from cnilab.ops import OPS, AddRule, Op, registry_of
 from cnilab.probes import Proof
 from cnilab.state import Snapshot
 from cnilab.steps import (
@@ -22,6 +22,15 @@ from cnilab.steps import (
     web_server,
 )
 from cnilab.topology import LESSON, Topology
+from cnilab.trace.ops import AddTraceTable
+
+# The ops a lab's ledger reads back: the steps', and a killed trace's table (teardown removes it).
+LAB_OPS = {**OPS, **registry_of(AddTraceTable)}
+
+
+def lab_ledger(topo: Topology) -> Ledger:
+    """The ledger of the lab `topo` describes (its lesson and exact prefix)."""
+    return Ledger.for_lesson(LESSON, topo.prefix, ops=LAB_OPS)
 
 
 @dataclass
@@ -47,7 +56,7 @@ class Lab:
                  ledger: Ledger | None = None) -> None:
         self.topo = topo
         self.kernel = kernel or Kernel(run_dir())
-        self.ledger = ledger or Ledger.for_lesson(LESSON, topo.prefix)
+        self.ledger = ledger or lab_ledger(topo)
         self.steps = build_steps(topo)
         self._last: Snapshot | None = None  # the state observed after our own last step
         self.kept: list[Op] = []  # recorded, but not proven ours at the last teardown
@@ -104,6 +113,8 @@ class Lab:
             raise KernelError.of("step_incomplete", number=number, left=left)
         if prove:
             report.proofs = before + self.proofs(number)
+            if report.proofs:  # the diagram then shows what the packets taught (FDB, ARP)
+                report.after = self._last = self.snapshot()
         return report
 
     def prepare(self, number: int) -> list[StepReport]:

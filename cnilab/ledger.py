@@ -259,6 +259,20 @@ class Ledger:
                 if json.loads(raw).get("seq") == seq:
                     break
             kept.append(raw)
+        self._rewrite(kept)
+
+    def _drop_lines(self, seq: int) -> None:
+        """Drop the lines of op `seq` (intent, proof, completion), keep every other line."""
+        kept = []
+        for raw in self.path.read_bytes().splitlines(keepends=True):
+            with contextlib.suppress(ValueError, AttributeError):
+                entry = json.loads(raw)
+                if seq in (entry.get("seq"), entry.get("mark"), entry.get("done")):
+                    continue
+            kept.append(raw)
+        self._rewrite(kept)
+
+    def _rewrite(self, kept: list[bytes]) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(b"".join(kept))
         tmp.replace(self.path)
@@ -268,6 +282,13 @@ class Ledger:
         """Drop the newest op (and its proof): its apply failed, so it made nothing to own."""
         if self._parsed().by_seq:
             self.forget(max(self._parsed().by_seq))
+
+    def drop(self, ops: Iterable[Op]) -> None:
+        """Drop these ops, undone for good (a finished trace's table), with their lines."""
+        gone = [op.to_dict() for op in ops]
+        seqs = {r.seq for r in self._parsed().records if r.op.to_dict() in gone}
+        for seq in sorted((s for s in seqs if s is not None), reverse=True):
+            self._drop_lines(seq)
 
     def records(self) -> list[Record]:
         """Every recorded op that can be read, oldest first, with its completion and proof."""

@@ -22,6 +22,7 @@ class StepText:
     inspect: tuple[str, ...]
     mistake: str
     course_note: str | None = None
+    watch: str | None = None  # "watch the packet": a `cnilab trace` to run after this step
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def load(lesson_id: str = "eight-steps", lang: str = "en") -> Lesson:
         raise ConfigError(f"no lesson {lesson_id!r} in {lang}") from e
     steps = tuple(
         StepText(s["number"], s["title"], s["what"], s["why"], s["goal"], tuple(s["inspect"]),
-                 s["mistake"], s.get("course_note"))
+                 s["mistake"], s.get("course_note"), s.get("watch"))
         for s in data.get("steps", ()))  # a quiz lesson (cluster) has questions instead
     return Lesson(data["id"], lang, data["title"], data["summary"], steps)
 

@@ -73,6 +73,39 @@ class Link:
     addresses: tuple[str, ...] = ()
     alias: str | None = None
     mac: str | None = None
+    carrier: bool | None = None  # IFF_LOWER_UP: a veth has it only while both ends are up
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One entry of a namespace's neighbour (ARP) table, as `ip neigh` shows it."""
+
+    ip: str
+    mac: str | None
+    dev: str | None
+    state: str  # REACHABLE, STALE, DELAY, PROBE, INCOMPLETE, FAILED, PERMANENT
+
+
+@dataclass(frozen=True)
+class FdbEntry:
+    """One entry of a bridge's forwarding database: which port a MAC address is behind."""
+
+    mac: str
+    port: str | None
+    bridge: str | None
+    local: bool = False  # the port's own address (permanent), not learned from traffic
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """What the routing table decides for one packet, as `ip route get` prints it."""
+
+    dst: str
+    kind: str = "unicast"  # unicast, local, broadcast, ...; "" when there is no route
+    dev: str | None = None
+    gateway: str | None = None
+    src: str | None = None  # the preferred source address
+    error: str | None = None  # the kernel's answer when there is no route ("No route to host")
 
 
 @dataclass(frozen=True)
@@ -94,6 +127,8 @@ class Namespace:
     sysctls: dict[str, str] = field(default_factory=dict)
     nat: tuple[str, ...] | None = None  # `iptables -t nat -S` rules; None: not observed
     listening: tuple[int, ...] = ()  # TCP ports something listens on
+    neigh: tuple[Neighbour, ...] = ()  # the ARP table (`ip neigh`)
+    fdb: tuple[FdbEntry, ...] = ()  # bridges' forwarding databases (`bridge fdb`)
 
     def link(self, name: str) -> Link | None:
         """The link called `name`, if present."""
@@ -144,6 +179,8 @@ class Snapshot:
                           for ln in ns["links"])
             routes = tuple(Route(**r) for r in ns["routes"])
             nat = None if ns["nat"] is None else tuple(ns["nat"])
+            neigh = tuple(Neighbour(**n) for n in ns.get("neigh", ()))
+            fdb = tuple(FdbEntry(**f) for f in ns.get("fdb", ()))
             spaces[key or None] = Namespace(key or None, links, routes, ns["sysctls"], nat,
-                                            tuple(ns.get("listening", ())))
+                                            tuple(ns.get("listening", ())), neigh, fdb)
         return cls(frozenset(data["netns"]), spaces)

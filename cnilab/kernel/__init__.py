@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
+from cnilab.kernel import conntrack as _conntrack
 from cnilab.kernel import iptables as _iptables
 from cnilab.kernel import netns as _netns
+from cnilab.kernel import nftrace as _nftrace
 from cnilab.kernel import processes
 from cnilab.kernel.netlink import Netlink, RawLinks, with_peer
 from cnilab.kernel.netns import (
@@ -105,6 +107,29 @@ class Kernel(Netlink):
         """'nf_tables' or 'legacy'; None when iptables is not installed."""
         return _iptables.backend(self._iptables)
 
+    # -- packet tracing (nftables trace events, conntrack) ----------------------------------------
+
+    def nft(self, netns: str | None, script: str, missing_ok: bool = False) -> str:
+        """Run `nft SCRIPT` inside `netns` (missing_ok: deleting what is gone is fine)."""
+        return _nftrace.nft(netns, script, missing_ok)
+
+    def nft_tables(self, netns: str | None) -> list[tuple[str, str]]:
+        """(family, name) of each nftables table in `netns`."""
+        return _nftrace.tables(netns)
+
+    def nft_rules(self, netns: str | None, family: str, table: str
+                  ) -> dict[int, tuple[str, int, str]]:
+        """handle -> (chain, position, text) of one nftables table's rules."""
+        return _nftrace.rule_texts(netns, family, table)
+
+    def trace_listener(self, namespaces: list[str | None]) -> _nftrace.TraceListener:
+        """Sockets that receive the trace events of these namespaces from now on."""
+        return _nftrace.TraceListener(namespaces)
+
+    def connections(self, netns: str | None) -> list[_conntrack.Connection]:
+        """conntrack's entries in `netns` (conntrack -L)."""
+        return _conntrack.connections(netns)
+
     # -- observation -------------------------------------------------------------------------
 
     def observe(self, namespaces: Iterable[str | None], nat_in: Iterable[str | None] = ()
@@ -125,7 +150,12 @@ class Kernel(Netlink):
             if name in nat_in and self._iptables is not None:
                 out = self.iptables(name, ["-t", "nat", "-S"])
                 nat = tuple(ln for ln in out.splitlines() if ln.startswith("-A "))
-            spaces[name] = Namespace(name, (), routes, sysctls, nat, listening_ports(name))
+            names = {ln.index: ln.name for ln, _, _ in links}
+            # The bridge's FDB and the ARP table: what the first packets taught the kernel.
+            fdb = (self.read_fdb(name, names) if any(ln.kind == "bridge" for ln, _, _ in links)
+                   else ())
+            spaces[name] = Namespace(name, (), routes, sysctls, nat, listening_ports(name),
+                                     self.read_neighbours(name, names), fdb)
         for name, links in raw.items():
             resolved = tuple(with_peer(name, link, peer, local, raw)
                              for link, peer, local in links)

@@ -15,14 +15,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cnilab.errors import KernelError
 from cnilab.kernel.netns import netns_path, run_in_netns
-from cnilab.state import TAG, Link, Route
+from cnilab.state import TAG, FdbEntry, Link, Neighbour, Route, RouteDecision
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
 
 T = TypeVar("T")
 
-IFF_UP, IFF_LOOPBACK = 0x1, 0x8
+IFF_UP, IFF_LOOPBACK, IFF_LOWER_UP = 0x1, 0x8, 0x10000
+NUD = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
+       0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT"}
+NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
+RTN = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
+       6: "blackhole", 7: "unreachable", 8: "prohibit"}
 GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)  # "already gone"
 NETLINK_ROUTE, NETLINK_BUFFER = 0, 1 << 20
 
@@ -226,6 +231,63 @@ class Netlink:
             routes.append(Route(dst, r.get("gateway"), names.get(r.get("oif"))))
         return links, tuple(routes)
 
+    def read_neighbours(self, netns: str | None, names: dict[int, str]
+                        ) -> tuple[Neighbour, ...]:
+        """The IPv4 neighbour (ARP) table, multicast/no-ARP entries left out (`ip neigh`)."""
+        found = []
+        for n in self._ipr(netns).get_neighbours(family=socket.AF_INET):
+            if n["state"] & NUD_NOARP or not n.get("NDA_DST"):
+                continue
+            found.append(Neighbour(n.get("NDA_DST"), n.get("NDA_LLADDR"),
+                                   names.get(n["ifindex"]), NUD.get(n["state"], "NONE")))
+        return tuple(found)
+
+    def read_fdb(self, netns: str | None, names: dict[int, str]) -> tuple[FdbEntry, ...]:
+        """The bridges' forwarding databases: MAC -> port (`bridge fdb show`, master entries)."""
+        found = []
+        for n in self._ipr(netns).get_neighbours(family=socket.AF_BRIDGE):
+            master = n.get("NDA_MASTER")
+            if master is None or not n.get("NDA_LLADDR"):
+                continue  # a port's own multicast list ("self"), not the bridge's table
+            found.append(FdbEntry(n.get("NDA_LLADDR"), names.get(n["ifindex"]),
+                                  names.get(master), bool(n["state"] & NUD_PERMANENT)))
+        return tuple(found)
+
+    def route_get(self, netns: str | None, dst: str, src: str | None = None,
+                  iif: str | None = None) -> RouteDecision:
+        """The kernel's routing decision for a packet (ip route get DST [from SRC iif DEV]).
+
+        With `iif`, the packet is looked up as one arriving there (the forwarding path),
+        which is where ip_forward=0 answers "No route to host".
+        """
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        ipr = self._ipr(netns)
+        args: dict[str, Any] = {"dst": dst}
+        if src:
+            args["src"] = src
+        if iif:
+            index = self._index(netns, iif)
+            if index is None:
+                return RouteDecision(dst, "", error=f"no link {iif}")
+            args["iif"] = index
+        try:
+            msg = ipr.route("get", **args)[0]
+        except NetlinkError as e:
+            return RouteDecision(dst, "", error=os.strerror(e.code))
+        oif = msg.get("RTA_OIF")
+        dev = self._name_of(netns, oif) if oif else None
+        return RouteDecision(dst, RTN.get(msg["type"], str(msg["type"])), dev,
+                             msg.get("RTA_GATEWAY"), msg.get("RTA_PREFSRC"))
+
+    def _name_of(self, netns: str | None, index: int) -> str | None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            return self._ipr(netns).link("get", index=index)[0].get("ifname")
+        except NetlinkError:
+            return None
+
 
 def _to_link(m: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> Link:
     """A Link from an RTM_NEWLINK message (peer left for observe() to resolve)."""
@@ -235,7 +297,7 @@ def _to_link(m: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> Link
     return Link(name=m.get("ifname"), kind=kind, index=m["index"], up=bool(m["flags"] & IFF_UP),
                 master=names.get(m.get("master")) if m.get("master") else None,
                 addresses=tuple(addrs.get(m["index"], ())), alias=m.get("ifalias"),
-                mac=m.get("address"))
+                mac=m.get("address"), carrier=bool(m["flags"] & IFF_LOWER_UP))
 
 
 def with_peer(netns: str | None, link: Link, peer: int | None, local: bool,

@@ -46,7 +46,11 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
             continue
         tree = Tree(_link_text(ns_key, br, keys), guide_style="dim")
         for port in (ln for ln in shown if ln.master == br.name):
-            tree.add(_link_text(ns_key, port, keys))
+            branch = tree.add(_link_text(ns_key, port, keys))
+            # What the bridge learned from traffic: which MAC sits behind this port.
+            for entry in ns.fdb:
+                if entry.port == port.name and entry.bridge == br.name and not entry.local:
+                    branch.add(Text(f"fdb {entry.mac}", style="magenta"))
         parts.append(tree)
     for link in shown:
         if link.kind != "bridge" and not (link.master and ns.link(link.master)):
@@ -65,6 +69,9 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
         dev = f" dev {r.dev}" if r.dev else ""
         parts.append(Text(f"{'+ ' if new else ''}route {r.dst}{via}{dev}",
                           style=NEW if new else "dim"))
+    for n in ns.neigh:  # the ARP table: whom this namespace has asked for a MAC
+        if lab_links is None or n.dev in lab_links:
+            parts.append(Text(f"arp {n.ip} → {n.mac or '?'} {n.state}", style="dim"))
     for key, value in sorted(ns.sysctls.items()):
         if value != "0" or ("sysctl", ns_key, key) in keys:
             new = ("sysctl", ns_key, key) in keys

@@ -44,6 +44,8 @@ def render_step(report: StepReport, topo: Topology, text: StepText, lang: str
               render_commands(report.applied or list(report.step.ops), topo.node)]
     if report.proofs:
         parts += [Text(t("ui.proofs", lang), style="bold"), render_proofs(report.proofs, lang)]
+    if text.watch:
+        parts.append(Text(text.watch, style="cyan"))
     return parts
 
 
@@ -63,6 +65,8 @@ def render_explain(text: StepText, lang: str, with_commands: bool = True, what: 
     if text.course_note:
         parts.append(Panel(text.course_note, title=t("ui.course_note", lang),
                            title_align="left", border_style="yellow"))
+    if with_commands and text.watch:
+        parts.append(Text(text.watch, style="cyan"))
     return parts
 
 

@@ -12,7 +12,7 @@ from cnilab.cli import app
 
 runner = CliRunner()
 COMMANDS = ["step", "run-all", "teardown", "status", "doctor", "shell", "lessons", "explain",
-            "script", "practice", "check"]
+            "script", "practice", "check", "trace"]
 
 
 def test_help_lists_every_command_with_examples() -> None:

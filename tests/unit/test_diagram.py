@@ -60,3 +60,20 @@ def test_nothing_observed_says_so() -> None:
     console = Console(width=100, record=True, color_system=None)
     console.print(render_diagram(Snapshot(frozenset(), {}), default_topology()))
     assert "Nothing of the lab exists yet." in console.export_text()
+
+
+def test_after_the_first_pings_the_bridge_fdb_and_the_arp_tables_are_drawn() -> None:
+    text = draw("after-step-8-pinged.json")
+    snap = Snapshot.from_json((RECORDED / "after-step-8-pinged.json").read_text())
+    node = snap.ns("rec-cnilab-host")
+    assert node is not None
+    learned = {e.port: e.mac for e in node.fdb if not e.local}
+    assert set(learned) == {"veth-red-br", "veth-blue-br"}
+    lines = text.splitlines()
+    port = next(i for i, ln in enumerate(lines) if "veth-red-br veth" in ln)
+    assert f"fdb {learned['veth-red-br']}" in lines[port + 1]  # drawn under its port
+    red = snap.ns("rec-red")
+    assert red is not None
+    for n in red.neigh:
+        assert f"arp {n.ip} → {n.mac} {n.state}" in text
+    assert not any("fdb" in ln for ln in draw("after-step-8.json").splitlines())

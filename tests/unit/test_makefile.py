@@ -71,20 +71,20 @@ def test_apt_installs_only_the_missing_debian_packages(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert calls(tmp_path) == [
         "apt-get update -q",
-        "apt-get install -y -q iptables iputils-ping containernetworking-plugins"]
+        "apt-get install -y -q iptables nftables iputils-ping containernetworking-plugins"]
 
 
 def test_dnf_installs_the_fedora_names_when_there_is_no_apt(tmp_path: Path) -> None:
     done = make(family(tmp_path, dnf=True, installed=("iproute", "python3")))
     assert done.returncode == 0, done.stderr
-    assert "installing: iptables-nft iputils procps-ng containernetworking-plugins net-tools" \
+    assert "installing: iptables-nft nftables iputils procps-ng containernetworking-plugins net-tools" \
         in done.stdout
-    assert calls(tmp_path) == ["dnf install -y -q iptables-nft iputils procps-ng "
+    assert calls(tmp_path) == ["dnf install -y -q iptables-nft nftables iputils procps-ng "
                                "containernetworking-plugins net-tools"]
 
 
 def test_dnf_is_not_called_when_everything_is_there(tmp_path: Path) -> None:
-    names = ("iproute", "iptables-nft", "iputils", "procps-ng", "python3",
+    names = ("iproute", "iptables-nft", "nftables", "iputils", "procps-ng", "python3",
              "containernetworking-plugins", "net-tools")
     done = make(family(tmp_path, dnf=True, installed=names))
     assert (done.returncode, done.stdout, calls(tmp_path)) == (0, "", [])

@@ -1,0 +1,57 @@
+"""`cnilab trace FROM TO`: follow one real packet through the lab. Parse, call, print."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from cnilab.cli_lab import lab_of
+from cnilab.console import JsonOption, LangOption, RecordOption, guarded, lang_of, out
+
+trace_app = typer.Typer()
+
+
+@trace_app.command()
+def trace(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(
+        metavar="FROM", help="Who sends: red, blue (any container), host (the node) or internet.")],
+    to: Annotated[str, typer.Argument(
+        metavar="TO", help="An address of the lab, e.g. 192.168.15.2 or 203.0.113.1.")],
+    port: Annotated[Optional[int], typer.Option(
+        "--port", help="Send a TCP SYN (or UDP, with --proto udp) to this port, not a ping.")
+    ] = None,
+    proto: Annotated[Optional[str], typer.Option(
+        "--proto", help="icmp (default without --port), tcp (default with it) or udp.")] = None,
+    as_json: JsonOption = False,
+    record: RecordOption = None,
+    lang: LangOption = None,
+) -> None:
+    """Send one real packet and show its way hop by hop: interfaces, routes, the bridge, ARP,
+    netfilter rules, NAT, the reply; where and why it died if it did.
+
+    Exit status 0 when the packet (and its reply) got through, 1 when not.
+
+    Examples: sudo cnilab trace red 192.168.15.2 ; sudo cnilab trace red 203.0.113.1 ;
+    sudo cnilab trace internet 203.0.113.2 --port 8080
+    """
+    with guarded(ctx, lang, record):
+        lab, lang = lab_of(ctx), lang_of(ctx, lang)
+        from cnilab.trace.plan import check_args
+        from cnilab.trace.run import run_trace
+
+        check_args(lab.topo, source, to, proto, port)  # bad input: one line, nothing touched
+
+        result, _, _ = run_trace(lab, source, to, proto, port)
+        from cnilab.trace.report import to_json, verdict_line
+
+        if as_json:
+            out(json.dumps(to_json(result, lang), ensure_ascii=False), raw=True)
+        else:
+            from cnilab.render.trace import render_trace
+
+            out(*render_trace(result, lang))
+        if not verdict_line(result, lang)[0]:
+            raise typer.Exit(1)

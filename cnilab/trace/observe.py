@@ -1,0 +1,187 @@
+"""A trace against the kernel: tables made (owned), the probe sent, every namespace watched.
+
+Everything the kernel showed is kept as plain data (an Observation), so the reading of it
+(path.py, verdict.py) runs the same on recorded observations in unit tests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cnilab.errors import CnilabError
+from cnilab.kernel.conntrack import Connection, Tuple
+from cnilab.kernel.nftrace import TraceEvent, find_nft
+from cnilab.ops import rule_tokens, shell_join
+from cnilab.state import RouteDecision, Snapshot
+from cnilab.trace.ops import AddTraceTable, is_trace_op
+from cnilab.trace.plan import TracePlan, plan_trace, trace_ops
+from cnilab.trace.probe import TIMEOUT, Probe, ProbeResult
+
+if TYPE_CHECKING:
+    from cnilab.lab import Lab
+
+IPTABLES_TABLES = ("filter", "nat", "mangle", "raw", "security")
+
+
+@dataclass
+class Observation:
+    """What one trace saw: the state before and after, the trace events, conntrack's entries."""
+
+    plan: TracePlan
+    before: Snapshot
+    after: Snapshot
+    events: dict[str | None, list[TraceEvent]]
+    probe: ProbeResult
+    conntrack: dict[str | None, list[Connection]] = field(default_factory=dict)
+
+
+class KernelLookup:
+    """Questions the reading of a trace asks the kernel afterwards: routes and rule texts."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.kernel = lab.kernel
+        self._rules: dict[tuple[str | None, str, str], dict[int, tuple[str, int, str]]] = {}
+        self.routes: dict[str, RouteDecision] = {}  # what was asked, kept for recordings
+        self.rules: dict[str, str] = {}
+
+    def route(self, netns: str | None, dst: str, src: str | None = None,
+              iif: str | None = None) -> RouteDecision:
+        """`ip route get DST [from SRC iif IIF]` inside `netns`."""
+        key = route_key(netns, dst, src, iif)
+        if key not in self.routes:
+            self.routes[key] = self.kernel.route_get(netns, dst, src, iif)
+        return self.routes[key]
+
+    def rule(self, netns: str | None, family: str, table: str, handle: int) -> str | None:
+        """A rule as its maker wrote it: `iptables -S` form for iptables' tables, else nft's."""
+        key = rule_key(netns, family, table, handle)
+        if key not in self.rules:
+            self.rules[key] = self._rule(netns, family, table, handle) or ""
+        return self.rules[key] or None
+
+    def _rule(self, netns: str | None, family: str, table: str, handle: int) -> str | None:
+        cache = (netns, family, table)
+        if cache not in self._rules:
+            self._rules[cache] = self.kernel.nft_rules(netns, family, table)
+        found = self._rules[cache].get(handle)
+        if found is None:
+            return None
+        chain, position, text = found
+        if family == "ip" and table in IPTABLES_TABLES and self.kernel.has_iptables and (
+                self.kernel.iptables_backend() == "nf_tables"):
+            # iptables-nft keeps the rules in nftables, in order: the Nth rule of the chain
+            # is the Nth `-A CHAIN` line of `iptables -S`, the form the lesson printed.
+            lines = [ln for ln in self.kernel.iptables(netns, ["-t", table, "-S", chain])
+                     .splitlines() if ln.startswith("-A ")]
+            if position < len(lines):  # as typed: no ownership comment, no implied -m tcp
+                return shell_join(list(rule_tokens(lines[position])))
+        return text
+
+
+def route_key(netns: str | None, dst: str, src: str | None, iif: str | None) -> str:
+    """How a route question is keyed in a recording."""
+    return f"{netns or ''}|{dst}|{src or ''}|{iif or ''}"
+
+
+def rule_key(netns: str | None, family: str, table: str, handle: int) -> str:
+    """How a rule question is keyed in a recording."""
+    return f"{netns or ''}|{family}|{table}|{handle}"
+
+
+def clean_leftovers(lab: Lab) -> list[AddTraceTable]:
+    """Remove the tables of a trace that was killed before it could (they are in the ledger)."""
+    left = [op for op in lab.ledger.ops() if is_trace_op(op)]
+    for op in reversed(left):
+        op.undo(lab.kernel)
+    lab.ledger.drop(left)
+    return left  # type: ignore[return-value]
+
+
+def observe(lab: Lab, source: str, dst: str, proto: str | None, port: int | None,
+            timeout: float = TIMEOUT) -> Observation:
+    """Send one probe and watch it in every lab namespace; the lab's lock must be held."""
+    find_nft()  # before anything is made: a missing nft says how to install it
+    clean_leftovers(lab)
+    before = lab.snapshot()
+    plan = plan_trace(lab.topo, before, source, dst, proto, port)
+    kernel, made = lab.kernel, []
+    probe = Probe(plan)
+    try:
+        with kernel.trace_listener(list(plan.watch)) as listener:
+            lab.ledger.set_mode(lab.topo.in_place)
+            for op in trace_ops(plan, before):
+                # Counted as made before nft runs: a Ctrl-C while nft works may still leave
+                # the table (undo is harmless if not); one the kernel refused is not ours.
+                made.append(op)
+                try:
+                    lab.ledger.apply([op], kernel)  # recorded in the ledger before it is made
+                except CnilabError:
+                    made.pop()
+                    raise
+            listener.drain()
+            result = probe.send(timeout)
+            events = listener.drain()
+        after = kernel.observe(plan.watch)
+        conntrack = {ns: [c for c in kernel.connections(ns) if _ours(plan, c)]
+                     for ns in plan.watch}
+    finally:
+        probe.close()
+        for op in reversed(made):
+            op.undo(kernel)
+        lab.ledger.drop(made)
+    return Observation(plan, before, after, events, result, conntrack)
+
+
+def _ours(plan: TracePlan, conn: Connection) -> bool:
+    proto = {"icmp": 1, "tcp": 6, "udp": 17}[plan.proto]
+    return conn.proto == proto and conn.orig.sport == plan.ident
+
+
+def to_dict(obs: Observation, lookup: KernelLookup | None = None) -> dict[str, Any]:
+    """An observation as plain data (with the lookups made while reading it): a recording."""
+    return {
+        "plan": asdict(obs.plan),
+        "before": obs.before.to_dict(), "after": obs.after.to_dict(),
+        "events": [asdict(e) for evs in obs.events.values() for e in evs],
+        "probe": asdict(obs.probe),
+        "conntrack": [{"netns": ns, **asdict(c)} for ns, cs in obs.conntrack.items() for c in cs],
+        "routes": {k: asdict(v) for k, v in (lookup.routes if lookup else {}).items()},
+        "rules": dict(lookup.rules) if lookup else {},
+    }
+
+
+def from_dict(data: dict[str, Any]) -> Observation:
+    """An observation back from its recording."""
+    plan = data["plan"]
+    events: dict[str | None, list[TraceEvent]] = {ns: [] for ns in plan["watch"]}
+    for e in data["events"]:
+        events.setdefault(e["netns"], []).append(TraceEvent(**e))
+    conntrack: dict[str | None, list[Connection]] = {}
+    for c in data["conntrack"]:
+        conntrack.setdefault(c["netns"], []).append(Connection(
+            c["proto"], Tuple(**c["orig"]), Tuple(**c["reply"]), c["snat"], c["dnat"]))
+    return Observation(
+        TracePlan(**{**plan, "watch": tuple(plan["watch"])}),
+        Snapshot.from_json(json.dumps(data["before"])),
+        Snapshot.from_json(json.dumps(data["after"])), events,
+        ProbeResult(**data["probe"]), conntrack)
+
+
+class RecordedLookup:
+    """The answers a recording kept, asked again in a unit test (no kernel)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.routes = {k: RouteDecision(**v) for k, v in data.get("routes", {}).items()}
+        self.rules: dict[str, str] = data.get("rules", {})
+
+    def route(self, netns: str | None, dst: str, src: str | None = None,
+              iif: str | None = None) -> RouteDecision:
+        """The recorded answer (a question never asked then has no route)."""
+        key = route_key(netns, dst, src, iif)
+        return self.routes.get(key, RouteDecision(dst, "", error="not recorded"))
+
+    def rule(self, netns: str | None, family: str, table: str, handle: int) -> str | None:
+        """The recorded rule text."""
+        return self.rules.get(rule_key(netns, family, table, handle)) or None

@@ -1,0 +1,78 @@
+"""The trace's only change to the kernel: a temporary nftables table, owned through the ledger.
+
+The table sets the `nftrace` bit on the probe's packets (and on ARP) in one namespace, so that
+every chain they pass reports them. It is recorded in the ledger before it is made and deleted
+when the trace ends; a trace killed before that is cleaned by the next trace or by `teardown`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from cnilab.errors import CnilabError, CollisionError, KernelError
+from cnilab.ops import Kernel, Op
+from cnilab.state import Snapshot
+
+TABLE = "cnilab_trace"
+
+
+class TraceKernel(Kernel, Protocol):
+    """What the trace op needs beyond the ops' kernel: nft."""
+
+    def nft(self, netns: str | None, script: str, missing_ok: bool = False) -> str: ...
+    def nft_tables(self, netns: str | None) -> list[tuple[str, str]]: ...
+
+
+@dataclass(frozen=True)
+class AddTraceTable(Op):
+    """nft create table FAMILY cnilab_trace; add chain ...; add rule ... (one per family)."""
+
+    families: str = "inet"  # the tables made, space-separated: "inet arp bridge"
+    script: str = ""  # the nft commands, ';'-separated, as typed after `nft`
+
+    def apply(self, kernel: Kernel) -> None:
+        # `create table` (not `add`) fails if a table of that name exists: never adopt one.
+        try:
+            _nft(kernel).nft(self.netns, self.script)
+        except KernelError as e:
+            if "File exists" in str(e):
+                raise CollisionError.of("trace_taken", table=TABLE,
+                                        where=self.netns or "this namespace") from e
+            raise
+
+    def undo(self, kernel: Kernel) -> None:
+        k = _nft(kernel)
+        try:
+            k.nft(self.netns, self._delete(self.families.split()))
+        except CnilabError:
+            # One nft call is one transaction: a table already gone fails the whole delete,
+            # so delete what is still there (nothing, when the namespace itself is gone).
+            present = {f for f, name in k.nft_tables(self.netns) if name == TABLE}
+            left = [f for f in self.families.split() if f in present]
+            if left:
+                k.nft(self.netns, self._delete(left), missing_ok=True)
+
+    @staticmethod
+    def _delete(families: list[str]) -> str:
+        return "; ".join(f"delete table {f} {TABLE}" for f in families)
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        return False  # a trace table is made for one trace, never found already there
+
+    def argv(self) -> list[str]:
+        return ["nft", self.script]
+
+    def undo_argv(self) -> list[str] | None:
+        return ["nft", self._delete(self.families.split())]
+
+
+def _nft(kernel: Kernel) -> TraceKernel:
+    if not hasattr(kernel, "nft"):
+        raise TypeError("this kernel cannot run nft")
+    return kernel  # type: ignore[return-value]
+
+
+def is_trace_op(op: Op) -> bool:
+    """Whether a ledger entry is a trace's table (left over if that trace was killed)."""
+    return isinstance(op, AddTraceTable)
