@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from cnilab.errors import CnilabError, CollisionError, LockedError
-from cnilab.ops import OPS, AddAddress, BadEntry, Kernel, Key, Op, Proof, describe
+from cnilab.ops import OPS, AddAddress, Kernel, Key, Op, Proof, describe
+from cnilab.records import Parsed, Problem, Record
 from cnilab.state import TAG, Snapshot
 
 RUN_DIR = "/run/cnilab"
@@ -59,51 +60,12 @@ def identity(lesson: str, prefix: str) -> str:
     return f"{lesson}@{escaped}"
 
 
-@dataclass(frozen=True)
-class Problem:
-    """A ledger line that was skipped, and why (a sentence key of the [ledger] UI section)."""
-
-    line: int
-    key: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def render(self, path: Path | str, lang: str = "en") -> str:
-        """One line, in `lang`: which line of which file was skipped and why."""
-        from cnilab.i18n import t
-
-        reason = t(f"ledger.{self.key}", lang, **self.params)
-        return t("ledger.skipped", lang, line=self.line, path=path, reason=reason)
-
-
-@dataclass
-class Record:
-    """One op as the ledger holds it: the intent, and whether its completion was recorded."""
-
-    seq: int | None
-    op: Op
-    done: bool = False
-    proof: Proof | None = None  # noted while the op ran (a namespace's inode)
-
-    def owned(self, kernel: Kernel) -> bool:
-        """Whether what the op made is provably ours now (Op.owned)."""
-        return self.op.owned(kernel, self.done, self.proof)
-
-
 @dataclass
 class Teardown:
-    """What a teardown did: undone, newest first; kept: recorded but not proven ours."""
+    """What a teardown did: undone, in the order undone; kept: recorded, not proven ours."""
 
     undone: list[Op] = field(default_factory=list)
     kept: list[Op] = field(default_factory=list)
-
-
-@dataclass
-class _Parsed:
-    mode: bool | None = None
-    lines: int = 0
-    records: list[Record] = field(default_factory=list)
-    by_seq: dict[int, Record] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
 
 
 class Ledger:
@@ -121,7 +83,7 @@ class Ledger:
         self.path = root / f"{lab_id}.jsonl"
         self.lock_path = root / f"{lab_id}.lock"
         self.registry = ops
-        self._cache: _Parsed | None = None
+        self._cache: Parsed | None = None
 
     @classmethod
     def for_lesson(cls, lesson: str, prefix: str, run_dir: str | None = None,
@@ -147,81 +109,39 @@ class Ledger:
         finally:
             os.close(fd)  # closing drops the flock
 
-    def _parsed(self) -> _Parsed:
+    def _parsed(self) -> Parsed:
         if self._cache is None:
             try:
                 data = self.path.read_bytes()
             except FileNotFoundError:
                 data = b""
-            self._cache = _Parsed()
+            self._cache = Parsed()
             for line in data.splitlines():
-                self._take(line)
+                self._cache.take(line, self.registry)
         return self._cache
-
-    def _take(self, raw: bytes) -> None:
-        """Read one line into the cache, or note why it is skipped."""
-        parsed = self._cache
-        assert parsed is not None
-        parsed.lines += 1
-        try:
-            entry = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):  # e.g. a line cut by a power loss
-            parsed.problems.append(Problem(parsed.lines, "bad_json"))
-            return
-        try:
-            self._read_entry(parsed, entry)
-        except BadEntry as e:
-            parsed.problems.append(Problem(parsed.lines, e.key, e.params))
-
-    def _read_entry(self, parsed: _Parsed, entry: Any) -> None:
-        if isinstance(entry, dict) and "op" not in entry:
-            if "in_place" in entry:
-                if len(entry) != 1 or not isinstance(entry["in_place"], bool):
-                    raise BadEntry("bad_mode")
-                if parsed.mode is None:
-                    parsed.mode = entry["in_place"]
-                return
-            if "done" in entry or "mark" in entry:
-                self._read_followup(parsed, entry)
-                return
-        op = Op.from_dict(entry, self.registry)
-        seq = entry.get("seq")
-        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)
-                                or seq in parsed.by_seq):
-            raise BadEntry("bad_seq")
-        record = Record(seq, op)
-        parsed.records.append(record)
-        if seq is not None:
-            parsed.by_seq[seq] = record
-
-    @staticmethod
-    def _read_followup(parsed: _Parsed, entry: dict[str, Any]) -> None:
-        """A completion {"done": N} or a proof {"mark": N, "proof": {...}} of intent N."""
-        key = "done" if "done" in entry else "mark"
-        record = parsed.by_seq.get(entry[key]) if isinstance(entry[key], int) else None
-        if record is None:
-            raise BadEntry("orphan")
-        if key == "done":
-            if len(entry) != 1:
-                raise BadEntry("unknown_field", field=sorted(set(entry) - {"done"})[0])
-            record.done = True
-            return
-        proof = entry.get("proof")
-        if set(entry) != {"mark", "proof"} or not isinstance(proof, dict) or not all(
-                (isinstance(v, int) and not isinstance(v, bool)) or v is None
-                for v in proof.values()):
-            raise BadEntry("bad_proof")
-        record.proof = proof
 
     def _append(self, entry: dict[str, Any]) -> None:
         line = json.dumps(entry)
-        self._parsed()
+        parsed = self._parsed()
         _test_kill(before=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
-        self._take(line.encode())
+        parsed.take(line.encode(), self.registry)
         _test_kill(before=False)
+
+    def _drop_lines(self, drop: set[int]) -> None:
+        """Rewrite the ledger without these lines (1-based), or remove it when no op is left."""
+        lines = self.path.read_bytes().splitlines(keepends=True)
+        kept = [raw for i, raw in enumerate(lines, 1) if i not in drop]
+        dropped = {id(r) for r in self._parsed().records if set(r.lines) <= drop}
+        if all(id(r) in dropped for r in self._parsed().records):
+            self.clear()
+            return
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(b"".join(kept))
+        tmp.replace(self.path)
+        self._cache = None
 
     @property
     def problems(self) -> list[Problem]:
@@ -251,44 +171,27 @@ class Ledger:
         """Write down that op `seq`'s kernel call succeeded: what it made is ours."""
         self._append({"done": seq})
 
-    def forget(self, seq: int) -> None:
-        """Drop op `seq` and what follows it (its proof): its apply failed, nothing to own."""
-        kept = []
-        for raw in self.path.read_bytes().splitlines(keepends=True):
-            with contextlib.suppress(ValueError, AttributeError):
-                if json.loads(raw).get("seq") == seq:
-                    break
-            kept.append(raw)
-        self._rewrite(kept)
-
-    def _drop_lines(self, seq: int) -> None:
-        """Drop the lines of op `seq` (intent, proof, completion), keep every other line."""
-        kept = []
-        for raw in self.path.read_bytes().splitlines(keepends=True):
-            with contextlib.suppress(ValueError, AttributeError):
-                entry = json.loads(raw)
-                if seq in (entry.get("seq"), entry.get("mark"), entry.get("done")):
-                    continue
-            kept.append(raw)
-        self._rewrite(kept)
-
-    def _rewrite(self, kept: list[bytes]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(b"".join(kept))
-        tmp.replace(self.path)
-        self._cache = None
+    def forget_intent(self, seq: int) -> None:
+        """Drop op `seq` with its proof: its apply failed, so it made nothing to own."""
+        record = self._parsed().by_seq.get(seq)
+        if record is not None:
+            self._drop_lines(set(record.lines))
 
     def forget_last(self) -> None:
         """Drop the newest op (and its proof): its apply failed, so it made nothing to own."""
         if self._parsed().by_seq:
-            self.forget(max(self._parsed().by_seq))
+            self.forget_intent(max(self._parsed().by_seq))
 
-    def drop(self, ops: Iterable[Op]) -> None:
-        """Drop these ops, undone for good (a finished trace's table), with their lines."""
-        gone = [op.to_dict() for op in ops]
-        seqs = {r.seq for r in self._parsed().records if r.op.to_dict() in gone}
-        for seq in sorted((s for s in seqs if s is not None), reverse=True):
-            self._drop_lines(seq)
+    def forget(self, ops: Iterable[Op]) -> None:
+        """Drop these ops' records (they were undone); the rest stays recorded."""
+        wanted = list(ops)
+        drop: set[int] = set()
+        for record in self._parsed().records:
+            if record.op in wanted:
+                wanted.remove(record.op)
+                drop.update(record.lines)
+        if drop:
+            self._drop_lines(drop)
 
     def records(self) -> list[Record]:
         """Every recorded op that can be read, oldest first, with its completion and proof."""
@@ -313,7 +216,7 @@ class Ledger:
     def clear(self) -> None:
         """Forget everything (after a complete teardown)."""
         self.path.unlink(missing_ok=True)
-        self._cache = _Parsed()
+        self._cache = Parsed()
 
     def apply(self, ops: Iterable[Op], kernel: Kernel) -> list[Op]:
         """Apply ops, each written down before the kernel call, its completion after."""
@@ -330,31 +233,58 @@ class Ledger:
             except CnilabError:
                 # The kernel refused: nothing was made, and the name may be someone else's now.
                 # (A Ctrl-C or a crash keeps the intent: undo is idempotent, the name was free.)
-                self.forget(seq)
+                self.forget_intent(seq)
                 raise
             self.complete(seq)  # only now is what it made proven ours
             done.append(op)
         return done
 
-    def teardown(self, kernel: Kernel) -> Teardown:
-        """Undo every recorded op whose object is provably ours (see teardown_plan); not clear."""
-        records = [r for r in self._parsed().records if r.op.undoable()]
+    def teardown(self, kernel: Kernel, ops: Sequence[Op] | None = None) -> Teardown:
+        """Undo `ops` (default: every recorded op) whose objects are provably ours, in
+        teardown_plan's order, then forget them. An undo the kernel refuses stays recorded (run
+        teardown again) while the rest still goes; the first refusal is raised at the end."""
+        records = self._chosen(ops)
+        report, ours = Teardown(), []
         # Namespaces first: what lives in one that is provably ours goes with it, unasked.
-        spaces = {id(r): [k[1] for k in r.op.claims() if k[0] == "netns"] for r in records}
+        spaces = {id(r): [k[1] for k in r.op.claims() if k[0] == "netns" and r.op.undoable()]
+                  for r in records}
         proven = {id(r) for r in records if spaces[id(r)] and r.owned(kernel)}
         removed = {name for r in records if id(r) in proven for name in spaces[id(r)]}
-        report, ours = Teardown(), []
         for r in records:
             if id(r) in proven:
                 ours.append(r.op)
-            elif not _goes_with(r.op, removed):
+            elif r.op.undoable() and not _goes_with(r.op, removed):
                 (ours if not spaces[id(r)] and r.owned(kernel) else report.kept).append(r.op)
-        report.undone = teardown_plan(ours, removed)
+        failed: list[tuple[list[Op], CnilabError]] = []
         kernel.close()  # an open netlink socket would keep a removed namespace alive
-        for cls, group in _runs(report.undone):
-            cls.undo_together(group, kernel)
+        for cls, group in _runs(teardown_plan(ours, removed)):
+            try:
+                cls.undo_together(group, kernel)
+            except CnilabError as e:
+                failed.append((group, e))
+                continue
+            report.undone += group
         kernel.close()
+        refused = [op for group, _ in failed for op in group]
+        self.forget([r.op for r in records if r.op not in refused])
+        if failed:
+            raise failed[0][1]
         return report
+
+    def undo(self, kernel: Kernel, ops: Sequence[Op] | None = None) -> list[Op]:
+        """teardown(): the ops undone."""
+        return self.teardown(kernel, ops).undone
+
+    def _chosen(self, ops: Sequence[Op] | None) -> list[Record]:
+        records = self._parsed().records
+        if ops is None:
+            return list(records)
+        wanted, chosen = list(ops), []
+        for record in records:
+            if record.op in wanted:
+                wanted.remove(record.op)
+                chosen.append(record)
+        return chosen
 
     def is_ours(self, key: Key, snap: Snapshot, kernel: Kernel | None = None) -> bool:
         """Provably ours: a link with our alias in the kernel; a namespace we recorded making

@@ -95,7 +95,7 @@ def clean_leftovers(lab: Lab) -> list[AddTraceTable]:
     left = [op for op in lab.ledger.ops() if is_trace_op(op)]
     for op in reversed(left):
         op.undo(lab.kernel)
-    lab.ledger.drop(left)
+    lab.ledger.forget(left)
     return left  # type: ignore[return-value]
 
 
@@ -130,7 +130,7 @@ def observe(lab: Lab, source: str, dst: str, proto: str | None, port: int | None
         probe.close()
         for op in reversed(made):
             op.undo(kernel)
-        lab.ledger.drop(made)
+        lab.ledger.forget(made)
     return Observation(plan, before, after, events, result, conntrack)
 
 

@@ -39,6 +39,7 @@ class FakeKernel:
     def __init__(self, has_iptables: bool = True) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.has_iptables = has_iptables
+        self.refuse: set[str] = set()  # methods that raise KernelError, as a refusing kernel
         self._inodes = itertools.count(4026532000)
         self._cookies = itertools.count(100)
         self._indexes = itertools.count(2)
@@ -58,6 +59,8 @@ class FakeKernel:
 
     def _log(self, name: str, *args: Any) -> None:
         self.calls.append((name, args))
+        if name in self.refuse:
+            raise KernelError(f"the kernel refused to {name}: Operation not permitted")
 
     def touched(self) -> list[str]:
         """The names of the methods that changed something, in order."""

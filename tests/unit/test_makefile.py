@@ -77,8 +77,8 @@ def test_apt_installs_only_the_missing_debian_packages(tmp_path: Path) -> None:
 def test_dnf_installs_the_fedora_names_when_there_is_no_apt(tmp_path: Path) -> None:
     done = make(family(tmp_path, dnf=True, installed=("iproute", "python3")))
     assert done.returncode == 0, done.stderr
-    assert "installing: iptables-nft nftables iputils procps-ng containernetworking-plugins net-tools" \
-        in done.stdout
+    assert ("installing: iptables-nft nftables iputils procps-ng containernetworking-plugins "
+            "net-tools") in done.stdout
     assert calls(tmp_path) == ["dnf install -y -q iptables-nft nftables iputils procps-ng "
                                "containernetworking-plugins net-tools"]
 
