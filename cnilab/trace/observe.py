@@ -7,6 +7,7 @@ Everything the kernel showed is kept as plain data (an Observation), so the read
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ class KernelLookup:
         self._rules: dict[tuple[str | None, str, str], dict[int, tuple[str, int, str]]] = {}
         self.routes: dict[str, RouteDecision] = {}  # what was asked, kept for recordings
         self.rules: dict[str, str] = {}
+        self._backend: str | None = None
 
     def route(self, netns: str | None, dst: str, src: str | None = None,
               iif: str | None = None) -> RouteDecision:
@@ -69,8 +71,9 @@ class KernelLookup:
         if found is None:
             return None
         chain, position, text = found
-        if family == "ip" and table in IPTABLES_TABLES and self.kernel.has_iptables and (
-                self.kernel.iptables_backend() == "nf_tables"):
+        if self._backend is None:
+            self._backend = self.kernel.iptables_backend() or ""
+        if family == "ip" and table in IPTABLES_TABLES and self._backend == "nf_tables":
             # iptables-nft keeps the rules in nftables, in order: the Nth rule of the chain
             # is the Nth `-A CHAIN` line of `iptables -S`, the form the lesson printed.
             lines = [ln for ln in self.kernel.iptables(netns, ["-t", table, "-S", chain])
@@ -128,10 +131,28 @@ def observe(lab: Lab, source: str, dst: str, proto: str | None, port: int | None
                      for ns in plan.watch}
     finally:
         probe.close()
-        for op in reversed(made):
-            op.undo(kernel)
+        _undo_all(made, lab)
         lab.ledger.forget(made)
     return Observation(plan, before, after, events, result, conntrack)
+
+
+def _undo_all(made: list[AddTraceTable], lab: Lab) -> None:
+    """Delete the tables, one thread per namespace (independent; each is one nft process)."""
+    errors: list[BaseException] = []
+
+    def undo(op: AddTraceTable) -> None:
+        try:
+            op.undo(lab.kernel)
+        except BaseException as e:  # re-raised below, in the caller's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=undo, args=(op,), daemon=True) for op in made]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise errors[0]
 
 
 def _ours(plan: TracePlan, conn: Connection) -> bool:
