@@ -12,15 +12,7 @@ from cnilab.ledger import Ledger, run_dir, teardown_plan
 from cnilab.ops import AddRule, Op
 from cnilab.probes import Proof
 from cnilab.state import Snapshot
-from cnilab.steps import (
-    BONUS_STEP,
-    PUBLISHED_PORT,
-    Step,
-    build_steps,
-    observed_namespaces,
-    setup_ops,
-    web_server,
-)
+from cnilab.steps import Step, build_steps, observed_namespaces, setup_ops
 from cnilab.topology import Topology
 
 
@@ -117,13 +109,7 @@ class Lab:
 
     def proofs(self, number: int) -> list[Proof]:
         """The packet proofs that become possible once step `number` is done."""
-        if number == 7:
-            return probes.connectivity(self.topo)
-        if number == 8:
-            return probes.outside(self.topo, expect=True) + probes.nat_sources(self.topo)
-        if number == BONUS_STEP:
-            return probes.port_forward(self.topo, web_server(self.topo), PUBLISHED_PORT)
-        return []
+        return probes.step_proofs(self.topo, number)
 
     def _apply(self, ops: Iterable[Op]) -> list[Op]:
         self.ledger.set_mode(self.topo.in_place)

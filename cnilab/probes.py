@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnilab.kernel import run_in_netns
+from cnilab.steps import BONUS_STEP, PUBLISHED_PORT, web_server
 from cnilab.topology import Container, Topology
 
 TIMEOUT = 1.0
@@ -194,3 +195,14 @@ def port_forward(topo: Topology, server: Container, port: int) -> list[Proof]:
     seen: tuple[str, dict[str, Any]] = ("", {"text": body if body is not None else why_not})
     return [Proof("http_forwarded", {"node": node_ip, "port": port, "who": server.name}, ok,
                   seen, f"ip netns exec {topo.internet} curl -s http://{node_ip}:{port}/")]
+
+
+def step_proofs(topo: Topology, number: int) -> list[Proof]:
+    """The packet proofs that become possible once step `number` is done."""
+    if number == 7:
+        return connectivity(topo)
+    if number == 8:
+        return outside(topo, expect=True) + nat_sources(topo)
+    if number == BONUS_STEP:
+        return port_forward(topo, web_server(topo), PUBLISHED_PORT)
+    return []

@@ -73,6 +73,9 @@ class Link:
     addresses: tuple[str, ...] = ()
     alias: str | None = None
     mac: str | None = None
+    # LOWER_UP (`ifconfig`: RUNNING): the link can carry frames. UP is only the admin's switch:
+    # an up veth whose peer is down, or an up bridge whose ports are gone, has no carrier.
+    carrier: bool = True
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from cnilab.cluster import components, pods
-from cnilab.cluster.components import StartComponent, components_for
+from cnilab.cluster.components import StartComponent
 from cnilab.cluster.plan import ClusterPlan, build_plan
 from cnilab.cluster.steps import network_ops
 from cnilab.errors import ConfigError
@@ -117,10 +117,7 @@ class Cluster:
 
     def component_ops(self) -> list[StartComponent]:
         """One StartComponent per component of every node, etcd before its clients."""
-        cp = str(self.plan.controlplane.address.ip)
-        return [StartComponent(self.plan.netns(n), c.name, self.plan.lab_id, n.name,
-                               str(n.address.ip), cp)
-                for n in self.plan.nodes for c in components_for(n.is_controlplane)]
+        return components.component_ops(self.plan)
 
     def _attach_pods(self) -> list[str]:
         if not self.plan.pods_per_node:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-IFF_UP, IFF_LOOPBACK = 0x1, 0x8
+IFF_UP, IFF_LOOPBACK, IFF_LOWER_UP = 0x1, 0x8, 0x10000
 GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)  # "already gone"
 NETLINK_ROUTE, NETLINK_BUFFER = 0, 1 << 20
 
@@ -235,7 +235,7 @@ def _to_link(m: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> Link
     return Link(name=m.get("ifname"), kind=kind, index=m["index"], up=bool(m["flags"] & IFF_UP),
                 master=names.get(m.get("master")) if m.get("master") else None,
                 addresses=tuple(addrs.get(m["index"], ())), alias=m.get("ifalias"),
-                mac=m.get("address"))
+                mac=m.get("address"), carrier=bool(m["flags"] & IFF_LOWER_UP))
 
 
 def with_peer(netns: str | None, link: Link, peer: int | None, local: bool,
