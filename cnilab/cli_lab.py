@@ -59,6 +59,8 @@ def lesson_in(lang: str) -> Lesson:
 
 
 def _report_json(report: StepReport, lab: Lab, lesson: Lesson, lang: str) -> dict[str, Any]:
+    from cnilab.render.report import note_text
+
     return {
         "step": report.step.number,
         "title": lesson.step(report.step.number).title,
@@ -67,6 +69,7 @@ def _report_json(report: StepReport, lab: Lab, lesson: Lesson, lang: str) -> dic
         "proofs": [{"claim": p.claim(lang), "ok": p.ok, "seen": p.observed(lang)}
                    for p in report.proofs],
         "ok": all(p.ok for p in report.proofs),
+        "notes": [note_text(key, params, lang) for key, params in report.notes],
     }
 
 

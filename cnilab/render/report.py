@@ -45,7 +45,15 @@ def render_step(report: StepReport, topo: Topology, text: StepText, lang: str
               render_commands(report.applied or list(report.step.ops), topo.node)]
     if report.proofs:
         parts += [Text(t("ui.proofs", lang), style="bold"), render_proofs(report.proofs, lang)]
+    parts += [Prose(note_text(key, params, lang), style="yellow")
+              for key, params in report.notes]
     return parts
+
+
+def note_text(key: str, params: dict[str, str], lang: str) -> str:
+    """A step's note in `lang`; its "who" parameter is itself a sentence key."""
+    who = t(params["who"], lang, **params) if "who" in params else ""
+    return t(key, lang, **{**params, "who": who})
 
 
 def render_explain(text: StepText, lang: str, with_commands: bool = True, what: bool = True

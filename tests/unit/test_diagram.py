@@ -60,3 +60,9 @@ def test_nothing_observed_says_so() -> None:
     console = Console(width=100, record=True, color_system=None)
     console.print(render_diagram(Snapshot(frozenset(), {}), default_topology()))
     assert "Nothing of the lab exists yet." in console.export_text()
+
+
+def test_step_9_does_not_mark_step_8s_masquerade_rule_as_new() -> None:
+    text = draw("after-step-8.json", highlight_step=9)
+    assert "nat -A POSTROUTING -s 192.168.15.0/24 ! -o v-net-0 -j MASQUERADE" in text
+    assert "+ nat -A POSTROUTING" not in text
