@@ -26,18 +26,14 @@ network.
 By default the lab is isolated: the node is the namespace cnilab-host and the outside world is
 cnilab-internet, so nothing on this machine changes. Kernel commands need root.
 
+\b
 Examples:
-
   sudo cnilab run-all            # the whole lesson, pausing before each step
-
   sudo cnilab step 3             # one step: diagram, commands, proofs
-
-  cnilab explain 8 --lang ko     # the lesson text of step 8, in Korean (no root)
-
+  cnilab explain 8 --lang ko     # step 8's text, in Korean (no root)
+  cnilab explain cluster 5       # any lesson's steps: cnilab lessons
   sudo cnilab practice 6         # do step 6 yourself, then: sudo cnilab check 6
-
-  sudo cnilab trace red 203.0.113.1   # follow one packet hop by hop (after step 8)
-
+  sudo cnilab trace red 203.0.113.1  # follow one packet hop by hop (after step 8)
   sudo cnilab teardown           # remove everything cnilab made, nothing else
 """
 
@@ -77,8 +73,10 @@ def main_options(
 # the CNI and cluster lessons are sub-commands (`cnilab cni add`, `cnilab cluster up`).
 app.registered_commands += lab_app.registered_commands + teach_app.registered_commands
 app.registered_commands += trace_app.registered_commands
-app.add_typer(cni_app, name="cni")
-app.add_typer(cluster_app, name="cluster")
+# Short lines of their own in `cnilab --help`: the sub-apps' first sentences are longer.
+app.add_typer(cni_app, name="cni", short_help="The CNI lesson: play the runtime, call a plugin.")
+app.add_typer(cluster_app, name="cluster",
+              short_help="The cluster lesson: nodes, pods, routes, ports, a quiz.")
 evaluate_command_signatures(app)
 
 

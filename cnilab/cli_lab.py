@@ -6,9 +6,7 @@ loads pyroute2.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +14,20 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.console import LangOption, RecordOption, console, guarded, lang_of, opts, out, warn
+from cnilab.console import (
+    LAST_STEP,
+    JsonOption,
+    LangOption,
+    RecordOption,
+    StepArgument,
+    ask,
+    guarded,
+    lang_of,
+    opts,
+    out,
+    out_json,
+    warn,
+)
 from cnilab.errors import CnilabError, ConfigError, ProofFailed
 
 if TYPE_CHECKING:
@@ -50,6 +61,8 @@ def lesson_in(lang: str) -> Lesson:
 
 
 def _report_json(report: StepReport, lab: Lab, lesson: Lesson, lang: str) -> dict[str, Any]:
+    from cnilab.render.report import note_text
+
     return {
         "step": report.step.number,
         "title": lesson.step(report.step.number).title,
@@ -58,6 +71,7 @@ def _report_json(report: StepReport, lab: Lab, lesson: Lesson, lang: str) -> dic
         "proofs": [{"claim": p.claim(lang), "ok": p.ok, "seen": p.observed(lang)}
                    for p in report.proofs],
         "ok": all(p.ok for p in report.proofs),
+        "notes": [note_text(key, params, lang) for key, params in report.notes],
     }
 
 
@@ -73,26 +87,30 @@ def _print_plan(lab: Lab, numbers: list[int], lesson: Lesson, lang: str) -> None
         out(f"[dim]# {escape(t('ui.stage', lang))}[/]")
         out(render_commands(stage, None))
     for n in numbers:
-        out(f"[dim]# step {n}: {escape(lesson.step(n).title)}[/]")
+        out(f"[dim]# {escape(t('ui.step', lang, number=n))}: {escape(lesson.step(n).title)}[/]")
         out(render_commands(lab.step(n).ops, lab.topo.node))
 
 
 @lab_app.command()
 def step(
     ctx: typer.Context,
-    number: Annotated[int, typer.Argument(
-        help="Step number: 1 to 8, or 9 (bonus: port forwarding).", min=1, max=9)],
+    number: StepArgument,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the step's commands; touch nothing.")] = False,
     no_proof: Annotated[bool, typer.Option(
         "--no-proof", help="Skip the packet proofs.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+    as_json: JsonOption = False,
     record: RecordOption = None,
     lang: LangOption = None,
 ) -> None:
-    """Run one step against the kernel, then show the diagram, the commands and the proofs.
+    """Run one step against the kernel and show what it made.
 
-    Example: sudo cnilab step 3
+    Then the diagram of what exists (new things marked), the commands, and the proofs.
+
+    \b
+    Examples:
+      sudo cnilab step 3
+      cnilab step 8 --dry-run       # the commands only; no root, touches nothing
     """
     from cnilab.render.report import render_step
 
@@ -105,7 +123,7 @@ def step(
         with lab.locked():
             report = lab.run_step(number, prove=not no_proof)
         if as_json:
-            out(json.dumps(_report_json(report, lab, lesson, lang), ensure_ascii=False), raw=True)
+            out_json(_report_json(report, lab, lesson, lang))
         else:
             out(*render_step(report, lab.topo, lesson.step(number), lang))
         if not all(p.ok for p in report.proofs):
@@ -119,7 +137,7 @@ def _pause(number: int, lesson: Lesson, lang: str) -> bool:
     text = lesson.step(number)
     out(step_rule(t("ui.next", lang, number=number), text.title))
     out(*render_explain(text, lang, with_commands=False))
-    answer = console().input(t("ui.prompt", lang)).strip().lower()
+    answer = ask(t("ui.prompt", lang)).strip().lower()
     return answer not in ("q", "quit", "exit")
 
 
@@ -128,25 +146,30 @@ def run_all(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="Do not pause between steps (automatic without a terminal).")] = False,
-    start: Annotated[int, typer.Option("--from", min=1, max=9, help="First step.")] = 1,
+    start: Annotated[int, typer.Option(
+        "--from", min=1, max=LAST_STEP, help="First step, 1 to 9.")] = 1,
     end: Annotated[int, typer.Option(
-        "--to", min=1, max=9, help="Last step (9 adds the bonus: port forwarding).")] = 8,
+        "--to", min=1, max=LAST_STEP, help="Last step, 1 to 9 (9: the bonus).")] = 8,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print all the commands; touch nothing.")] = False,
     no_proof: Annotated[bool, typer.Option(
         "--no-proof", help="Skip the packet proofs.")] = False,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print only a JSON summary (for CI).")] = False,
+    as_json: JsonOption = False,
     junit: Annotated[Optional[Path], typer.Option(
         "--junit", help="Write JUnit XML: one test case per step and per proof.")] = None,
     record: RecordOption = None,
     lang: LangOption = None,
 ) -> None:
-    """Run the steps in order; in a terminal, explain and pause before each one (q stops).
+    """Run the steps in order, pausing in a terminal.
 
-    Exit status 0 only if every step and every proof passed.
+    Before each step, its text; Enter runs it, q stops. Exit status 0 only if every step and
+    every proof passed.
 
-    Examples: sudo cnilab run-all ; sudo cnilab run-all --yes --json --junit steps.xml
+    \b
+    Examples:
+      sudo cnilab run-all
+      sudo cnilab run-all --from 5 --to 9
+      sudo cnilab run-all --yes --json --junit steps.xml
     """
     from cnilab.i18n import t
     from cnilab.render.report import render_step
@@ -184,7 +207,7 @@ def run_all(
                 write_junit(junit, summary)
         ok = all(s["ok"] for s in summary)
         if as_json:
-            out(json.dumps({"ok": ok, "steps": summary}, ensure_ascii=False), raw=True)
+            out_json({"ok": ok, "steps": summary})
         elif ok:
             from rich.rule import Rule
 
@@ -195,10 +218,15 @@ def run_all(
 
 
 @lab_app.command()
-def teardown(ctx: typer.Context, lang: LangOption = None) -> None:
-    """Remove everything cnilab made (and nothing else); restore sysctls it changed.
+def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """Remove everything cnilab made, and nothing else.
 
-    Safe to run twice, and after a crash or Ctrl-C. Example: sudo cnilab teardown
+    Sysctls it changed get their earlier value back. Safe to run twice, and after a crash,
+    a Ctrl-C or a kill -9.
+
+    \b
+    Example:
+      sudo cnilab teardown
     """
     from cnilab.i18n import t
     from cnilab.kernel import list_netns
@@ -211,28 +239,37 @@ def teardown(ctx: typer.Context, lang: LangOption = None) -> None:
             undone = lab.teardown()
         for problem in skipped:
             warn(problem.render(lab.ledger.path, lang))
+        removed = [op.undo_command(lab.topo.node) or describe(op.highlights()[0])
+                   for op in undone]
+        # A student's own namespaces (typed by hand) are not cnilab's to remove: say so.
+        left = [name for name in lab.topo.namespaces() if name in list_netns()]
+        if as_json:
+            out_json({"removed": removed, "left_alone": left})
+            return
         if not undone:
             out(t("ui.nothing_to_remove", lang))
-        for op in undone:
-            what = op.undo_command(lab.topo.node) or describe(op.highlights()[0])
+        for what in removed:
             out(f"{t('ui.removed', lang)}: {what}")
         if undone:
             out(f"[green]{t('ui.teardown_done', lang, count=len(undone))}[/]")
-        # A student's own namespaces (typed by hand) are not cnilab's to remove: say so.
-        for name in (n for n in lab.topo.namespaces() if n in list_netns()):
+        for name in left:
             out(t("ui.left_alone", lang, name=name))
 
 
 @lab_app.command()
 def status(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for CI).")] = False,
+    as_json: JsonOption = False,
     record: RecordOption = None,
     lang: LangOption = None,
 ) -> None:
-    """Show what exists now and which steps are done (checked against the kernel, not remembered).
+    """Show what exists now and which steps are done.
 
-    Example: sudo cnilab status --json
+    Read from the kernel each time, never remembered: a step typed by hand counts too.
+
+    \b
+    Example:
+      sudo cnilab status --json
     """
     from rich.table import Table
     from rich.text import Text
@@ -247,15 +284,15 @@ def status(
             snap = lab.snapshot()
         done = lab.done_steps(snap)
         if as_json:
-            out(json.dumps({
-                "lab": lab.topo.lab_id, "in_place": lab.topo.in_place,
-                "steps": {str(s.number): s.number in done for s in lab.steps},
-                # What traffic taught the kernel, also inside "state": the bridge's learned
-                # MAC -> port entries, and each namespace's ARP table.
-                "fdb": [asdict(e) for ns in snap.spaces.values() for e in ns.fdb if not e.local],
-                "neigh": {(name or ""): [asdict(n) for n in ns.neigh]
-                          for name, ns in snap.spaces.items()},
-                "state": snap.to_dict()}), raw=True)
+            out_json({"lab": lab.topo.lab_id, "in_place": lab.topo.in_place,
+                      "steps": {str(s.number): s.number in done for s in lab.steps},
+                      # What traffic taught the kernel, also inside "state": the bridge's
+                      # learned MAC -> port entries, and each namespace's ARP table.
+                      "fdb": [asdict(e) for ns in snap.spaces.values() for e in ns.fdb
+                              if not e.local],
+                      "neigh": {(name or ""): [asdict(n) for n in ns.neigh]
+                                for name, ns in snap.spaces.items()},
+                      "state": snap.to_dict()})
             return
         out(render_diagram(snap, lab.topo, lang=lang))
         table = Table(title=t("ui.steps", lang), show_edge=False)
@@ -268,39 +305,76 @@ def status(
 
 
 @lab_app.command()
-def doctor(ctx: typer.Context) -> None:
-    """Preflight: privileges, namespaces, veth, bridge, iptables and NAT, names, leftovers.
+def doctor(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """Preflight: can this machine run the lab?
 
-    Example: sudo cnilab doctor
+    Privileges, namespaces, veth, bridge, iptables and NAT tried for real in a throw-away
+    namespace, the lab's names, leftovers. Exit status 1 when a check fails.
+
+    \b
+    Example:
+      sudo cnilab doctor
     """
     from rich.markup import escape
 
     from cnilab.doctor import run_doctor
+    from cnilab.i18n import t
     from cnilab.kernel import Kernel
     from cnilab.lab import lab_ledger
 
-    with guarded(ctx):
-        topo = topology_of(ctx)
+    with guarded(ctx, lang):
+        topo, lang = topology_of(ctx), lang_of(ctx, lang)
         with Kernel() as kernel:
             checks = run_doctor(topo, kernel, lab_ledger(topo))
-        for c in checks:
+        if as_json:
+            out_json({"ok": all(c.ok for c in checks), "checks": [
+                {"name": c.name, "ok": c.ok, "detail": c.text(lang)[0], "hint": c.text(lang)[1]}
+                for c in checks]})
+        for c in checks if not as_json else ():
+            detail, hint = c.text(lang)
             mark = "[green]✔[/]" if c.ok else "[red]✘[/]"
-            hint = f" [dim](hint: {escape(c.hint)})[/]" if c.hint else ""
-            out(f"{mark} {c.name:<11} {escape(c.detail)}{hint}")
+            hint_text = f" [dim]({escape(t('ui.hint', lang))}: {escape(hint)})[/]" if hint else ""
+            out(f"{mark} {c.name:<11} {escape(detail)}{hint_text}")
         if not all(c.ok for c in checks):
             raise typer.Exit(1)
+
+
+FIXED_PLACES = ("host", "internet")
+
+
+def _places(ctx: typer.Context) -> list[str]:
+    """Where `shell` can go: the node, the outside world, each container of this lab."""
+    try:
+        names = [c.name for c in topology_of(ctx).containers]
+    except CnilabError:
+        names = []  # the command itself says what is wrong with the config, in one line
+    return [*FIXED_PLACES, *(names or ["red", "blue"])]
+
+
+def _one_of_places(ctx: typer.Context, value: str) -> str:
+    """A choice among this lab's places (its containers come from --config, so not fixed)."""
+    places = _places(ctx)
+    if value not in places:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(places)}")
+    return value
 
 
 @lab_app.command()
 def shell(
     ctx: typer.Context,
     where: Annotated[str, typer.Argument(
-        help="red, blue (any container), host (the node) or internet.")] = "host",
+        metavar="[host|internet|red|blue]", callback=_one_of_places,
+        autocompletion=lambda ctx: _places(ctx),
+        help="host (the node), internet, or a container (red, blue by default).")] = "host",
     lang: LangOption = None,
 ) -> None:
-    """Open a shell inside one of the lab's namespaces, to explore with ip, ping, iptables.
+    """Open a shell inside one of the lab's namespaces.
 
-    Example: sudo cnilab shell red   (then: ip addr; ping 192.168.15.2; exit)
+    Explore with ip, ping, iptables; the prompt names the namespace. exit leaves it.
+
+    \b
+    Example:
+      sudo cnilab shell red         # then: ip addr; ping 192.168.15.2; exit
     """
     from cnilab.i18n import t
     from cnilab.kernel import netns_path, require_privileges
@@ -316,19 +390,19 @@ def shell(
             target = topo.internet
         else:
             target = topo.netns(topo.container(where))
-        user_shell = os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"
+        from cnilab.shell import shell_argv
+
+        argv = shell_argv(f"(cnilab:{where})")
         if target is None:
             out(t("ui.plain_shell", lang))
-            argv = [user_shell]
         else:
             if not os.path.exists(netns_path(target)):
                 raise ConfigError.of("no_netns", name=target)
             # nsenter enters only the network namespace. `ip netns exec` would also give the
             # shell a private mount namespace, where an `ip netns add` typed by the student
             # would stay invisible to everyone else.
-            argv = ["nsenter", f"--net={netns_path(target)}", "--", user_shell]
+            argv = ["nsenter", f"--net={netns_path(target)}", "--", *argv]
             out(t("ui.entering", lang, target=target))
-        os.environ["PS1"] = f"(cnilab:{where}) \\w# "
         os.environ["CNILAB_NETNS"] = target or ""
         sys.stdout.flush()
         os.execvp(argv[0], argv)

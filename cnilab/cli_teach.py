@@ -6,59 +6,128 @@ cnilab.cli puts them at the top level of the main app.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from cnilab.cli_lab import lab_of, lesson_in, topology_of
-from cnilab.console import LangOption, guarded, lang_of, out
-from cnilab.errors import CnilabError
+from cnilab.console import (
+    LAST_STEP,
+    JsonOption,
+    LangOption,
+    StepArgument,
+    guarded,
+    lang_of,
+    out,
+    out_json,
+)
+from cnilab.errors import CnilabError, ConfigError
+
+if TYPE_CHECKING:
+    from cnilab.lesson import LessonDef
 
 teach_app = typer.Typer()
 
 
 @teach_app.command()
-def lessons(ctx: typer.Context, lang: LangOption = None) -> None:
-    """List the lessons and the steps of the lab (with done marks when run as root).
+def lessons(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """List every lesson and its steps, in the course's order.
 
-    Example: cnilab lessons --lang ko
+    As root, the eight-step lab's steps that the kernel holds are marked done.
+
+    \b
+    Examples:
+      cnilab lessons --lang ko
+      cnilab lessons --json
     """
     from rich.markup import escape
 
-    from cnilab import lessons as lesson_data
-    from cnilab.kernel import has_privileges
+    from cnilab.i18n import t
+    from cnilab.lesson import LESSONS
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
-        done: list[int] | None = None
-        if has_privileges():
-            lab = lab_of(ctx)
-            with lab.locked():
-                done = lab.done_steps(lab.snapshot())
-        for lesson in lesson_data.all_lessons(lang):
-            out(f"[bold]{escape(lesson.title)}[/]  [dim]({lesson.id})[/]")
-            graded = done if lesson.id == "eight-steps" else None  # checked against the kernel
-            for s in lesson.steps:
-                mark = "" if graded is None else ("[green]✔[/] " if s.number in graded else "· ")
-                out(f"  {mark}{s.number}. {escape(s.title)}")
+        done = _eight_steps_done(ctx)
+        listed = []
+        for lesson in LESSONS:
+            text = lesson.text(lang)
+            graded = done if lesson.name == "eight-steps" else None  # checked in the kernel
+            listed.append({
+                "name": lesson.name, "title": text.title, "summary": text.summary,
+                "commands": lesson.command, "start": lesson.run, "teardown": lesson.teardown,
+                "steps": [{"number": s.number, "title": s.title,
+                           "done": None if graded is None else s.number in graded}
+                          for s in text.steps]})
+        if as_json:
+            out_json({"lessons": listed})
+            return
+        for item in listed:
+            out(f"[bold]{escape(item['title'])}[/]  [dim]({item['name']})[/]")
+            for s in item["steps"]:
+                mark = {None: "", True: "[green]✔[/] ", False: "· "}[s["done"]]
+                out(f"  {mark}{s['number']}. {escape(s['title'])}")
+            out(f"  [dim]{escape(t('ui.lesson_commands', lang, **item))}[/]")
+
+
+def _eight_steps_done(ctx: typer.Context) -> list[int] | None:
+    """The eight-step lab's steps the kernel holds (as root), else None."""
+    import os
+
+    if os.geteuid() != 0:  # no kernel module loaded: `cnilab lessons` needs no root
+        return None
+    from cnilab.kernel import has_privileges
+
+    if not has_privileges():
+        return None
+    lab = lab_of(ctx)
+    with lab.locked():
+        return lab.done_steps(lab.snapshot())
+
+
+def _section_of(first: str, second: int | None) -> tuple[LessonDef, int]:
+    """`explain 8` (the eight steps) or `explain cni 2`: the lesson and the step number."""
+    from cnilab.lesson import get
+
+    if second is None:
+        if not first.isdigit():
+            get(first)  # an unknown name is the clearer error
+            raise ConfigError.of("explain_no_number", lesson=first)
+        return get("eight-steps"), int(first)
+    return get(first), second
 
 
 @teach_app.command()
 def explain(
     ctx: typer.Context,
-    number: Annotated[int, typer.Argument(help="Step number, 1 to 9.", min=1, max=9)],
+    first: Annotated[str, typer.Argument(
+        metavar="[LESSON]", help="eight-steps (the default), cni or cluster.")],
+    second: Annotated[Optional[int], typer.Argument(
+        metavar="N", help="Step number (1 to 9 for the eight steps).", show_default=False)
+    ] = None,
+    as_json: JsonOption = False,
     lang: LangOption = None,
 ) -> None:
-    """The lesson text of a step: what, why, what to look at, a common mistake. Needs no root.
+    """The lesson text of one step of any lesson. Needs no root.
 
-    Example: cnilab explain 8 --lang ko
+    What it does, why, what to look at, a common mistake, where course notes differ.
+
+    \b
+    Examples:
+      cnilab explain 8              # step 8 of the eight steps
+      cnilab explain cni 2 --lang ko
+      cnilab explain cluster 5      # the components' ports
     """
     from cnilab.i18n import t
     from cnilab.render.report import render_explain, step_rule
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
-        text = lesson_in(lang).step(number)
+        lesson, number = _section_of(first, second)
+        text = lesson.section(number, lang)
+        if as_json:
+            out_json({"lesson": lesson.name, **asdict(text)})
+            return
         out(step_rule(t("ui.step", lang, number=number), text.title))
         out(*render_explain(text, lang))
 
@@ -68,12 +137,17 @@ def script(
     ctx: typer.Context,
     teardown_: Annotated[bool, typer.Option(
         "--teardown", help="The script that removes the lab instead.")] = False,
-    end: Annotated[int, typer.Option("--to", min=1, max=8, help="Last step.")] = 8,
+    end: Annotated[int, typer.Option(
+        "--to", min=1, max=LAST_STEP, help="Last step, 1 to 9.")] = 8,
     lang: LangOption = None,
 ) -> None:
-    """Print a standalone, commented bash script of steps 1..8 (or of the teardown).
+    """Print the lab as a standalone, commented bash script.
 
-    Example: cnilab script --lang ko > lab.sh && sudo bash lab.sh
+    Steps 1 to 8 by default (--to 9 adds the bonus), or the script that removes them.
+
+    \b
+    Example:
+      cnilab script --lang ko > lab.sh && sudo bash lab.sh
     """
     from cnilab.script import lab_script, teardown_script
 
@@ -85,14 +159,17 @@ def script(
 
 
 @teach_app.command()
-def practice(
-    ctx: typer.Context,
-    number: Annotated[int, typer.Argument(help="Step number, 1 to 9.", min=1, max=9)],
-    lang: LangOption = None,
-) -> None:
-    """Prepare the steps before N, then show step N's goal without its commands: you do it.
+def practice(ctx: typer.Context, number: StepArgument, as_json: JsonOption = False,
+             lang: LangOption = None) -> None:
+    """Make the steps before N, then show step N's goal: you do it.
 
-    Example: sudo cnilab practice 5 ; sudo cnilab shell host ; ... ; sudo cnilab check 5
+    The goal comes without its commands; `cnilab check N` grades what you did.
+
+    \b
+    Example:
+      sudo cnilab practice 5
+      sudo cnilab shell host        # ... type step 5's commands, then exit
+      sudo cnilab check 5
     """
     from cnilab.i18n import t
     from cnilab.render.report import render_explain, render_goal, step_rule
@@ -102,10 +179,14 @@ def practice(
         text = lesson_in(lang).step(number)
         with lab.locked():
             lab.prepare(number)
+        key = "ui.practice_in_place" if lab.topo.in_place else "ui.practice_ready"
+        if as_json:
+            out_json({"step": number, "title": text.title, "goal": text.goal,
+                      "next": t(key, lang, number=number)})
+            return
         out(step_rule(t("ui.step", lang, number=number), text.title))
         out(*render_explain(text, lang, with_commands=False, what=False))  # what = the answer
         out(render_goal(text, lang))
-        key = "ui.practice_in_place" if lab.topo.in_place else "ui.practice_ready"
         out(t(key, lang, number=number))
 
 
@@ -113,12 +194,19 @@ def practice(
 def check(
     ctx: typer.Context,
     number: Annotated[Optional[int], typer.Argument(
-        help="Step to grade (1 to 9); default: every step so far.", min=1, max=9)] = None,
+        help="Step to grade, 1 to 9; default: every step so far.", min=1, max=LAST_STEP,
+        metavar="[N]", show_default=False)] = None,
+    as_json: JsonOption = False,
     lang: LangOption = None,
 ) -> None:
-    """Grade what the kernel holds against step N, whoever made it; a hint for each miss.
+    """Grade what the kernel holds against step N, whoever made it.
 
-    Exit status 0 only if every check passes. Example: sudo cnilab check 6
+    One line per fact, a hint (the command) for each miss. Exit status 0 only if every
+    check passes, 1 otherwise.
+
+    \b
+    Example:
+      sudo cnilab check 6
     """
     from cnilab.grade import grade, steps_so_far
     from cnilab.i18n import t
@@ -130,8 +218,18 @@ def check(
             snap = lab.snapshot()
         steps = [lab.step(number)] if number else steps_so_far(lab.steps, snap, 8)
         facts = grade(steps, snap)
-        out(*render_facts(facts, lab.topo, lang))
         failed = sum(not f.ok for f in facts)
+        if as_json:
+            out_json(_facts_json(facts, lab.topo, lang))
+        else:
+            out(*render_facts(facts, lab.topo, lang))
         if failed:
             raise CnilabError.of("check_failed", failed=failed, total=len(facts))
-        out(f"[green]{t('ui.check_all_passed', lang, total=len(facts))}[/]")
+        if not as_json:
+            out(f"[green]{t('ui.check_all_passed', lang, total=len(facts))}[/]")
+
+
+def _facts_json(facts: list[Any], topo: Any, lang: str) -> dict[str, Any]:
+    return {"ok": all(f.ok for f in facts),
+            "facts": [{"step": f.step, "ok": f.ok, "text": f.text(topo, lang),
+                       "hint": None if f.ok else f.hint(topo)} for f in facts]}

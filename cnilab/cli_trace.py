@@ -29,13 +29,16 @@ def trace(
     record: RecordOption = None,
     lang: LangOption = None,
 ) -> None:
-    """Send one real packet and show its way hop by hop: interfaces, routes, the bridge, ARP,
-    netfilter rules, NAT, the reply; where and why it died if it did.
+    """Follow one real packet hop by hop, and say where and why it dies.
 
-    Exit status 0 when the packet (and its reply) got through, 1 when not.
+    Interfaces, routes, the bridge, ARP, netfilter rules, NAT and the reply, as the kernel saw
+    them. Exit status 0 when the packet (and its reply) got through, 1 when not.
 
-    Examples: sudo cnilab trace red 192.168.15.2 ; sudo cnilab trace red 203.0.113.1 ;
-    sudo cnilab trace internet 203.0.113.2 --port 8080
+    \b
+    Examples:
+      sudo cnilab trace red 192.168.15.2
+      sudo cnilab trace red 203.0.113.1
+      sudo cnilab trace internet 203.0.113.2 --port 8080
     """
     with guarded(ctx, lang, record):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)

@@ -37,7 +37,12 @@ LangOption = Annotated[Optional[str], typer.Option(
     "--lang", help="en or ko (default: from LC_ALL / LANG).")]
 RecordOption = Annotated[Optional[Path], typer.Option(
     "--record", help="Also save everything printed to FILE.svg or FILE.html (for slides).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for CI).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead (for CI).")]
+
+FIRST_STEP, LAST_STEP = 1, 9  # steps 1-8 and the bonus 9 (cnilab.steps.BONUS_STEP; a test checks)
+StepArgument = Annotated[int, typer.Argument(
+    help="Step number, 1 to 9 (9 is the bonus: port forwarding).", min=FIRST_STEP,
+    max=LAST_STEP, metavar="N")]
 
 
 def opts(ctx: typer.Context) -> Options:
@@ -79,6 +84,20 @@ def warn(message: str) -> None:
     from rich.markup import escape
 
     console(stderr=True).print(f"[bold yellow]cnilab: warning:[/] {escape(message)}")
+def ask(prompt: str) -> str:
+    """Read one line from the terminal, with line editing (arrows, history) where readline is."""
+    # Importing readline is what makes input() edit the line; without it the arrow keys print
+    # ^[[A at the prompt.
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401
+    return console().input(prompt)
+
+
+def out_json(data: Any) -> None:
+    """Print `data` as JSON, the one style of every --json: indented, UTF-8, no colour."""
+    import json
+
+    out(json.dumps(data, ensure_ascii=False, indent=2), raw=True)
 
 
 def lang_of(ctx: typer.Context, lang: str | None = None) -> str:

@@ -1,6 +1,8 @@
 """Preflight checks: can this machine run the lab, and is anything in the way?
 
 Kernel features are tried for real, inside a throw-away namespace that doctor makes and removes.
+Each result is a sentence key of lessons/ui (section [doctor]) and its parameters: the command
+line prints it in the user's language.
 """
 
 from __future__ import annotations
@@ -8,7 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from cnilab.errors import CnilabError
 from cnilab.kernel import Kernel, has_privileges, list_netns
@@ -17,71 +21,84 @@ from cnilab.ops import AddBridge, AddRule, AddVeth
 from cnilab.steps import build_steps, setup_ops
 from cnilab.topology import Topology
 
+# A normal user's PATH often lacks the sbin folders, where iptables lives on Debian.
+SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
+
 
 @dataclass(frozen=True)
 class Check:
-    """One preflight result."""
+    """One preflight result: a name, whether it passed, a sentence and a hint (keys + params)."""
 
     name: str
     ok: bool
-    detail: str
-    hint: str | None = None
+    detail: str  # a sentence key: "doctor.KEY", or "error.KEY" for a cnilab error
+    params: dict[str, Any] = field(default_factory=dict)
+    hint: str | None = None  # a sentence key of section [doctor_hint]
+
+    def text(self, lang: str) -> tuple[str, str | None]:
+        """The detail and the hint in `lang`."""
+        from cnilab.i18n import t
+
+        return (t(self.detail, lang, **self.params),
+                None if self.hint is None else t(f"doctor_hint.{self.hint}", lang))
 
 
-def _try(name: str, fn, ok_detail: str, hint: str) -> Check:  # type: ignore[no-untyped-def]
+def _try(name: str, fn: Callable[[], object], ok: str, hint: str) -> Check:
     try:
         fn()
-    except (CnilabError, OSError) as e:
-        return Check(name, False, str(e), hint)
-    return Check(name, True, ok_detail)
+    except CnilabError as e:
+        if e.key is not None:
+            return Check(name, False, f"error.{e.key}", e.params, hint)
+        return Check(name, False, "doctor.raw", {"text": e.message}, hint)
+    except OSError as e:
+        return Check(name, False, "doctor.raw", {"text": e.strerror or str(e)}, hint)
+    return Check(name, True, f"doctor.{ok}")
 
 
 def run_doctor(topo: Topology, kernel: Kernel, ledger: Ledger) -> list[Check]:
     """Every check, in order; kernel probes only when privileged."""
-    checks = [Check("python", True, f"cnilab runs on Python {sys.version.split()[0]}")]
+    checks = [Check("python", True, "doctor.python", {"version": sys.version.split()[0]})]
     privileged = has_privileges()
-    checks.append(Check("privileges", privileged,
-                        "root with CAP_NET_ADMIN and CAP_SYS_ADMIN" if privileged
-                        else "not root: cnilab cannot change network namespaces",
-                        None if privileged else "run with sudo"))
-    ipt = shutil.which("iptables")
-    backend = kernel.iptables_backend()
-    checks.append(Check("iptables", ipt is not None,
-                        f"{ipt} ({backend} backend)" if ipt else "not installed (step 8 needs it)",
-                        None if ipt else "sudo apt-get install iptables"))
-    checks.append(Check("iproute2", shutil.which("ip") is not None,
-                        "the `ip` command is installed (for the printed commands and shell)"
-                        if shutil.which("ip") else "`ip` is not installed",
-                        None if shutil.which("ip") else "sudo apt-get install iproute2"))
+    checks.append(Check("privileges", True, "doctor.root") if privileged
+                  else Check("privileges", False, "doctor.not_root", hint="sudo"))
+    checks.append(_iptables_check(kernel, privileged))
+    ip = shutil.which("ip") or shutil.which("ip", path=SBIN)
+    checks.append(Check("iproute2", True, "doctor.ip", {"path": ip}) if ip
+                  else Check("iproute2", False, "doctor.no_ip", hint="install_iproute2"))
     if privileged:
-        checks += _kernel_features(kernel, ipt is not None)
+        checks += _kernel_features(kernel, shutil.which("iptables") is not None)
         checks.append(_collisions(topo, kernel, ledger))
-    checks.append(Check("leftovers", not ledger.exists(),
-                        f"a lab is up ({len(ledger.ops())} objects recorded in {ledger.path})"
-                        if ledger.exists() else "no lab from an earlier run",
-                        "`cnilab status` shows it, `cnilab teardown` removes it"
-                        if ledger.exists() else None))
+    checks.append(Check("leftovers", False, "doctor.lab_up",
+                        {"count": len(ledger.ops()), "path": str(ledger.path)}, "teardown")
+                  if ledger.exists() else Check("leftovers", True, "doctor.no_lab"))
     return checks
+
+
+def _iptables_check(kernel: Kernel, privileged: bool) -> Check:
+    on_path = shutil.which("iptables")
+    if on_path:
+        return Check("iptables", True, "doctor.iptables",
+                     {"path": on_path, "backend": kernel.iptables_backend()})
+    in_sbin = shutil.which("iptables", path=SBIN)
+    if in_sbin and not privileged:  # installed; only root's PATH (and rights) reach it
+        return Check("iptables", True, "doctor.iptables_needs_root", {"path": in_sbin})
+    return Check("iptables", False, "doctor.no_iptables", hint="install_iptables")
 
 
 def _kernel_features(kernel: Kernel, iptables: bool) -> list[Check]:
     probe = f"cnilab-doctor-{os.getpid()}"
-    made = _try("netns", lambda: kernel.add_netns(probe),
-                "network namespaces can be created under /run/netns",
-                "the kernel needs CONFIG_NET_NS; in a container, run it --privileged")
+    made = _try("netns", lambda: kernel.add_netns(probe), "netns", "netns")
     checks = [made]
     if not made.ok:
         return checks
     try:
         checks.append(_try("bridge", lambda: AddBridge(probe, "probe-br").apply(kernel),
-                           "bridges work", "load the bridge module: sudo modprobe bridge"))
+                           "bridge", "bridge"))
         checks.append(_try("veth", lambda: AddVeth(probe, "probe-a", "probe-b").apply(kernel),
-                           "veth pairs work", "load the veth module: sudo modprobe veth"))
+                           "veth", "veth"))
         if iptables:
             rule = AddRule(probe, "nat", "POSTROUTING", ("-s", "10.0.0.0/8", "-j", "MASQUERADE"))
-            checks.append(_try("nf_nat", lambda: rule.apply(kernel),
-                               "NAT (MASQUERADE) rules load",
-                               "load NAT support: sudo modprobe nf_nat iptable_nat"))
+            checks.append(_try("nf_nat", lambda: rule.apply(kernel), "nf_nat", "nf_nat"))
     finally:
         kernel.remove_netns(probe)
     return checks
@@ -101,7 +118,6 @@ def _collisions(topo: Topology, kernel: Kernel, ledger: Ledger) -> Check:
                 if link is not None and not ledger.is_ours(key, snap):
                     taken.append(f"link {key[2]}")
     taken = list(dict.fromkeys(taken))
-    return Check("names", not taken,
-                 "the lab's names are free (or cnilab's)" if not taken
-                 else "already taken, not by cnilab: " + ", ".join(taken),
-                 None if not taken else "remove them, or choose other names with --config")
+    if not taken:
+        return Check("names", True, "doctor.names_free")
+    return Check("names", False, "doctor.names_taken", {"names": ", ".join(taken)}, "names")

@@ -13,19 +13,18 @@ from cnilab.ops import OPS, AddRule, Op, registry_of
 from cnilab.probes import Proof
 from cnilab.state import Snapshot
 from cnilab.steps import (
-    BONUS_STEP,
-    PUBLISHED_PORT,
+    FORWARDING,
+    FreshNodeSysctl,
     Step,
     build_steps,
     observed_namespaces,
     setup_ops,
-    web_server,
 )
 from cnilab.topology import LESSON, Topology
 from cnilab.trace.ops import AddTraceTable
 
 # The ops a lab's ledger reads back: the steps', and a killed trace's table (teardown removes it).
-LAB_OPS = {**OPS, **registry_of(AddTraceTable)}
+LAB_OPS = {**OPS, **registry_of(FreshNodeSysctl, AddTraceTable)}
 
 
 def lab_ledger(topo: Topology) -> Ledger:
@@ -42,6 +41,7 @@ class StepReport:
     staged: list[Op] = field(default_factory=list)  # the isolated lab's node/outside, made first
     proofs: list[Proof] = field(default_factory=list)
     after: Snapshot | None = None
+    notes: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (ui key, params)
 
     @property
     def already_done(self) -> bool:
@@ -104,9 +104,18 @@ class Lab:
         self.ledger.check_free(stage + list(step.ops), snap, self.kernel)
         if any(isinstance(op, AddRule) for op in missing):
             self.kernel.require_iptables()
-        before = probes.outside(self.topo, expect=False) if prove and number == 8 else []
+        if self.topo.in_place and number == 8:
+            report.notes += forwarding_notes(snap, self.topo)
         report.staged = self._apply(stage)
-        report.applied = self._apply(missing)
+        before: list[Proof] = []
+        rules = [op for op in missing if isinstance(op, AddRule)]
+        if prove and number == 8 and rules and self.topo.internet is not None:
+            # Routes and forwarding first, then a packet, then the rule: the outside host sees
+            # 192.168.15.1 and cannot answer. That is what MASQUERADE is for.
+            report.applied = self._apply([op for op in missing if op not in rules])
+            before = probes.unmasqueraded(self.topo)
+            missing = rules
+        report.applied += self._apply(missing)
         report.after = self._last = self.snapshot()
         if not step.done(report.after):
             left = ", ".join(op.command(self.topo.node) for op in step.missing(report.after))
@@ -129,13 +138,7 @@ class Lab:
 
     def proofs(self, number: int) -> list[Proof]:
         """The packet proofs that become possible once step `number` is done."""
-        if number == 7:
-            return probes.connectivity(self.topo)
-        if number == 8:
-            return probes.outside(self.topo, expect=True) + probes.nat_sources(self.topo)
-        if number == BONUS_STEP:
-            return probes.port_forward(self.topo, web_server(self.topo), PUBLISHED_PORT)
-        return []
+        return probes.step_proofs(self.topo, number)
 
     def _apply(self, ops: Iterable[Op]) -> list[Op]:
         self.ledger.set_mode(self.topo.in_place)
@@ -159,3 +162,38 @@ class Lab:
         self.kept = report.kept
         self.ledger.clear()
         return report.undone
+
+
+SYSCTL_FILES = ("/etc/sysctl.conf", "/etc/sysctl.d", "/run/sysctl.d", "/usr/lib/sysctl.d")
+
+
+def forwarding_notes(snap: Snapshot, topo: Topology) -> list[tuple[str, dict[str, str]]]:
+    """In place, when ip_forward is already 1 before step 8: say so, and who likely did it."""
+    ns = snap.ns(topo.node)
+    if ns is None or ns.sysctls.get(FORWARDING) != "1":
+        return []
+    who = [("ui.who_file", {"path": path}) for path in _sysctl_files_forwarding()]
+    who += [("ui.who_link", {"link": ln.name}) for ln in ns.links
+            if ln.name in ("docker0", "podman0", "cni-podman0")]
+    if not who:
+        who = [("ui.who_unknown", {})]
+    return [("ui.forwarding_on", {"who": key, **params}) for key, params in who[:1]]
+
+
+def _sysctl_files_forwarding() -> list[str]:
+    """sysctl files that set net.ipv4.ip_forward (or all forwarding) to 1."""
+    import glob
+    import re
+
+    found = []
+    pattern = re.compile(r"^\s*net[./]ipv4[./](ip_forward|conf[./]all[./]forwarding)\s*=\s*1",
+                         re.M)
+    for place in SYSCTL_FILES:
+        for path in ([place] if place.endswith(".conf") else sorted(glob.glob(place + "/*.conf"))):
+            try:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    if pattern.search(f.read()):
+                        found.append(path)
+            except OSError:
+                continue
+    return found

@@ -7,7 +7,7 @@ from functools import cache
 
 from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
-from cnilab.i18n import LANGS, UI_DIR, default_lang, lessons_dir
+from cnilab.i18n import LANGS, default_lang, lessons_dir
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class Lesson:
         for s in self.steps:
             if s.number == number:
                 return s
-        raise ConfigError(f"lesson {self.id} has no step {number}")
+        raise ConfigError.of("no_section", lesson=self.id, number=number,
+                             first=min((s.number for s in self.steps), default=0),
+                             last=max((s.number for s in self.steps), default=0))
 
 
 def check_lang(lang: str | None) -> str:
@@ -58,17 +60,10 @@ def load(lesson_id: str = "eight-steps", lang: str = "en") -> Lesson:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
-        raise ConfigError(f"no lesson {lesson_id!r} in {lang}") from e
+        raise ConfigError.of("no_lesson_text", name=lesson_id, lang=lang) from e
     steps = tuple(
         StepText(s["number"], s["title"], s["what"], s["why"], s["goal"], tuple(s["inspect"]),
                  s["mistake"], s.get("course_note"), s.get("watch"))
         for s in data.get("steps", ()))  # a quiz lesson (cluster) has questions instead
     return Lesson(data["id"], lang, data["title"], data["summary"], steps)
 
-
-def all_lessons(lang: str) -> list[Lesson]:
-    """Every lesson in lessons/ (the eight steps first)."""
-    ids = sorted(p.name for p in lessons_dir().iterdir()
-                 if p.name != UI_DIR and (p / f"{lang}.toml").is_file())
-    ids.sort(key=lambda i: i != "eight-steps")
-    return [load(i, lang) for i in ids]

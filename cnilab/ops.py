@@ -559,7 +559,9 @@ class AddRule(Op):
         return ["iptables", "-t", self.table, "-D", self.chain, *self._rule()]
 
     def highlights(self) -> tuple[Key, ...]:
-        return (("rule", self.netns or "", self.table, self.chain),)
+        # The rule itself, as observed rules compare: step 9's rule is new, step 8's is not.
+        return (("rule", self.netns or "", self.table,
+                 *rule_tokens(("-A", self.chain, *self.spec))),)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnilab.kernel import run_in_netns
+from cnilab.steps import BONUS_STEP, PUBLISHED_PORT, web_server
 from cnilab.topology import Container, Topology
 
 TIMEOUT = 1.0
@@ -60,9 +61,10 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def ping(netns: str | None, address: str, timeout: float = TIMEOUT, tries: int = 2) -> str | None:
+def ping(netns: str | None, address: str, timeout: float = TIMEOUT, tries: int = 2,
+         ident: int | None = None) -> str | None:
     """ICMP echo from `netns` to `address`; None on a reply, else why not (in English)."""
-    ident = os.getpid() & 0xFFFF
+    ident = os.getpid() & 0xFFFF if ident is None else ident
     sock = run_in_netns(netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
                                                      socket.IPPROTO_ICMP))
     with sock:
@@ -112,6 +114,26 @@ def seen_source(client_ns: str | None, server_ns: str | None, server_ip: str,
         return src, ("listener_saw", {"source": src})
 
 
+def ping_seen_by(src_ns: str | None, dst_ns: str | None, address: str, ident: int,
+                 timeout: float = TIMEOUT) -> tuple[str | None, str | None]:
+    """Ping `address` from src_ns while dst_ns watches: (the source dst_ns saw, why no reply)."""
+    # A raw ICMP socket gets a copy of every ICMP packet its namespace receives, echo requests
+    # included: the outside host's view of the packet, whether or not its reply can go back.
+    watcher = run_in_netns(dst_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
+                                                         socket.IPPROTO_ICMP))
+    with watcher:
+        why_not = ping(src_ns, address, timeout, ident=ident)
+        watcher.setblocking(False)
+        while True:
+            try:
+                data, (src, _) = watcher.recvfrom(2048)
+            except OSError:  # nothing left to read
+                return None, why_not
+            icmp = data[(data[0] & 0x0F) * 4:]
+            if icmp[0] == 8 and struct.unpack("!H", icmp[4:6])[0] == ident:
+                return src, why_not
+
+
 def _ping_proof(src_ns: str | None, who: str, dst: str, to: str, expect: bool) -> Proof:
     why_not = ping(src_ns, dst)
     seen: tuple[str, dict[str, Any]] = ("reply", {}) if why_not is None else ("", {"text": why_not})
@@ -138,6 +160,28 @@ def outside(topo: Topology, expect: bool) -> list[Proof]:
     c = topo.containers[0]
     return [_ping_proof(topo.netns(c), c.name, str(topo.internet_address.ip), "@outside_host",
                         expect)]
+
+
+def unmasqueraded(topo: Topology) -> list[Proof]:
+    """Step 8 before its NAT rule: red's packet gets out with its own address; no reply returns.
+
+    The outside world has no route to 192.168.15.0/24, which is why MASQUERADE is needed.
+    """
+    if topo.internet is None:
+        return []
+    c = topo.containers[0]
+    own, target = str(c.address.ip), str(topo.internet_address.ip)
+    # Another ICMP id than the later pings: conntrack would remember this flow un-NATed for 30 s,
+    # and a NAT rule applies only to new flows.
+    ident = (os.getpid() & 0xFFFF) ^ 0x8000
+    src, why_not = ping_seen_by(topo.netns(c), topo.internet, target, ident)
+    seen: tuple[str, dict[str, Any]] = (
+        ("saw_no_reply", {"source": src}) if src and why_not
+        else ("reply", {}) if why_not is None else ("never_arrived", {"why": why_not}))
+    return [Proof("outside_sees_private", {"who": c.name, "own": own, "to": "@outside_host",
+                                           "address": target},
+                  src == own and why_not is not None, seen,
+                  f"ip netns exec {topo.internet} tcpdump -ni {topo.uplink} icmp")]
 
 
 def nat_sources(topo: Topology) -> list[Proof]:
@@ -194,3 +238,14 @@ def port_forward(topo: Topology, server: Container, port: int) -> list[Proof]:
     seen: tuple[str, dict[str, Any]] = ("", {"text": body if body is not None else why_not})
     return [Proof("http_forwarded", {"node": node_ip, "port": port, "who": server.name}, ok,
                   seen, f"ip netns exec {topo.internet} curl -s http://{node_ip}:{port}/")]
+
+
+def step_proofs(topo: Topology, number: int) -> list[Proof]:
+    """The packet proofs that become possible once step `number` is done."""
+    if number == 7:
+        return connectivity(topo)
+    if number == 8:
+        return outside(topo, expect=True) + nat_sources(topo)
+    if number == BONUS_STEP:
+        return port_forward(topo, web_server(topo), PUBLISHED_PORT)
+    return []

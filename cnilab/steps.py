@@ -22,6 +22,7 @@ from cnilab.state import Snapshot
 from cnilab.topology import Container, Topology
 
 LAST_STEP = 8  # run-all's default end; step 9 (port forwarding) is the bonus
+FORWARDING = "net.ipv4.ip_forward"
 BONUS_STEP = 9
 HTTP_PORT, PUBLISHED_PORT = 80, 8080
 
@@ -42,6 +43,21 @@ class Step:
         return tuple(op for op in self.ops if not op.satisfied(snap))
 
 
+@dataclass(frozen=True)
+class FreshNodeSysctl(SetSysctl):
+    """sysctl -w KEY=VALUE in the node cnilab has just made: how a fresh machine starts.
+
+    A new namespace copies the IPv4 settings of the machine's own, and on a Docker or podman host
+    ip_forward is already 1 there: step 8's `sysctl -w net.ipv4.ip_forward=1` would silently have
+    nothing to do. Held as long as the node exists (step 8 then sets the value it teaches).
+    """
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        return self.netns in snap.netns
+
+    undo = Op.undo  # the node's namespace takes it along
+
+
 def setup_ops(topo: Topology) -> tuple[Op, ...]:
     """The isolated lab's stage: the node namespace and an outside world linked to its eth0."""
     if topo.in_place:
@@ -50,6 +66,7 @@ def setup_ops(topo: Topology) -> tuple[Op, ...]:
     assert node is not None and inet is not None
     return (
         AddNetns(None, node),
+        FreshNodeSysctl(node, FORWARDING, "0"),
         AddNetns(None, inet),
         AddVeth(inet, topo.uplink, topo.uplink, peer_netns=node),
         AddAddress(inet, topo.uplink, str(topo.internet_address)),
@@ -76,7 +93,7 @@ def build_steps(topo: Topology) -> tuple[Step, ...]:
                  *(LinkUp(node, c.peer) for c in cs),
                  *(op for c in cs for op in (LinkUp(topo.netns(c), "lo"),
                                               LinkUp(topo.netns(c), c.veth))))),
-        Step(8, (SetSysctl(node, "net.ipv4.ip_forward", "1"),
+        Step(8, (SetSysctl(node, FORWARDING, "1"),
                  *(AddRoute(topo.netns(c), "default", str(topo.bridge_address.ip)) for c in cs),
                  # `! -o bridge`: with bridge netfilter on, traffic between two containers on the
                  # bridge also crosses POSTROUTING; it must keep its source address.

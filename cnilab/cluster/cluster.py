@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from cnilab.cluster import components, pods
-from cnilab.cluster.components import StartComponent, components_for
+from cnilab.cluster.components import StartComponent
 from cnilab.cluster.plan import LESSON, ClusterPlan, build_plan
-from cnilab.cluster.steps import network_ops
+from cnilab.cluster.steps import UnplugLastPort, network_ops
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel, require_privileges
 from cnilab.ledger import Ledger
@@ -44,7 +44,8 @@ class PlanCluster(Op):
 
 
 # Every op a cluster ledger may hold: the engine's and the cluster's own, listed.
-CLUSTER_OPS = {**OPS, **registry_of(PlanCluster, StartComponent, pods.AttachPod, pods.IpamStore)}
+CLUSTER_OPS = {**OPS, **registry_of(PlanCluster, StartComponent, UnplugLastPort, pods.AttachPod,
+                                    pods.IpamStore)}
 
 
 def cluster_ledger(prefix: str, run_dir: str | None = None) -> Ledger:
@@ -127,10 +128,7 @@ class Cluster:
 
     def component_ops(self) -> list[StartComponent]:
         """One StartComponent per component of every node, etcd before its clients."""
-        cp = str(self.plan.controlplane.address.ip)
-        return [StartComponent(self.plan.netns(n), c.name, self.plan.lab_id, n.name,
-                               str(n.address.ip), cp)
-                for n in self.plan.nodes for c in components_for(n.is_controlplane)]
+        return components.component_ops(self.plan)
 
     def _attach_pods(self) -> list[str]:
         if not self.plan.pods_per_node:

@@ -19,11 +19,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnilab.errors import KernelError
 from cnilab.kernel import run_in_netns
 from cnilab.ops import Kernel, Op, Proof
 from cnilab.state import Snapshot
+
+if TYPE_CHECKING:
+    from cnilab.cluster.plan import ClusterPlan
 
 LISTENER = str(Path(__file__).with_name("listener.py"))
 TOKEN = "--cnilab-component="
@@ -64,6 +68,13 @@ _pending: list[tuple[int, int, str]] = []  # (ready pipe, pid, token) of childre
 def components_for(controlplane: bool) -> tuple[Component, ...]:
     """The components a node runs."""
     return (CONTROLPLANE + EVERY_NODE) if controlplane else EVERY_NODE
+
+
+def component_ops(plan: ClusterPlan) -> list[StartComponent]:
+    """One StartComponent per component of every node, etcd before its clients."""
+    cp = str(plan.controlplane.address.ip)
+    return [StartComponent(plan.netns(n), c.name, plan.lab_id, n.name, str(n.address.ip), cp)
+            for n in plan.nodes for c in components_for(n.is_controlplane)]
 
 
 def running() -> dict[str, list[int]]:

@@ -1,8 +1,8 @@
 """The cluster as data: nodes, addresses, MACs, pod CIDRs, pods, validated; no kernel here.
 
 The defaults are the course lab's output: controlplane 172.17.0.24 and node01 172.17.0.40 on
-ens3, MACs made from the address as Docker does, cni0 10.244.K.1/24, docker0 172.18.0.1/24 (down),
-a gateway 172.17.0.1 that NATs to an emulated outside world in 203.0.113.0/24 (TEST-NET-3).
+ens3, MACs made from the address as Docker does, cni0 10.244.K.1/24, docker0 172.18.0.1/24 (up,
+no carrier), a gateway 172.17.0.1 that NATs to an emulated outside world in 203.0.113.0/24.
 """
 
 from __future__ import annotations

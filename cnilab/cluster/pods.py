@@ -32,7 +32,7 @@ def network_config(node: Node, data_dir: str) -> dict[str, Any]:
         "type": "cnilab",
         "bridge": POD_BRIDGE,
         "isGateway": True,
-        "ipMasq": False,  # the node masquerades for its whole pod CIDR (steps.node_ops)
+        "ipMasq": False,  # the node masquerades for its whole pod CIDR (steps.route_ops)
         "ipam": {
             "type": "cnilab-ipam",
             "ranges": [[{"subnet": str(node.pod_cidr),

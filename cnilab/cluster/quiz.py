@@ -6,8 +6,9 @@ how to find each answer in the observed status (cluster/status.py) and how to co
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -24,14 +25,17 @@ Status = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Question:
-    """One question as asked now: its text, hint, explanation and the kernel's answer."""
+    """One question as asked now: its text, hints, explanation and the kernel's answer."""
 
     id: str
     text: str
-    hint: str
+    hint: str  # the command that finds the answer (given second)
     explanation: str
     expected: str
     kind: str
+    nudge: str = ""  # where to look, without the command (given first)
+    traps: Mapping[str, str] = field(default_factory=dict)  # a known wrong answer -> why
+    aliases: tuple[str, ...] = ()  # other right answers (a node's name for its address)
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,8 @@ def _route_to_node01_pods(s: Status) -> str | None:
     return next((r["via"] for r in routes if cidr and r["dst"] == cidr), None)
 
 
-# id -> (how to read the answer from the status, how answers compare, needs node01)
+# id -> (how to read the answer from the status, how answers compare, needs node01). "host": an
+# address, or the name of the node that has it (the course's `route` prints node01 for it).
 ANSWERS: dict[str, tuple[Callable[[Status], Any], str, bool]] = {
     "nodes": (lambda s: len(s["lan"]["ports"]), "number", False),
     "controlplane_ip": (_field("controlplane", "ip"), "ip", False),
@@ -98,7 +103,7 @@ ANSWERS: dict[str, tuple[Callable[[Status], Any], str, bool]] = {
     "default_gateway": (_default_gateway, "ip", False),
     "scheduler_port": (_listening_port("kube-scheduler"), "number", False),
     "etcd_port": (_busiest_etcd_port, "number", False),
-    "node01_pods_route": (_route_to_node01_pods, "ip", True),
+    "node01_pods_route": (_route_to_node01_pods, "host", True),
 }
 
 
@@ -127,30 +132,59 @@ def questions(status: Status, lang: str, names: Mapping[str, str]) -> list[Quest
         if needs_node01 and not has_node01:
             continue
         value = read(status)
+        expected = NONE if value is None else str(value)
+        aliases = tuple(n["name"] for n in status["nodes"]
+                        if kind == "host" and n["ip"] == expected)
         asked.append(Question(q["id"], q["question"].format(**fill), q["hint"].format(**fill),
-                              q["explanation"].format(**fill),
-                              NONE if value is None else str(value), kind))
+                              q["explanation"].format(**fill), expected, kind,
+                              q["nudge"].format(**fill),
+                              {k: v.format(**fill) for k, v in q.get("traps", {}).items()},
+                              aliases))
     return asked
 
 
+MAC = re.compile(r"\b[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5}\b")
+IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
+
+
 def normalize(answer: str, kind: str) -> str:
-    """An answer in a comparable form: case, spaces, MAC separators, an address's /prefix."""
+    """The answer inside what a hint command prints, in a comparable form.
+
+    `ip -br addr` prints ens3@if4 (ens3, whose veth peer is interface 4 elsewhere), `ip route`
+    `default via 172.17.0.1 dev ens3`, netstat `127.0.0.1:10259`, `ip link` `link/ether MAC`:
+    a student who pastes that is right.
+    """
     value = answer.strip().lower()
     if kind == "mac":
-        value = value.replace("-", ":")
-    elif kind == "ip":
-        value = value.split("/")[0]
-    elif kind == "number":
-        value = value.lstrip("0") or "0"
-    return value
+        found = MAC.search(value)
+        return found.group(0).replace("-", ":") if found else value
+    if kind in ("ip", "host"):
+        words = value.split()
+        if "via" in words[:-1]:
+            value = words[words.index("via") + 1]
+        found = IPV4.search(value)
+        return found.group(0) if found else value
+    if kind == "number":
+        value = value.rsplit(":", 1)[-1]  # 127.0.0.1:10259, :::6443
+        return value.lstrip("0") or "0"
+    first = value.split()[0] if value.split() else value
+    return first.split("@")[0].rstrip(":")  # ens3@if4, `ifconfig`'s "ens3:"
 
 
 def grade(question: Question, answer: str | None) -> Graded:
     """Compare one answer with the kernel's."""
     if answer is None or not answer.strip():
         return Graded(question, None, False)
-    ok = normalize(answer, question.kind) == normalize(question.expected, question.kind)
+    given = normalize(answer, question.kind)
+    ok = given == normalize(question.expected, question.kind) or given in question.aliases
     return Graded(question, answer.strip(), ok)
+
+
+def trap(question: Question, answer: str) -> str | None:
+    """Why a known wrong answer is wrong (10251: the course's old scheduler port), if known."""
+    given = normalize(answer, question.kind)
+    return next((why for wrong, why in question.traps.items()
+                 if normalize(wrong, question.kind) == given), None)
 
 
 def parse_answer_options(options: list[str], asked: list[Question]) -> dict[str, str]:

@@ -36,7 +36,8 @@ def _ports(socks: list[TcpSocket]) -> list[dict[str, Any]]:
 
 
 def _bridges(ns: Namespace) -> list[dict[str, Any]]:
-    return [{"name": b.name, "up": b.up, "mac": b.mac, "addresses": list(b.addresses),
+    return [{"name": b.name, "up": b.up, "carrier": b.carrier, "mac": b.mac,
+             "addresses": list(b.addresses),
              "ports": [p.name for p in ns.links if p.master == b.name]}
             for b in ns.links if b.kind == "bridge"]
 

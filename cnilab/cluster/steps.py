@@ -1,6 +1,8 @@
-"""The cluster network as ops built from the plan: the LAN and its gateway, nodes, routes."""
+"""The cluster lesson's sections as ops built from the plan: LAN, gateway, bridges, routes, ..."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from cnilab.cluster.plan import (
     DOCKER0,
@@ -9,6 +11,7 @@ from cnilab.cluster.plan import (
     GATEWAY_UPLINK,
     LAN,
     LAN_BRIDGE,
+    LESSON,
     NODE_IF,
     OUTSIDE_HOST,
     POD_BRIDGE,
@@ -30,70 +33,149 @@ from cnilab.ops import (
     SetMaster,
     SetSysctl,
 )
+from cnilab.ops import Kernel as KernelLike
+from cnilab.state import Snapshot
+from cnilab.steps import Step
 
 FORWARD = "net.ipv4.ip_forward"
+GONE_PORT = ("vethgone", "vethgone-c")  # the veth of a container that came and went
+
+
+@dataclass(frozen=True)
+class UnplugLastPort(Op):
+    """Plug a veth into a (still down) bridge and pull it out again: up, it has no carrier.
+
+    A bridge that never had a port has carrier once up (`state UNKNOWN`); one whose last port
+    went away has none, which is docker0 on a node where Docker's containers have stopped: the
+    course's `flags=4099<UP,BROADCAST,MULTICAST>` and its route marked `linkdown`. Done before
+    the bridge goes up, so its route is born linkdown: the kernel marks a route of a running
+    link only later, from its link-watch queue.
+    """
+
+    bridge: str = ""
+
+    def apply(self, kernel: KernelLike) -> None:
+        port, peer = GONE_PORT
+        kernel.delete_link(self.netns, port)  # left by an `up` killed right here
+        kernel.add_link(self.netns, port, "veth", peer)
+        kernel.set_master(self.netns, port, self.bridge)
+        kernel.delete_link(self.netns, port)  # its peer goes with it
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        ns = snap.ns(self.netns)
+        link = ns.link(self.bridge) if ns else None
+        return link is not None and link.up and not link.carrier
+
+    def argv(self) -> list[str]:
+        return ["ip", "link", "add", GONE_PORT[0], "type", "veth", "peer", "name", GONE_PORT[1]]
+
+    def command(self, here: str | None) -> str:
+        port = GONE_PORT[0]
+        return " && ".join(self._typed(argv, here) for argv in (
+            self.argv(), ["ip", "link", "set", port, "master", self.bridge],
+            ["ip", "link", "del", port]))
 
 
 def lan_ops(plan: ClusterPlan) -> list[Op]:
-    """The LAN switch with the gateway on it, and the outside world behind the gateway's NAT."""
-    lan, world = plan.lan_netns, plan.world_netns
-    return [
+    """Section 1: the LAN switch, and every node's ens3 plugged into it."""
+    lan = plan.lan_netns
+    ops: list[Op] = [
         AddNetns(None, lan),
-        AddNetns(None, world),
         AddBridge(lan, LAN_BRIDGE),
         AddAddress(lan, LAN_BRIDGE, str(GATEWAY)),
+        *(LinkUp(lan, n) for n in ("lo", LAN_BRIDGE)),
+    ]
+    for node in plan.nodes:
+        ns = plan.netns(node)
+        ops += [
+            AddNetns(None, ns),
+            # The LAN end is named after the node, so `bridge link` in the LAN says who is where.
+            AddVeth(ns, NODE_IF, node.name, peer_netns=lan),
+            # Every node's MAC differs (as its hostname does): a switch that saw one MAC on two
+            # ports would send one node's frames to the other.
+            SetMac(ns, NODE_IF, node.mac),
+            AddAddress(ns, NODE_IF, str(node.address)),
+            SetMaster(lan, node.name, LAN_BRIDGE),
+            LinkUp(lan, node.name),
+            LinkUp(ns, "lo"),
+            LinkUp(ns, NODE_IF),
+        ]
+    return ops
+
+
+def gateway_ops(plan: ClusterPlan) -> list[Op]:
+    """Section 2: the gateway's way out to an emulated outside world, each node's default route."""
+    lan, world = plan.lan_netns, plan.world_netns
+    return [
+        AddNetns(None, world),
         AddVeth(lan, UPLINK, WORLD_IF, peer_netns=world),
         AddAddress(lan, UPLINK, str(GATEWAY_UPLINK)),
         AddAddress(world, WORLD_IF, str(OUTSIDE_HOST)),
-        *(LinkUp(lan, n) for n in ("lo", LAN_BRIDGE, UPLINK)),
+        LinkUp(lan, UPLINK),
         *(LinkUp(world, n) for n in ("lo", WORLD_IF)),
         # The gateway routes between the LAN and the outside, and hides the LAN behind its
         # uplink address: the outside has no route back to 172.17.0.0/16.
         SetSysctl(lan, FORWARD, "1"),
         AddRule(lan, "nat", "POSTROUTING", ("-s", str(LAN), "-o", UPLINK, "-j", "MASQUERADE")),
+        *(AddRoute(plan.netns(node), "default", str(GATEWAY.ip)) for node in plan.nodes),
     ]
 
 
-def node_ops(plan: ClusterPlan, node: Node) -> list[Op]:
-    """One node: ens3 plugged into the LAN switch, cni0 for its pods, docker0 left down."""
-    ns, lan = plan.netns(node), plan.lan_netns
+def bridge_ops(plan: ClusterPlan, node: Node) -> list[Op]:
+    """Section 3 on one node: cni0 for its pods, docker0 up with nothing plugged in."""
+    ns = plan.netns(node)
     return [
-        AddNetns(None, ns),
-        # The LAN end is named after the node, so `bridge link` in the LAN says who is where.
-        AddVeth(ns, NODE_IF, node.name, peer_netns=lan),
-        SetMac(ns, NODE_IF, node.mac),
-        AddAddress(ns, NODE_IF, str(node.address)),
-        SetMaster(lan, node.name, LAN_BRIDGE),
-        LinkUp(lan, node.name),
-        LinkUp(ns, "lo"),
-        LinkUp(ns, NODE_IF),
-        AddRoute(ns, "default", str(GATEWAY.ip)),
         AddBridge(ns, POD_BRIDGE),
         AddAddress(ns, POD_BRIDGE, str(node.bridge_address)),
         LinkUp(ns, POD_BRIDGE),
-        # docker0 exists but stays down, as on the course's nodes (containerd does not use it).
+        # docker0 as on the course's nodes: Docker made it and brought it up, but containerd
+        # plugs nothing into it. A bridge without ports has no carrier: UP but not RUNNING
+        # (`ifconfig`: flags=4099<UP,BROADCAST,MULTICAST>), and its route is marked linkdown.
         AddBridge(ns, DOCKER_BRIDGE),
         AddAddress(ns, DOCKER_BRIDGE, str(DOCKER0)),
+        UnplugLastPort(ns, DOCKER_BRIDGE),
+        LinkUp(ns, DOCKER_BRIDGE),
+    ]
+
+
+def route_ops(plan: ClusterPlan, node: Node) -> list[Op]:
+    """Section 4 on one node: forwarding, NAT out of the pod network, other nodes' pod CIDRs."""
+    ns = plan.netns(node)
+    return [
         # The node forwards between cni0 and ens3; pod traffic leaving the pod network takes the
         # node's address (as flannel's ipMasq does), pod-to-pod traffic keeps its own.
         SetSysctl(ns, FORWARD, "1"),
         AddRule(ns, "nat", "POSTROUTING", ("-s", str(node.pod_cidr), "!", "-d",
                                            str(plan.pod_network), "-j", "MASQUERADE")),
+        *(AddRoute(ns, str(other.pod_cidr), str(other.address.ip))
+          for other in plan.nodes if other != node),
     ]
 
 
-def route_ops(plan: ClusterPlan, node: Node) -> list[Op]:
-    """On `node`, every other node's pod CIDR via that node's address."""
-    ns = plan.netns(node)
-    return [AddRoute(ns, str(other.pod_cidr), str(other.address.ip))
-            for other in plan.nodes if other != node]
+def network_steps(plan: ClusterPlan) -> tuple[Step, ...]:
+    """Sections 1-4 of the cluster lesson: the network, as ops in the order they are made."""
+    return (
+        Step(1, tuple(lan_ops(plan))),
+        Step(2, tuple(gateway_ops(plan))),
+        Step(3, tuple(op for node in plan.nodes for op in bridge_ops(plan, node))),
+        Step(4, tuple(op for node in plan.nodes for op in route_ops(plan, node))),
+    )
 
 
 def network_ops(plan: ClusterPlan) -> list[Op]:
     """Everything but the components and the pods, in the order it must be made."""
-    ops = lan_ops(plan)
-    for node in plan.nodes:
-        ops += node_ops(plan, node)
-    for node in plan.nodes:
-        ops += route_ops(plan, node)
-    return ops
+    return [op for step in network_steps(plan) for op in step.ops]
+
+
+def lesson_steps(plan: ClusterPlan) -> tuple[Step, ...]:
+    """Every section of the cluster lesson as ops: the network, the components, the pods."""
+    # Imported here: both start processes or call the plugin, through the kernel module.
+    from cnilab.cluster import pods
+    from cnilab.cluster.components import component_ops
+    from cnilab.ledger import Ledger
+
+    ledger = Ledger.for_lesson(LESSON, plan.prefix)  # only its path: where the IPAM stores go
+    pod_ops = tuple(op for node in plan.nodes for pod in plan.pods(node)
+                    for op in (AddNetns(None, plan.pod_netns(pod)),
+                               pods.attach_op(plan, node, pod, ledger)))
+    return (*network_steps(plan), Step(5, tuple(component_ops(plan))), Step(6, pod_ops))

@@ -21,9 +21,9 @@ def command_lines(ops: Sequence[Op], here: str | None) -> list[str]:
     return [op.command(here) for op in ops]
 
 
-def render_commands(ops: Sequence[Op], here: str | None) -> RenderableType:
+def render_commands(ops: Sequence[Op], here: str | None, lang: str = "en") -> RenderableType:
     """The ops as a syntax-highlighted bash listing."""
-    code = "\n".join(command_lines(ops, here)) or "# nothing to do: the kernel already holds this"
+    code = "\n".join(command_lines(ops, here)) or "# " + t("ui.nothing_to_do", lang)
     syntax = Syntax(code, "bash", theme="ansi_dark", background_color="default")
     text = syntax.highlight(code)
     text.rstrip()

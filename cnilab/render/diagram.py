@@ -36,7 +36,7 @@ def _link_text(ns_key: str, link: Link, keys: Collection[Key]) -> Text:
 
 
 def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
-                    lab_links: Collection[str] | None) -> RenderableType:
+                    lab_links: Collection[str] | None, lang: str) -> RenderableType:
     ns_key = ns.name or ""
     parts: list[RenderableType] = []
     bridges = [ln for ln in ns.links if ln.kind == "bridge"]
@@ -57,7 +57,7 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
             parts.append(_link_text(ns_key, link, keys))
     hidden = len(ns.links) - len(shown)
     if hidden:
-        parts.append(Text(f"(+{hidden} other links not made by the lab)", style="dim"))
+        parts.append(Text(t("ui.diagram_hidden", lang, count=hidden), style="dim"))
     if lab_links is None:  # on a real node (in place) the machine's own services would crowd in
         for port in ns.listening:
             new = ("server", ns_key, str(port)) in keys
@@ -77,10 +77,10 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
             new = ("sysctl", ns_key, key) in keys
             parts.append(Text(f"{'+ ' if new else ''}{key} = {value}", style=NEW if new else ""))
     for rule in ns.nat or ():
-        new = any(k[0] == "rule" and k[1] == ns_key for k in keys)
+        new = ("rule", ns_key, "nat", *rule_tokens(rule)) in keys
         shown_rule = " ".join(rule_tokens(rule))
         parts.append(Text(f"{'+ ' if new else ''}nat {shown_rule}", style=NEW if new else ""))
-    return Group(*parts) if parts else Text("(empty)", style="dim")
+    return Group(*parts) if parts else Text(t("ui.diagram_empty", lang), style="dim")
 
 
 def _panel(title: str, body: RenderableType, new: bool) -> Panel:
@@ -97,19 +97,20 @@ def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = (),
         lab_links = {topo.bridge, *(name for c in topo.containers for name in (c.veth, c.peer))}
     rows: list[RenderableType] = []
     if node is not None:
-        title = f"node: {topo.node}" if topo.node else "node: this namespace (--in-place)"
-        rows.append(_panel(title, _namespace_body(node, topo, keys, lab_links),
+        title = (t("ui.diagram_node", lang, name=topo.node) if topo.node
+                 else t("ui.diagram_node_in_place", lang))
+        rows.append(_panel(title, _namespace_body(node, topo, keys, lab_links, lang),
                            ("netns", topo.node or "") in keys))
     boxes = []
     for c in topo.containers:
         ns = snap.ns(topo.netns(c))
         if ns is not None:
-            body = _namespace_body(ns, topo, keys, None)
-            boxes.append(_panel(f"container: {topo.netns(c)}", body,
+            body = _namespace_body(ns, topo, keys, None, lang)
+            boxes.append(_panel(t("ui.diagram_container", lang, name=topo.netns(c)), body,
                                 ("netns", topo.netns(c)) in keys))
     if topo.internet and (inet := snap.ns(topo.internet)) is not None:
-        boxes.append(_panel(f"outside world: {topo.internet}",
-                            _namespace_body(inet, topo, keys, None),
+        boxes.append(_panel(t("ui.diagram_outside", lang, name=topo.internet),
+                            _namespace_body(inet, topo, keys, None, lang),
                             ("netns", topo.internet) in keys))
     if boxes:  # side by side while they fit, never squeezed: a wrapped address is misread
         rows.append(Columns(boxes, padding=(0, 1)))

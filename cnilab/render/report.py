@@ -16,6 +16,7 @@ from cnilab.i18n import t
 from cnilab.lessons import StepText
 from cnilab.render.commands import render_commands, render_proofs
 from cnilab.render.diagram import render_diagram
+from cnilab.render.prose import Prose
 from cnilab.topology import Topology
 
 if TYPE_CHECKING:  # the lab reaches the kernel; `cnilab explain` must not load it
@@ -46,14 +47,22 @@ def render_step(report: StepReport, topo: Topology, text: StepText, lang: str
         parts += [Text(t("ui.proofs", lang), style="bold"), render_proofs(report.proofs, lang)]
     if text.watch:
         parts.append(Text(text.watch, style="cyan"))
+    parts += [Prose(note_text(key, params, lang), style="yellow")
+              for key, params in report.notes]
     return parts
+
+
+def note_text(key: str, params: dict[str, str], lang: str) -> str:
+    """A step's note in `lang`; its "who" parameter is itself a sentence key."""
+    who = t(params["who"], lang, **params) if "who" in params else ""
+    return t(key, lang, **{**params, "who": who})
 
 
 def render_explain(text: StepText, lang: str, with_commands: bool = True, what: bool = True
                    ) -> list[RenderableType]:
     """A step's lesson text: what, why, what to look at, a common mistake, course notes."""
     def section(label: str, body: str) -> Group:
-        return Group(Text(t(label, lang), style="bold cyan"), Text(body), Text(""))
+        return Group(Text(t(label, lang), style="bold cyan"), Prose(body), Text(""))
 
     parts: list[RenderableType] = [section("ui.what", text.what)] if what else []
     parts.append(section("ui.why", text.why))
@@ -63,7 +72,7 @@ def render_explain(text: StepText, lang: str, with_commands: bool = True, what: 
                   Text("")]
         parts.append(section("ui.mistake", text.mistake))
     if text.course_note:
-        parts.append(Panel(text.course_note, title=t("ui.course_note", lang),
+        parts.append(Panel(Prose(text.course_note), title=t("ui.course_note", lang),
                            title_align="left", border_style="yellow"))
     if with_commands and text.watch:
         parts.append(Text(text.watch, style="cyan"))
@@ -72,7 +81,8 @@ def render_explain(text: StepText, lang: str, with_commands: bool = True, what: 
 
 def render_goal(text: StepText, lang: str) -> RenderableType:
     """Practice mode: the goal, without the commands."""
-    return Panel(text.goal, title=t("ui.goal", lang), title_align="left", border_style="cyan")
+    return Panel(Prose(text.goal), title=t("ui.goal", lang), title_align="left",
+                 border_style="cyan")
 
 
 def render_facts(facts: Sequence[Fact], topo: Topology, lang: str) -> list[Text]:

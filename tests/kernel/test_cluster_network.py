@@ -46,12 +46,16 @@ def test_routes_are_exactly_the_courses_on_every_node(cluster: Cluster) -> None:
             "default via 172.17.0.1 dev ens3",
             "10.244.0.0/24 dev cni0 proto kernel scope link src 10.244.0.1",
             "10.244.1.0/24 via 172.17.0.40 dev ens3",
-            "172.17.0.0/16 dev ens3 proto kernel scope link src 172.17.0.24"},
+            "172.17.0.0/16 dev ens3 proto kernel scope link src 172.17.0.24",
+            # docker0 as on the course's nodes: up, no carrier, its route marked linkdown.
+            "172.18.0.0/24 dev docker0 proto kernel scope link src 172.18.0.1 linkdown"},
         "node01": {
             "default via 172.17.0.1 dev ens3",
             "10.244.0.0/24 via 172.17.0.24 dev ens3",
             "10.244.1.0/24 dev cni0 proto kernel scope link src 10.244.1.1",
-            "172.17.0.0/16 dev ens3 proto kernel scope link src 172.17.0.40"},
+            "172.17.0.0/16 dev ens3 proto kernel scope link src 172.17.0.40",
+            # docker0 as on the course's nodes: up, no carrier, its route marked linkdown.
+            "172.18.0.0/24 dev docker0 proto kernel scope link src 172.18.0.1 linkdown"},
     }
     for node, lines in want.items():
         # Exactly as `ip route` prints the course's routes: cnilab adds them with proto boot.
@@ -59,19 +63,52 @@ def test_routes_are_exactly_the_courses_on_every_node(cluster: Cluster) -> None:
         assert got == lines, node
 
 
-def test_nodes_have_ens3_with_docker_macs_cni0_up_and_docker0_down(cluster: Cluster) -> None:
+def test_nodes_have_ens3_with_docker_macs_cni0_running_docker0_up_without_carrier(
+        cluster: Cluster) -> None:
     status = read_status(cluster)
     got = {n["name"]: (n["interface"], n["ip"], n["mac"], n["pod_cidr"]) for n in status["nodes"]}
     assert got == {"controlplane": ("ens3", "172.17.0.24", "02:42:ac:11:00:18", "10.244.0.0/24"),
                    "node01": ("ens3", "172.17.0.40", "02:42:ac:11:00:28", "10.244.1.0/24")}
     for n in status["nodes"]:
         bridges = {b["name"]: b for b in n["bridges"]}
-        assert bridges["cni0"]["up"] and len(bridges["cni0"]["ports"]) == 1
-        assert not bridges["docker0"]["up"]
+        assert bridges["cni0"]["up"] and bridges["cni0"]["carrier"]
+        assert len(bridges["cni0"]["ports"]) == 1
+        assert bridges["docker0"]["up"] and not bridges["docker0"]["carrier"]
+        assert bridges["docker0"]["ports"] == []
         assert bridges["docker0"]["addresses"] == ["172.18.0.1/24"]
         assert IPv4Address(n["pods"][0]["ip"]) in IPv4Network(n["pod_cidr"])
     assert status["gateway"]["ip"] == "172.17.0.1"
     assert sorted(status["lan"]["ports"]) == ["controlplane", "node01"]
+
+
+def test_docker0_looks_as_in_the_course_up_but_not_running(cluster: Cluster) -> None:
+    # The course's `ifconfig docker0` and `ip link`: UP without RUNNING / LOWER_UP.
+    node = cluster.plan.prefix + "controlplane"
+    ifconfig = subprocess.run(["ip", "netns", "exec", node, "ifconfig", "docker0"],
+                              capture_output=True, text=True, check=True).stdout
+    assert ifconfig.startswith("docker0: flags=4099<UP,BROADCAST,MULTICAST>"), ifconfig
+    cni0 = subprocess.run(["ip", "netns", "exec", node, "ifconfig", "cni0"],
+                          capture_output=True, text=True, check=True).stdout
+    assert cni0.startswith("cni0: flags=4163<UP,BROADCAST,RUNNING,MULTICAST>"), cni0
+    link = ip("-n", node, "link", "show", "docker0")
+    assert "<NO-CARRIER,BROADCAST,MULTICAST,UP>" in link and "state DOWN" in link
+    assert "vethgone" not in ip("-n", node, "link", "show")  # the port came and went
+
+
+def test_the_lessons_bridge_text_says_what_the_kernel_shows(cluster: Cluster) -> None:
+    from cnilab.lessons import load
+
+    node = cluster.plan.prefix + "controlplane"
+    ifconfig = subprocess.run(["ip", "netns", "exec", node, "ifconfig", "docker0"],
+                              capture_output=True, text=True, check=True).stdout
+    flags = ifconfig.split()[1]  # flags=4099<UP,BROADCAST,MULTICAST>
+    route = next(ln.strip() for ln in ip("-n", node, "route").splitlines() if "docker0" in ln)
+    link = ip("-n", node, "link", "show", "docker0")
+    for lang in ("en", "ko"):
+        text = load("cluster", lang).step(3)
+        assert f"`{flags}`" in text.what and f"`{route}`" in (text.course_note or "")
+        assert "`<NO-CARRIER,BROADCAST,MULTICAST,UP>`" in text.what
+        assert "<NO-CARRIER,BROADCAST,MULTICAST,UP>" in link and "`state DOWN`" in text.what
 
 
 def test_pods_reach_each_other_across_nodes_without_nat(cluster: Cluster) -> None:

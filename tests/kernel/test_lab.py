@@ -25,10 +25,30 @@ def test_run_all_builds_every_step_and_proves_it_with_packets(cnilab: Cnilab) ->
     assert claims["red reaches blue (192.168.15.2)"]
     assert claims["blue reaches red (192.168.15.1)"]
     assert claims["red reaches the bridge (192.168.15.5)"]
-    assert claims["red cannot reach the outside host (203.0.113.1)"]
+    assert claims["before MASQUERADE: red's packet reaches the outside host (203.0.113.1) from "
+                  "192.168.15.1, and the reply has no way back"]
     assert claims["red reaches the outside host (203.0.113.1)"]
     status = cnilab.json("status")
     assert status["steps"] == {**{str(n): True for n in range(1, 9)}, "9": False}
+
+
+def test_step_8_shows_why_nat_is_needed_before_the_rule_then_the_node_address(
+        cnilab: Cnilab) -> None:
+    assert cnilab.run("run-all", "--yes", "--to", "7", "--no-proof").returncode == 0
+    node = cnilab.topo.node
+    assert node is not None
+    # The node starts as a fresh machine, whatever this host's own ip_forward is.
+    assert cnilab.observe().ns(node).sysctls["net.ipv4.ip_forward"] == "0"
+    report = cnilab.json("step", "8")
+    assert report["ok"]
+    assert "sysctl -w net.ipv4.ip_forward=1" in report["commands"]
+    before, *after = report["proofs"]
+    assert before["ok"] and "192.168.15.1" in before["seen"] and "no reply" in before["seen"]
+    assert report["commands"][-1].startswith("iptables -t nat -A POSTROUTING")  # then the rule
+    seen = {p["claim"]: p["seen"] for p in after}
+    assert seen["red reaches the outside host (203.0.113.1)"] == "reply received"
+    assert "203.0.113.2" in seen["the outside host sees red as the node (203.0.113.2), not as "
+                                 "192.168.15.1"]
 
 
 def test_nat_hides_red_from_outside_but_not_from_blue(cnilab: Cnilab) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cnilab.cli import app
+from cnilab.cluster.cli import cluster_app
+from cnilab.cni.cli import cni_app
 
 runner = CliRunner()
 COMMANDS = ["step", "run-all", "teardown", "status", "doctor", "shell", "lessons", "explain",
@@ -71,3 +76,97 @@ def test_bad_config_is_a_one_line_error(tmp_path) -> None:  # type: ignore[no-un
     result = runner.invoke(app, ["--config", str(path), "run-all", "--dry-run"])
     assert result.exit_code == 2
     assert "cnilab: error: bridge_address 'not-an-address'" in result.output
+
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+SUB_APPS = {"cluster": cluster_app, "cni": cni_app}
+
+
+def every_command(groups: tuple[str, ...] = tuple(SUB_APPS)) -> list[tuple[list[str], object]]:
+    """(argv to reach it, its callback) for every command, these sub-apps included."""
+    found = [([c.name or c.callback.__name__.replace("_", "-")], c.callback)
+             for c in app.registered_commands]
+    for group, sub in ((g, SUB_APPS[g]) for g in groups):
+        found += [([group, c.name or c.callback.__name__.rstrip("_")], c.callback)
+                  for c in sub.registered_commands]
+    return found
+
+
+@pytest.mark.parametrize(("argv", "callback"), every_command(),
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_every_command_has_help_text_and_is_documented_in_the_readme(argv: list[str],
+                                                                     callback: object) -> None:
+    result = runner.invoke(app, [*argv, "--help"])
+    assert result.exit_code == 0
+    assert (inspect.getdoc(callback) or "").strip(), argv
+    assert f"cnilab {' '.join(argv)}" in README or re.search(
+        rf"`cnilab {argv[0]} [^`]*\b{argv[-1]}\b", README), argv
+
+
+# The cni commands' help is cnilab/cni/cli.py's (the CNI lesson's owner); they join once done.
+@pytest.mark.parametrize(("argv", "callback"), every_command(("cluster",)),
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_examples_in_help_keep_each_line_whole(argv: list[str], callback: object) -> None:
+    doc = inspect.getdoc(callback) or ""
+    if "\b" not in doc:
+        assert "Example" not in doc, f"{argv}: examples need Click's \\b to stay whole"
+        return
+    examples = doc.split("\b", 1)[1].strip().splitlines()[1:]
+    result = runner.invoke(app, [*argv, "--help"], env={"COLUMNS": "60"}, terminal_width=60)
+    for line in examples:
+        assert line.strip() in result.output, (argv, line)
+
+
+@pytest.mark.parametrize("group", [[], ["cluster"]])
+def test_short_help_lines_are_not_cut(group: list[str]) -> None:
+    result = runner.invoke(app, [*group, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    listing = result.output.split("Commands:", 1)[1]
+    assert "..." not in listing, listing
+
+
+PRINTING = [["step"], ["run-all"], ["teardown"], ["status"], ["doctor"], ["lessons"],
+            ["explain"], ["practice"], ["check"], ["cluster", "up"], ["cluster", "down"],
+            ["cluster", "status"], ["cluster", "quiz"]]
+
+
+@pytest.mark.parametrize("argv", PRINTING, ids=" ".join)
+def test_every_command_that_prints_takes_lang_and_json(argv: list[str]) -> None:
+    result = runner.invoke(app, [*argv, "--help"])
+    assert "--lang" in result.output and "--json" in result.output
+
+
+@pytest.mark.parametrize("argv", [["step", "{}", "--dry-run"], ["explain", "{}"],
+                                  ["script", "--to", "{}"], ["run-all", "--to", "{}", "--dry-run"]])
+def test_step_ranges_are_1_to_9_everywhere(argv: list[str]) -> None:
+    for number, code in (("1", 0), ("9", 0), ("10", 2), ("0", 2)):
+        result = runner.invoke(app, [a.replace("{}", number) for a in argv])
+        assert result.exit_code == code, (argv, number, result.output)
+
+
+@pytest.mark.parametrize("argv", [["practice"], ["check"]])
+def test_practice_and_check_take_1_to_9_too(argv: list[str]) -> None:
+    assert runner.invoke(app, [*argv, "10"]).exit_code == 2
+    assert "1<=x<=9" in runner.invoke(app, [*argv, "10"]).output.replace(" ", "")
+
+
+def test_console_step_range_is_the_lessons_range() -> None:
+    from cnilab.console import LAST_STEP
+    from cnilab.steps import BONUS_STEP
+
+    assert LAST_STEP == BONUS_STEP
+
+
+def test_shell_accepts_only_the_labs_places() -> None:
+    result = runner.invoke(app, ["shell", "green"])
+    assert result.exit_code == 2
+    assert "'green' is not one of host, internet, red, blue" in result.output
+
+
+def test_the_readme_exit_code_table_has_every_code() -> None:
+    from cnilab import errors
+
+    codes = {cls.exit_code for cls in vars(errors).values()
+             if isinstance(cls, type) and issubclass(cls, errors.CnilabError)}
+    table = set(re.findall(r"^\| (\d+) \|", README, re.M))
+    assert {str(c) for c in codes} | {"0", "130"} <= table
+    assert re.search(r"^\| 1 \| `check`", README, re.M)

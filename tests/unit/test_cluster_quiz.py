@@ -20,7 +20,7 @@ from cnilab.errors import ConfigError
 from cnilab.state import ESTABLISHED, LISTEN, parse_proc_tcp
 
 RECORDED = Path(__file__).parent / "recorded" / "cluster_status.json"
-NAMES = {"exec": "cnilab cluster exec", "lan": "cnilab-lan"}
+NAMES = {"exec": "cnilab cluster exec", "shell": "cnilab cluster shell", "lan": "cnilab-lan"}
 
 
 @pytest.fixture
@@ -109,16 +109,59 @@ def test_both_languages_ask_the_same_questions_with_hints(status: dict[str, Any]
     assert set(en["ui"]) == set(ko["ui"])
     for lang in ("en", "ko"):
         for q in questions(status, lang, NAMES):
-            assert q.text and q.hint and q.explanation
-            assert "{" not in q.text + q.hint + q.explanation  # every placeholder filled
-    fields = {f for q in en["questions"] for t in q.values()
-              for _, f, _, _ in string.Formatter().parse(t) if f}
-    assert fields <= {"exec", "lan", "bridge", "cidr"}
+            assert q.text and q.nudge and q.hint and q.explanation
+            texts = [q.text, q.nudge, q.hint, q.explanation, *q.traps.values()]
+            assert "{" not in "".join(texts)  # every placeholder filled
+    texts = [t for q in en["questions"] for t in q.values() if isinstance(t, str)]
+    texts += [t for q in en["questions"] for t in q.get("traps", {}).values()]
+    fields = {f for t in texts for _, f, _, _ in string.Formatter().parse(t) if f}
+    assert fields <= {"exec", "shell", "lan", "bridge", "cidr"}
 
 
-def test_hints_name_a_command(status: dict[str, Any]) -> None:
+def test_hints_name_a_command_and_nudges_do_not(status: dict[str, Any]) -> None:
     for q in questions(status, "en", NAMES):
         assert "`" in q.hint, q.id
+        assert "`" not in q.nudge, q.id  # the first hint says where to look, not what to type
+
+
+@pytest.mark.parametrize(("qid", "printed"), [
+    ("controlplane_interface", "ens3@if4"),  # `ip -br addr`
+    ("controlplane_interface", "ens3@if4  UP  172.17.0.24/16"),
+    ("controlplane_interface", "ens3:"),  # `ifconfig`
+    ("default_gateway", "default via 172.17.0.1 dev ens3"),  # `ip route show default`
+    ("node01_pods_route", "10.244.1.0/24 via 172.17.0.40 dev ens3"),  # `ip route`
+    ("node01_pods_route", "via 172.17.0.40"),
+    ("node01_pods_route", "node01"),  # the course's `route` prints the gateway's name
+    ("scheduler_port", "127.0.0.1:10259"),  # `netstat -nplt`
+    ("controlplane_mac", "link/ether 02:42:ac:11:00:18 brd ff:ff:ff:ff:ff:ff"),  # `ip link`
+    ("controlplane_mac", "ether 02:42:ac:11:00:18  txqueuelen 1000  (Ethernet)"),  # ifconfig
+])
+def test_what_the_hint_commands_print_is_graded_right(status: dict[str, Any], qid: str,
+                                                      printed: str) -> None:
+    q = next(q for q in questions(status, "en", NAMES) if q.id == qid)
+    assert grade(q, printed).correct
+
+
+@pytest.mark.parametrize(("qid", "printed"), [
+    ("default_gateway", "default via 172.17.0.24 dev ens3"),
+    ("node01_pods_route", "controlplane"),
+    ("node01_pods_route", "10.244.1.0/24"),
+    ("scheduler_port", "127.0.0.1:10251"),
+    ("controlplane_interface", "cni0"),
+])
+def test_printed_output_with_the_wrong_value_stays_wrong(status: dict[str, Any], qid: str,
+                                                         printed: str) -> None:
+    q = next(q for q in questions(status, "en", NAMES) if q.id == qid)
+    assert not grade(q, printed).correct
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_the_courses_10251_is_answered_with_the_change_not_just_wrong(
+        status: dict[str, Any], lang: str) -> None:
+    q = next(q for q in questions(status, lang, NAMES) if q.id == "scheduler_port")
+    why = quiz.trap(q, "10251")
+    assert why is not None and "10259" in why and "1.17" in why
+    assert quiz.trap(q, "10259") is None and quiz.trap(q, "6443") is None
 
 
 TCP = """\

@@ -77,3 +77,9 @@ def test_after_the_first_pings_the_bridge_fdb_and_the_arp_tables_are_drawn() -> 
     for n in red.neigh:
         assert f"arp {n.ip} → {n.mac} {n.state}" in text
     assert not any("fdb" in ln for ln in draw("after-step-8.json").splitlines())
+
+
+def test_step_9_does_not_mark_step_8s_masquerade_rule_as_new() -> None:
+    text = draw("after-step-8.json", highlight_step=9)
+    assert "nat -A POSTROUTING -s 192.168.15.0/24 ! -o v-net-0 -j MASQUERADE" in text
+    assert "+ nat -A POSTROUTING" not in text

@@ -12,18 +12,20 @@ from cnilab import lessons
 from cnilab.cli import app
 from cnilab.compat import tomllib
 from cnilab.i18n import catalog
+from cnilab.lesson import LESSONS, names
 from cnilab.lessons import lessons_dir
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 # The programs a lesson may tell a student to type, and the subcommands `ip` really has.
 PROGRAMS = {"ip", "bridge", "iptables", "ping", "sysctl", "ss", "netstat", "curl", "cat",
-            "route", "arp", "tcpdump", "conntrack", "ls", "cnilab", "kubectl", "nsenter"}
+            "route", "arp", "tcpdump", "conntrack", "ls", "cnilab", "kubectl", "nsenter",
+            "ifconfig", "hostname", "crictl"}
 IP_OBJECTS = {"link", "addr", "address", "route", "netns", "neigh", "-d", "-br", "-n", "-4",
               "-o", "-s", "-j", "-c"}
 
 
 def lesson_ids() -> list[str]:
-    return [lesson.id for lesson in lessons.all_lessons("en")]
+    return names()
 
 
 @pytest.mark.parametrize("lesson_id", lesson_ids())
@@ -59,13 +61,17 @@ def test_course_note_callouts_cover_the_known_gaps() -> None:
     assert ".5" in notes[2] or "192.168.15.5" in notes[2]
 
 
-def test_every_command_a_lesson_tells_the_student_to_type_is_a_real_command() -> None:
+@pytest.mark.parametrize("lesson_id", lesson_ids())
+def test_every_command_a_lesson_tells_the_student_to_type_is_a_real_command(
+        lesson_id: str) -> None:
     for lang in ("en", "ko"):
-        for s in lessons.load("eight-steps", lang).steps:
+        for s in lessons.load(lesson_id, lang).steps:
             for line in s.inspect:
                 argv = shlex.split(line)
                 if argv[:3] == ["ip", "netns", "exec"]:
                     argv = argv[4:]
+                if argv[:3] == ["cnilab", "cluster", "exec"]:  # the command run in the node
+                    argv = argv[argv.index("--") + 1:]
                 assert argv[0] in PROGRAMS, line
                 if argv[0] == "ip":
                     rest = argv[3:] if argv[1] == "-n" else argv[1:]
@@ -145,14 +151,17 @@ def test_errors_come_in_korean_too() -> None:
     assert "설정 파일 /nonexistent.toml이(가) 없습니다" in result.output
 
 
-def test_lessons_lists_every_lesson_in_both_languages() -> None:
-    assert lesson_ids() == ["eight-steps", "cluster", "cni"]
+def test_lessons_lists_every_lesson_in_the_courses_order_in_both_languages() -> None:
+    assert lesson_ids() == ["eight-steps", "cni", "cluster"]
     for lang in ("en", "ko"):
         result = CliRunner().invoke(app, ["lessons", "--lang", lang])
         assert result.exit_code == 0, result.output
-        for lesson in lessons.all_lessons(lang):
-            assert lesson.title in result.output
-        assert lessons.load("eight-steps", lang).step(9).title in result.output
+        titles = [lesson.text(lang).title for lesson in LESSONS]
+        assert [result.output.index(title) for title in titles] == sorted(
+            result.output.index(title) for title in titles)
+        for lesson in LESSONS:
+            for step in lesson.text(lang).steps:
+                assert step.title in result.output
 
 
 def test_cluster_errors_come_in_korean_too() -> None:

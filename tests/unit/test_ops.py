@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cnilab.lab import LAB_OPS
 from cnilab.ops import AddNetns, AddRule, AddVeth, Op, SetSysctl, rule_tokens
 from cnilab.state import Snapshot
 from cnilab.steps import build_steps, setup_ops
@@ -54,17 +55,31 @@ def test_commands_for_another_namespace_use_ip_n_or_ip_netns_exec() -> None:
 
 def test_isolated_stage_links_the_node_to_the_outside_world() -> None:
     topo = default_topology()
-    assert [op.command(None) for op in setup_ops(topo)][:3] == [
-        "ip netns add cnilab-host", "ip netns add cnilab-internet",
+    assert [op.command(None) for op in setup_ops(topo)][:4] == [
+        "ip netns add cnilab-host", "ip netns exec cnilab-host sysctl -w net.ipv4.ip_forward=0",
+        "ip netns add cnilab-internet",
         "ip -n cnilab-internet link add eth0 type veth peer name eth0 netns cnilab-host"]
     assert setup_ops(default_topology(in_place=True)) == ()
+
+
+def test_the_node_starts_with_forwarding_off_so_step_8_always_turns_it_on() -> None:
+    # A new namespace copies ip_forward from the machine's own: 1 on any Docker or podman host.
+    topo = default_topology()
+    node_made = Snapshot(frozenset({"cnilab-host"}), {})
+    fresh = next(op for op in setup_ops(topo) if isinstance(op, SetSysctl))
+    assert (fresh.netns, fresh.key, fresh.value) == ("cnilab-host", "net.ipv4.ip_forward", "0")
+    assert not fresh.satisfied(Snapshot(frozenset(), {}))  # made with the node ...
+    assert fresh.satisfied(node_made)  # ... and never again: step 8 then sets 1 for good
+    assert not fresh.undoable()  # it goes with the node's namespace
+    step8 = build_steps(topo)[7]
+    assert SetSysctl("cnilab-host", "net.ipv4.ip_forward", "1") in step8.ops
 
 
 def test_ops_round_trip_through_their_ledger_form() -> None:
     topo = default_topology(prefix="t-")
     ops = [op for s in build_steps(topo) for op in s.ops] + list(setup_ops(topo))
     for op in ops:
-        assert Op.from_dict(json.loads(json.dumps(op.to_dict()))) == op
+        assert Op.from_dict(json.loads(json.dumps(op.to_dict())), LAB_OPS) == op
 
 
 def test_rule_tokens_ignore_comment_and_implied_matches() -> None:

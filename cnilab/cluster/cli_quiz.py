@@ -1,0 +1,152 @@
+"""`cnilab cluster quiz`: the lab's questions, graded against what the kernel holds now.
+
+In a terminal a wrong answer earns a hint and another try: first where to look, then the command
+that shows it; the answer comes only after that. The prompt has line editing (readline).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from cnilab.cluster.cli_base import cluster_lang, command_prefix, existing
+from cnilab.console import JsonOption, LangOption, ask, guarded, lang_of, out, out_json
+
+if TYPE_CHECKING:
+    from cnilab.cluster.quiz import Graded, Question
+
+TRIES = 3  # the answer, then again after the nudge, then again after the command
+
+
+def quiz(
+    ctx: typer.Context,
+    answers: Annotated[bool, typer.Option(
+        "--answers", help="Print the answers, read from the kernel now (for instructors).")
+    ] = False,
+    answer: Annotated[Optional[list[str]], typer.Option(
+        "--answer", help="Answer one question without prompting: ID=VALUE (repeatable).")
+    ] = None,
+    as_json: JsonOption = False,
+    lang: LangOption = None,
+) -> None:
+    """Ask the lab's questions and grade the answers against the kernel.
+
+    In a terminal it prompts, with a hint and another try after a wrong answer; otherwise it
+    reads one answer per line from stdin, in order. Exit status 0 when every answer is right.
+
+    \b
+    Examples:
+      sudo cnilab cluster quiz --lang ko
+      sudo cnilab cluster quiz --answer scheduler_port=10259
+    """
+    from cnilab.cluster.quiz import lesson_text, questions
+    from cnilab.cluster.status import read_status
+
+    lang = cluster_lang(ctx, lang)
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
+        cluster = existing(ctx)
+        with cluster.locked():
+            data = read_status(cluster)
+        cmd = command_prefix(ctx)
+        names = {"exec": f"{cmd} exec", "shell": f"{cmd} shell", "lan": cluster.plan.lan_netns}
+        asked = questions(data, lang, names)
+        ui = lesson_text(lang)["ui"]
+        if answers:
+            _print_answers(asked, ui, as_json)
+            return
+        graded = _grade(asked, ui, answer or [], as_json, names)
+        if not all(g.correct for g in graded):
+            raise typer.Exit(1)
+
+
+def _print_answers(asked: list[Question], ui: dict[str, str], as_json: bool) -> None:
+    from rich.markup import escape
+
+    if as_json:
+        out_json([{"id": q.id, "question": q.text, "answer": q.expected, "hint": q.hint}
+                  for q in asked])
+        return
+    out(f"[bold]{escape(ui['answers_title'])}[/]")
+    for number, q in enumerate(asked, 1):
+        out(f"\n{number}. {escape(q.text)} [dim]({q.id})[/]")
+        out(f"   {escape(ui['answer'])}: [bold green]{escape(q.expected)}[/]")
+        out(f"   [dim]{escape(ui['find_with'])}: {escape(q.hint)}[/]")
+
+
+def _replies(given: dict[str, str], interactive: bool) -> Callable[[str], str | None]:
+    """Where answers come from: --answer, the prompt (with readline), or stdin's lines."""
+    if given:
+        return lambda _: None
+    if interactive:
+        return ask
+    lines: Iterator[str] = iter(sys.stdin.read().splitlines())
+    return lambda _: next(lines, None)
+
+
+def _grade(asked: list[Question], ui: dict[str, str], options: list[str], as_json: bool,
+           names: dict[str, str]) -> list[Graded]:
+    from rich.markup import escape
+
+    from cnilab.cluster.quiz import grade, parse_answer_options
+
+    given = parse_answer_options(options, asked)
+    interactive = not given and sys.stdin.isatty() and not as_json
+    ask = _replies(given, interactive)
+    if not as_json:
+        out(escape(ui["intro"].format(**names)))
+    graded = []
+    for number, q in enumerate(asked, 1):
+        if given and q.id not in given:
+            continue
+        if not as_json:
+            out(f"\n[bold]{number}. {escape(q.text)}[/]")
+        tries = TRIES if interactive else 1
+        hints = [(ui["nudge"], q.nudge), (ui["hint"], q.hint)]
+        for attempt in range(tries):
+            reply = given[q.id] if given else ask(f"{ui['prompt']}: ")
+            g = grade(q, reply)
+            if g.correct or g.answer is None or attempt == tries - 1:
+                break
+            _why_wrong(q, g.answer, ui["try_again"])
+            label, text = hints[attempt]
+            out(f"[yellow]{escape(label)}:[/] {escape(text)}")
+        graded.append(g)
+        if not as_json:
+            _verdict(q, g, ui, explain_trap=not interactive)
+    right = sum(g.correct for g in graded)
+    if as_json:
+        out_json({"right": right, "total": len(graded),
+                  "results": [{"id": g.question.id, "answer": g.answer,
+                               "expected": g.question.expected, "correct": g.correct}
+                              for g in graded]})
+    else:
+        out("\n" + ui["score"].format(right=right, total=len(graded)))
+    return graded
+
+
+def _why_wrong(q: Question, answer: str, try_again: str) -> None:
+    from rich.markup import escape
+
+    from cnilab.cluster.quiz import trap
+
+    why = trap(q, answer)
+    out(f"[red]✘[/] {escape(why or try_again)}")
+
+
+def _verdict(q: Question, g: Graded, ui: dict[str, str], explain_trap: bool) -> None:
+    from rich.markup import escape
+
+    from cnilab.cluster.quiz import trap
+
+    if g.correct:
+        out(f"[green]✔ {escape(ui['correct'])}[/] {escape(q.explanation)}")
+    elif g.answer is None:
+        out(f"[yellow]· {escape(ui['skipped'].format(expected=q.expected))}[/]")
+    else:
+        msg = ui["wrong"].format(expected=q.expected, answer=g.answer)
+        why = trap(q, g.answer) if explain_trap else None
+        out(f"[red]✘ {escape(msg)}[/] {escape(why or q.explanation)}")

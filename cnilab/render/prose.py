@@ -1,0 +1,54 @@
+"""Lesson prose wrapped to the terminal, never inside a `code span`.
+
+Rich wraps at any space, so `ip netns exec red ping 203.0.113.1` could end one line at `ip netns`
+and start the next with `exec red ...`: a student copying either line copies a wrong command.
+Here a code span (with whatever sticks to it, like a closing parenthesis) is one unbreakable
+piece; a piece wider than the terminal gets a line of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
+from rich.text import Text
+
+PIECE = re.compile(r"(?:`[^`]*`|\S)+")  # words, with code spans kept whole
+
+
+def wrap(paragraph: str, width: int) -> Iterator[str]:
+    """The lines of one paragraph at `width` cells; lines that fit keep their own spacing."""
+    if cell_len(paragraph) <= width:
+        yield paragraph
+        return
+    indent = paragraph[: len(paragraph) - len(paragraph.lstrip())]
+    line = ""
+    for piece in PIECE.findall(paragraph):
+        candidate = f"{line} {piece}" if line else indent + piece
+        if line and cell_len(candidate) > width:
+            yield line
+            line = indent + piece
+        else:
+            line = candidate
+    if line:
+        yield line
+
+
+class Prose:
+    """A paragraph (or several, one per line) of lesson text."""
+
+    def __init__(self, text: str, style: str = "") -> None:
+        self.text, self.style = text, style
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for paragraph in self.text.split("\n"):
+            for line in wrap(paragraph, options.max_width):
+                yield Text(line, style=self.style, no_wrap=True, overflow="ignore", end="\n")
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        longest = max((cell_len(p) for p in self.text.split("\n")), default=0)
+        widest_piece = max((cell_len(p) for p in PIECE.findall(self.text)), default=0)
+        return Measurement(min(widest_piece, options.max_width), min(longest, options.max_width))
