@@ -67,10 +67,11 @@ class Ledger:
         return self._cache
 
     def _append(self, entry: dict[str, Any]) -> None:
+        lines = self._lines()  # read before writing, or the new entry would be read twice
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
-        self._lines().append(entry)
+        lines.append(entry)
 
     def mode(self) -> bool | None:
         """in_place of the lab this ledger belongs to; None when the ledger is empty."""
@@ -87,7 +88,23 @@ class Ledger:
 
     def forget_last(self) -> None:
         """Drop the last op: its apply failed, so it made nothing to own."""
-        lines = self._lines()[:-1]
+        self._rewrite(self._lines()[:-1])
+
+    def forget(self, ops: Iterable[Op]) -> None:
+        """Drop these ops' entries (they were undone); the rest stays recorded."""
+        drop = [json.loads(json.dumps(op.to_dict())) for op in ops]
+        kept = []
+        for entry in self._lines():
+            if entry in drop:
+                drop.remove(entry)
+            else:
+                kept.append(entry)
+        if not any("op" in e for e in kept):
+            self.clear()
+        else:
+            self._rewrite(kept)
+
+    def _rewrite(self, lines: list[dict[str, Any]]) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(e) + "\n" for e in lines), encoding="utf-8")
         tmp.replace(self.path)
@@ -125,6 +142,28 @@ class Ledger:
                 raise
             done.append(op)
         return done
+
+    def undo(self, kernel: Kernel, ops: Sequence[Op] | None = None) -> list[Op]:
+        """Undo `ops` (default: every recorded op) in teardown_plan's order, then forget them.
+
+        An undo the kernel (or a plugin) refuses stays recorded, so teardown can be run again;
+        the rest still goes, and the first refusal is raised at the end.
+        """
+        chosen = self.ops() if ops is None else list(ops)
+        undone: list[Op] = []
+        failed: list[tuple[Op, CnilabError]] = []
+        for op in teardown_plan(chosen):
+            try:
+                op.undo(kernel)
+            except CnilabError as e:
+                failed.append((op, e))
+                continue
+            undone.append(op)
+        kept = [op for op, _ in failed]
+        self.forget([op for op in chosen if op not in kept])
+        if failed:
+            raise failed[0][1]
+        return undone
 
     def is_ours(self, key: Key, snap: Snapshot) -> bool:
         """Recorded by us, or (a link) tagged with our alias in the kernel."""

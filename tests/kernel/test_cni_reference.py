@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from cnilab.cni import spec
-from cnilab.cni.runtime import Sandbox, find_reference
+from cnilab.cni.exec import find_reference
+from cnilab.cni.runtime import Sandbox
 from cnilab.kernel import run_in_netns
 from cnilab.probes import ping
 from cnilab.state import Namespace

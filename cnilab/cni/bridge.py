@@ -1,0 +1,143 @@
+"""The bridge plugin's configuration and names: what the network config asks for, the node's
+veth name and the NAT rules of a pod (how they are tagged, made and found again).
+
+No kernel calls at import; the rule helpers take the Kernel they act through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Interface
+from typing import TYPE_CHECKING, Any
+
+from cnilab.cni import spec
+from cnilab.cni.exec import delegate
+from cnilab.cni.spec import CniError
+from cnilab.ops import AddRule
+
+if TYPE_CHECKING:
+    from cnilab.kernel import Kernel
+
+DEFAULT_BRIDGE = "cni0"
+UNSUPPORTED = ("vlan", "vlanTrunk", "promiscMode", "macspoofchk")  # bridge plugin fields we lack
+MULTICAST = "224.0.0.0/4"
+COMMENT_RE = re.compile(r'^cnilab name: "(?P<name>[^"]*)" id: "(?P<id>[^"]*)"$')
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """The main plugin's part of the network configuration, checked."""
+
+    name: str
+    version: str
+    bridge: str = DEFAULT_BRIDGE
+    is_gateway: bool = False
+    is_default_gateway: bool = False
+    ip_masq: bool = False
+    mtu: int | None = None
+    hairpin: bool = False
+    ipam_type: str = ""
+
+
+def _flag(conf: Mapping[str, Any], key: str) -> bool:
+    value = conf.get(key, False)
+    if not isinstance(value, bool):
+        raise CniError(spec.INVALID_CONFIG, f"{key} must be true or false, not {value!r}")
+    return value
+
+
+def parse_bridge(conf: Mapping[str, Any]) -> BridgeConfig:
+    """Check bridge, isGateway, isDefaultGateway, ipMasq, mtu, hairpinMode and ipam.type."""
+    for key in UNSUPPORTED:
+        if conf.get(key):
+            raise CniError(spec.UNSUPPORTED_FIELD,
+                           f"unsupported field: {key}={json.dumps(conf[key])}")
+    bridge = conf.get("bridge", DEFAULT_BRIDGE)
+    if not isinstance(bridge, str) or (why := spec.check_ifname(bridge, "bridge")):
+        raise CniError(spec.INVALID_CONFIG, why if isinstance(bridge, str) else
+                       f"bridge {bridge!r} is not a name")
+    mtu = conf.get("mtu")
+    if mtu is not None and (not isinstance(mtu, int) or isinstance(mtu, bool)
+                            or not 68 <= mtu <= 65535):
+        raise CniError(spec.INVALID_CONFIG, f"mtu {mtu!r} is not a number from 68 to 65535")
+    ipam = conf.get("ipam")
+    if not isinstance(ipam, dict) or not isinstance(ipam.get("type"), str) or not ipam["type"]:
+        raise CniError(spec.INVALID_CONFIG, "the network configuration has no ipam.type")
+    default_gw = _flag(conf, "isDefaultGateway")
+    return BridgeConfig(conf["name"], conf["cniVersion"], bridge,
+                        _flag(conf, "isGateway") or default_gw, default_gw,
+                        _flag(conf, "ipMasq"), mtu or None, _flag(conf, "hairpinMode"),
+                        ipam["type"])
+
+
+def host_veth_name(network: str, container_id: str, ifname: str) -> str:
+    """The node's end of the pod's veth: 'veth' + 8 hex digits, the same on every call."""
+    digest = hashlib.sha256(f"{network}\0{container_id}\0{ifname}".encode()).hexdigest()
+    return "veth" + digest[:8]
+
+
+def masq_comment(network: str, container_id: str) -> str:
+    """The iptables comment that ties a NAT rule to its network and container."""
+    return f'cnilab name: "{network}" id: "{container_id}"'
+
+
+def masq_ops(node: str | None, bc: BridgeConfig, container_id: str,
+             address: IPv4Interface) -> list[AddRule]:
+    """As the reference bridge plugin: within the subnet, no NAT; elsewhere (not multicast),
+    MASQUERADE. Two rules in POSTROUTING instead of its per-container chain."""
+    comment, src = masq_comment(bc.name, container_id), f"{address.ip}/32"
+    return [
+        AddRule(node, "nat", "POSTROUTING", ("-s", src, "-d", str(address.network),
+                                             "-j", "ACCEPT"), comment),
+        AddRule(node, "nat", "POSTROUTING", ("-s", src, "!", "-d", MULTICAST,
+                                             "-j", "MASQUERADE"), comment),
+    ]
+
+
+
+def delete_rules(k: Kernel, node: str | None, doomed: Callable[[str, str], bool]) -> int:
+    """Delete the NAT rules whose comment names a (network, container) that `doomed` picks."""
+    count = 0
+    for line in k.iptables(node, ["-t", "nat", "-S", "POSTROUTING"]).splitlines():
+        tokens = shlex.split(line)
+        if "--comment" not in tokens or tokens[0] != "-A":
+            continue
+        m = COMMENT_RE.match(tokens[tokens.index("--comment") + 1])
+        if m and doomed(m["name"], m["id"]):
+            k.iptables(node, ["-t", "nat", "-D", *tokens[1:]], missing_ok=True)
+            count += 1
+    return count
+
+
+def ipam(command: str, conf: Mapping[str, Any], container_id: str, netns: str, ifname: str,
+         args: str, cni_path: Sequence[str] | None) -> dict[str, Any] | None:
+    """Delegate to the IPAM plugin the configuration names."""
+    return delegate(conf["ipam"]["type"], command, conf, container_id, netns, ifname, args,
+                    cni_path)
+
+
+def kernel_or_new(kernel: Kernel | None) -> Kernel:
+    """The Kernel given, or a new one (the executable's case)."""
+    if kernel is not None:
+        return kernel
+    from cnilab.kernel import Kernel
+
+    return Kernel()
+
+
+def checked(config: Mapping[str, Any], command: str, container_id: str, netns: str,
+             ifname: str, args: str) -> tuple[dict[str, Any], BridgeConfig, str]:
+    """The same checks the executable makes on its environment and stdin."""
+    from cnilab.kernel import netns_path
+
+    path = netns_path(netns) if netns else ""
+    spec.read_environment({"CNI_COMMAND": command, "CNI_CONTAINERID": container_id,
+                           "CNI_NETNS": path, "CNI_IFNAME": ifname, "CNI_ARGS": args,
+                           "CNI_PATH": "-"})
+    conf = spec.check_config(dict(config), command)
+    return conf, parse_bridge(conf), path
