@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from cnilab.cni import spec
 from cnilab.cni.exec import delegate
 from cnilab.cni.spec import CniError
-from cnilab.ops import AddRule
+from cnilab.ops import AddRule, Op
+from cnilab.ops import Kernel as OpsKernel
+from cnilab.state import Snapshot
 
 if TYPE_CHECKING:
     from cnilab.kernel import Kernel
@@ -26,7 +29,11 @@ if TYPE_CHECKING:
 DEFAULT_BRIDGE = "cni0"
 UNSUPPORTED = ("vlan", "vlanTrunk", "promiscMode", "macspoofchk")  # bridge plugin fields we lack
 MULTICAST = "224.0.0.0/4"
-COMMENT_RE = re.compile(r'^cnilab name: "(?P<name>[^"]*)" id: "(?P<id>[^"]*)"$')
+# Bounded, whatever the lengths of the network name and container ID (the spec sets none, and
+# iptables cuts a comment at 256 bytes, after which DEL and GC could no longer find the rule):
+# hashes, as the reference plugins name their chains (CNI-<hash of network + container ID>).
+COMMENT_RE = re.compile(r"^cnilab net (?P<net>[0-9a-f]{8}) id (?P<id>[0-9a-f]{16})$")
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
 @dataclass(frozen=True)
@@ -81,9 +88,19 @@ def host_veth_name(network: str, container_id: str, ifname: str) -> str:
     return "veth" + digest[:8]
 
 
+def network_hash(network: str) -> str:
+    """8 hex digits naming a network in a rule comment."""
+    return hashlib.sha256(network.encode()).hexdigest()[:8]
+
+
+def attachment_hash(network: str, container_id: str) -> str:
+    """16 hex digits naming a (network, container) in a rule comment."""
+    return hashlib.sha256(f"{network}\0{container_id}".encode()).hexdigest()[:16]
+
+
 def masq_comment(network: str, container_id: str) -> str:
-    """The iptables comment that ties a NAT rule to its network and container."""
-    return f'cnilab name: "{network}" id: "{container_id}"'
+    """The iptables comment that ties a NAT rule to its network and container (44 bytes)."""
+    return f"cnilab net {network_hash(network)} id {attachment_hash(network, container_id)}"
 
 
 def masq_ops(node: str | None, bc: BridgeConfig, container_id: str,
@@ -100,18 +117,71 @@ def masq_ops(node: str | None, bc: BridgeConfig, container_id: str,
 
 
 
-def delete_rules(k: Kernel, node: str | None, doomed: Callable[[str, str], bool]) -> int:
-    """Delete the NAT rules whose comment names a (network, container) that `doomed` picks."""
-    count = 0
+@dataclass(frozen=True)
+class PrependRoute(Op):
+    """ip route prepend DST via GATEWAY dev DEV: a pod's route, added as the reference plugins
+    add it (no NLM_F_EXCL), so a second network's default route goes before the first one
+    instead of failing with "File exists"."""
+
+    dst: str = "default"
+    gateway: str = ""
+    dev: str = ""
+
+    def apply(self, kernel: OpsKernel) -> None:
+        kernel.add_route(self.netns, self.dst, self.gateway, dev=self.dev, prepend=True)
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        ns = snap.ns(self.netns)
+        return ns is not None and any(r.dst == self.dst and r.gateway == self.gateway
+                                      and r.dev == self.dev for r in ns.routes)
+
+    def argv(self) -> list[str]:
+        return ["ip", "route", "prepend", self.dst, "via", self.gateway, "dev", self.dev]
+
+
+def delete_rules(k: Kernel, node: str | None, network: str,
+                 doomed: Callable[[str], bool]) -> int:
+    """Delete the network's NAT rules whose attachment hash `doomed` picks."""
+    count, net = 0, network_hash(network)
     for line in k.iptables(node, ["-t", "nat", "-S", "POSTROUTING"]).splitlines():
         tokens = shlex.split(line)
         if "--comment" not in tokens or tokens[0] != "-A":
             continue
         m = COMMENT_RE.match(tokens[tokens.index("--comment") + 1])
-        if m and doomed(m["name"], m["id"]):
+        if m and m["net"] == net and doomed(m["id"]):
             k.iptables(node, ["-t", "nat", "-D", *tokens[1:]], missing_ok=True)
             count += 1
     return count
+
+
+def pod_mac(conf: Mapping[str, Any], args: Mapping[str, str]) -> str | None:
+    """The MAC the runtime asks for: runtimeConfig.mac, else args.cni.mac, else CNI_ARGS MAC=
+    (the reference bridge plugin's order: the last one found wins)."""
+    found: list[tuple[str, Any, int]] = []
+    if args.get("MAC"):
+        found.append(("CNI_ARGS MAC", args["MAC"], spec.INVALID_ENVIRONMENT))
+    cni_args = conf.get("args", {}).get("cni", {}) if isinstance(conf.get("args"), dict) else {}
+    if isinstance(cni_args, dict) and cni_args.get("mac"):
+        found.append(("args.cni.mac", cni_args["mac"], spec.INVALID_CONFIG))
+    runtime = conf.get("runtimeConfig")
+    if isinstance(runtime, dict) and runtime.get("mac"):
+        found.append(("runtimeConfig.mac", runtime["mac"], spec.INVALID_CONFIG))
+    if not found:
+        return None
+    what, mac, code = found[-1]
+    if not isinstance(mac, str) or not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
+        raise CniError(code, f"{what} {mac!r} is not a unicast MAC address like "
+                       "02:42:0a:f4:01:05")
+    return mac.lower()
+
+
+def same_netns(a: str, b: str) -> bool:
+    """Whether two namespace paths are one namespace (the same inode on nsfs)."""
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def ipam(command: str, conf: Mapping[str, Any], container_id: str, netns: str, ifname: str,
@@ -131,8 +201,11 @@ def kernel_or_new(kernel: Kernel | None) -> Kernel:
 
 
 def checked(config: Mapping[str, Any], command: str, container_id: str, netns: str,
-             ifname: str, args: str) -> tuple[dict[str, Any], BridgeConfig, str]:
-    """The same checks the executable makes on its environment and stdin."""
+            ifname: str, args: str, node: str | None = None
+            ) -> tuple[dict[str, Any], BridgeConfig, str]:
+    """The same checks the executable makes on its environment and stdin, and one more: the
+    pod's namespace is not the node's own (ADD would give the node a pod's default route, DEL
+    would delete the node's own interface)."""
     from cnilab.kernel import netns_path
 
     path = netns_path(netns) if netns else ""
@@ -140,4 +213,8 @@ def checked(config: Mapping[str, Any], command: str, container_id: str, netns: s
                            "CNI_NETNS": path, "CNI_IFNAME": ifname, "CNI_ARGS": args,
                            "CNI_PATH": "-"})
     conf = spec.check_config(dict(config), command)
+    here = netns_path(node) if node else "/proc/self/ns/net"
+    if path and same_netns(path, here):
+        raise CniError(spec.INVALID_ENVIRONMENT, f"CNI_NETNS {path} is the node's own network "
+                       "namespace, not a container's", "give the container's namespace")
     return conf, parse_bridge(conf), path

@@ -18,22 +18,25 @@ from typing import TYPE_CHECKING, Any
 from cnilab.cni import spec
 from cnilab.cni.bridge import (
     BridgeConfig,
+    PrependRoute,
+    attachment_hash,
     checked,
     delete_rules,
     host_veth_name,
     ipam,
     kernel_or_new,
     masq_ops,
+    pod_mac,
 )
 from cnilab.cni.spec import CniError
 from cnilab.errors import KernelError
 from cnilab.ops import (
     AddAddress,
     AddBridge,
-    AddRoute,
     AddVeth,
     LinkUp,
     Op,
+    SetMac,
     SetMaster,
     SetSysctl,
 )
@@ -72,7 +75,8 @@ def add(config: Mapping[str, Any], container_id: str, netns: str, ifname: str = 
 
     netns: the pod's namespace (path or /run/netns name); node: where the bridge lives.
     """
-    conf, bc, path = checked(config, "ADD", container_id, netns, ifname, args)
+    conf, bc, path = checked(config, "ADD", container_id, netns, ifname, args, node)
+    mac = pod_mac(conf, spec.parse_cni_args(args))
     k = kernel_or_new(kernel)
     if not os.path.exists(path):
         raise CniError(spec.UNKNOWN_CONTAINER, f"the network namespace {path} does not exist")
@@ -92,7 +96,7 @@ def add(config: Mapping[str, Any], container_id: str, netns: str, ifname: str = 
         ips = [IPv4Interface(i["address"]) for i in got.get("ips", [])]
         if not ips:
             raise CniError(spec.KERNEL_REFUSED, f"IPAM {bc.ipam_type} returned no address")
-        return _attach(k, bc, node, path, container_id, ifname, host, ips, got, done, br)
+        return _attach(k, bc, node, path, container_id, ifname, host, ips, got, done, br, mac)
     except BaseException:
         _rollback(k, node, bc, done)
         with contextlib.suppress(CniError):
@@ -104,9 +108,10 @@ def add(config: Mapping[str, Any], container_id: str, netns: str, ifname: str = 
 
 def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_id: str,
             ifname: str, host: str, ips: list[IPv4Interface], got: Mapping[str, Any],
-            done: list[Op], br: Link | None) -> dict[str, Any]:
+            done: list[Op], br: Link | None, mac: str | None) -> dict[str, Any]:
     """Wire the pod in; `br` is the bridge as seen just before (None: not there yet)."""
     gateways = [spec.gateway_of(got, ip) for ip in ips]
+    pin = br is None
     if br is None:
         _ensure(k, AddBridge(node, bc.bridge), node, done)
     if bc.is_gateway:
@@ -116,12 +121,17 @@ def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_
             cidr = f"{gw}/{ip.network.prefixlen}"
             if br is None or cidr not in br.addresses:
                 _ensure(k, AddAddress(node, bc.bridge, cidr), node, done)
+                pin = True
         # The node routes between pods and the world: forwarding stays on (as the reference).
         SetSysctl(node, "net.ipv4.ip_forward", "1").apply(k)
+    if pin:
+        _pin_mac(k, node, bc.bridge)
     if br is None or not br.up:
         LinkUp(node, bc.bridge).apply(k)
     # The pod end is created directly in the pod's namespace: the node may have its own eth0.
     _apply(k, AddVeth(node, host, ifname, path), done)
+    if mac:
+        SetMac(path, ifname, mac).apply(k)  # before it is up: the runtime's --mac-address
     if bc.mtu:
         k.set_mtu(node, host, bc.mtu)
         k.set_mtu(path, ifname, bc.mtu)
@@ -139,13 +149,24 @@ def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_
         gw = r.get("gw") or next((str(g) for g in gateways if g is not None), None)
         if gw is None:
             raise CniError(spec.INVALID_CONFIG, f"route {r['dst']} has no gateway to go via")
-        AddRoute(path, "default" if r["dst"] == "0.0.0.0/0" else r["dst"], gw).apply(k)
+        dst = "default" if r["dst"] == "0.0.0.0/0" else r["dst"]
+        PrependRoute(path, dst, gw, ifname).apply(k)
     if bc.ip_masq:
         k.require_iptables()
         for ip in ips:
             for rule in masq_ops(node, bc, container_id, ip):
                 _apply(k, rule, done)
     return _result(k, bc, node, path, ifname, host, ips, gateways, routes, got)
+
+
+def _pin_mac(k: Kernel, node: str | None, bridge: str) -> None:
+    """Set the bridge's MAC to the one it has. A bridge whose address was never set follows
+    its lowest port MAC, so the gateway's MAC would change when that pod leaves and the other
+    pods' ARP entries go stale (cni#285, moby#3414, netavark#833); once set, the kernel keeps it.
+    As the reference plugin does, when it makes the bridge or gives it the gateway address."""
+    current = k.mac_of(node, bridge)
+    if current is not None:
+        SetMac(node, bridge, current).apply(k)
 
 
 def _result(k: Kernel, bc: BridgeConfig, node: str | None, path: str, ifname: str, host: str,
@@ -190,7 +211,7 @@ def delete(config: Mapping[str, Any], container_id: str, netns: str = "", ifname
            *, node: str | None = None, kernel: Kernel | None = None, args: str = "",
            cni_path: Sequence[str] | None = None) -> None:
     """DEL: remove the pod's link, NAT rules and address; already gone is success."""
-    conf, bc, path = checked(config, "DEL", container_id, netns, ifname, args)
+    conf, bc, path = checked(config, "DEL", container_id, netns, ifname, args, node)
     k = kernel_or_new(kernel)
     if path and os.path.exists(path):
         try:
@@ -199,7 +220,8 @@ def delete(config: Mapping[str, Any], container_id: str, netns: str = "", ifname
             k.close_netns(path)
     k.delete_link(node, host_veth_name(bc.name, container_id, ifname))
     if bc.ip_masq and k.has_iptables:
-        delete_rules(k, node, lambda name, cid: name == bc.name and cid == container_id)
+        mine = attachment_hash(bc.name, container_id)
+        delete_rules(k, node, bc.name, lambda h: h == mine)
     ipam("DEL", conf, container_id, path, ifname, args, cni_path)
 
 

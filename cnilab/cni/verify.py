@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from cnilab.cni import spec
 from cnilab.cni.bridge import (
     BridgeConfig,
+    attachment_hash,
     checked,
     delete_rules,
     host_veth_name,
@@ -31,7 +32,7 @@ def check(config: Mapping[str, Any], container_id: str, netns: str, ifname: str 
           cni_path: Sequence[str] | None = None) -> None:
     """CHECK: everything prevResult says was made must still be there; error 102 names what
     is missing."""
-    conf, bc, path = checked(config, "CHECK", container_id, netns, ifname, args)
+    conf, bc, path = checked(config, "CHECK", container_id, netns, ifname, args, node)
     prev = conf.get("prevResult")
     if prev is None:
         raise CniError(spec.INVALID_CONFIG, "CHECK needs prevResult in the configuration")
@@ -108,7 +109,8 @@ def gc(config: Mapping[str, Any], *, node: str | None = None, kernel: Kernel | N
     k = kernel_or_new(kernel)
     removed = 0
     if k.has_iptables:
-        removed = delete_rules(k, node, lambda name, cid: name == bc.name and cid not in keep)
+        kept = {attachment_hash(bc.name, cid) for cid in keep}
+        removed = delete_rules(k, node, bc.name, lambda h: h not in kept)
     ipam("GC", conf, "", "", "", "", cni_path)
     return removed
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cnilab.cni import spec
-from cnilab.cni.bridge import host_veth_name
+from cnilab.cni.bridge import attachment_hash, host_veth_name
 from cnilab.cni.exec import Call
 from cnilab.cni.runtime import Sandbox
 
@@ -53,7 +53,7 @@ def node_state(box: Sandbox) -> tuple[list[str], list[str]]:
     ns = snap.ns(box.node)
     assert ns is not None
     links = sorted(ln.name for ln in ns.links if ln.kind not in ("loopback", "bridge"))
-    rules = [r for r in ns.nat or () if "cnilab name:" in r]
+    rules = [r for r in ns.nat or () if "cnilab net " in r]
     return links, rules
 
 
@@ -288,7 +288,7 @@ def test_gc_removes_what_valid_attachments_do_not_name(box: Sandbox, tmp_path: P
     keep = {**cfg, "cni.dev/valid-attachments": [{"containerID": "c0", "ifname": "eth0"}]}
     assert box.call("cnilab", "GC", keep).ok
     assert leases(tmp_path) == ["10.77.0.2"]
-    assert all('id: \\"c0\\"' in r for r in node_state(box)[1])
+    assert all(attachment_hash("testnet", "c0") in r for r in node_state(box)[1])
     older = {**cfg, "cni.dev/attachments": []}
     assert box.call("cnilab", "GC", older).ok
     assert leases(tmp_path) == [] and node_state(box)[1] == []
