@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cnilab.cni.exec import find_reference
-from cnilab.cni.runtime import Sandbox
+from cnilab.cni.sandbox import Sandbox
 
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 PREFIX = f"bcni{os.getpid() % 100000}-"

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -70,6 +70,16 @@ class AttachNetwork(Op):
     args: str = ""  # CNI_ARGS
     capability_args: str = "{}"  # runtimeConfig, JSON
     cache_dir: str = ""
+    sandbox_id: str = ""  # "dev:inode" of the sandbox when attached: the kernel's mark
+
+    @staticmethod
+    def identify(path: str) -> str:
+        """A namespace's identity: its nsfs device and inode ("" when it cannot be opened)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ""
+        return f"{st.st_dev}:{st.st_ino}"
 
     def net(self) -> NetworkList:
         """The network this attachment is to."""
@@ -96,7 +106,12 @@ class AttachNetwork(Op):
     def undo(self, kernel: Kernel) -> None:
         if self.netns is not None and not os.path.exists(_path(self.netns)):
             return  # the node is gone, and its bridge, veth ends and rules with it
-        self.runner().delete(self.net(), self.attachment())
+        att = self.attachment()
+        if self.sandbox_id and self.identify(self.sandbox) != self.sandbox_id:
+            # /proc/PID/ns/net of a process that has gone: the PID may be someone else's now.
+            # DEL without CNI_NETNS (the spec allows it) cleans the node's side only.
+            att = replace(att, netns="")
+        self.runner().delete(self.net(), att)
 
     def satisfied(self, snap: Snapshot) -> bool:
         ns = snap.ns(self.sandbox)

@@ -1,4 +1,4 @@
-"""`cnilab cni ...`: play the container runtime and watch a CNI plugin work. Parses and prints only.
+"""`cnilab cni ...`: play the container runtime and watch CNI plugins work. Parses and prints only.
 
 Heavy imports (the runtime, the kernel, the diagrams, Rich) happen inside the commands. Every
 sentence comes from lessons/ui in the user's language; --json prints one JSON object per command.
@@ -9,30 +9,32 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from enum import Enum
-from ipaddress import IPv4Interface
-from typing import TYPE_CHECKING, Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from cnilab.console import JsonOption, LangOption, guarded, lang_of, opts, out
-from cnilab.errors import CnilabError
 
 if TYPE_CHECKING:
+    from cnilab.cni.chain import NetworkList
     from cnilab.cni.exec import Call
-    from cnilab.cni.runtime import Pod, Runtime
+    from cnilab.cni.network import PortMapping
+    from cnilab.cni.runtime import Added, Runtime
 
-HELP = """Play the container runtime: make a pod's namespace, call a CNI plugin, keep its result.
+HELP = """Play the container runtime: make a pod's namespace, run a network's CNI plugins, keep
+the result.
 
-The node is the namespace cnilab-node, so nothing on this machine changes. Kernel commands need
-root.
+The node is the namespace cnilab-node (with cnilab-world outside it), so nothing on this machine
+changes. Kernel commands need root.
 
 \b
 Examples:
-  sudo cnilab cni add web                  # ADD with the cnilab plugin
-  sudo cnilab cni add db --plugin bridge   # the same call to the reference bridge plugin
-  sudo cnilab cni check web
-  sudo cnilab cni del web
-  sudo cnilab cni teardown
+  sudo cnilab cni add web --port 8080:80     # ADD: cnilab, then tuning and portmap
+  sudo cnilab cni add db --plugin bridge     # the reference bridge plugin instead
+  sudo cnilab cni add api --conflist my.conflist
+  sudo cnilab cni none box ; sudo cnilab cni attach --pid PID box
+  sudo cnilab cni check web ; sudo cnilab cni del web ; sudo cnilab cni teardown
 """
 
 cni_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None)
@@ -47,6 +49,18 @@ class Plugin(str, Enum):
 
 PluginOption = Annotated[Plugin, typer.Option(
     "--plugin", help="cnilab, or bridge: the reference plugin on the same network.")]
+ConflistOption = Annotated[Optional[Path], typer.Option(
+    "--conflist", help="Use this network configuration list (.conflist or .conf) instead.")]
+NetworkOption = Annotated[Optional[str], typer.Option(
+    "--network", help="Use the network of this name from --conf-dir instead.")]
+ConfDirOption = Annotated[Optional[Path], typer.Option(
+    "--conf-dir", help="Where --network looks (default: the lesson's own net.d).")]
+PortOption = Annotated[Optional[list[str]], typer.Option(
+    "--port", help="Publish HOST:POD[/tcp|udp] (portmap); a web server answers on POD.")]
+MacOption = Annotated[Optional[str], typer.Option(
+    "--mac", help="The pod's MAC (CNI_ARGS MAC= and runtimeConfig.mac).")]
+IpOption = Annotated[Optional[str], typer.Option(
+    "--ip", help="The pod's address (CNI_ARGS IP= and runtimeConfig.ips).")]
 
 
 def _runtime(ctx: typer.Context) -> Runtime:
@@ -55,105 +69,71 @@ def _runtime(ctx: typer.Context) -> Runtime:
     return Runtime(prefix=opts(ctx).prefix or "")
 
 
-def _t(key: str, lang: str, **params: Any) -> str:
-    from cnilab.i18n import t
+def _network(rt: Runtime, plugin: Plugin, conflist: Path | None, network: str | None,
+             conf_dir: Path | None) -> NetworkList:
+    from cnilab.cni import chain
 
-    return t(f"ui.{key}", lang, **params)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
-
-
-def _section(number: int, lang: str) -> None:
-    from rich.rule import Rule
-
-    from cnilab import lessons
-
-    try:
-        text = lessons.load("cni", lang).step(number)
-    except CnilabError:
-        return
-    out(Rule(f"[bold]{number}[/] · {_escape(text.title)}", align="left"))
-    out(f"[dim]{_escape(text.what)}[/]")
+    if conflist is not None:
+        return chain.load(conflist)
+    if network is not None:
+        return chain.find(conf_dir or rt.conf_dir, network)
+    return rt.network(plugin.value)
 
 
-def _show_call(call: Call, lang: str) -> None:
-    from rich.syntax import Syntax
-    from rich.table import Table
+def _ports(texts: list[str] | None) -> list[PortMapping]:
+    from cnilab.cni.network import parse_port
 
-    table = Table(show_header=False, show_edge=False, box=None)
-    for key, value in call.env.items():
-        table.add_row(f"[cyan]{key}[/]", _escape(value))
-    out(f"[bold]{_escape(_t('cni_runs', lang, plugin=call.plugin, command=call.command))}[/]")
-    out(table)
-    out(f"[bold]{_escape(_t('cni_stdin', lang))}[/]")
-    out(Syntax(json.dumps(call.config, indent=2, ensure_ascii=False), "json",
-               theme="ansi_dark", background_color="default"))
-    verdict = _t("cni_exit", lang, code=call.code)
-    key = "cni_answered" if call.stdout.strip() else "cni_answered_nothing"
-    colour = "green" if call.ok else "red"
-    said = _t(key, lang, verdict=verdict, ms=round(call.seconds * 1000))
-    out(f"[bold {colour}]{_escape(said)}[/]")
-    if call.stdout.strip():
-        out(Syntax(call.stdout.strip(), "json", theme="ansi_dark", background_color="default"))
+    return [parse_port(p) for p in texts or ()]
 
 
-def call_json(call: Call) -> dict[str, Any]:
-    """One plugin call as --json shows it."""
-    return {"plugin": call.plugin, "command": call.command, "env": call.env,
-            "config": call.config, "exit": call.code, "answer": call.answer,
-            "ms": round(call.seconds * 1000, 1)}
+def _finish(calls: list[Call], as_json: bool, lang: str, added: Added | None = None,
+            **extra: Any) -> None:
+    """Print the JSON report if asked; raise the first failed call's error (exit 1), or say
+    that a proof failed (exit 9)."""
+    from cnilab.cni.view import report_json
+    from cnilab.errors import ProofFailed
 
-
-def _finish(calls: list[Call], as_json: bool, **extra: Any) -> None:
-    """Print the JSON report if asked; raise the first failed call's error (exit 1)."""
-    failed = next((c for c in calls if not c.ok), None)
     if as_json:
-        report = {"ok": failed is None, **extra, "calls": [call_json(c) for c in calls]}
-        out(json.dumps(report, ensure_ascii=False), raw=True)
+        out(report_json(calls, lang, added, **extra), raw=True)
+    failed = next((c for c in calls if not c.ok), None)
     if failed is not None:
         raise failed.error()
+    if added is not None and not all(p.ok for p in added.proofs):
+        raise ProofFailed.of("cni_proof", name=added.pod.name)
 
 
-def _calls(ctx: typer.Context, lang: str | None, as_json: bool, section: int | None,
+def _calls(ctx: typer.Context, lang: str | None, as_json: bool, number: int | None,
            run: Callable[[Runtime], list[Call]], **extra: Any) -> None:
     """Run plugin calls under the runtime's lock; show the lesson section, env and answers."""
+    from cnilab.cni import view
+
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
         rt = _runtime(ctx)
         with rt.locked():
             calls = run(rt)
         if not as_json:
-            if section is not None:
-                _section(section, lang)
-            for call in calls:
-                _show_call(call, lang)
-        _finish(calls, as_json, **extra)
+            view.show_calls(calls, lang, number)
+        _finish(calls, as_json, lang, **extra)
 
 
-def _diagram(rt: Runtime, lang: str) -> None:
-    from cnilab.cni.bridge import host_veth_name
-    from cnilab.render import render_diagram
-    from cnilab.topology import Container, Topology
+def _added(ctx: typer.Context, lang: str | None, as_json: bool,
+           run: Callable[[Runtime], Added]) -> None:
+    """Run an ADD (add or attach) and show the calls, the diagram and the proofs."""
+    from cnilab.cni import view
 
-    pods = []
-    for p in rt.pods():
-        if p.network is None:
-            continue
-        ips = p.result.get("ips") or [{"address": "0.0.0.0/32"}]
-        pods.append(Container(p.netns, IPv4Interface(ips[0]["address"]), p.ifname,
-                              host_veth_name(p.network.name, p.container_id, p.ifname)))
-    topo = Topology(tuple(pods), node_name=rt.node, internet_name=f"{rt.node}-none",
-                    bridge=str(rt.network().plugins[0]["bridge"]))
-    out(render_diagram(rt.observe(), topo, lang=lang))
-
-
-def _pod_json(pod: Pod) -> dict[str, Any]:
-    return {"pod": pod.name, "netns": pod.netns, "containerId": pod.container_id,
-            "result": pod.result or None}
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
+        rt = _runtime(ctx)
+        with rt.locked():
+            added = run(rt)
+        if not as_json:
+            view.show_calls(added.calls, lang, 1)
+            if added.pod.attach is not None:
+                view.section(4, lang)
+                view.diagram(rt, lang)
+                view.show_proofs(added.proofs, lang)
+        _finish(added.calls, as_json, lang, added)
 
 
 @cni_app.command()
@@ -161,34 +141,111 @@ def add(
     ctx: typer.Context,
     pod: Annotated[str, typer.Argument(help="A name for the pod (its namespace: pod-NAME).")],
     plugin: PluginOption = Plugin.cnilab,
+    conflist: ConflistOption = None,
+    network: NetworkOption = None,
+    conf_dir: ConfDirOption = None,
+    port: PortOption = None,
+    mac: MacOption = None,
+    ip: IpOption = None,
     as_json: JsonOption = False,
     lang: LangOption = None,
 ) -> None:
-    """Create the pod's namespace and call ADD; show the env, the config, the result, the node.
+    """Create the pod's namespace and ADD it: each plugin of the network in turn.
 
     \b
     Example:
-      sudo cnilab cni add web
+      sudo cnilab cni add web --port 8080:80
     """
+    def run(rt: Runtime) -> Added:
+        net = _network(rt, plugin, conflist, network, conf_dir)
+        return rt.add(pod, net, ports=_ports(port), mac=mac, ip=ip)
+
+    _added(ctx, lang, as_json, run)
+
+
+@cni_app.command()
+def none(ctx: typer.Context,
+         pod: Annotated[str, typer.Argument(help="A name for the container.")],
+         as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """Start a container with no network, as `docker run --network none` does (a stand-in).
+
+    \b
+    Example:
+      sudo cnilab cni none box
+    """
+    from cnilab.cni import view
+
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
         rt = _runtime(ctx)
         with rt.locked():
-            made, calls = rt.add(pod, plugin.value)
-        if not as_json:
-            _section(1, lang)
-            for call in calls:
-                _show_call(call, lang)
-            if all(c.ok for c in calls):
-                _section(4, lang)
-                _diagram(rt, lang)
-        _finish(calls, as_json, **_pod_json(made))
+            made = rt.standin(pod)
+        pid = made.netns.split("/")[2]
+        if as_json:
+            out(json.dumps({"ok": True, "pod": pod, "pid": int(pid), "netns": made.netns}),
+                raw=True)
+            return
+        view.section(9, lang)
+        out(view.ui("cni_standin", lang, pod=pod, pid=pid, netns=made.netns))
+        out(f"  sudo cnilab cni attach --pid {pid} {pod}")
+
+
+@cni_app.command()
+def attach(
+    ctx: typer.Context,
+    pod: Annotated[Optional[str], typer.Argument(
+        help="A name for it (default: pidPID, or the namespace file's name).")] = None,
+    pid: Annotated[Optional[int], typer.Option(
+        "--pid", help="The process whose network namespace gets the network.")] = None,
+    netns: Annotated[Optional[Path], typer.Option(
+        "--netns", help="Or the namespace as a path, e.g. /run/netns/x.")] = None,
+    plugin: PluginOption = Plugin.cnilab,
+    conflist: ConflistOption = None,
+    network: NetworkOption = None,
+    conf_dir: ConfDirOption = None,
+    port: PortOption = None,
+    mac: MacOption = None,
+    ip: IpOption = None,
+    as_json: JsonOption = False,
+    lang: LangOption = None,
+) -> None:
+    """ADD the network to a namespace that already exists (a container's, started with none).
+
+    \b
+    Example:
+      sudo cnilab cni attach --pid $(docker inspect -f '{{.State.Pid}}' box) box
+    """
+    from cnilab.errors import ConfigError
+
+    with guarded(ctx, lang):
+        if (pid is None) == (netns is None):
+            raise ConfigError.of("cni_pid_or_netns")
+        path = f"/proc/{pid}/ns/net" if pid is not None else str(netns)
+        name = pod or (f"pid{pid}" if pid is not None else Path(path).name)
+
+    def run(rt: Runtime) -> Added:
+        net = _network(rt, plugin, conflist, network, conf_dir)
+        return rt.attach(name, path, net, ports=_ports(port), mac=mac, ip=ip)
+
+    _added(ctx, lang, as_json, run)
+
+
+@cni_app.command()
+def detach(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.")],
+           as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """DEL the network from an attached container; the container keeps running, unconnected.
+
+    \b
+    Example:
+      sudo cnilab cni detach box
+    """
+    _calls(ctx, lang, as_json, 7, lambda rt: rt.detach(pod), pod=pod)
 
 
 @cni_app.command()
 def check(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.")],
           as_json: JsonOption = False, lang: LangOption = None) -> None:
-    """CHECK: the plugin compares the kernel with the cached result (prevResult).
+    """CHECK: each plugin compares the kernel with the cached result (prevResult).
 
     \b
     Example:
@@ -200,23 +257,23 @@ def check(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod."
 @cni_app.command("del")
 def delete(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.")],
            as_json: JsonOption = False, lang: LangOption = None) -> None:
-    """DEL: the plugin removes the pod's network; then the runtime removes its namespace.
+    """DEL: each plugin in reverse order; then the runtime removes the pod's namespace.
 
     \b
     Example:
       sudo cnilab cni del web
     """
+    from cnilab.cni import view
+
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
         rt = _runtime(ctx)
         with rt.locked():
             calls = rt.delete(pod)
         if not as_json:
-            _section(7, lang)
-            for call in calls:
-                _show_call(call, lang)
-            _diagram(rt, lang)
-        _finish(calls, as_json, pod=pod)
+            view.show_calls(calls, lang, 7)
+            view.diagram(rt, lang)
+        _finish(calls, as_json, lang, pod=pod)
 
 
 @cni_app.command()
@@ -264,6 +321,7 @@ def install(ctx: typer.Context, folder: Annotated[str, typer.Option(
       sudo cnilab cni install --dir /opt/cni/bin
     """
     from cnilab.cni.install import install as write
+    from cnilab.cni.view import ui
     from cnilab.errors import PermissionDenied
 
     with guarded(ctx, lang):
@@ -278,17 +336,21 @@ def install(ctx: typer.Context, folder: Annotated[str, typer.Option(
                 raw=True)
             return
         for path in paths:
-            out(_escape(_t("cni_wrote", lang, path=path)))
+            out(ui("cni_wrote", lang, path=path))
 
 
 @cni_app.command()
 def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
-    """DEL every pod, remove the pods' and the node's namespaces (nothing else).
+    """DEL every pod, remove everything the lesson made (nothing else).
 
     \b
     Example:
       sudo cnilab cni teardown
     """
+    from rich.markup import escape
+
+    from cnilab.cni.view import ui
+
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
         rt = _runtime(ctx)
@@ -299,6 +361,6 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
             out(json.dumps({"ok": True, "removed": what}, ensure_ascii=False), raw=True)
             return
         for line in what:
-            out(f"{_escape(_t('removed', lang))}: {_escape(line)}")
-        out(_t("cni_teardown_done", lang, count=len(what)) if what
-            else _t("cni_nothing_to_remove", lang))
+            out(f"{ui('removed', lang)}: {escape(line)}")
+        out(ui("cni_teardown_done", lang, count=len(what)) if what
+            else ui("cni_nothing_to_remove", lang))

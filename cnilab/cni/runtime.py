@@ -2,16 +2,17 @@
 the result.
 
 What containerd does for a pod sandbox, in the open: it creates the network namespace, sets
-CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS and CNI_PATH, writes each plugin's
-configuration on its stdin, reads the result from its stdout and caches it (libcni's
-"cni.dev/attachment") for CHECK and DEL. The plugins always run inside the lesson's node
-namespace, never in the machine's own. Everything the runtime makes (its folder, the node, the
-pods' namespaces, each attachment) is an op recorded in the ledger before it is made, so
-`teardown` finishes the job after a crash at any point.
+CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS and CNI_PATH, runs the plugins of
+the network's conflist in order (each given the previous result) and caches the result
+(libcni's "cni.dev/attachment") for CHECK and DEL. The plugins always run inside the lesson's
+node namespace, never in the machine's own. Everything the runtime makes (its folder, the node
+and its outside world, the pods' namespaces, each attachment, a pod's server) is an op recorded
+in the ledger before it is made, so `teardown` finishes the job after a crash at any point.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Sequence
@@ -19,42 +20,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnilab.cni import network as lesson
 from cnilab.cni import spec
 from cnilab.cni.attach import AttachNetwork, StateDir
-from cnilab.cni.chain import NetworkList, parse_list, reference_path
+from cnilab.cni.bridge import same_netns
+from cnilab.cni.chain import NetworkList, reference_path, write_private
 from cnilab.cni.exec import Call, find_reference, invoke, traced
 from cnilab.cni.install import install
+from cnilab.cni.network import IFNAME, PortMapping
 from cnilab.cni.spec import CniError
+from cnilab.cni.standin import StartStandIn, running_pid
 from cnilab.errors import ConfigError, MissingTool
 from cnilab.kernel import Kernel, netns_path
 from cnilab.ledger import Ledger, run_dir
-from cnilab.ops import AddNetns, LinkUp, Op
+from cnilab.ops import AddNetns, LinkUp, Op, StartServer
+from cnilab.probes import Proof, http_get
 
 PLUGINS = ("cnilab", "bridge")  # --plugin: ours, or the reference bridge on the same network
-NETWORK = "cnilab-pods"
-SUBNET = "10.244.1.0/24"
-BRIDGE = "cni0"
-IFNAME = "eth0"
 POD_NAME_MAX = 40
-
-
-def network_config(plugin: str, data_dir: str, version: str | None = None,
-                   subnet: str = SUBNET, bridge: str = BRIDGE) -> dict[str, Any]:
-    """The lesson's network: one bridge, a /24 for pods, NAT out; for cnilab or the reference.
-
-    The reference plugins (containernetworking-plugins 1.1) speak CNI up to 1.0.0.
-    """
-    ours = plugin == "cnilab"
-    return {
-        "cniVersion": version or ("1.1.0" if ours else "1.0.0"),
-        "name": NETWORK,
-        "type": "cnilab" if ours else "bridge",
-        "bridge": bridge,
-        "isGateway": True,
-        "ipMasq": True,
-        "ipam": {"type": "cnilab-ipam" if ours else "host-local", "subnet": subnet,
-                 "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir},
-    }
 
 
 @dataclass
@@ -82,6 +65,15 @@ class Pod:
         return self.attach.ifname if self.attach else IFNAME
 
 
+@dataclass
+class Added:
+    """What `add` or `attach` did: the pod, the plugin calls in order, the proofs of its ports."""
+
+    pod: Pod
+    calls: list[Call]
+    proofs: list[Proof] = field(default_factory=list)
+
+
 class Runtime:
     """The lesson's runtime: a node namespace, pods as namespaces, results cached on disk."""
 
@@ -92,10 +84,12 @@ class Runtime:
         self.lab_id = f"{prefix}cni".strip("-_.") or "cni"
         self.state = base / "cni" / self.lab_id
         self.bin = self.state / "bin"
+        self.conf_dir = self.state / "net.d"
         self.data_dir = self.state / "networks"
         self.cache = self.state / "results"
         self.node = f"{prefix}cnilab-node"
-        self.kernel = kernel or Kernel()
+        self.world = f"{prefix}cnilab-world"
+        self.kernel = kernel or Kernel(self.state)  # the pods' servers keep PID files there
         self.ledger = Ledger(self.lab_id, str(base))
 
     def locked(self):  # type: ignore[no-untyped-def]
@@ -114,12 +108,12 @@ class Runtime:
         return (str(self.bin), *reference_path())
 
     def network(self, plugin: str = "cnilab") -> NetworkList:
-        """The lesson's network, with cnilab or the reference bridge as its plugin."""
+        """The lesson's network, with cnilab or the reference bridge as its main plugin."""
         if plugin not in PLUGINS:
             raise ConfigError.of("cni_unknown_plugin", plugin=plugin)
         if plugin != "cnilab" and find_reference(plugin) is None:
             raise MissingTool.of("cni_no_reference", plugin=plugin)
-        return parse_list(network_config(plugin, str(self.data_dir)), NETWORK)
+        return lesson.lesson_network(plugin, str(self.data_dir))
 
     # -- what the runtime made, from the ledger ----------------------------------------------
 
@@ -130,6 +124,9 @@ class Runtime:
         for op in self.ledger.ops():
             if isinstance(op, AddNetns) and op.name.startswith(mine):
                 pods[op.name[len(mine):]] = Pod(op.name[len(mine):], op.name)
+            elif isinstance(op, StartStandIn):
+                pid = running_pid(op.pidfile, op.name)
+                pods[op.name] = Pod(op.name, f"/proc/{pid or 0}/ns/net")
             elif isinstance(op, AttachNetwork):
                 pod = pods.setdefault(op.pod, Pod(op.pod, op.sandbox))
                 pod.attach, pod.result = op, op.result() or {}
@@ -148,66 +145,132 @@ class Runtime:
     def _ops_of(self, pod: Pod) -> list[Op]:
         return [op for op in self.ledger.ops()
                 if (isinstance(op, AddNetns) and op.name == pod.netns) or op.netns == pod.netns
-                or (isinstance(op, AttachNetwork) and op.pod == pod.name)]
+                or (isinstance(op, (AttachNetwork, StartStandIn))
+                    and getattr(op, "pod", getattr(op, "name", None)) == pod.name)]
 
     # -- the runtime's verbs -----------------------------------------------------------------
 
     def ensure_node(self) -> None:
-        """The runtime's folder, plugins and node namespace (made once, recorded)."""
+        """The runtime's folder, plugins and config, its node and the node's outside world."""
         wanted: list[Op] = [StateDir(None, str(self.state)), AddNetns(None, self.node),
-                            LinkUp(self.node, "lo")]
-        snap = self.kernel.observe([self.node])
+                            LinkUp(self.node, "lo"), *lesson.world_ops(self.node, self.world)]
+        snap = self.kernel.observe([self.node, self.world])
         self.ledger.check_free(wanted, snap)
         recorded = self.ledger.ops()
         missing = [op for op in wanted if op not in recorded or not op.satisfied(snap)]
         self.ledger.apply(missing, self.kernel)
+        self.kernel.close_netns(self.world)
         install(self.bin)
+        self.conf_dir.mkdir(mode=0o700, exist_ok=True)
+        conflist = json.loads(self.network().to_json())
+        write_private(self.conf_dir / f"10-{lesson.NETWORK}.conflist",
+                      json.dumps(conflist, indent=2).encode())
 
-    def add(self, name: str, plugin: str = "cnilab") -> tuple[Pod, list[Call]]:
-        """Create the pod's namespace and ADD it to the network; on failure the namespace goes.
-
-        Returns the pod and the plugin calls made (a failed call last: the pod is not attached).
-        """
+    def _check_new(self, name: str) -> None:
         if not spec.ID_RE.match(name) or len(name) > POD_NAME_MAX:
             raise ConfigError.of("cni_bad_pod_name", name=name, limit=POD_NAME_MAX)
         if any(p.name == name for p in self.pods()):
             raise ConfigError.of("cni_pod_exists", name=name)
-        net = self.network(plugin)
+
+    def add(self, name: str, net: NetworkList | None = None, plugin: str = "cnilab",
+            ports: Sequence[PortMapping] = (), mac: str | None = None,
+            ip: str | None = None) -> Added:
+        """Create the pod's namespace, ADD it to the network (the conflist's plugins in order);
+        with ports, start a web server in the pod and prove the node publishes it.
+        On failure the namespace goes again; the failed call is the last-but-rollback one."""
+        self._check_new(name)
+        net = net or self.network(plugin)
         self.ensure_node()
         netns = self.pod_netns(name)
         sandbox = [AddNetns(None, netns), LinkUp(netns, "lo")]  # lo: what `loopback` does
         self.ledger.check_free(sandbox, self.kernel.observe([]))
         self.ledger.apply(sandbox, self.kernel)
         self.kernel.close_netns(netns)  # an open socket would keep the namespace alive
+        added = self._attach(name, netns_path(netns), net, ports, mac, ip)
+        if not added.pod.attach:
+            self.ledger.undo(self.kernel, sandbox)
+            return Added(Pod(name, netns), added.calls)
+        servers = [StartServer(netns, p, f"hello from pod {name}")
+                   for p in dict.fromkeys(m.pod for m in ports if m.protocol == "tcp")]
+        self.ledger.apply(servers, self.kernel)
+        added.proofs = [self.prove_port(name, m) for m in ports if m.protocol == "tcp"]
+        return added
+
+    def standin(self, name: str) -> Pod:
+        """Start a container with no network (`docker run --network none`): a process alone in
+        a new network namespace, owned by cnilab; attach it next with its PID."""
+        self._check_new(name)
+        self.ensure_node()
+        op = StartStandIn(None, name, str(self.state / f"standin-{name}.pid"))
+        self.ledger.apply([op], self.kernel)
+        return self.pod(name)
+
+    def attach(self, name: str, path: str, net: NetworkList | None = None,
+               plugin: str = "cnilab", ports: Sequence[PortMapping] = (),
+               mac: str | None = None, ip: str | None = None) -> Added:
+        """ADD a namespace someone else made (a process's: /proc/PID/ns/net) to the network, as
+        Kubernetes does with its runtime's sandbox. A stand-in of ours keeps its name."""
+        existing = next((p for p in self.pods() if p.name == name), None)
+        ours = existing is not None and existing.attach is None and existing.netns == path
+        if not ours:
+            self._check_new(name)
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as e:
+            raise ConfigError.of("cni_no_sandbox", path=path, reason=e.strerror) from None
+        if same_netns(path, "/proc/self/ns/net"):  # never give the machine's own a pod's route
+            raise ConfigError.of("cni_sandbox_is_host", path=path)
+        net = net or self.network(plugin)
+        self.ensure_node()
+        return self._attach(name, path, net, ports, mac, ip)
+
+    def _attach(self, name: str, path: str, net: NetworkList, ports: Sequence[PortMapping],
+                mac: str | None, ip: str | None) -> Added:
         cid = secrets.token_hex(32)
-        args = f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name};" \
-               f"K8S_POD_INFRA_CONTAINER_ID={cid}"
-        attach = AttachNetwork(self.node, name, netns_path(netns), cid, IFNAME, net.to_json(),
-                               ":".join(self.cni_path()), args, "{}", str(self.cache))
+        args = [("IgnoreUnknown", "1"), ("K8S_POD_NAMESPACE", "default"), ("K8S_POD_NAME", name),
+                ("K8S_POD_INFRA_CONTAINER_ID", cid)]
+        args += [("MAC", mac)] if mac else []
+        args += [("IP", ip)] if ip else []
+        caps: dict[str, Any] = {"portMappings": [m.to_dict() for m in ports]} if ports else {}
+        caps.update({"mac": mac} if mac else {})
+        caps.update({"ips": [ip]} if ip else {})
+        attach = AttachNetwork(self.node, name, path, cid, IFNAME, net.to_json(),
+                               ":".join(self.cni_path()), ";".join(f"{k}={v}" for k, v in args),
+                               json.dumps(caps), str(self.cache),
+                               AttachNetwork.identify(path))
         with traced() as calls:
             try:
                 self.ledger.apply([attach], self.kernel)
             except CniError:
-                self.ledger.undo(self.kernel, sandbox)
                 if not calls:
                     raise
-                return Pod(name, netns), calls
-        return self.pod(name), calls
+                return Added(Pod(name, path), calls)
+        return Added(self.pod(name), calls)
+
+    def prove_port(self, name: str, port: PortMapping) -> Proof:
+        """A real HTTP request from the node's outside world to the node's published port."""
+        node_ip = lesson.NODE_UPLINK.split("/")[0]
+        body, why_not = http_get(self.world, node_ip, port.host)
+        ok = body is not None and f"pod {name}" in body
+        seen: tuple[str, dict[str, Any]] = ("", {"text": body if body is not None else why_not})
+        return Proof("http_forwarded", {"node": node_ip, "port": port.host, "who": name}, ok,
+                     seen, f"ip netns exec {self.world} curl -s http://{node_ip}:{port.host}/")
 
     def check(self, name: str) -> list[Call]:
         """CHECK every plugin of the pod's network, with the cached result as prevResult."""
-        pod = self._attached(name)
-        assert pod.attach is not None and pod.network is not None
+        pod = self.pod(name)
+        if pod.attach is None or not pod.result:
+            raise ConfigError.of("cni_pod_half", name=name)
         with traced() as calls:
             try:
-                pod.attach.runner().check(pod.network, pod.attach.attachment())
+                pod.attach.runner().check(pod.attach.net(), pod.attach.attachment())
             except CniError:
                 if not calls:
                     raise
         return calls
 
     def delete(self, name: str) -> list[Call]:
-        """DEL (every plugin, in reverse), then remove the pod's namespace; all by the ledger."""
+        """DEL (every plugin, in reverse), then what else the pod had; all by the ledger."""
         pod = self.pod(name)
         with traced() as calls:
             try:
@@ -217,14 +280,24 @@ class Runtime:
                     raise
         return calls
 
-    def _attached(self, name: str) -> Pod:
+    def detach(self, name: str) -> list[Call]:
+        """DEL the pod's network (every plugin, in reverse); its namespace or process stays,
+        as `docker network disconnect` leaves the container running."""
         pod = self.pod(name)
-        if pod.attach is None or not pod.result:
+        if pod.attach is None:
             raise ConfigError.of("cni_pod_half", name=name)
-        return pod
+        with traced() as calls:
+            try:
+                self.ledger.undo(self.kernel, [op for op in self._ops_of(pod)
+                                               if isinstance(op, (AttachNetwork, StartServer))])
+            except CniError:
+                if not calls:
+                    raise
+        return calls
 
     def _ours(self) -> tuple[str, dict[str, Any]]:
-        conf = network_config("cnilab", str(self.data_dir))
+        # STATUS and GC are CNI 1.1.0 verbs: the cnilab plugin alone, told 1.1.0.
+        conf = lesson.network_config("cnilab", str(self.data_dir), "1.1.0")
         return str(self.bin / "cnilab"), conf
 
     def status(self) -> list[Call]:
@@ -248,10 +321,11 @@ class Runtime:
         self.ensure_node()
         exe = str(self.bin / "cnilab") if plugin == "cnilab" else find_reference(plugin)
         assert exe is not None
-        return [invoke(exe, "VERSION", {"cniVersion": "1.0.0"}, node=self.node)]
+        return [invoke(exe, "VERSION", {"cniVersion": lesson.VERSION}, node=self.node)]
 
     def teardown(self) -> list[Op]:
-        """DEL every pod, remove the pods' and the node's namespaces and the runtime's folder."""
+        """DEL every pod, remove the pods', the node's and the world's namespaces and the
+        runtime's folder: everything the ledger records, by the one teardown path."""
         self.kernel.close()
         try:
             return self.ledger.undo(self.kernel)
@@ -262,59 +336,3 @@ class Runtime:
         """The node and every pod, as the kernel shows them (NAT rules of the node)."""
         spaces = [self.node, *(p.netns for p in self.pods())]
         return self.kernel.observe(spaces, nat_in=[self.node])
-
-
-class Sandbox:
-    """A node namespace plus pod namespaces under one prefix, to call any plugin with any
-    configuration (tests, benchmarks). Its namespaces are ops in its own ledger (beside
-    `bin_dir`); close() tears them down by the one teardown path.
-    """
-
-    def __init__(self, prefix: str, bin_dir: str | os.PathLike[str],
-                 kernel: Kernel | None = None) -> None:
-        if len(prefix) < 4:
-            raise ConfigError.of("cni_short_prefix")
-        self.prefix, self.bin = prefix, Path(bin_dir)
-        self.kernel = kernel or Kernel()
-        self.ledger = Ledger(f"{prefix}sandbox", str(self.bin.parent / "ledger"))
-        install(self.bin)
-        self.node = self._netns("node")
-
-    def _netns(self, name: str) -> str:
-        netns = self.prefix + name
-        self.ledger.apply([AddNetns(None, netns), LinkUp(netns, "lo")], self.kernel)
-        self.kernel.close_netns(netns)
-        return netns
-
-    def pod(self, name: str) -> str:
-        """Make a pod namespace; its path, as CNI_NETNS wants it."""
-        return netns_path(self._netns(name))
-
-    def exe(self, plugin: str) -> str:
-        """Our plugin from the sandbox's bin folder, or an installed reference plugin."""
-        ours = self.bin / plugin
-        if ours.exists():
-            return str(ours)
-        exe = find_reference(plugin)
-        if exe is None:
-            raise MissingTool.of("cni_no_reference", plugin=plugin)
-        return exe
-
-    @property
-    def cni_path(self) -> list[str]:
-        """Our bin folder first, then the reference plugins' folders."""
-        return list(reference_path([self.bin]))
-
-    def call(self, plugin: str, command: str, config: dict[str, Any], container_id: str = "",
-             netns: str = "", ifname: str = "eth0", args: str = "",
-             stdin: bytes | None = None, cni_path: Sequence[str] | None = None) -> Call:
-        """Run `plugin` inside the node, as a runtime would."""
-        return invoke(self.exe(plugin), command, config, container_id=container_id,
-                      netns=netns, ifname=ifname, args=args,
-                      cni_path=self.cni_path if cni_path is None else cni_path,
-                      node=self.node, stdin=stdin)
-
-    def close(self) -> None:
-        """Remove the sandbox's namespaces (the node's bridge, veths and rules go with them)."""
-        self.kernel.close()
-        self.ledger.undo(self.kernel)

@@ -14,7 +14,7 @@ import pytest
 from cnilab.cni import spec
 from cnilab.cni.bridge import host_veth_name
 from cnilab.cni.exec import Call, find_reference
-from cnilab.cni.runtime import Sandbox
+from cnilab.cni.sandbox import Sandbox
 from cnilab.probes import ping
 
 REFERENCE = all(find_reference(p) for p in ("bridge", "host-local"))

@@ -17,7 +17,7 @@ import pytest
 from cnilab.cni import spec
 from cnilab.cni.bridge import attachment_hash, host_veth_name
 from cnilab.cni.exec import Call
-from cnilab.cni.runtime import Sandbox
+from cnilab.cni.sandbox import Sandbox
 
 SUBNET = "10.77.0.0/24"
 

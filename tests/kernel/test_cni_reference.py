@@ -15,7 +15,7 @@ import pytest
 
 from cnilab.cni import spec
 from cnilab.cni.exec import find_reference
-from cnilab.cni.runtime import Sandbox
+from cnilab.cni.sandbox import Sandbox
 from cnilab.kernel import run_in_netns
 from cnilab.probes import ping
 from cnilab.state import Namespace

@@ -25,22 +25,23 @@ def test_runtime_add_check_del_with_both_plugins(prefix: str, run_dir: Path) -> 
         pytest.skip("reference plugins not installed")
     rt = Runtime(prefix=prefix)
     try:
-        web, (call,) = rt.add("web")
+        web = rt.add("web")
+        call = web.calls[0]
         assert call.ok, call.stdout
         assert call.env["CNI_NETNS"] == f"/run/netns/{prefix}pod-web"
-        db, (ref,) = rt.add("db", plugin="bridge")  # same bridge, same address store
-        assert ref.ok, ref.stdout
+        db = rt.add("db", plugin="bridge")  # same bridge, same address store
+        assert all(c.ok for c in db.calls), [c.stdout for c in db.calls]
         addresses = {p.result["ips"][0]["address"] for p in rt.pods()}
         assert addresses == {"10.244.1.2/24", "10.244.1.3/24"}
-        assert spec.validate_result(web.result, "1.1.0") == []
-        assert ping(web.netns, db.result["ips"][0]["address"].split("/")[0]) is None
+        assert spec.validate_result(web.pod.result, "1.0.0") == []
+        assert ping(web.pod.netns, db.pod.result["ips"][0]["address"].split("/")[0]) is None
         assert all(c.ok for c in rt.check("web") + rt.check("db"))
         assert all(c.ok for c in rt.status() + rt.gc())
         assert len(list((run_dir / "cni" / rt.lab_id / "networks" / "cnilab-pods").glob("10.*"))
                    ) == 2  # GC kept both known pods' addresses
         assert all(c.ok for c in rt.delete("db"))
         assert [p.name for p in rt.pods()] == ["web"]
-        assert db.netns not in rt.kernel.observe([db.netns]).netns
+        assert db.pod.netns not in rt.kernel.observe([db.pod.netns]).netns
     finally:
         removed = rt.teardown()
     assert AddNetns(None, f"{prefix}cnilab-node") in removed
@@ -50,7 +51,7 @@ def test_runtime_add_check_del_with_both_plugins(prefix: str, run_dir: Path) -> 
 def test_runtime_refuses_a_duplicate_pod(prefix: str, run_dir: Path) -> None:
     rt = Runtime(prefix=prefix)
     try:
-        assert rt.add("web")[1][0].ok
+        assert rt.add("web").calls[0].ok
         with pytest.raises(ConfigError, match="already exists"):
             rt.add("web")
     finally:
@@ -111,7 +112,7 @@ def test_sigkill_during_add_leaves_a_pod_that_del_and_teardown_remove(
     assert "cnilab cni del web" in again.stderr
     done = cnilab.run("cni", "del", "web")
     assert done.returncode == 0, done.stderr
-    assert prefixed_netns(prefix) == [f"{prefix}cnilab-node"]
+    assert prefixed_netns(prefix) == [f"{prefix}cnilab-node", f"{prefix}cnilab-world"]
     leases = run_dir / "cni" / f"{prefix}cni" / "networks" / "cnilab-pods"
     assert not list(leases.glob("10.*"))  # DEL without a cached result still released it
     assert cnilab.run("cni", "add", "web").returncode == 0  # the name is free again

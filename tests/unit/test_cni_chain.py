@@ -130,7 +130,8 @@ def test_state_dir_is_0700_whatever_the_umask_and_never_adopts_a_symlink(tmp_pat
         StateDir(None, str(tmp_path / "planted")).apply(None)  # type: ignore[arg-type]
 
 
-CNI_COMMANDS = ["add", "check", "del", "status", "gc", "version", "install", "teardown"]
+CNI_COMMANDS = ["add", "none", "attach", "detach", "check", "del", "status", "gc", "version",
+                "install", "teardown"]
 
 
 @pytest.mark.parametrize("name", CNI_COMMANDS)
