@@ -185,7 +185,7 @@ def none(ctx: typer.Context,
             out(json.dumps({"ok": True, "pod": pod, "pid": int(pid), "netns": made.netns}),
                 raw=True)
             return
-        view.section(9, lang)
+        view.section(10, lang)
         out(view.ui("cni_standin", lang, pod=pod, pid=pid, netns=made.netns))
         out(f"  sudo cnilab cni attach --pid {pid} {pod}")
 

@@ -147,3 +147,18 @@ def test_plugin_is_a_choice_refused_before_anything_runs() -> None:
     result = CliRunner().invoke(app, ["cni", "add", "web", "--plugin", "flannel"])
     assert result.exit_code == 2
     assert "cnilab" in result.output and "bridge" in result.output
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_the_cni_lesson_teaches_cnm_vs_cni_and_the_none_network_attach(lang: str) -> None:
+    from cnilab import lessons
+
+    lesson = lessons.load("cni", lang)
+    cnm, none = lesson.step(9), lesson.step(10)
+    assert "CNM" in cnm.what and "dockerd" in cnm.what and "libcni" in cnm.what
+    assert "--network none" in none.what and "/proc/PID/ns/net" in none.what
+    assert "cnilab cni attach --pid PID box" in none.what
+    assert "conf_dir" in (lesson.step(1).course_note or "")
+    assert "--port 8080:80" in lesson.step(6).what
+    if lang == "ko":
+        assert re.search(r"[\uac00-\ud7a3]", cnm.what + none.what + cnm.title + none.title)
