@@ -103,13 +103,13 @@ def _lo_up() -> None:
 def main() -> None:
     """The stand-in process: a new network namespace, its PID written, then wait for SIGTERM."""
     import ctypes
-    import ctypes.util
+
+    from cnilab.kernel.netns import LIBC as libc
 
     parser = argparse.ArgumentParser(prog=MARKER)
     parser.add_argument("--name", required=True)
     parser.add_argument("--pidfile", type=Path, required=True)
     args = parser.parse_args()
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     if libc.unshare(CLONE_NEWNET) != 0:  # one thread: the whole process moves
         sys.exit(f"{MARKER}: unshare: {os.strerror(ctypes.get_errno())}")
     _lo_up()
