@@ -14,6 +14,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -60,6 +61,32 @@ def measure(box: Sandbox, plugin: str, ipam: str, data_dir: str) -> dict[str, fl
             "ADD+DEL": statistics.median(a + d for a, d in zip(adds, dels))}
 
 
+def podman_cost(reference: bool) -> tuple[float, float] | None:
+    """Median wall time (ms) of `podman run -d` + `podman rm` on the network, and with
+    `--network none` (the difference is the network's cost per container); None without
+    podman."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "kernel"))
+    from podman_box import NET1, PODMAN, RUN, RUNC, CannotRun, podman_box
+
+    if not (PODMAN and RUNC):
+        return None
+    side = "ref" if reference else "ours"
+    try:
+        with podman_box(f"{PREFIX}pm{side}-", reference) as box:
+            times: dict[str, list[float]] = {"net": [], "none": []}
+            for i in range(max(3, RUNS // 3)):
+                for kind, network in (("net", NET1), ("none", "none")):
+                    start = time.perf_counter()
+                    box.run(*RUN, "--name", f"c{i}{kind}", "--network", network,
+                            "--rootfs", str(box.dir / "rootfs"), "/bin/sleep", "100000")
+                    box.run("rm", "--force", "--time", "0", f"c{i}{kind}")
+                    times[kind].append((time.perf_counter() - start) * 1000)
+    except CannotRun as e:
+        print(f"bench_cni: podman cannot run containers here ({e}); runtime figures skipped")
+        return None
+    return statistics.median(times["net"]), statistics.median(times["none"])
+
+
 def main() -> int:
     """Run both plugins in their own sandboxes and print the table."""
     if os.geteuid() != 0:
@@ -89,6 +116,15 @@ def main() -> int:
           f" ({ours['VERSION']:.1f} ms)")
     print(f"target: ADD+DEL within 3x the reference: {'met' if ratio <= 3 else 'NOT met'}"
           f" ({ratio:.1f}x)")
+    ours_pm, ref_pm = podman_cost(False), podman_cost(True)
+    if ours_pm and ref_pm:
+        net_ours, net_ref = ours_pm[0] - ours_pm[1], ref_pm[0] - ref_pm[1]
+        print("Per container under Podman (CNI backend, libcni): run -d + rm, network minus "
+              "--network none")
+        print(f"{'network':12}{net_ours:>10.1f}ms{net_ref:>18.1f}ms"
+              f"{net_ours / max(net_ref, 1):>7.1f}x")
+        print(f"target: network cost within 2x the reference's: "
+              f"{'met' if net_ours <= 2 * net_ref else 'NOT met'}")
     print(f"(load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return 0
 
