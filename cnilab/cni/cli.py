@@ -1,266 +1,366 @@
-"""`cnilab cni ...`: play the container runtime and watch a CNI plugin work. Parses and prints only.
+"""`cnilab cni ...`: play the container runtime and watch CNI plugins work. Parses and prints only.
 
-Heavy imports (the runtime, the kernel, the diagrams) happen inside the commands.
+Heavy imports (the runtime, the kernel, the diagrams, Rich) happen inside the commands. Every
+sentence comes from lessons/ui in the user's language; --json prints one JSON object per command.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from ipaddress import IPv4Interface
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.errors import CnilabError
+from cnilab.console import JsonOption, LangOption, guarded, lang_of, opts, out
 
 if TYPE_CHECKING:
-    from cnilab.cni.runtime import Call, Runtime
+    from cnilab.cni.chain import NetworkList
+    from cnilab.cni.exec import Call
+    from cnilab.cni.network import PortMapping
+    from cnilab.cni.runtime import Added, Runtime
 
-HELP = """Play the container runtime: make a pod's namespace, call a CNI plugin, keep its result.
+HELP = """Play the container runtime: make a pod's namespace, run a network's CNI plugins, keep
+the result.
 
-The node is the namespace cnilab-node, so nothing on this machine changes. Kernel commands need
-root.
+The node is the namespace cnilab-node (with cnilab-world outside it), so nothing on this machine
+changes. Kernel commands need root.
 
+\b
 Examples:
-
-  sudo cnilab cni add web               # ADD with the cnilab plugin
-
-  sudo cnilab cni add db --plugin bridge   # the same call to the reference bridge plugin
-
+  sudo cnilab cni add web --port 8080:80     # ADD: cnilab, then tuning and portmap
+  sudo cnilab cni add db --plugin bridge     # the reference bridge plugin instead
+  sudo cnilab cni add api --conflist my.conflist
+  sudo cnilab cni none box ; sudo cnilab cni attach --pid PID box
   sudo cnilab cni check web ; sudo cnilab cni del web ; sudo cnilab cni teardown
 """
 
 cni_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None)
 
 
-def out(*objects: Any, raw: bool = False) -> None:
-    """Print through the main command line's console (Rich loads on first use)."""
-    from cnilab.console import out as print_out
+class Plugin(str, Enum):
+    """The main plugin of the lesson's network."""
 
-    print_out(*objects, raw=raw)
-
-
-def escape(text: str) -> str:
-    """Rich markup-escape."""
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the plugin's JSON answer only.")]
+    cnilab = "cnilab"
+    bridge = "bridge"
 
 
-def _root_opt(ctx: typer.Context, name: str) -> Any:
-    return getattr(ctx.find_root().obj, name, None)
+PluginOption = Annotated[Plugin, typer.Option(
+    "--plugin", help="cnilab, or bridge: the reference plugin on the same network.")]
+ConflistOption = Annotated[Optional[Path], typer.Option(
+    "--conflist", help="Use this network configuration list (.conflist or .conf) instead.")]
+NetworkOption = Annotated[Optional[str], typer.Option(
+    "--network", help="Use the network of this name from --conf-dir instead.")]
+ConfDirOption = Annotated[Optional[Path], typer.Option(
+    "--conf-dir", help="Where --network looks (default: the lesson's own net.d).")]
+PortOption = Annotated[Optional[list[str]], typer.Option(
+    "--port", help="Publish HOST:POD[/tcp|udp] (portmap); a web server answers on POD.")]
+MacOption = Annotated[Optional[str], typer.Option(
+    "--mac", help="The pod's MAC (CNI_ARGS MAC= and runtimeConfig.mac).")]
+IpOption = Annotated[Optional[str], typer.Option(
+    "--ip", help="The pod's address (CNI_ARGS IP= and runtimeConfig.ips).")]
 
 
 def _runtime(ctx: typer.Context) -> Runtime:
     from cnilab.cni.runtime import Runtime
 
-    return Runtime(prefix=_root_opt(ctx, "prefix") or "")
+    return Runtime(prefix=opts(ctx).prefix or "")
 
 
-@contextmanager
-def _guarded(ctx: typer.Context) -> Iterator[None]:
-    """One line and an exit code for every domain error, as everywhere in cnilab."""
-    from cnilab.console import guarded
+def _network(rt: Runtime, plugin: Plugin, conflist: Path | None, network: str | None,
+             conf_dir: Path | None) -> NetworkList:
+    from cnilab.cni import chain
 
-    with guarded(ctx):
-        yield
-
-
-def _section(ctx: typer.Context, number: int) -> None:
-    from rich.rule import Rule
-
-    from cnilab import lessons
-
-    try:
-        text = lessons.load("cni", lessons.check_lang(_root_opt(ctx, "lang"))).step(number)
-    except CnilabError:
-        return
-    out(Rule(f"[bold]{number}[/] · {escape(text.title)}", align="left"))
-    out(f"[dim]{escape(text.what)}[/]")
+    if conflist is not None:
+        return chain.load(conflist)
+    if network is not None:
+        return chain.find(conf_dir or rt.conf_dir, network)
+    return rt.network(plugin.value)
 
 
-def _show_call(call: Call) -> None:
-    from rich.syntax import Syntax
-    from rich.table import Table
+def _ports(texts: list[str] | None) -> list[PortMapping]:
+    from cnilab.cni.network import parse_port
 
-    table = Table(show_header=False, show_edge=False, box=None)
-    for key, value in call.env.items():
-        table.add_row(f"[cyan]{key}[/]", escape(value))
-    out(f"[bold]The runtime runs[/] {escape(call.plugin)} [dim](inside the node)[/]"
-              " with this environment:")
-    out(table)
-    out("[bold]and this network configuration on stdin:[/]")
-    out(Syntax(json.dumps(call.config, indent=2), "json", theme="ansi_dark",
-                     background_color="default"))
-    verdict = "[green]exit 0[/]" if call.ok else f"[red]exit {call.code}[/]"
-    out(f"[bold]The plugin answered[/] ({verdict}, {call.seconds * 1000:.0f} ms)"
-              + (":" if call.stdout.strip() else " with nothing on stdout."))
-    if call.stdout.strip():
-        out(Syntax(call.stdout.strip(), "json", theme="ansi_dark",
-                         background_color="default"))
+    return [parse_port(p) for p in texts or ()]
 
 
-def _finish(call: Call, as_json: bool) -> None:
+def _finish(calls: list[Call], as_json: bool, lang: str, added: Added | None = None,
+            **extra: Any) -> None:
+    """Print the JSON report if asked; raise the first failed call's error (exit 1), or say
+    that a proof failed (exit 9)."""
+    from cnilab.cni.view import report_json
+    from cnilab.errors import ProofFailed
+
     if as_json:
-        out(json.dumps(call.answer, indent=2) if call.answer is not None else "null", raw=True)
-    if not call.ok:
-        raise call.error()
+        out(report_json(calls, lang, added, **extra), raw=True)
+    failed = next((c for c in calls if not c.ok), None)
+    if failed is not None:
+        raise failed.error()
+    if added is not None and not all(p.ok for p in added.proofs):
+        raise ProofFailed.of("cni_proof", name=added.pod.name)
 
 
-def _one_call(ctx: typer.Context, call_of: Callable[[Runtime], Call], section: int,
-              as_json: bool) -> None:
-    """Run one plugin call under the runtime's lock; show the lesson section, env and answer."""
-    with _guarded(ctx):
+def _calls(ctx: typer.Context, lang: str | None, as_json: bool, number: int | None,
+           run: Callable[[Runtime], list[Call]], **extra: Any) -> None:
+    """Run plugin calls under the runtime's lock; show the lesson section, env and answers."""
+    from cnilab.cni import view
+
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
         rt = _runtime(ctx)
         with rt.locked():
-            call = call_of(rt)
+            calls = run(rt)
         if not as_json:
-            _section(ctx, section)
-            _show_call(call)
-        _finish(call, as_json)
+            view.show_calls(calls, lang, number)
+        _finish(calls, as_json, lang, **extra)
 
 
-def _diagram(rt: Runtime) -> None:
-    from cnilab.cni.plugin import host_veth_name
-    from cnilab.render import render_diagram
-    from cnilab.topology import Container, Topology
+def _added(ctx: typer.Context, lang: str | None, as_json: bool,
+           run: Callable[[Runtime], Added]) -> None:
+    """Run an ADD (add or attach) and show the calls, the diagram and the proofs."""
+    from cnilab.cni import view
 
-    pods = []
-    for p in rt.pods():
-        ips = p.result.get("ips") or [{"address": "0.0.0.0/32"}]
-        pods.append(Container(p.netns, IPv4Interface(ips[0]["address"]), p.ifname,
-                              host_veth_name(p.config["name"], p.container_id, p.ifname)))
-    topo = Topology(tuple(pods), node_name=rt.node, internet_name=f"{rt.node}-none",
-                    bridge=str(rt.config("cnilab")["bridge"]))
-    out(render_diagram(rt.observe(), topo))
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
+        rt = _runtime(ctx)
+        with rt.locked():
+            added = run(rt)
+        if not as_json:
+            view.show_calls(added.calls, lang, 1)
+            if added.pod.attach is not None:
+                view.section(4, lang)
+                view.diagram(rt, lang)
+                view.show_proofs(added.proofs, lang)
+        _finish(added.calls, as_json, lang, added)
 
 
 @cni_app.command()
 def add(
     ctx: typer.Context,
     pod: Annotated[str, typer.Argument(help="A name for the pod (its namespace: pod-NAME).")],
-    plugin: Annotated[str, typer.Option(
-        "--plugin", help="cnilab, or bridge: the reference plugin on the same config.")
-    ] = "cnilab",
-    as_json: JsonOpt = False,
+    plugin: PluginOption = Plugin.cnilab,
+    conflist: ConflistOption = None,
+    network: NetworkOption = None,
+    conf_dir: ConfDirOption = None,
+    port: PortOption = None,
+    mac: MacOption = None,
+    ip: IpOption = None,
+    as_json: JsonOption = False,
+    lang: LangOption = None,
 ) -> None:
-    """Create the pod's namespace and call ADD; show the env, the config, the result, the node.
+    """Create the pod's namespace and ADD it: each plugin of the network in turn.
 
-    Example: sudo cnilab cni add web
+    \b
+    Example:
+      sudo cnilab cni add web --port 8080:80
     """
-    with _guarded(ctx):
+    def run(rt: Runtime) -> Added:
+        net = _network(rt, plugin, conflist, network, conf_dir)
+        return rt.add(pod, net, ports=_ports(port), mac=mac, ip=ip)
+
+    _added(ctx, lang, as_json, run)
+
+
+@cni_app.command()
+def none(ctx: typer.Context,
+         pod: Annotated[str, typer.Argument(help="A name for the container.")],
+         as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """Start a container with no network, as `docker run --network none` does (a stand-in).
+
+    \b
+    Example:
+      sudo cnilab cni none box
+    """
+    from cnilab.cni import view
+
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
         rt = _runtime(ctx)
         with rt.locked():
-            _, call = rt.add(pod, plugin)
-        if not as_json:
-            _section(ctx, 1)
-            _show_call(call)
-            if call.ok:
-                _section(ctx, 4)
-                _diagram(rt)
-        _finish(call, as_json)
+            made = rt.standin(pod)
+        pid = made.netns.split("/")[2]
+        if as_json:
+            out(json.dumps({"ok": True, "pod": pod, "pid": int(pid), "netns": made.netns}),
+                raw=True)
+            return
+        view.section(10, lang)
+        out(view.ui("cni_standin", lang, pod=pod, pid=pid, netns=made.netns))
+        out(f"  sudo cnilab cni attach --pid {pid} {pod}")
+
+
+@cni_app.command()
+def attach(
+    ctx: typer.Context,
+    pod: Annotated[Optional[str], typer.Argument(
+        help="A name for it (default: pidPID, or the namespace file's name).")] = None,
+    pid: Annotated[Optional[int], typer.Option(
+        "--pid", help="The process whose network namespace gets the network.")] = None,
+    netns: Annotated[Optional[Path], typer.Option(
+        "--netns", help="Or the namespace as a path, e.g. /run/netns/x.")] = None,
+    plugin: PluginOption = Plugin.cnilab,
+    conflist: ConflistOption = None,
+    network: NetworkOption = None,
+    conf_dir: ConfDirOption = None,
+    port: PortOption = None,
+    mac: MacOption = None,
+    ip: IpOption = None,
+    as_json: JsonOption = False,
+    lang: LangOption = None,
+) -> None:
+    """ADD the network to a namespace that already exists (a container's, started with none).
+
+    \b
+    Example:
+      sudo cnilab cni attach --pid $(docker inspect -f '{{.State.Pid}}' box) box
+    """
+    from cnilab.errors import ConfigError
+
+    with guarded(ctx, lang):
+        if (pid is None) == (netns is None):
+            raise ConfigError.of("cni_pid_or_netns")
+        path = f"/proc/{pid}/ns/net" if pid is not None else str(netns)
+        name = pod or (f"pid{pid}" if pid is not None else Path(path).name)
+
+    def run(rt: Runtime) -> Added:
+        net = _network(rt, plugin, conflist, network, conf_dir)
+        return rt.attach(name, path, net, ports=_ports(port), mac=mac, ip=ip)
+
+    _added(ctx, lang, as_json, run)
+
+
+@cni_app.command()
+def detach(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.")],
+           as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """DEL the network from an attached container; the container keeps running, unconnected.
+
+    \b
+    Example:
+      sudo cnilab cni detach box
+    """
+    _calls(ctx, lang, as_json, 7, lambda rt: rt.detach(pod), pod=pod)
 
 
 @cni_app.command()
 def check(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.")],
-          as_json: JsonOpt = False) -> None:
-    """CHECK: the plugin compares the kernel with the cached result (prevResult).
+          as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """CHECK: each plugin compares the kernel with the cached result (prevResult).
 
-    Example: sudo cnilab cni check web
+    \b
+    Example:
+      sudo cnilab cni check web
     """
-    _one_call(ctx, lambda rt: rt.check(pod), 5, as_json)
+    _calls(ctx, lang, as_json, 5, lambda rt: rt.check(pod), pod=pod)
 
 
 @cni_app.command("del")
 def delete(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.")],
-           as_json: JsonOpt = False) -> None:
-    """DEL: the plugin removes the pod's network; then the runtime removes its namespace.
+           as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """DEL: each plugin in reverse order; then the runtime removes the pod's namespace.
 
-    Example: sudo cnilab cni del web
+    \b
+    Example:
+      sudo cnilab cni del web
     """
-    with _guarded(ctx):
+    from cnilab.cni import view
+
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
         rt = _runtime(ctx)
         with rt.locked():
-            call = rt.delete(pod)
+            calls = rt.delete(pod)
         if not as_json:
-            _section(ctx, 7)
-            _show_call(call)
-            _diagram(rt)
-        _finish(call, as_json)
+            view.show_calls(calls, lang, 7)
+            view.diagram(rt, lang)
+        _finish(calls, as_json, lang, pod=pod)
 
 
 @cni_app.command()
-def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def status(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
     """STATUS (CNI 1.1.0): can the plugin serve ADDs now?
 
-    Example: sudo cnilab cni status
+    \b
+    Example:
+      sudo cnilab cni status
     """
-    _one_call(ctx, lambda rt: rt.status(), 8, as_json)
+    _calls(ctx, lang, as_json, 8, lambda rt: rt.status())
 
 
 @cni_app.command()
-def gc(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def gc(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
     """GC (CNI 1.1.0): the plugin drops what no known pod uses any more.
 
-    Example: sudo cnilab cni gc
+    \b
+    Example:
+      sudo cnilab cni gc
     """
-    _one_call(ctx, lambda rt: rt.gc(), 8, as_json)
+    _calls(ctx, lang, as_json, 8, lambda rt: rt.gc())
 
 
 @cni_app.command()
-def version(ctx: typer.Context, plugin: Annotated[str, typer.Option(
-        "--plugin", help="cnilab or bridge.")] = "cnilab", as_json: JsonOpt = False) -> None:
+def version(ctx: typer.Context, plugin: PluginOption = Plugin.cnilab,
+            as_json: JsonOption = False, lang: LangOption = None) -> None:
     """VERSION: which CNI spec versions the plugin speaks.
 
-    Example: sudo cnilab cni version --plugin bridge
+    \b
+    Example:
+      sudo cnilab cni version --plugin bridge
     """
-    with _guarded(ctx):
-        rt = _runtime(ctx)
-        if plugin not in ("cnilab", "bridge"):
-            raise CnilabError.of("cni_unknown_plugin", plugin=plugin)
-        with rt.locked():
-            call = rt.version(plugin)
-        if not as_json:
-            _show_call(call)
-        _finish(call, as_json)
+    _calls(ctx, lang, as_json, None, lambda rt: rt.version(plugin.value))
 
 
 @cni_app.command()
-def install(folder: Annotated[str, typer.Option(
-        "--dir", help="The CNI bin folder, e.g. /opt/cni/bin.")]) -> None:
+def install(ctx: typer.Context, folder: Annotated[str, typer.Option(
+        "--dir", help="The CNI bin folder, e.g. /opt/cni/bin.")],
+        as_json: JsonOption = False, lang: LangOption = None) -> None:
     """Write the plugin executables cnilab and cnilab-ipam into a CNI bin folder.
 
-    Example: sudo cnilab cni install --dir /opt/cni/bin
+    \b
+    Example:
+      sudo cnilab cni install --dir /opt/cni/bin
     """
     from cnilab.cni.install import install as write
+    from cnilab.cni.view import ui
+    from cnilab.errors import PermissionDenied
 
-    try:
-        paths = write(folder)
-    except OSError as e:
-        from cnilab.console import console
-
-        console(stderr=True).print(f"[bold red]cnilab: error:[/] cannot write into "
-                                   f"{escape(folder)}: {e.strerror}")
-        raise typer.Exit(5) from None
-    for path in paths:
-        out(f"wrote {path}")
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
+        try:
+            paths = write(folder)
+        except OSError as e:
+            raise PermissionDenied.of("cni_install_failed", folder=folder,
+                                      reason=e.strerror or str(e)) from None
+        if as_json:
+            out(json.dumps({"ok": True, "wrote": [str(p) for p in paths]}, ensure_ascii=False),
+                raw=True)
+            return
+        for path in paths:
+            out(ui("cni_wrote", lang, path=path))
 
 
 @cni_app.command()
-def teardown(ctx: typer.Context) -> None:
-    """DEL every pod, remove the pods' and the node's namespaces (nothing else).
+def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """DEL every pod, remove everything the lesson made (nothing else).
 
-    Example: sudo cnilab cni teardown
+    \b
+    Example:
+      sudo cnilab cni teardown
     """
-    with _guarded(ctx):
+    from rich.markup import escape
+
+    from cnilab.cni.view import ui
+
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
         rt = _runtime(ctx)
         with rt.locked():
-            removed = rt.teardown()
-        for name in removed:
-            out(f"removed namespace {name}")
-        if not removed:
-            out("Nothing to remove: no CNI lesson is up here.")
+            undone = rt.teardown()
+        what = [op.undo_command(rt.node) or op.command(rt.node) for op in undone]
+        if as_json:
+            out(json.dumps({"ok": True, "removed": what}, ensure_ascii=False), raw=True)
+            return
+        for line in what:
+            out(f"{ui('removed', lang)}: {escape(line)}")
+        out(ui("cni_teardown_done", lang, count=len(what)) if what
+            else ui("cni_nothing_to_remove", lang))

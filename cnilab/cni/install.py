@@ -16,14 +16,16 @@ from pathlib import Path
 
 from cnilab.cni.spec import INVALID_CONFIG, CniError
 
-PLUGINS = {"cnilab": "cnilab.cni.plugin", "cnilab-ipam": "cnilab.cni.ipam"}
+# Each executable calls one function of cnilab.cni.entry, which answers VERSION before importing
+# anything else.
+PLUGINS = {"cnilab": "plugin", "cnilab-ipam": "ipam"}
 
 SCRIPT = '''#!{python} -S
 """CNI plugin {name!r} (spec 1.0.0, 1.1.0), written by `cnilab cni install`."""
 import sys
 
 sys.path[:0] = {paths!r}
-{stub}from {module} import main
+{stub}from cnilab.cni.entry import {function} as main
 
 sys.exit(main())
 '''
@@ -68,7 +70,7 @@ def script(name: str, python: str | None = None) -> str:
     found = importlib.util.find_spec("pyroute2")
     if name == "cnilab" and found is not None and found.submodule_search_locations:
         stub = PYROUTE2_STUB.format(path=list(found.submodule_search_locations)) + "\n"
-    return SCRIPT.format(python=python, name=name, paths=paths, module=PLUGINS[name],
+    return SCRIPT.format(python=python, name=name, paths=paths, function=PLUGINS[name],
                          stub=stub)
 
 

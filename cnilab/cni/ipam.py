@@ -264,7 +264,7 @@ def add(conf: Mapping[str, Any], container_id: str, ifname: str,
         args: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Allocate one address per range set; CNI_ARGS IP= asks for a given address."""
     cfg = parse_ipam(conf)
-    requested = _requested(args or {}, len(cfg.range_sets))
+    requested = _requested(args or {}, conf, len(cfg.range_sets))
     store = Store(cfg)
     got: list[tuple[IPv4Address, Range]] = []
     with store.locked():
@@ -284,23 +284,35 @@ def add(conf: Mapping[str, Any], container_id: str, ifname: str,
     return _result(cfg, conf["cniVersion"], got)
 
 
-def _requested(args: Mapping[str, str], sets: int) -> list[IPv4Address]:
+def _requested(args: Mapping[str, str], conf: Mapping[str, Any], sets: int
+               ) -> list[IPv4Address]:
+    """The addresses the runtime asks for, as host-local gathers them: CNI_ARGS IP=,
+    args.cni.ips, runtimeConfig.ips (the `ips` capability); "10.0.0.5" or "10.0.0.5/24"."""
+    asked: list[tuple[str, str, int]] = []
     raw = args.get("IP", "")
-    if not raw:
-        return []
-    out = []
-    for part in raw.split(","):
+    asked += [("CNI_ARGS IP", p.strip(), spec.INVALID_ENVIRONMENT)
+              for p in raw.split(",") if p.strip()]
+    for where, holder in (("args.cni.ips", (conf.get("args") or {}).get("cni")),
+                          ("runtimeConfig.ips", conf.get("runtimeConfig"))):
+        ips = holder.get("ips") if isinstance(holder, dict) else None
+        if ips is None:
+            continue
+        if not isinstance(ips, list) or not all(isinstance(i, str) for i in ips):
+            raise CniError(spec.INVALID_CONFIG, f"{where} is not a list of addresses")
+        asked += [(where, i, spec.INVALID_CONFIG) for i in ips]
+    out: list[IPv4Address] = []
+    for where, text, code in asked:
         try:
-            ip = ip_address(part.strip())
+            ip = ip_address(text.split("/")[0])
         except ValueError:
-            raise CniError(spec.INVALID_ENVIRONMENT,
-                           f"CNI_ARGS IP={raw!r} is not an IP address") from None
+            raise CniError(code, f"{where}={text!r} is not an IP address") from None
         if not isinstance(ip, IPv4Address):
-            raise CniError(spec.UNSUPPORTED_FIELD, f"unsupported field: CNI_ARGS IP={raw}")
-        out.append(ip)
+            raise CniError(spec.UNSUPPORTED_FIELD, f"unsupported field: {where}={text}")
+        if ip not in out:
+            out.append(ip)
     if len(out) > sets:
-        raise CniError(spec.INVALID_ENVIRONMENT, f"CNI_ARGS IP={raw} asks for more addresses "
-                       f"than there are range sets ({sets})")
+        raise CniError(spec.INVALID_ENVIRONMENT, f"{', '.join(map(str, out))} asks for more "
+                       f"addresses than there are range sets ({sets})")
     return out
 
 

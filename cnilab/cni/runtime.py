@@ -1,10 +1,13 @@
-"""Playing the container runtime: make the pod's namespace, call a CNI plugin, keep its result.
+"""Playing the container runtime: make the pod's namespace, run its network's plugins, keep
+the result.
 
 What containerd does for a pod sandbox, in the open: it creates the network namespace, sets
-CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS and CNI_PATH, writes the network
-configuration on the plugin's stdin, reads the result from its stdout and caches it (libcni's
-"cni.dev/attachment") for CHECK and DEL. The plugin always runs inside the lesson's node
-namespace, never in the machine's own.
+CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS and CNI_PATH, runs the plugins of
+the network's conflist in order (each given the previous result) and caches the result
+(libcni's "cni.dev/attachment") for CHECK and DEL. The plugins always run inside the lesson's
+node namespace, never in the machine's own. Everything the runtime makes (its folder, the node
+and its outside world, the pods' namespaces, each attachment, a pod's server) is an op recorded
+in the ledger before it is made, so `teardown` finishes the job after a crash at any point.
 """
 
 from __future__ import annotations
@@ -12,161 +15,84 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnilab.cni import network as lesson
 from cnilab.cni import spec
+from cnilab.cni.attach import AttachNetwork, StateDir
+from cnilab.cni.bridge import PrependRoute, same_netns
+from cnilab.cni.chain import NetworkList, reference_path, write_private
+from cnilab.cni.exec import Call, config_version, find_reference, invoke, traced
 from cnilab.cni.install import install
+from cnilab.cni.network import IFNAME, PortMapping
 from cnilab.cni.spec import CniError
-from cnilab.errors import CollisionError, ConfigError, MissingTool
-from cnilab.kernel import Kernel, list_netns, netns_path
-from cnilab.ledger import RUN_DIR, RUN_DIR_ENV, Ledger
-from cnilab.ops import AddNetns, LinkUp
+from cnilab.cni.standin import StartStandIn, running_pid
+from cnilab.errors import ConfigError, MissingTool
+from cnilab.kernel import Kernel, netns_path
+from cnilab.ledger import Ledger, identity, run_dir
+from cnilab.ops import OPS, AddNetns, LinkUp, Op, StartServer, registry_of
+from cnilab.probes import Proof, http_get
 
-# Where the reference plugins live: /opt/cni/bin (upstream tarballs, kubeadm), /usr/lib/cni
-# (Debian, Ubuntu), /usr/libexec/cni (Fedora, RHEL). CNI_PATH, when set, goes first.
-REFERENCE_DIRS = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
-NETWORK = "cnilab-pods"
-SUBNET = "10.244.1.0/24"
-BRIDGE = "cni0"
-IFNAME = "eth0"
-
-
-@dataclass
-class Call:
-    """One execution of a plugin, exactly as the runtime made it."""
-
-    plugin: str
-    command: str
-    env: dict[str, str]
-    config: dict[str, Any]
-    code: int = 0
-    stdout: str = ""
-    answer: dict[str, Any] | None = None
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """Exit code 0."""
-        return self.code == 0
-
-    def error(self) -> CniError:
-        """The plugin's error object as an exception."""
-        if isinstance(self.answer, dict) and "code" in self.answer:
-            return CniError.from_dict(self.answer)
-        return CniError(spec.KERNEL_REFUSED, f"{os.path.basename(self.plugin)} {self.command} "
-                        f"failed (exit {self.code}) without an error object: {self.stdout[:200]}")
-
-
-def reference_dirs(environ: Mapping[str, str] = os.environ) -> list[str]:
-    """The folders searched for reference plugins: CNI_PATH's, then the usual places."""
-    given = [d for d in environ.get("CNI_PATH", "").split(":") if d]
-    return list(dict.fromkeys([*given, *REFERENCE_DIRS]))
-
-
-def find_reference(name: str, dirs: Sequence[str] | None = None) -> str | None:
-    """Where a reference plugin (containernetworking-plugins) is installed, if it is."""
-    for folder in reference_dirs() if dirs is None else dirs:
-        exe = os.path.join(folder, name)
-        if os.access(exe, os.X_OK):
-            return exe
-    return None
-
-
-def invoke(exe: str, command: str, config: dict[str, Any], *, node: str, container_id: str = "",
-           netns: str = "", ifname: str = "", args: str = "", cni_path: Sequence[str] = (),
-           stdin: bytes | None = None) -> Call:
-    """Execute a plugin inside the node namespace `node` with the CNI environment and config."""
-    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns,
-           "CNI_IFNAME": ifname, "CNI_ARGS": args, "CNI_PATH": ":".join(cni_path)}
-    env = {k: v for k, v in env.items() if v}
-    data = json.dumps(config).encode() if stdin is None else stdin
-    # nsenter --net only: the plugin needs the node's netlink, /proc/sys/net and iptables.
-    argv = ["nsenter", f"--net={netns_path(node)}", "--", exe]
-    start = time.perf_counter()
-    done = subprocess.run(argv, input=data, capture_output=True, check=False,
-                          env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-                               **env})
-    seconds = time.perf_counter() - start
-    out = done.stdout.decode(errors="replace")
-    try:
-        answer = json.loads(out) if out.strip() else None
-    except ValueError:
-        answer = None
-    return Call(exe, command, env, config, done.returncode, out,
-                answer if isinstance(answer, dict) else None, seconds)
-
-
-def config_version(answer: Call) -> str:
-    """The cniVersion to write for a reference plugin, from its VERSION answer: 1.0.0, or its
-    newest when it is older (containernetworking-plugins 0.9, as in Debian 11 and Ubuntu 22.04,
-    stops at 0.4.0 and refuses a 1.0.0 configuration, as a runtime's admin would find)."""
-    known = (answer.answer or {}).get("supportedVersions") or []
-    if "1.0.0" in known or not known:
-        return "1.0.0"
-    return max(known, key=lambda v: tuple(int(x) for x in v.split(".") if x.isdigit()))
-
-
-def network_config(plugin: str, data_dir: str, version: str | None = None,
-                   subnet: str = SUBNET, bridge: str = BRIDGE) -> dict[str, Any]:
-    """The lesson's network: one bridge, a /24 for pods, NAT out; for cnilab or the reference.
-
-    The reference plugins (containernetworking-plugins 1.1) speak CNI up to 1.0.0.
-    """
-    ours = plugin == "cnilab"
-    return {
-        "cniVersion": version or ("1.1.0" if ours else "1.0.0"),
-        "name": NETWORK,
-        "type": "cnilab" if ours else "bridge",
-        "bridge": bridge,
-        "isGateway": True,
-        "ipMasq": True,
-        "ipam": {"type": "cnilab-ipam" if ours else "host-local", "subnet": subnet,
-                 "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir},
-    }
+# The ops the runtime's ledger reads back: the engine's and the runtime's own.
+CNI_OPS = {**OPS, **registry_of(StateDir, AttachNetwork, StartStandIn, PrependRoute)}
+PLUGINS = ("cnilab", "bridge")  # --plugin: ours, or the reference bridge on the same network
+POD_NAME_MAX = 40
 
 
 @dataclass
 class Pod:
-    """What the runtime remembers of one pod (libcni's cached attachment, plus the namespace)."""
+    """What the runtime knows of one pod: its namespace and, once attached, its attachment."""
 
     name: str
-    netns: str
-    container_id: str
-    ifname: str
-    plugin: str
-    config: dict[str, Any]
+    netns: str  # a namespace name (the runtime's own) or a path (a process's namespace)
+    attach: AttachNetwork | None = None
     result: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """As cached on disk."""
-        return {"kind": "cni.dev/attachment", "pod": self.name, "netns": self.netns,
-                "containerId": self.container_id, "ifName": self.ifname,
-                "networkName": self.config["name"], "plugin": self.plugin,
-                "config": self.config, "result": self.result}
+    @property
+    def network(self) -> NetworkList | None:
+        """The network it is attached to."""
+        return self.attach.net() if self.attach else None
+
+    @property
+    def container_id(self) -> str:
+        """CNI_CONTAINERID of its attachment."""
+        return self.attach.container_id if self.attach else ""
+
+    @property
+    def ifname(self) -> str:
+        """CNI_IFNAME of its attachment."""
+        return self.attach.ifname if self.attach else IFNAME
+
+
+@dataclass
+class Added:
+    """What `add` or `attach` did: the pod, the plugin calls in order, the proofs of its ports."""
+
+    pod: Pod
+    calls: list[Call]
+    proofs: list[Proof] = field(default_factory=list)
 
 
 class Runtime:
     """The lesson's runtime: a node namespace, pods as namespaces, results cached on disk."""
 
-    def __init__(self, prefix: str = "", run_dir: str | None = None,
+    def __init__(self, prefix: str = "", root: str | None = None,
                  kernel: Kernel | None = None) -> None:
         self.prefix = prefix
-        root = Path(run_dir or os.environ.get(RUN_DIR_ENV) or RUN_DIR)
-        self.lab_id = f"{prefix}cni".strip("-_.") or "cni"
-        self.state = root / "cni" / self.lab_id
+        base = Path(root) if root else run_dir()
+        self.lab_id = identity("cni", prefix)  # the lesson and the exact prefix
+        self.state = base / "cni" / self.lab_id
         self.bin = self.state / "bin"
+        self.conf_dir = self.state / "net.d"
         self.data_dir = self.state / "networks"
         self.cache = self.state / "results"
         self.node = f"{prefix}cnilab-node"
-        self.kernel = kernel or Kernel()
-        self.ledger = Ledger.for_lesson("cni", prefix, str(root))
-
-    # -- plumbing --------------------------------------------------------------------------------
+        self.world = f"{prefix}cnilab-world"
+        self.kernel = kernel or Kernel(self.state)  # the pods' servers keep PID files there
+        self.ledger = Ledger(self.lab_id, str(base), ops=CNI_OPS)
 
     def locked(self):  # type: ignore[no-untyped-def]
         """Hold this lesson's lock (one runtime at a time, like the eight-step lab)."""
@@ -179,211 +105,240 @@ class Runtime:
         """The namespace name of a pod."""
         return f"{self.prefix}pod-{pod}"
 
-    def cni_path(self, plugin: str) -> list[str]:
+    def cni_path(self) -> tuple[str, ...]:
         """CNI_PATH: our plugins, then wherever the reference ones are."""
-        return [str(self.bin), *(d for d in reference_dirs() if os.path.isdir(d))]
+        return (str(self.bin), *reference_path())
 
-    def plugin_exe(self, plugin: str) -> str:
-        """The main plugin's executable: ours (installed on demand) or the reference bridge."""
-        if plugin == "cnilab":
-            return str(self.bin / "cnilab")
-        exe = find_reference(plugin)
-        if exe is None:
-            raise MissingTool(f"the reference {plugin!r} plugin is not installed",
-                              hint="sudo apt-get install containernetworking-plugins")
-        return exe
-
-    def config(self, plugin: str) -> dict[str, Any]:
-        """The network configuration the runtime sends to `plugin`."""
-        if plugin not in ("cnilab", "bridge"):
+    def network(self, plugin: str = "cnilab") -> NetworkList:
+        """The lesson's network, with cnilab or the reference bridge as its main plugin."""
+        if plugin not in PLUGINS:
             raise ConfigError.of("cni_unknown_plugin", plugin=plugin)
-        version = config_version(self.version(plugin)) if plugin == "bridge" else None
-        return network_config(plugin, str(self.data_dir), version)
+        if plugin != "cnilab" and find_reference(plugin) is None:
+            raise MissingTool.of("cni_no_reference", plugin=plugin)
+        version = lesson.VERSION
+        ref = find_reference("tuning" if plugin == "cnilab" else plugin)
+        if ref is not None:  # which spec versions the installed reference plugins speak
+            version = config_version(invoke(ref, "VERSION", {"cniVersion": lesson.VERSION}))
+        return lesson.lesson_network(plugin, str(self.data_dir), version)
 
-    def _ensure_node(self) -> None:
-        install(self.bin)
-        if self.node in list_netns():
-            if not (self.state / "node").exists():
-                raise CollisionError.of("cni_node_taken", netns=self.node)
-            return
-        self.state.mkdir(parents=True, exist_ok=True)
-        (self.state / "node").write_text(self.node, encoding="utf-8")
-        AddNetns(None, self.node).apply(self.kernel)
-        LinkUp(self.node, "lo").apply(self.kernel)
+    # -- what the runtime made, from the ledger ----------------------------------------------
 
     def pods(self) -> list[Pod]:
-        """Every pod the runtime has attached, from its cache."""
-        out = []
-        for path in sorted(self.cache.glob("*.json")) if self.cache.is_dir() else []:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            out.append(Pod(data["pod"], data["netns"], data["containerId"], data["ifName"],
-                           data["plugin"], data["config"], data["result"]))
-        return out
+        """Every pod the ledger records: its namespace, and its attachment once made."""
+        pods: dict[str, Pod] = {}
+        mine = self.prefix + "pod-"
+        for op in self.ledger.ops():
+            if isinstance(op, AddNetns) and op.name.startswith(mine):
+                pods[op.name[len(mine):]] = Pod(op.name[len(mine):], op.name)
+            elif isinstance(op, StartStandIn):
+                pid = running_pid(op.pidfile, op.name)
+                pods[op.name] = Pod(op.name, f"/proc/{pid or 0}/ns/net")
+            elif isinstance(op, AttachNetwork):
+                pod = pods.setdefault(op.pod, Pod(op.pod, op.sandbox))
+                pod.attach, pod.result = op, op.result() or {}
+        return sorted(pods.values(), key=lambda p: p.name)
 
     def pod(self, name: str) -> Pod:
-        """One cached pod, or ConfigError naming the ones there are."""
-        for p in self.pods():
+        """One pod, or ConfigError naming the ones there are."""
+        pods = self.pods()
+        for p in pods:
             if p.name == name:
                 return p
-        known = ", ".join(p.name for p in self.pods())
-        if not known:
+        if not pods:
             raise ConfigError.of("cni_no_pod_none", name=name)
-        raise ConfigError.of("cni_no_pod", name=name, known=known)
+        raise ConfigError.of("cni_no_pod", name=name, known=", ".join(p.name for p in pods))
 
-    def _save(self, pod: Pod) -> None:
-        self.cache.mkdir(parents=True, exist_ok=True)
-        (self.cache / f"{pod.name}.json").write_text(json.dumps(pod.to_dict(), indent=1),
-                                                     encoding="utf-8")
+    def _ops_of(self, pod: Pod) -> list[Op]:
+        return [op for op in self.ledger.ops()
+                if (isinstance(op, AddNetns) and op.name == pod.netns) or op.netns == pod.netns
+                or (isinstance(op, (AttachNetwork, StartStandIn))
+                    and getattr(op, "pod", getattr(op, "name", None)) == pod.name)]
 
-    def _call(self, pod: Pod, command: str, config: dict[str, Any]) -> Call:
-        return invoke(self.plugin_exe(pod.plugin), command, config, node=self.node,
-                      container_id=pod.container_id, netns=netns_path(pod.netns),
-                      ifname=pod.ifname, args=f"IgnoreUnknown=1;K8S_POD_NAME={pod.name}",
-                      cni_path=self.cni_path(pod.plugin))
+    # -- the runtime's verbs -----------------------------------------------------------------
 
-    # -- the runtime's verbs -------------------------------------------------------------------
+    def ensure_node(self) -> None:
+        """The runtime's folder, plugins and config, its node and the node's outside world."""
+        wanted: list[Op] = [StateDir(None, str(self.state)), AddNetns(None, self.node),
+                            LinkUp(self.node, "lo"), *lesson.world_ops(self.node, self.world)]
+        snap = self.kernel.observe([self.node, self.world])
+        self.ledger.check_free(wanted, snap)
+        recorded = self.ledger.ops()
+        missing = [op for op in wanted if op not in recorded or not op.satisfied(snap)]
+        self.ledger.apply(missing, self.kernel)
+        self.kernel.close_netns(self.world)
+        install(self.bin)
+        self.conf_dir.mkdir(mode=0o700, exist_ok=True)
+        conflist = json.loads(self.network().to_json())
+        write_private(self.conf_dir / f"10-{lesson.NETWORK}.conflist",
+                      json.dumps(conflist, indent=2).encode())
 
-    def add(self, name: str, plugin: str = "cnilab") -> tuple[Pod, Call]:
-        """Create the pod's namespace and call ADD; on failure the namespace goes again."""
-        if not spec.ID_RE.match(name) or len(name) > 40:
-            raise ConfigError.of("cni_bad_pod_name", name=name)
+    def _check_new(self, name: str) -> None:
+        if not spec.ID_RE.match(name) or len(name) > POD_NAME_MAX:
+            raise ConfigError.of("cni_bad_pod_name", name=name, limit=POD_NAME_MAX)
         if any(p.name == name for p in self.pods()):
             raise ConfigError.of("cni_pod_exists", name=name)
-        config = self.config(plugin)
-        self._ensure_node()
+
+    def add(self, name: str, net: NetworkList | None = None, plugin: str = "cnilab",
+            ports: Sequence[PortMapping] = (), mac: str | None = None,
+            ip: str | None = None) -> Added:
+        """Create the pod's namespace, ADD it to the network (the conflist's plugins in order);
+        with ports, start a web server in the pod and prove the node publishes it.
+        On failure the namespace goes again; the failed call is the last-but-rollback one."""
+        self._check_new(name)
+        net = net or self.network(plugin)
+        self.ensure_node()
         netns = self.pod_netns(name)
-        if netns in list_netns():
-            raise CollisionError.of("cni_netns_taken", netns=netns)
-        pod = Pod(name, netns, secrets.token_hex(32), IFNAME, plugin, config)
-        AddNetns(None, netns).apply(self.kernel)
+        sandbox = [AddNetns(None, netns), LinkUp(netns, "lo")]  # lo: what `loopback` does
+        self.ledger.check_free(sandbox, self.kernel.observe([]))
+        self.ledger.apply(sandbox, self.kernel)
+        self.kernel.close_netns(netns)  # an open socket would keep the namespace alive
+        added = self._attach(name, netns_path(netns), net, ports, mac, ip)
+        if not added.pod.attach:
+            self.ledger.undo(self.kernel, sandbox)
+            return Added(Pod(name, netns), added.calls)
+        servers = [StartServer(netns, p, f"hello from pod {name}")
+                   for p in dict.fromkeys(m.pod for m in ports if m.protocol == "tcp")]
+        self.ledger.apply(servers, self.kernel)
+        added.proofs = [self.prove_port(name, m) for m in ports if m.protocol == "tcp"]
+        return added
+
+    def standin(self, name: str) -> Pod:
+        """Start a container with no network (`docker run --network none`): a process alone in
+        a new network namespace, owned by cnilab; attach it next with its PID."""
+        self._check_new(name)
+        self.ensure_node()
+        op = StartStandIn(None, name, str(self.state / f"standin-{name}.pid"))
+        self.ledger.apply([op], self.kernel)
+        return self.pod(name)
+
+    def attach(self, name: str, path: str, net: NetworkList | None = None,
+               plugin: str = "cnilab", ports: Sequence[PortMapping] = (),
+               mac: str | None = None, ip: str | None = None) -> Added:
+        """ADD a namespace someone else made (a process's: /proc/PID/ns/net) to the network, as
+        Kubernetes does with its runtime's sandbox. A stand-in of ours keeps its name."""
+        existing = next((p for p in self.pods() if p.name == name), None)
+        ours = existing is not None and existing.attach is None and existing.netns == path
+        if not ours:
+            self._check_new(name)
         try:
-            LinkUp(netns, "lo").apply(self.kernel)  # what the loopback plugin would do
-            self.kernel.close_netns(netns)
-            call = self._call(pod, "ADD", config)
-        except BaseException:
-            self.kernel.remove_netns(netns)
-            raise
-        if not call.ok:
-            self.kernel.remove_netns(netns)
-            return pod, call
-        pod.result = call.answer or {}
-        self._save(pod)
-        return pod, call
+            os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as e:
+            raise ConfigError.of("cni_no_sandbox", path=path, reason=e.strerror) from None
+        if same_netns(path, "/proc/self/ns/net"):  # never give the machine's own a pod's route
+            raise ConfigError.of("cni_sandbox_is_host", path=path)
+        net = net or self.network(plugin)
+        self.ensure_node()
+        return self._attach(name, path, net, ports, mac, ip)
 
-    def check(self, name: str) -> Call:
-        """CHECK with the cached result as prevResult."""
+    def _attach(self, name: str, path: str, net: NetworkList, ports: Sequence[PortMapping],
+                mac: str | None, ip: str | None) -> Added:
+        cid = secrets.token_hex(32)
+        args = [("IgnoreUnknown", "1"), ("K8S_POD_NAMESPACE", "default"), ("K8S_POD_NAME", name),
+                ("K8S_POD_INFRA_CONTAINER_ID", cid)]
+        args += [("MAC", mac)] if mac else []
+        args += [("IP", ip)] if ip else []
+        caps: dict[str, Any] = {"portMappings": [m.to_dict() for m in ports]} if ports else {}
+        caps.update({"mac": mac} if mac else {})
+        caps.update({"ips": [ip]} if ip else {})
+        attach = AttachNetwork(self.node, name, path, cid, IFNAME, net.to_json(),
+                               ":".join(self.cni_path()), ";".join(f"{k}={v}" for k, v in args),
+                               json.dumps(caps), str(self.cache),
+                               AttachNetwork.identify(path))
+        with traced() as calls:
+            try:
+                self.ledger.apply([attach], self.kernel)
+            except CniError:
+                if not calls:
+                    raise
+                return Added(Pod(name, path), calls)
+        return Added(self.pod(name), calls)
+
+    def prove_port(self, name: str, port: PortMapping) -> Proof:
+        """A real HTTP request from the node's outside world to the node's published port."""
+        node_ip = lesson.NODE_UPLINK.split("/")[0]
+        body, why_not = http_get(self.world, node_ip, port.host)
+        ok = body is not None and f"pod {name}" in body
+        seen: tuple[str, dict[str, Any]] = ("", {"text": body if body is not None else why_not})
+        return Proof("http_forwarded", {"node": node_ip, "port": port.host, "who": name}, ok,
+                     seen, f"ip netns exec {self.world} curl -s http://{node_ip}:{port.host}/")
+
+    def check(self, name: str) -> list[Call]:
+        """CHECK every plugin of the pod's network, with the cached result as prevResult."""
         pod = self.pod(name)
-        return self._call(pod, "CHECK", {**pod.config, "prevResult": pod.result})
+        if pod.attach is None or not pod.result:
+            raise ConfigError.of("cni_pod_half", name=name)
+        with traced() as calls:
+            try:
+                pod.attach.runner().check(pod.attach.net(), pod.attach.attachment())
+            except CniError:
+                if not calls:
+                    raise
+        return calls
 
-    def delete(self, name: str) -> Call:
-        """DEL with the cached result, then remove the pod's namespace and its cache entry."""
+    def delete(self, name: str) -> list[Call]:
+        """DEL (every plugin, in reverse), then what else the pod had; all by the ledger."""
         pod = self.pod(name)
-        call = self._call(pod, "DEL", {**pod.config, "prevResult": pod.result})
-        if call.ok:
-            self.kernel.remove_netns(pod.netns)
-            (self.cache / f"{pod.name}.json").unlink(missing_ok=True)
-        return call
+        with traced() as calls:
+            try:
+                self.ledger.undo(self.kernel, self._ops_of(pod))
+            except CniError:
+                if not calls:
+                    raise
+        return calls
 
-    def status(self) -> Call:
+    def detach(self, name: str) -> list[Call]:
+        """DEL the pod's network (every plugin, in reverse); its namespace or process stays,
+        as `docker network disconnect` leaves the container running."""
+        pod = self.pod(name)
+        if pod.attach is None:
+            raise ConfigError.of("cni_pod_half", name=name)
+        with traced() as calls:
+            try:
+                self.ledger.undo(self.kernel, [op for op in self._ops_of(pod)
+                                               if isinstance(op, (AttachNetwork, StartServer))])
+            except CniError:
+                if not calls:
+                    raise
+        return calls
+
+    def _ours(self) -> tuple[str, dict[str, Any]]:
+        # STATUS and GC are CNI 1.1.0 verbs: the cnilab plugin alone, told 1.1.0.
+        conf = lesson.network_config("cnilab", str(self.data_dir), "1.1.0")
+        return str(self.bin / "cnilab"), conf
+
+    def status(self) -> list[Call]:
         """STATUS (CNI 1.1.0) to our plugin."""
-        self._ensure_node()
-        return invoke(self.plugin_exe("cnilab"), "STATUS", self.config("cnilab"),
-                      node=self.node, cni_path=self.cni_path("cnilab"))
+        self.ensure_node()
+        exe, conf = self._ours()
+        return [invoke(exe, "STATUS", conf, cni_path=self.cni_path(), node=self.node)]
 
-    def gc(self) -> Call:
+    def gc(self) -> list[Call]:
         """GC (CNI 1.1.0): everything not attached to a pod the runtime knows goes."""
-        self._ensure_node()
-        keep = [{"containerID": p.container_id, "ifname": p.ifname} for p in self.pods()]
-        conf = {**self.config("cnilab"), "cni.dev/valid-attachments": keep}
-        return invoke(self.plugin_exe("cnilab"), "GC", conf, node=self.node,
-                      cni_path=self.cni_path("cnilab"))
+        self.ensure_node()
+        exe, conf = self._ours()
+        keep = [{"containerID": p.container_id, "ifname": p.ifname} for p in self.pods()
+                if p.attach is not None]
+        conf["cni.dev/valid-attachments"] = keep
+        return [invoke(exe, "GC", conf, cni_path=self.cni_path(), node=self.node)]
 
-    def version(self, plugin: str = "cnilab") -> Call:
+    def version(self, plugin: str = "cnilab") -> list[Call]:
         """VERSION: which spec versions the plugin speaks."""
-        self._ensure_node()
-        return invoke(self.plugin_exe(plugin), "VERSION", {"cniVersion": "1.0.0"},
-                      node=self.node)
+        self.network(plugin)  # a known plugin, installed
+        self.ensure_node()
+        exe = str(self.bin / "cnilab") if plugin == "cnilab" else find_reference(plugin)
+        assert exe is not None
+        return [invoke(exe, "VERSION", {"cniVersion": lesson.VERSION}, node=self.node)]
 
-    def teardown(self) -> list[str]:
-        """DEL every pod, then remove the pods' and the node's namespaces and the state."""
-        removed = []
-        for pod in self.pods():
-            self._call(pod, "DEL", {**pod.config, "prevResult": pod.result})
-            self.kernel.remove_netns(pod.netns)
-            removed.append(pod.netns)
+    def teardown(self) -> list[Op]:
+        """DEL every pod, remove the pods', the node's and the world's namespaces and the
+        runtime's folder: everything the ledger records, by the one teardown path."""
         self.kernel.close()
-        if (self.state / "node").exists():
-            self.kernel.remove_netns(self.node)
-            removed.append(self.node)
-        for sub in (self.cache, self.data_dir / NETWORK):
-            if sub.is_dir():
-                for f in sub.iterdir():
-                    f.unlink()
-                sub.rmdir()
-        (self.state / "node").unlink(missing_ok=True)
-        return removed
+        try:
+            return self.ledger.undo(self.kernel)
+        finally:
+            self.kernel.close()
 
     def observe(self) -> Any:
         """The node and every pod, as the kernel shows them (NAT rules of the node)."""
         spaces = [self.node, *(p.netns for p in self.pods())]
         return self.kernel.observe(spaces, nat_in=[self.node])
-
-
-class Sandbox:
-    """A node namespace plus pod namespaces under one prefix, to call any plugin with any
-    configuration (tests, benchmarks). close() removes every namespace it made, and only those.
-    """
-
-    def __init__(self, prefix: str, bin_dir: str | os.PathLike[str],
-                 kernel: Kernel | None = None) -> None:
-        if len(prefix) < 4:
-            raise ConfigError.of("cni_short_prefix")
-        self.prefix, self.bin = prefix, Path(bin_dir)
-        self.kernel = kernel or Kernel()
-        self.made: list[str] = []
-        install(self.bin)
-        self.node = self._netns("node")
-
-    def _netns(self, name: str) -> str:
-        netns = self.prefix + name
-        AddNetns(None, netns).apply(self.kernel)
-        self.made.append(netns)
-        LinkUp(netns, "lo").apply(self.kernel)
-        self.kernel.close_netns(netns)
-        return netns
-
-    def pod(self, name: str) -> str:
-        """Make a pod namespace; its path, as CNI_NETNS wants it."""
-        return netns_path(self._netns(name))
-
-    def exe(self, plugin: str) -> str:
-        """Our plugin from the sandbox's bin folder, or an installed reference plugin."""
-        ours = self.bin / plugin
-        if ours.exists():
-            return str(ours)
-        exe = find_reference(plugin)
-        if exe is None:
-            raise MissingTool(f"the reference {plugin!r} plugin is not installed",
-                              hint="sudo apt-get install containernetworking-plugins")
-        return exe
-
-    @property
-    def cni_path(self) -> list[str]:
-        """Our bin folder first, then the reference plugins' folders."""
-        return [str(self.bin), *(d for d in reference_dirs() if os.path.isdir(d))]
-
-    def call(self, plugin: str, command: str, config: dict[str, Any], container_id: str = "",
-             netns: str = "", ifname: str = "eth0", args: str = "",
-             stdin: bytes | None = None) -> Call:
-        """Run `plugin` inside the node, as a runtime would."""
-        return invoke(self.exe(plugin), command, config, node=self.node,
-                      container_id=container_id, netns=netns,
-                      ifname=ifname if command not in ("VERSION", "STATUS", "GC") else "",
-                      args=args, cni_path=self.cni_path, stdin=stdin)
-
-    def close(self) -> None:
-        """Remove the sandbox's namespaces (the node's bridge, veths and rules go with it)."""
-        self.kernel.close()
-        for netns in reversed(self.made):
-            self.kernel.remove_netns(netns)
-        self.made.clear()

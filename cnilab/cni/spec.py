@@ -43,6 +43,7 @@ ADDRESS_UNAVAILABLE = 111
 # SPEC.md: container IDs and network names; Linux: interface names (IFNAMSIZ 16, NUL included).
 ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 IFNAME_MAX = 15
+VERSION_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}$")
 
 # What each command requires from the environment (SPEC.md, "Parameters").
 REQUIRED_ENV = {
@@ -297,16 +298,26 @@ def gateway_of(result: Mapping[str, Any], address: IPv4Interface) -> IPv4Address
 Handler = Callable[[Environment, dict[str, Any]], Optional[dict[str, Any]]]
 
 
+def asked_version(stdin: bytes) -> str:
+    """The configuration's cniVersion, which every answer (errors too) carries; else LATEST."""
+    try:
+        conf = json.loads(stdin)
+    except (ValueError, UnicodeDecodeError):
+        return LATEST
+    version = conf.get("cniVersion") if isinstance(conf, dict) else None
+    return version if isinstance(version, str) and VERSION_RE.match(version) else LATEST
+
+
 def run(handler: Handler, environ: Mapping[str, str], stdin: bytes) -> tuple[str, int]:
     """Run one CNI call: stdout text and exit code; every failure becomes an error object."""
-    version = LATEST
+    version = asked_version(stdin)
+    if environ.get("CNI_COMMAND") == "VERSION":
+        # VERSION needs nothing else: libcni probes with placeholders in the other variables.
+        conf = {"cniVersion": version}
+        return json.dumps(version_result(conf)), 0
     try:
         env = read_environment(environ)
         conf = parse_config(stdin, env.command)
-        version = conf.get("cniVersion") if conf.get("cniVersion") in SUPPORTED_VERSIONS \
-            else LATEST
-        if env.command == "VERSION":
-            return json.dumps(version_result(conf)), 0
         answer = handler(env, conf)
         return ("" if answer is None else json.dumps(answer, indent=4)), 0
     except CniError as e:

@@ -167,11 +167,25 @@ class Netlink:
         """Bring a link up."""
         self._set_link(netns, name, f"bring {name} up", state="up")
 
-    def add_route(self, netns: str | None, dst: str, gateway: str) -> None:
-        """Add a route via a gateway (dst 'default' or a CIDR)."""
+    def add_route(self, netns: str | None, dst: str, gateway: str, dev: str | None = None,
+                  prepend: bool = False) -> None:
+        """Add a route via a gateway (dst 'default' or a CIDR), out of `dev` if given.
+
+        prepend: `ip route prepend` (NLM_F_CREATE without NLM_F_EXCL), as the reference CNI
+        plugins add routes: a second default route (a second network) goes before the first
+        instead of failing with EEXIST.
+        """
         # proto boot, as `ip route add` does (pyroute2's default, static, shows in `ip route`).
-        self._call(f"add route {dst} via {gateway}",
-                   lambda: self._ipr(netns).route("add", dst=dst, gateway=gateway, proto=3))
+        extra: dict[str, Any] = {"oif": self._need_index(netns, dev)} if dev else {}
+        command: Any = "add"
+        if prepend:
+            from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST
+            from pyroute2.netlink.rtnl import RTM_NEWROUTE
+
+            command = (RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
+            extra["type"] = 1  # unicast: pyroute2 fills it in only for its named commands
+        self._call(f"add route {dst} via {gateway}", lambda: self._ipr(netns).route(
+            command, dst=dst, gateway=gateway, proto=3, **extra))
 
     def set_mtu(self, netns: str | None, name: str, mtu: int) -> None:
         """Set a link's MTU (ip link set NAME mtu MTU)."""

@@ -27,8 +27,18 @@ MS_REC, MS_SHARED, MS_BIND, MNT_DETACH = 0x4000, 1 << 20, 0x1000, 2
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
 SO_NETNS_COOKIE = 71  # Linux 5.14+: a namespace's 64-bit cookie, never reused while up
 
-# One libc handle for setns, unshare and mount (ctypes.util.find_library runs `ldconfig -p`).
-LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+def _libc() -> ctypes.CDLL:
+    # glibc's soname first: ctypes.util.find_library runs `ldconfig -p` (a process, ~10 ms,
+    # paid by every CNI plugin call); musl and others fall back to it.
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+# One libc handle for setns, unshare and mount.
+LIBC = _libc()
 
 
 def has_privileges() -> bool:

@@ -15,7 +15,10 @@ import time
 from pathlib import Path
 
 from cnilab.errors import KernelError
-from cnilab.kernel.webserver import MARKER
+
+# The web server's module name, which teardown looks for in /proc/PID/cmdline. Not imported
+# from it: that would load http.server (and email, ssl) into every CNI plugin call.
+MARKER = "cnilab.kernel.webserver"
 
 
 def pidfile(run_dir: Path, netns: str | None, port: int) -> Path:

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from cnilab.cni import spec
-from cnilab.cni.runtime import Call, Sandbox, config_version, find_reference
+from cnilab.cni.exec import Call, config_version, find_reference
+from cnilab.cni.sandbox import Sandbox
 from cnilab.kernel import run_in_netns
 from cnilab.probes import ping
 from cnilab.state import Namespace

@@ -3,14 +3,20 @@ the cluster lesson uses; everything under the test's own prefix and run director
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 from pathlib import Path
 
 import pytest
+from helpers import Cnilab, prefixed_netns
 
-from cnilab.cni import plugin, spec
-from cnilab.cni.runtime import Runtime, find_reference
+from cnilab.cni import plugin, spec, verify
+from cnilab.cni.exec import find_reference
+from cnilab.cni.runtime import Runtime
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel
+from cnilab.ops import AddNetns
 from cnilab.probes import ping
 
 
@@ -19,32 +25,33 @@ def test_runtime_add_check_del_with_both_plugins(prefix: str, run_dir: Path) -> 
         pytest.skip("reference plugins not installed")
     rt = Runtime(prefix=prefix)
     try:
-        web, call = rt.add("web")
+        web = rt.add("web")
+        call = web.calls[0]
         assert call.ok, call.stdout
         assert call.env["CNI_NETNS"] == f"/run/netns/{prefix}pod-web"
-        db, ref = rt.add("db", plugin="bridge")  # same bridge, same address store
-        assert ref.ok, ref.stdout
+        db = rt.add("db", plugin="bridge")  # same bridge, same address store
+        assert all(c.ok for c in db.calls), [c.stdout for c in db.calls]
         addresses = {p.result["ips"][0]["address"] for p in rt.pods()}
         assert addresses == {"10.244.1.2/24", "10.244.1.3/24"}
-        assert spec.validate_result(web.result, "1.1.0") == []
-        assert ping(web.netns, db.result["ips"][0]["address"].split("/")[0]) is None
-        assert rt.check("web").ok and rt.check("db").ok
-        assert rt.status().ok and rt.gc().ok
+        assert spec.validate_result(web.pod.result, "1.0.0") == []
+        assert ping(web.pod.netns, db.pod.result["ips"][0]["address"].split("/")[0]) is None
+        assert all(c.ok for c in rt.check("web") + rt.check("db"))
+        assert all(c.ok for c in rt.status() + rt.gc())
         assert len(list((run_dir / "cni" / rt.lab_id / "networks" / "cnilab-pods").glob("10.*"))
                    ) == 2  # GC kept both known pods' addresses
-        assert rt.delete("db").ok
+        assert all(c.ok for c in rt.delete("db"))
         assert [p.name for p in rt.pods()] == ["web"]
-        assert db.netns not in rt.kernel.observe([db.netns]).netns
+        assert db.pod.netns not in rt.kernel.observe([db.pod.netns]).netns
     finally:
         removed = rt.teardown()
-    assert f"{prefix}cnilab-node" in removed
+    assert AddNetns(None, f"{prefix}cnilab-node") in removed
     assert not any(n.startswith(prefix) for n in rt.kernel.observe([]).netns)
 
 
 def test_runtime_refuses_a_duplicate_pod(prefix: str, run_dir: Path) -> None:
     rt = Runtime(prefix=prefix)
     try:
-        assert rt.add("web")[1].ok
+        assert rt.add("web").calls[0].ok
         with pytest.raises(ConfigError, match="already exists"):
             rt.add("web")
     finally:
@@ -64,7 +71,7 @@ def test_in_process_api_attaches_a_pod_in_a_node_namespace(prefix: str, tmp_path
         assert result["ips"][0]["address"] == "10.244.2.2/24"
         assert result["interfaces"][2]["sandbox"] == f"/run/netns/{pod}"
         assert ping(pod, "10.244.2.1") is None
-        plugin.check({**config, "prevResult": result}, "abc", pod, "eth0", node=node,
+        verify.check({**config, "prevResult": result}, "abc", pod, "eth0", node=node,
                      kernel=kernel)
         with pytest.raises(spec.CniError) as info:
             plugin.add(config, "abc2", pod, "eth0", node=node, kernel=kernel)
@@ -75,3 +82,54 @@ def test_in_process_api_attaches_a_pod_in_a_node_namespace(prefix: str, tmp_path
         assert snap.ns(pod).link("eth0") is None  # type: ignore[union-attr]
         assert [r for r in snap.ns(node).nat or () if "inproc" in r] == []  # type: ignore
         assert list((tmp_path / "inproc").glob("10.*")) == []
+
+
+def _killer(tmp_path: Path, after_plugin: bool) -> tuple[dict[str, str], Path]:
+    """A PATH whose `nsenter` SIGKILLs the runtime that ran it: before the plugin runs, or after
+    it has made the attachment and before the runtime could cache the result. The marker file
+    proves the kill landed inside the ADD, not by timing."""
+    real = shutil.which("nsenter")
+    assert real is not None
+    folder, marker = tmp_path / "killer", tmp_path / "killed"
+    folder.mkdir()
+    run = f'"{real}" "$@"\n' if after_plugin else ""
+    script = folder / "nsenter"
+    script.write_text(f'#!/bin/sh\ntouch "{marker}"\n{run}kill -9 $PPID\n')
+    script.chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}"}, marker
+
+
+@pytest.mark.parametrize("after_plugin", [False, True], ids=["before-plugin", "after-plugin"])
+def test_sigkill_during_add_leaves_a_pod_that_del_and_teardown_remove(
+        prefix: str, run_dir: Path, tmp_path: Path, after_plugin: bool) -> None:
+    env, marker = _killer(tmp_path, after_plugin)
+    killed = Cnilab(prefix, run_dir, env).run("cni", "add", "web")
+    assert killed.returncode == -signal.SIGKILL and marker.exists()
+    assert f"{prefix}pod-web" in prefixed_netns(prefix)  # the kill landed mid-ADD
+    cnilab = Cnilab(prefix, run_dir)
+    again = cnilab.run("cni", "add", "web")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert "cnilab cni del web" in again.stderr
+    done = cnilab.run("cni", "del", "web")
+    assert done.returncode == 0, done.stderr
+    assert prefixed_netns(prefix) == [f"{prefix}cnilab-node", f"{prefix}cnilab-world"]
+    leases = run_dir / "cni" / f"{prefix}cni" / "networks" / "cnilab-pods"
+    assert not list(leases.glob("10.*"))  # DEL without a cached result still released it
+    assert cnilab.run("cni", "add", "web").returncode == 0  # the name is free again
+    assert cnilab.run("cni", "teardown").returncode == 0
+    assert prefixed_netns(prefix) == []
+    assert not (run_dir / "cni" / f"{prefix}cni").exists()
+
+
+def test_sigkill_during_add_then_teardown_removes_everything(prefix: str, run_dir: Path,
+                                                            tmp_path: Path) -> None:
+    env, marker = _killer(tmp_path, after_plugin=True)
+    assert Cnilab(prefix, run_dir, env).run("cni", "add", "web").returncode == -signal.SIGKILL
+    assert marker.exists()
+    cnilab = Cnilab(prefix, run_dir)
+    done = cnilab.run("cni", "teardown")
+    assert done.returncode == 0, done.stderr
+    assert f"ip netns del {prefix}pod-web" in done.stdout
+    assert prefixed_netns(prefix) == []
+    assert cnilab.run("cni", "teardown").stdout.strip() != ""  # idempotent, says so
+    assert cnilab.run("cni", "teardown").returncode == 0

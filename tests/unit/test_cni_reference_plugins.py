@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cnilab.cni.runtime import REFERENCE_DIRS, Call, config_version, find_reference, reference_dirs
+from cnilab.cni.exec import REFERENCE_DIRS, Call, config_version, find_reference, reference_dirs
 
 # Recorded: `echo '{"cniVersion":"1.0.0"}' | CNI_COMMAND=VERSION /usr/lib/cni/bridge`.
 BRIDGE_0_9_0 = {"cniVersion": "0.4.0",  # Debian 11 (Ubuntu 22.04 ships 0.9.1)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cnilab.cni import ipam, spec
+from cnilab.cni import entry, ipam, spec
 from cnilab.cni.install import install, script
 from cnilab.cni.spec import CniError
 
@@ -191,3 +191,60 @@ def test_plugin_scripts_do_not_import_typer_or_rich(tmp_path: Path) -> None:
     out = subprocess.run([str(tmp_path / "cnilab")], input=b'{"cniVersion": "1.1.0"}',
                          env=env, capture_output=True, check=True).stdout
     assert json.loads(out)["supportedVersions"] == ["1.0.0", "1.1.0"]
+
+
+# libcni's GetVersionInfo (pkg/invoke/exec.go): placeholders in everything but CNI_COMMAND.
+LIBCNI_PROBE = {"CNI_COMMAND": "VERSION", "CNI_NETNS": "dummy", "CNI_IFNAME": "dummy",
+                "CNI_PATH": "dummy", "CNI_CONTAINERID": "dummy", "CNI_ARGS": "dummy"}
+
+
+@pytest.mark.parametrize("name", ["cnilab", "cnilab-ipam"])
+@pytest.mark.parametrize("stdin", [b'{"cniVersion":"1.0.0"}', b"", b"{not json"])
+def test_version_answers_libcni_placeholder_probe(tmp_path: Path, name: str, stdin: bytes
+                                                  ) -> None:
+    install(tmp_path)
+    env = {**LIBCNI_PROBE, "PATH": os.environ.get("PATH", "")}
+    done = subprocess.run([str(tmp_path / name)], input=stdin, env=env, capture_output=True,
+                          check=False)
+    assert done.returncode == 0, done.stdout
+    answer = json.loads(done.stdout)
+    assert answer["supportedVersions"] == list(spec.SUPPORTED_VERSIONS)
+    assert answer["cniVersion"] == ("1.0.0" if b"1.0.0" in stdin else spec.LATEST)
+
+
+def test_version_imports_nothing_but_the_entry(tmp_path: Path) -> None:
+    install(tmp_path)
+    env = {**os.environ, **LIBCNI_PROBE, "PYTHONPROFILEIMPORTTIME": "1"}
+    done = subprocess.run([str(tmp_path / "cnilab")], input=b'{"cniVersion":"1.0.0"}',
+                          env=env, capture_output=True, check=True)
+    imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines()}
+    assert "cnilab.cni.entry" in imported
+    assert not {"cnilab.cni.spec", "cnilab.errors", "ipaddress", "pyroute2.iproute"} & imported
+
+
+def test_entry_speaks_the_versions_spec_lists() -> None:
+    assert entry.SUPPORTED_VERSIONS == spec.SUPPORTED_VERSIONS
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "0.4.0"])
+def test_errors_carry_the_configs_cni_version(version: str) -> None:
+    conf = json.dumps({"cniVersion": version, "name": "n", "type": "cnilab"}).encode()
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "relative",
+           "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}
+    text, code = spec.run(lambda e, c: None, env, conf)
+    assert code == 1 and json.loads(text)["cniVersion"] == version
+    def refuse(e: spec.Environment, c: dict[str, Any]) -> None:
+        raise CniError(spec.KERNEL_REFUSED, "no")
+
+    text, code = spec.run(refuse, {**env, "CNI_NETNS": "/run/netns/x"}, conf)
+    error = json.loads(text)
+    assert error["cniVersion"] == version  # 0.4.0 is refused (1), in 0.4.0's words
+    assert error["code"] == (spec.KERNEL_REFUSED if version == "1.0.0"
+                             else spec.INCOMPATIBLE_VERSION)
+
+
+@pytest.mark.parametrize(("data", "version"), [
+    (b'{"cniVersion":"1.0.0"}', "1.0.0"), (b'{ "cniVersion" : "1.1.0", "name": "x"}', "1.1.0"),
+    (b"", None), (b'{"cniVersion": 1}', None), (b'{"cniVersion": "1.0', None)])
+def test_entry_reads_the_asked_version_without_json(data: bytes, version: str | None) -> None:
+    assert entry.asked_version(data) == version

@@ -59,7 +59,7 @@ def test_explain_defaults_to_the_eight_steps_and_names_them_too() -> None:
 
 @pytest.mark.parametrize(("args", "words"), [
     (["nonsense", "1"], "there is no lesson 'nonsense'; the lessons are eight-steps, cni, cluster"),
-    (["cni", "9"], "lesson cni has no step 9; its steps are 1 to 8"),
+    (["cni", "11"], "lesson cni has no step 11; its steps are 1 to 10"),
     (["10"], "lesson eight-steps has no step 10; its steps are 1 to 9"),
     (["cluster"], "which step of cluster? give its number too"),
 ])
@@ -82,7 +82,7 @@ def test_lessons_json_lists_every_lesson_in_order_with_its_steps_and_teardown() 
     by_name = {lesson["name"]: lesson for lesson in data["lessons"]}
     assert [s["number"] for s in by_name["eight-steps"]["steps"]] == list(range(1, 10))
     assert by_name["cluster"]["teardown"] == "sudo cnilab cluster down"
-    assert len(by_name["cluster"]["steps"]) == 6 and len(by_name["cni"]["steps"]) == 8
+    assert len(by_name["cluster"]["steps"]) == 6 and len(by_name["cni"]["steps"]) == 10
 
 
 def test_explain_loads_neither_pyroute2_nor_the_kernel_module() -> None:

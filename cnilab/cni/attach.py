@@ -1,0 +1,132 @@
+"""The runtime's ops: its own folder of files, and a pod's attachment to a network (CNI ADD,
+undone by CNI DEL). Recorded in the ledger before they run, like every other op, so a runtime
+killed at any point is torn down by the one teardown path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cnilab.cni.chain import Attachment, NetworkList, Runner, parse_list
+from cnilab.errors import CollisionError
+from cnilab.ops import Kernel, Key, Op
+from cnilab.state import Snapshot
+
+
+@dataclass(frozen=True)
+class StateDir(Op):
+    """mkdir -m 700 PATH: the runtime's files (plugins, leases, cached results); undo removes it."""
+
+    path: str = ""
+
+    def apply(self, kernel: Kernel) -> None:
+        Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.path, 0o700)
+        st = os.lstat(self.path)
+        # Never adopt a folder someone else made (or a symlink planted in its place).
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            raise CollisionError.of("taken", what=f"folder {self.path}")
+        os.chmod(self.path, 0o700)  # whatever the umask was
+
+    def undo(self, kernel: Kernel) -> None:
+        if os.path.isdir(self.path) and not os.path.islink(self.path):
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        return os.path.isdir(self.path)
+
+    def argv(self) -> list[str]:
+        return ["mkdir", "-m", "700", "-p", self.path]
+
+    def undo_argv(self) -> list[str] | None:
+        return ["rm", "-r", self.path]
+
+
+@dataclass(frozen=True)
+class AttachNetwork(Op):
+    """CNI ADD of a network (its plugins chained, as libcni) to a sandbox; undo is CNI DEL.
+
+    `netns` is the node, where the plugins run; `sandbox` is CNI_NETNS (a path). Plain strings
+    only: the ledger keeps plain data.
+    """
+
+    # DEL releases the address (a file) and the node's rules: due even when namespaces go.
+    outlives_netns: ClassVar[bool] = True
+
+    pod: str = ""
+    sandbox: str = ""
+    container_id: str = ""
+    ifname: str = "eth0"
+    network: str = ""  # the conflist, JSON
+    cni_path: str = ""  # CNI_PATH, folders joined by ':'
+    args: str = ""  # CNI_ARGS
+    capability_args: str = "{}"  # runtimeConfig, JSON
+    cache_dir: str = ""
+    sandbox_id: str = ""  # "dev:inode" of the sandbox when attached: the kernel's mark
+
+    @staticmethod
+    def identify(path: str) -> str:
+        """A namespace's identity: its nsfs device and inode ("" when it cannot be opened)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ""
+        return f"{st.st_dev}:{st.st_ino}"
+
+    def net(self) -> NetworkList:
+        """The network this attachment is to."""
+        return parse_list(json.loads(self.network), "ledger")
+
+    def attachment(self) -> Attachment:
+        """libcni's RuntimeConf of this attachment."""
+        args = tuple((k, v) for k, _, v in (p.partition("=") for p in self.args.split(";") if p))
+        caps: dict[str, Any] = json.loads(self.capability_args or "{}")
+        return Attachment(self.container_id, self.sandbox, self.ifname, args, caps)
+
+    def runner(self) -> Runner:
+        """Where the plugins are, where they run, where results are cached."""
+        return Runner(tuple(p for p in self.cni_path.split(":") if p), Path(self.cache_dir),
+                      self.netns)
+
+    def result(self) -> dict[str, Any] | None:
+        """The result ADD cached, if it got that far."""
+        return self.runner().cached_result(self.net(), self.attachment())
+
+    def apply(self, kernel: Kernel) -> None:
+        self.runner().add(self.net(), self.attachment())
+
+    def undo(self, kernel: Kernel) -> None:
+        if self.netns is not None and not os.path.exists(_path(self.netns)):
+            return  # the node is gone, and its bridge, veth ends and rules with it
+        att = self.attachment()
+        if self.sandbox_id and self.identify(self.sandbox) != self.sandbox_id:
+            # /proc/PID/ns/net of a process that has gone: the PID may be someone else's now.
+            # DEL without CNI_NETNS (the spec allows it) cleans the node's side only.
+            att = replace(att, netns="")
+        self.runner().delete(self.net(), att)
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        ns = snap.ns(self.sandbox)
+        link = ns.link(self.ifname) if ns else None
+        return link is not None and bool(link.addresses)
+
+    def argv(self) -> list[str]:
+        return ["cnitool", "add", self.net().name, self.sandbox]
+
+    def undo_argv(self) -> list[str] | None:
+        return ["cnitool", "del", self.net().name, self.sandbox]
+
+    def highlights(self) -> tuple[Key, ...]:
+        return (("link", self.sandbox, self.ifname),)
+
+
+def _path(netns: str) -> str:
+    return netns if netns.startswith("/") else os.path.join("/run/netns", netns)

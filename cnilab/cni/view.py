@@ -1,0 +1,124 @@
+"""What `cnilab cni ...` prints: the lesson's section, each plugin call (env, stdin, answer),
+the node's diagram, the proofs, and the one JSON shape. Sentences from lessons/ui; Rich here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from ipaddress import IPv4Interface
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+from rich.rule import Rule
+from rich.syntax import Syntax
+from rich.table import Table
+
+from cnilab.console import out
+from cnilab.errors import CnilabError
+from cnilab.i18n import t
+
+if TYPE_CHECKING:
+    from cnilab.cni.exec import Call
+    from cnilab.cni.runtime import Added, Pod, Runtime
+    from cnilab.probes import Proof
+
+
+def ui(key: str, lang: str, **params: Any) -> str:
+    """A UI sentence of the cni commands, markup-escaped."""
+    return escape(t(f"ui.{key}", lang, **params))
+
+
+def section(number: int, lang: str) -> None:
+    """The lesson's step `number`: its title and what it does."""
+    from cnilab import lessons
+
+    try:
+        text = lessons.load("cni", lang).step(number)
+    except CnilabError:
+        return
+    out(Rule(f"[bold]{number}[/] · {escape(text.title)}", align="left"))
+    out(f"[dim]{escape(text.what)}[/]")
+
+
+def _json(text: str) -> Syntax:
+    return Syntax(text, "json", theme="ansi_dark", background_color="default")
+
+
+def show_call(call: Call, lang: str) -> None:
+    """One plugin call as the runtime made it: environment, stdin, exit code and stdout."""
+    table = Table(show_header=False, show_edge=False, box=None)
+    for key, value in call.env.items():
+        table.add_row(f"[cyan]{key}[/]", escape(value))
+    out(f"[bold]{ui('cni_runs', lang, plugin=call.plugin, command=call.command)}[/]")
+    out(table)
+    out(f"[bold]{ui('cni_stdin', lang)}[/]")
+    out(_json(json.dumps(call.config, indent=2, ensure_ascii=False)))
+    verdict = t("ui.cni_exit", lang, code=call.code)
+    key = "cni_answered" if call.stdout.strip() else "cni_answered_nothing"
+    colour = "green" if call.ok else "red"
+    out(f"[bold {colour}]{ui(key, lang, verdict=verdict, ms=round(call.seconds * 1000))}[/]")
+    if call.stdout.strip():
+        out(_json(call.stdout.strip()))
+
+
+def show_calls(calls: Sequence[Call], lang: str, number: int | None = None) -> None:
+    """The lesson's section (if any), then every call."""
+    if number is not None:
+        section(number, lang)
+    for call in calls:
+        show_call(call, lang)
+
+
+def show_proofs(proofs: Sequence[Proof], lang: str) -> None:
+    """The proofs with real packets, as the lab shows them."""
+    from cnilab.render.commands import render_proofs
+
+    if proofs:
+        out(f"[bold]{ui('proofs', lang)}[/]")
+        out(render_proofs(list(proofs), lang))
+
+
+def call_json(call: Call) -> dict[str, Any]:
+    """One plugin call as --json shows it."""
+    return {"plugin": call.plugin, "command": call.command, "env": call.env,
+            "config": call.config, "exit": call.code, "answer": call.answer,
+            "ms": round(call.seconds * 1000, 1)}
+
+
+def pod_json(pod: Pod) -> dict[str, Any]:
+    """A pod as --json shows it."""
+    return {"pod": pod.name, "netns": pod.netns, "containerId": pod.container_id,
+            "network": pod.network.name if pod.network else None,
+            "result": pod.result or None}
+
+
+def report_json(calls: Sequence[Call], lang: str, added: Added | None = None,
+                **extra: Any) -> str:
+    """The one JSON shape of the cni commands: ok, what it was about, the calls, the proofs."""
+    report: dict[str, Any] = {"ok": all(c.ok for c in calls), **extra}
+    if added is not None:
+        report.update(pod_json(added.pod))
+        report["proofs"] = [{"claim": p.claim(lang), "ok": p.ok, "seen": p.observed(lang)}
+                            for p in added.proofs]
+        report["ok"] = report["ok"] and all(p.ok for p in added.proofs)
+    report["calls"] = [call_json(c) for c in calls]
+    return json.dumps(report, ensure_ascii=False)
+
+
+def diagram(rt: Runtime, lang: str) -> None:
+    """The node and the pods as the kernel shows them now."""
+    from cnilab.cni.bridge import host_veth_name
+    from cnilab.render import render_diagram
+    from cnilab.topology import Container, Topology
+
+    pods = []
+    for p in rt.pods():
+        if p.network is None or not p.result.get("ips"):
+            continue
+        address = IPv4Interface(p.result["ips"][0]["address"])
+        pods.append(Container(p.netns, address, p.ifname,
+                              host_veth_name(p.network.name, p.container_id, p.ifname)))
+    topo = Topology(tuple(pods), node_name=rt.node, internet_name=f"{rt.node}-none",
+                    bridge=str(rt.network().plugins[0]["bridge"]))
+    out(render_diagram(rt.observe(), topo, lang=lang))
