@@ -102,7 +102,7 @@ class Cluster:
         self.ledger.check_free(network + pod_netns, snap)
         if any(isinstance(op, AddRule) for op in missing):
             self.kernel.require_iptables()
-        if not self.ledger.exists():
+        if recorded_plan(self.ledger, self.plan.prefix) is None:  # (a scenario records first)
             self._apply([PlanCluster(None, len(self.plan.nodes), self.plan.pods_per_node,
                                      str(self.plan.pod_network))])
         report.network = self._apply(missing)
