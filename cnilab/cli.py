@@ -1,7 +1,7 @@
 """The command line, assembled: the main app, its global options, and the lessons' commands.
 
 No logic here: the commands live in cli_lab (the eight steps), cli_teach (lessons, explain,
-script, practice, check), cni/cli and cluster/cli; all share cnilab.console.
+script, practice, check), cni/cli, cluster/cli and cli_scenario; all share cnilab.console.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import typer
 
 from cnilab import __version__
 from cnilab.cli_lab import lab_app
+from cnilab.cli_scenario import scenario_app
 from cnilab.cli_teach import teach_app
 from cnilab.cluster.cli import cluster_app
 from cnilab.cni.cli import cni_app
@@ -36,6 +37,8 @@ Examples:
   sudo cnilab practice 6         # do step 6 yourself, then: sudo cnilab check 6
 
   sudo cnilab teardown           # remove everything cnilab made, nothing else
+
+  sudo cnilab scenario start --random   # a broken lab to troubleshoot (exam practice)
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=True,
@@ -75,6 +78,7 @@ def main_options(
 app.registered_commands += lab_app.registered_commands + teach_app.registered_commands
 app.add_typer(cni_app, name="cni")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(scenario_app, name="scenario")
 evaluate_command_signatures(app)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from cnilab.errors import CnilabError, CollisionError, LockedError
 from cnilab.ops import AddAddress, Kernel, Key, Op, describe
+from cnilab.scenario import faults as _faults  # noqa: F401  (a lab's ledger may hold fault ops)
 from cnilab.state import TAG, Snapshot
 
 RUN_DIR = "/run/cnilab"
