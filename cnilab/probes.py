@@ -83,7 +83,7 @@ def ping(netns: str | None, address: str, timeout: float = TIMEOUT, tries: int =
                 sock.settimeout(left)
                 try:
                     data, (src, _) = sock.recvfrom(2048)
-                except TimeoutError:
+                except socket.timeout:  # TimeoutError from 3.10 on; not below
                     break
                 icmp = data[(data[0] & 0x0F) * 4:]
                 if src == address and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
