@@ -19,7 +19,7 @@ teach_app = typer.Typer()
 
 @teach_app.command()
 def lessons(ctx: typer.Context, lang: LangOption = None) -> None:
-    """List the lessons and the steps of the lab (with done marks when run as root).
+    """List the lessons, their steps (done marks when run as root) and the scenarios.
 
     Example: cnilab lessons --lang ko
     """
@@ -27,6 +27,8 @@ def lessons(ctx: typer.Context, lang: LangOption = None) -> None:
 
     from cnilab import lessons as lesson_data
     from cnilab.kernel import has_privileges
+    from cnilab.scenario import text as scenario_text
+    from cnilab.scenario.catalog import SCENARIOS
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
@@ -41,6 +43,9 @@ def lessons(ctx: typer.Context, lang: LangOption = None) -> None:
             for s in lesson.steps:
                 mark = "" if graded is None else ("[green]✔[/] " if s.number in graded else "· ")
                 out(f"  {mark}{s.number}. {escape(s.title)}")
+            if lesson.id == scenario_text.FOLDER:  # a lesson of labs to fix, not of steps
+                for sc in SCENARIOS:
+                    out(f"  {sc.name:<18} {escape(scenario_text.title(sc.name, lang))}")
 
 
 @teach_app.command()

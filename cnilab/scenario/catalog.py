@@ -85,7 +85,6 @@ def cluster_params(plan: ClusterPlan) -> dict[str, str]:
         "cp_ip": str(cp.address.ip), "n1_ip": str(n1.address.ip),
         "cp_cidr": str(cp.pod_cidr), "n1_cidr": str(n1.pod_cidr), "lan": plan.lan_netns,
         "gateway_ip": str(GATEWAY.ip), "outside_ip": str(OUTSIDE_HOST.ip),
-        "cp_pod": plan.pod_netns(plan.pods(cp)[0]), "n1_pod": plan.pod_netns(plan.pods(n1)[0]),
     }
 
 

@@ -146,7 +146,7 @@ def test_errors_come_in_korean_too() -> None:
 
 
 def test_lessons_lists_every_lesson_in_both_languages() -> None:
-    assert lesson_ids() == ["eight-steps", "cluster", "cni"]
+    assert lesson_ids() == ["eight-steps", "cluster", "cni", "scenarios"]
     for lang in ("en", "ko"):
         result = CliRunner().invoke(app, ["lessons", "--lang", lang])
         assert result.exit_code == 0, result.output
