@@ -177,9 +177,11 @@ def check(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = No
     from rich.markup import escape
 
     from cnilab.i18n import t
+    from cnilab.kernel import require_privileges
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
+        require_privileges()
         scenarios = _scenarios(ctx)
         verdict = scenarios.check(scenarios.require_running())
         if as_json:

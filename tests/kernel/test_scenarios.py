@@ -292,3 +292,15 @@ def test_record_file_is_private_whatever_the_umask(student: Cnilab) -> None:
     record = student.run_dir / f"{student.topo.lab_id}.scenario.json"
     assert record.stat().st_mode & 0o777 == 0o600
     assert re.fullmatch(r'\{"name": "port-down", "hints": 0\}', record.read_text())
+
+
+def test_without_privileges_each_command_is_one_sentence_and_changes_nothing(
+        student: Cnilab) -> None:
+    no_caps = ("setpriv", "--bounding-set=-all", "--inh-caps=-all", "--")
+    for command in (("start", "port-down"), ("start", "--random"), ("check",), ("hint",),
+                    ("solution",), ("stop",)):
+        done = student.run("scenario", *command, wrap=no_caps)
+        assert done.returncode == 5, command
+        assert done.stderr.count("\n") == 1 and "needs root" in done.stderr, command
+    assert prefixed_netns(student.prefix) == [] and not student.run_dir.exists()
+    assert student.run("scenario", "list", wrap=no_caps).returncode == 0
