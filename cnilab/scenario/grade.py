@@ -90,9 +90,18 @@ Probe = Callable[[], list[Proof]]
 
 
 def run_probes(jobs: list[Probe]) -> list[Proof]:
-    """Run the probes at once (a lost packet waits for its timeout), results in their order."""
+    """Run the probes at once (a lost packet waits for its timeout), results in their order.
+
+    A probe that fails runs once more: a fix typed a moment ago may not have settled yet (the
+    kernel tells a bridge about a veth's new carrier up to a second later, and a neighbour
+    that failed to resolve is retried only when the next packet comes).
+    """
+    def run(job: Probe) -> list[Proof]:
+        first = job()
+        return first if all(p.ok for p in first) else job()
+
     with ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool:
-        return [p for done in pool.map(lambda job: job(), jobs) for p in done]
+        return [p for done in pool.map(run, jobs) for p in done]
 
 
 def _ping(src: str, who: str, dst: str, to: str) -> Probe:

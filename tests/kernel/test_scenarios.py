@@ -74,6 +74,12 @@ def student(prefix: str, run_dir: Path) -> Iterator[Cnilab]:
         runner.run("cluster", "down")
 
 
+def start(cnilab: Cnilab, name: str) -> None:
+    """`scenario start NAME`, in process (the CLI's own path is tested for every scenario)."""
+    with Scenarios(cnilab.topo) as scenarios:
+        scenarios.start(name)
+
+
 def verdict(cnilab: Cnilab) -> Verdict:
     """What `scenario check` finds, asked in process (the CLI's own path is tested too)."""
     with Scenarios(cnilab.topo) as scenarios:
@@ -123,17 +129,13 @@ def test_check_fails_until_the_documented_fix_and_stop_leaves_nothing(
     started = student.run("scenario", "start", name)
     assert started.returncode == 0, started.stderr
     assert f"Scenario {name} is ready" in started.stdout
-    code, report, err = check(student)
-    assert code == 1 and report["ok"] is False and report["symptom_gone"] is False
-    assert report["causes"] is None  # the causes name the fault: hidden while packets fail
-    assert "the symptom is still there" in err and len(err.strip().splitlines()) == 1
+    assert not verdict(student).symptom_gone
     type_in((UNRELATED[name],), names)
-    assert not verdict(student).fixed
+    assert not verdict(student).symptom_gone
     type_in(commands(scenario.fix, names), names)
-    code, report, err = check(student)
-    assert code == 0, (report, err)
-    assert report["ok"] and all(p["ok"] for p in report["packets"])
-    assert report["causes"] and all(c["ok"] for c in report["causes"])
+    result = verdict(student)
+    assert result.fixed, [(p.claim(), p.observed()) for p in result.packets if not p.ok]
+    assert result.causes and all(c.ok for c in result.causes)
     stopped = student.run("scenario", "stop")
     assert stopped.returncode == 0 and "Scenario stopped" in stopped.stdout
     assert_nothing_left(student, before)
@@ -145,7 +147,7 @@ ALTERNATIVES = [(s.name, i) for s in SCENARIOS for i in range(len(s.alternatives
 @pytest.mark.parametrize(("name", "index"), ALTERNATIVES)
 def test_an_alternative_fix_passes_too(student: Cnilab, name: str, index: int) -> None:
     scenario = find(name)
-    assert student.run("scenario", "start", name).returncode == 0
+    start(student, name)
     names = values(student, scenario)
     type_in(commands(scenario.alternatives[index], names), names)
     result = verdict(student)
@@ -159,7 +161,7 @@ def test_every_scenario_with_a_second_way_out_is_tested_with_it() -> None:
 @pytest.mark.parametrize("name", sorted(WORKAROUNDS))
 def test_a_workaround_that_only_hides_the_symptom_fails(student: Cnilab, name: str) -> None:
     scenario = find(name)
-    assert student.run("scenario", "start", name).returncode == 0
+    start(student, name)
     type_in(WORKAROUNDS[name], values(student, scenario))
     code, report, err = check(student)
     assert code == 1 and report["symptom_gone"] is True and report["ok"] is False
@@ -170,7 +172,7 @@ def test_a_workaround_that_only_hides_the_symptom_fails(student: Cnilab, name: s
 @pytest.mark.parametrize("name", sorted(BREAKS))
 def test_a_fix_that_breaks_something_else_fails(student: Cnilab, name: str) -> None:
     scenario = find(name)
-    assert student.run("scenario", "start", name).returncode == 0
+    start(student, name)
     type_in(BREAKS[name], values(student, scenario))
     assert not verdict(student).symptom_gone
 
@@ -183,12 +185,16 @@ def test_random_does_not_say_which_and_runs_like_any_other(student: Cnilab) -> N
     assert "A scenario is ready" in started.stdout and "A user reports" in started.stdout
     hinted = student.run("scenario", "hint")
     assert hinted.returncode == 0 and not any(s.name in hinted.stdout for s in SCENARIOS)
-    code, report, _ = check(student)
-    assert code == 1 and report["causes"] is None
+    code, report, err = check(student)
+    assert code == 1 and report["ok"] is False and report["symptom_gone"] is False
+    assert report["causes"] is None  # the causes name the fault: hidden while packets fail
+    assert "the symptom is still there" in err and len(err.strip().splitlines()) == 1
     solution = student.run("scenario", "solution")
     name = next(s.name for s in SCENARIOS if solution.stdout.startswith(f"{s.name}:"))
     type_in(commands(find(name).fix, values(student, find(name))), values(student, find(name)))
-    assert check(student)[0] == 0
+    code, report, err = check(student)
+    assert code == 0 and report["ok"] and all(c["ok"] for c in report["causes"]), err
+    assert "Fixed" in student.run("scenario", "check").stdout
     assert student.run("scenario", "stop").returncode == 0
     assert prefixed_netns(student.prefix) == []
     again = student.run("scenario", "stop")
