@@ -1,7 +1,7 @@
 """The command line, assembled: the main app, its global options, and the lessons' commands.
 
 No logic here: the commands live in cli_lab (the eight steps), cli_teach (lessons, explain,
-script, practice, check), cni/cli and cluster/cli; all share cnilab.console.
+script, practice, check), cni/cli, cluster/cli and cli_scenario; all share cnilab.console.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import typer
 
 from cnilab import __version__
 from cnilab.cli_lab import lab_app
+from cnilab.cli_scenario import scenario_app
 from cnilab.cli_teach import teach_app
 from cnilab.cli_trace import trace_app
 from cnilab.cluster.cli import cluster_app
@@ -35,6 +36,8 @@ Examples:
   sudo cnilab practice 6         # do step 6 yourself, then: sudo cnilab check 6
   sudo cnilab trace red 203.0.113.1  # follow one packet hop by hop (after step 8)
   sudo cnilab teardown           # remove everything cnilab made, nothing else
+
+  sudo cnilab scenario start --random   # a broken lab to troubleshoot (exam practice)
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=True,
@@ -77,6 +80,8 @@ app.registered_commands += trace_app.registered_commands
 app.add_typer(cni_app, name="cni", short_help="The CNI lesson: play the runtime, call a plugin.")
 app.add_typer(cluster_app, name="cluster",
               short_help="The cluster lesson: nodes, pods, routes, ports, a quiz.")
+app.add_typer(scenario_app, name="scenario",
+              short_help="Break-and-fix labs graded from the kernel (exam practice).")
 evaluate_command_signatures(app)
 
 

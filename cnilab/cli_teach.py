@@ -32,7 +32,7 @@ teach_app = typer.Typer()
 
 @teach_app.command()
 def lessons(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
-    """List every lesson and its steps, in the course's order.
+    """List the lessons and their steps, and the scenarios.
 
     As root, the eight-step lab's steps that the kernel holds are marked done.
 
@@ -45,6 +45,8 @@ def lessons(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = 
 
     from cnilab.i18n import t
     from cnilab.lesson import LESSONS
+    from cnilab.scenario import text as scenario_text
+    from cnilab.scenario.catalog import SCENARIOS
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
@@ -59,8 +61,11 @@ def lessons(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = 
                 "steps": [{"number": s.number, "title": s.title,
                            "done": None if graded is None else s.number in graded}
                           for s in text.steps]})
+        # The troubleshooting labs: not steps to follow but faults to find (cnilab scenario).
+        scenarios = [{"name": sc.name, "title": scenario_text.title(sc.name, lang),
+                      "lesson": sc.lesson} for sc in SCENARIOS]
         if as_json:
-            out_json({"lessons": listed})
+            out_json({"lessons": listed, "scenarios": scenarios})
             return
         for item in listed:
             out(f"[bold]{escape(item['title'])}[/]  [dim]({item['name']})[/]")
@@ -68,6 +73,9 @@ def lessons(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = 
                 mark = {None: "", True: "[green]✔[/] ", False: "· "}[s["done"]]
                 out(f"  {mark}{s['number']}. {escape(s['title'])}")
             out(f"  [dim]{escape(t('ui.lesson_commands', lang, **item))}[/]")
+        out(f"[bold]{escape(t('ui.scenarios', lang))}[/]  [dim](cnilab scenario)[/]")
+        for sc in scenarios:
+            out(f"  {sc['name']:<18} {escape(sc['title'])}")
 
 
 def _eight_steps_done(ctx: typer.Context) -> list[int] | None:

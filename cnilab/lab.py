@@ -11,6 +11,7 @@ from cnilab.kernel import Kernel, require_privileges
 from cnilab.ledger import Ledger, run_dir
 from cnilab.ops import OPS, AddRule, Op, registry_of
 from cnilab.probes import Proof
+from cnilab.scenario.faults import FAULT_OPS
 from cnilab.state import Snapshot
 from cnilab.steps import (
     FORWARDING,
@@ -23,8 +24,9 @@ from cnilab.steps import (
 from cnilab.topology import LESSON, Topology
 from cnilab.trace.ops import AddTraceTable
 
-# The ops a lab's ledger reads back: the steps', and a killed trace's table (teardown removes it).
-LAB_OPS = {**OPS, **registry_of(FreshNodeSysctl, AddTraceTable)}
+# The ops a lab's ledger reads back: the steps', a killed trace's table and a scenario's faults
+# (teardown removes them).
+LAB_OPS = {**OPS, **registry_of(FreshNodeSysctl, AddTraceTable), **FAULT_OPS}
 
 
 def lab_ledger(topo: Topology) -> Ledger:

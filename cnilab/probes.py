@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cnilab.errors import KernelError
 from cnilab.kernel import run_in_netns
 from cnilab.steps import BONUS_STEP, PUBLISHED_PORT, web_server
 from cnilab.topology import Container, Topology
@@ -65,8 +66,11 @@ def ping(netns: str | None, address: str, timeout: float = TIMEOUT, tries: int =
          ident: int | None = None) -> str | None:
     """ICMP echo from `netns` to `address`; None on a reply, else why not (in English)."""
     ident = os.getpid() & 0xFFFF if ident is None else ident
-    sock = run_in_netns(netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
-                                                     socket.IPPROTO_ICMP))
+    try:
+        sock = run_in_netns(netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
+                                                         socket.IPPROTO_ICMP))
+    except KernelError as e:  # the namespace is gone (a student removed it): no packet at all
+        return e.message
     with sock:
         for seq in range(1, tries + 1):
             header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
@@ -81,7 +85,7 @@ def ping(netns: str | None, address: str, timeout: float = TIMEOUT, tries: int =
                 sock.settimeout(left)
                 try:
                     data, (src, _) = sock.recvfrom(2048)
-                except TimeoutError:
+                except socket.timeout:  # TimeoutError from 3.10 on; not below
                     break
                 icmp = data[(data[0] & 0x0F) * 4:]
                 if src == address and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
@@ -99,8 +103,16 @@ def seen_source(client_ns: str | None, server_ns: str | None, server_ip: str,
         s.listen(1)
         return s
 
-    listener = run_in_netns(server_ns, listen)
-    client = run_in_netns(client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    try:
+        listener = run_in_netns(server_ns, listen)
+    except (KernelError, OSError) as e:  # the namespace or the address is gone
+        return None, ("", {"text": getattr(e, "message", None) or e.strerror or str(e)})
+    try:
+        client = run_in_netns(client_ns,
+                              lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    except KernelError as e:
+        listener.close()
+        return None, ("", {"text": e.message})
     with listener, client:
         client.settimeout(timeout)
         try:
@@ -134,7 +146,7 @@ def ping_seen_by(src_ns: str | None, dst_ns: str | None, address: str, ident: in
                 return src, why_not
 
 
-def _ping_proof(src_ns: str | None, who: str, dst: str, to: str, expect: bool) -> Proof:
+def ping_proof(src_ns: str | None, who: str, dst: str, to: str, expect: bool) -> Proof:
     why_not = ping(src_ns, dst)
     seen: tuple[str, dict[str, Any]] = ("reply", {}) if why_not is None else ("", {"text": why_not})
     return Proof("ping_ok" if expect else "ping_blocked", {"who": who, "to": to, "address": dst},
@@ -146,10 +158,10 @@ def connectivity(topo: Topology) -> list[Proof]:
     proofs = []
     for c in topo.containers:
         ns = topo.netns(c)
-        proofs.append(_ping_proof(ns, c.name, str(topo.bridge_address.ip), "@bridge", True))
+        proofs.append(ping_proof(ns, c.name, str(topo.bridge_address.ip), "@bridge", True))
         for other in topo.containers:
             if other != c:
-                proofs.append(_ping_proof(ns, c.name, str(other.address.ip), other.name, True))
+                proofs.append(ping_proof(ns, c.name, str(other.address.ip), other.name, True))
     return proofs
 
 
@@ -158,7 +170,7 @@ def outside(topo: Topology, expect: bool) -> list[Proof]:
     if topo.internet is None:
         return []
     c = topo.containers[0]
-    return [_ping_proof(topo.netns(c), c.name, str(topo.internet_address.ip), "@outside_host",
+    return [ping_proof(topo.netns(c), c.name, str(topo.internet_address.ip), "@outside_host",
                         expect)]
 
 

@@ -21,6 +21,7 @@ from cnilab.kernel import Kernel, require_privileges
 from cnilab.ledger import Ledger
 from cnilab.ops import OPS, AddNetns, AddRule, Op, registry_of
 from cnilab.ops import Kernel as KernelLike
+from cnilab.scenario.faults import FAULT_OPS
 from cnilab.state import Snapshot
 
 
@@ -45,7 +46,7 @@ class PlanCluster(Op):
 
 # Every op a cluster ledger may hold: the engine's and the cluster's own, listed.
 CLUSTER_OPS = {**OPS, **registry_of(PlanCluster, StartComponent, UnplugLastPort, pods.AttachPod,
-                                    pods.IpamStore)}
+                                    pods.IpamStore), **FAULT_OPS}
 
 
 def cluster_ledger(prefix: str, run_dir: str | None = None) -> Ledger:
@@ -113,7 +114,7 @@ class Cluster:
         self.ledger.check_free(network + pod_netns, snap, self.kernel)
         if any(isinstance(op, AddRule) for op in missing):
             self.kernel.require_iptables()
-        if not self.ledger.exists():
+        if recorded_plan(self.ledger, self.plan.prefix) is None:  # (a scenario records first)
             self._apply([PlanCluster(None, len(self.plan.nodes), self.plan.pods_per_node,
                                      str(self.plan.pod_network))])
         report.network = self._apply(missing)

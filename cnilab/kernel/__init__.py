@@ -73,6 +73,10 @@ class Kernel(Netlink):
         """Write a sysctl inside `netns`."""
         write_sysctl(netns, key, value)
 
+    def has_sysctl(self, netns: str | None, key: str) -> bool:
+        """Whether the sysctl exists inside `netns` (a module such as br_netfilter adds some)."""
+        return run_in_netns(netns, lambda: os.path.exists(_netns.sysctl_path(key)))
+
     # -- processes -----------------------------------------------------------------------------
 
     def _need_run_dir(self) -> Path:

@@ -187,6 +187,49 @@ class Netlink:
         self._call(f"add route {dst} via {gateway}", lambda: self._ipr(netns).route(
             command, dst=dst, gateway=gateway, proto=3, **extra))
 
+    def set_down(self, netns: str | None, name: str) -> None:
+        """Take a link down (ip link set NAME down)."""
+        self._set_link(netns, name, f"take {name} down", state="down")
+
+    def set_nomaster(self, netns: str | None, name: str) -> None:
+        """Detach a link from its bridge (ip link set NAME nomaster): master index 0."""
+        self._set_link(netns, name, f"detach {name} from its bridge", master=0)
+
+    def delete_address(self, netns: str | None, dev: str, cidr: str) -> bool:
+        """Remove an address from a link; False when it (or the link) is already gone."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        iface, index = IPv4Interface(cidr), self._index(netns, dev)
+        if index is None:
+            return False
+        try:
+            self._ipr(netns).addr("del", index=index, address=str(iface.ip),
+                                  prefixlen=iface.network.prefixlen)
+        except NetlinkError as e:
+            if e.code in GONE:
+                return False
+            raise KernelError(f"the kernel refused to remove {cidr} from {dev}: "
+                              f"{os.strerror(e.code)}") from e
+        return True
+
+    def delete_route(self, netns: str | None, dst: str, gateway: str) -> bool:
+        """Remove a route via a gateway; False when it is already gone."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            self._ipr(netns).route("del", dst=dst, gateway=gateway)
+        except NetlinkError as e:
+            if e.code in GONE:
+                return False
+            raise KernelError(f"the kernel refused to remove route {dst} via {gateway}: "
+                              f"{os.strerror(e.code)}") from e
+        return True
+
+    def replace_route(self, netns: str | None, dst: str, gateway: str) -> None:
+        """Add a route via a gateway, or point the one for `dst` at it (ip route replace)."""
+        self._call(f"replace route {dst} via {gateway}",
+                   lambda: self._ipr(netns).route("replace", dst=dst, gateway=gateway, proto=3))
+
     def set_mtu(self, netns: str | None, name: str, mtu: int) -> None:
         """Set a link's MTU (ip link set NAME mtu MTU)."""
         self._set_link(netns, name, f"set the mtu of {name} to {mtu}", mtu=mtu)

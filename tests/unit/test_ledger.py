@@ -13,6 +13,7 @@ from cnilab.cluster.components import StartComponent
 from cnilab.cluster.pods import AttachPod, IpamStore
 from cnilab.ledger import Ledger
 from cnilab.ops import OPS, AddNetns, AddRule, AddVeth, Op, SetSysctl
+from cnilab.scenario.faults import FAULT_OPS
 
 GOOD = AddNetns(None, "red")
 
@@ -81,8 +82,8 @@ def test_the_registry_is_a_list_not_whatever_was_imported() -> None:
         """Defined here: no ledger may read it unless a registry lists it."""
 
     assert "Stray" not in OPS and "Stray" not in CLUSTER_OPS
-    assert set(CLUSTER_OPS) - set(OPS) == {"PlanCluster", "StartComponent", "UnplugLastPort",
-                                            "AttachPod", "IpamStore"}
+    assert set(CLUSTER_OPS) - set(OPS) - set(FAULT_OPS) == {
+        "PlanCluster", "StartComponent", "UnplugLastPort", "AttachPod", "IpamStore"}
     assert CLUSTER_OPS["AttachPod"] is AttachPod and CLUSTER_OPS["IpamStore"] is IpamStore
     assert CLUSTER_OPS["StartComponent"] is StartComponent
 

@@ -1,0 +1,277 @@
+"""`cnilab scenario ...`: break-and-fix labs graded from the kernel. Parse, call, print.
+
+Only Typer is imported at module level: `cnilab --help` stays fast, and `scenario list` (no
+root) loads no kernel module. The domain is cnilab.scenario (run.py for start/check/stop).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from cnilab.console import JsonOption, LangOption, guarded, lang_of, opts, out
+from cnilab.errors import CnilabError, ConfigError
+
+if TYPE_CHECKING:
+    from cnilab.probes import Proof
+    from cnilab.scenario.grade import Verdict
+    from cnilab.scenario.run import Running, Scenarios
+
+HELP = """Troubleshooting scenarios: the lab (or the cluster) with one realistic fault.
+
+You get the symptom as a user would report it; find the cause with ip, iptables, ping, bridge,
+sysctl and tcpdump, fix it, and `check` grades your fix with real packets and the kernel's state.
+Isolated mode only; needs root (except `list`).
+
+Examples:
+
+  cnilab scenario list
+
+  sudo cnilab scenario start no-forwarding      # or: --random, which does not say which
+
+  sudo cnilab scenario check ; sudo cnilab scenario hint ; sudo cnilab scenario stop
+"""
+
+scenario_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None,
+                           add_completion=False,
+                           context_settings={"help_option_names": ["-h", "--help"]})
+
+STARS = {1: "★☆☆", 2: "★★☆", 3: "★★★"}
+
+
+def _para(markup: str) -> Any:
+    """A paragraph the terminal folds itself: a command inside it stays one line to copy."""
+    from rich.text import Text
+
+    text = Text.from_markup(markup)
+    text.no_wrap = True  # out() prints no_wrap text soft-wrapped: no newline is inserted
+    return text
+
+
+def _scenarios(ctx: typer.Context) -> Scenarios:
+    from cnilab.cli_lab import topology_of
+    from cnilab.scenario.run import Scenarios
+
+    return Scenarios(topology_of(ctx))
+
+
+def _values(ctx: typer.Context, running: Running) -> dict[str, str]:
+    """The running scenario's names, and how this student calls cnilab (with --config too)."""
+    import shlex
+
+    values = running.values
+    config = opts(ctx).config
+    if config is not None:
+        values["cnilab"] += f" --config {shlex.quote(str(config))}"
+    return values
+
+
+@scenario_app.command("list")
+def list_(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """List the scenarios: name, title, the lesson it breaks, difficulty. Needs no root.
+
+    Example: cnilab scenario list --json
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cnilab.i18n import t
+    from cnilab.scenario.catalog import SCENARIOS, invocation
+    from cnilab.scenario.text import title
+
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
+        rows = [{"name": s.name, "title": title(s.name, lang), "lesson": s.lesson,
+                 "difficulty": s.difficulty} for s in SCENARIOS]
+        if as_json:
+            out(json.dumps(rows, ensure_ascii=False), raw=True)
+            return
+        table = Table(title=t("scenario.list_title", lang), show_edge=False)
+        for key in ("col_name", "col_title", "col_lesson", "col_difficulty"):
+            table.add_column(t(f"scenario.{key}", lang), no_wrap=key != "col_title")
+        for r in rows:
+            table.add_row(r["name"], escape(r["title"]), r["lesson"], STARS[r["difficulty"]])
+        out(table)
+        start_line = t("scenario.list_start", lang, cnilab=invocation(opts(ctx).prefix or ""))
+        out(_para(escape(start_line)))
+
+
+@scenario_app.command()
+def start(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(
+        help="The scenario (see `cnilab scenario list`).")] = None,
+    random_: Annotated[bool, typer.Option(
+        "--random", help="Pick one at random and do not say which.")] = False,
+    as_json: JsonOption = False,
+    lang: LangOption = None,
+) -> None:
+    """Build the lab (or the cluster) with one fault, then print the symptom a user reports.
+
+    Example: sudo cnilab scenario start port-down ; sudo cnilab scenario start --random
+    """
+    from rich.markup import escape
+
+    from cnilab.i18n import t
+    from cnilab.scenario.catalog import CLUSTER
+    from cnilab.scenario.text import text
+
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
+        if (name is None) != random_:
+            raise ConfigError.of("scenario_name_or_random")
+        running = _scenarios(ctx).start(name)
+        values = _values(ctx, running)
+        story = text(running.scenario.name, lang, values)
+        if as_json:
+            out(json.dumps({"scenario": name, "symptom": story.symptom}, ensure_ascii=False),
+                raw=True)
+            return
+        ready = (t("scenario.ready_random", lang) if random_
+                 else t("scenario.ready", lang, name=running.scenario.name))
+        reported = t("scenario.reported", lang)
+        out(f"[bold green]{escape(ready)}[/]", "", f"[bold]{escape(reported)}[/]",
+            _para(f"  [yellow]{escape(story.symptom)}[/]"), "")
+        where = ("scenario.investigate_cluster" if running.scenario.lesson == CLUSTER
+                 else "scenario.investigate")
+        out(_para(escape(t(where, lang, **values))), escape(t("scenario.then", lang)))
+        for command in ("check", "hint", "solution", "stop"):
+            line = f"{values['cnilab']} scenario {command}"
+            what = t(f"scenario.cmd_{command}", lang)
+            out(_para(f"  [bold]{escape(line):<40}[/] {escape(what)}"))
+
+
+def _line(ok: bool, claim: str, seen: str | None = None) -> str:
+    from rich.markup import escape
+
+    mark = "[green]✔[/]" if ok else "[red]✘[/]"
+    detail = f" [dim]({escape(seen)})[/]" if seen and not ok else ""
+    return f"  {mark} {escape(claim)}{detail}"
+
+
+def _verdict_json(verdict: Verdict, lang: str) -> dict[str, Any]:
+    def proof(p: Proof) -> dict[str, Any]:
+        return {"claim": p.claim(lang), "ok": p.ok, "seen": p.observed(lang)}
+
+    shown = verdict.symptom_gone
+    return {
+        "ok": verdict.fixed,
+        "symptom_gone": verdict.symptom_gone,
+        "packets": [proof(p) for p in verdict.packets],
+        # The causes name the fault: graded (and shown) only once the packets pass.
+        "causes": [{"claim": c.claim(lang), "ok": c.ok} for c in verdict.causes] if shown else None,
+    }
+
+
+@scenario_app.command()
+def check(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """Grade the kernel now: real packets for the symptom, then facts for its cause.
+
+    Exit status 0 only when the symptom is gone and the fault is really fixed (any correct fix
+    passes; hiding the symptom or breaking something else does not).
+
+    Example: sudo cnilab scenario check --json
+    """
+    from rich.markup import escape
+
+    from cnilab.i18n import t
+    from cnilab.kernel import require_privileges
+
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
+        require_privileges()
+        scenarios = _scenarios(ctx)
+        verdict = scenarios.check(scenarios.require_running())
+        if as_json:
+            out(json.dumps(_verdict_json(verdict, lang), ensure_ascii=False), raw=True)
+        else:
+            out(f"[bold]{escape(t('scenario.packets', lang))}[/]")
+            out(*(_line(p.ok, p.claim(lang), p.observed(lang)) for p in verdict.packets))
+            out(f"[bold]{escape(t('scenario.causes', lang))}[/]")
+            if verdict.symptom_gone:
+                out(*(_line(c.ok, c.claim(lang)) for c in verdict.causes))
+            else:
+                hidden = t("scenario.causes_hidden", lang)
+                out(f"  [dim]· {escape(hidden)}[/]")
+        if not verdict.symptom_gone:
+            raise CnilabError.of("scenario_symptom", total=len(verdict.packets),
+                                 failed=sum(not p.ok for p in verdict.packets))
+        if not verdict.fixed:
+            raise CnilabError.of("scenario_cause", total=len(verdict.causes),
+                                 failed=sum(not c.ok for c in verdict.causes))
+        if not as_json:
+            out(f"[bold green]{escape(t('scenario.fixed', lang))}[/]")
+
+
+@scenario_app.command()
+def hint(ctx: typer.Context, lang: LangOption = None) -> None:
+    """Show one more hint each time: where to look, then which tool and what to read, then the fix.
+
+    Example: sudo cnilab scenario hint --lang ko
+    """
+    from rich.markup import escape
+
+    from cnilab.i18n import t
+    from cnilab.kernel import require_privileges
+    from cnilab.scenario.text import text
+
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
+        require_privileges()
+        scenarios = _scenarios(ctx)
+        running = scenarios.require_running()
+        values = _values(ctx, running)
+        hints = text(running.scenario.name, lang, values).hints
+        shown = scenarios.next_hint(running, len(hints))
+        for number, sentence in enumerate(hints[:shown], 1):
+            label = t("scenario.hint_label", lang, number=number, total=len(hints))
+            style = "bold" if number == shown else "dim"
+            out(_para(f"[{style}]{escape(label)}:[/] {escape(sentence)}"))
+        more = "scenario.more_hints" if shown < len(hints) else "scenario.no_more_hints"
+        out(_para(f"[dim]{escape(t(more, lang, cnilab=values['cnilab']))}[/]"))
+
+
+@scenario_app.command()
+def solution(ctx: typer.Context, lang: LangOption = None) -> None:
+    """The fix (the commands, as typed on this machine), why it works, who causes it for real.
+
+    Example: sudo cnilab scenario solution
+    """
+    from rich.markup import escape
+
+    from cnilab.i18n import t
+    from cnilab.kernel import require_privileges
+    from cnilab.scenario.catalog import commands
+    from cnilab.scenario.text import text
+
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
+        require_privileges()
+        running = _scenarios(ctx).require_running()
+        values = _values(ctx, running)
+        story = text(running.scenario.name, lang, values)
+        out(f"[bold]{escape(running.scenario.name)}[/]: {escape(story.title)}", "")
+        out(f"[bold]{escape(t('scenario.fix', lang))}[/]")
+        for line in commands(running.scenario.fix, values):
+            out(_para(f"  [green]{escape(line)}[/]"))
+        out("", f"[bold]{escape(t('scenario.why', lang))}[/]", _para(escape(story.solution)), "",
+            f"[bold]{escape(t('scenario.real_world', lang))}[/]", _para(escape(story.story)))
+
+
+@scenario_app.command()
+def stop(ctx: typer.Context, lang: LangOption = None) -> None:
+    """Remove the scenario's lab or cluster with everything in it, your own changes included.
+
+    Safe to run twice, and after `start` was interrupted. Example: sudo cnilab scenario stop
+    """
+    from cnilab.i18n import t
+
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
+        undone = _scenarios(ctx).stop()
+        if not undone:
+            out(t("scenario.nothing_to_stop", lang))
+        else:
+            out(f"[green]{t('scenario.stopped', lang, count=len(undone))}[/]")

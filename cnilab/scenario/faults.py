@@ -1,0 +1,255 @@
+"""Fault ops: the changes that break a healthy lab, owned like every other op (ledger, undo).
+
+Each is the inverse of a lab op (a link down, a route or an address removed, a rule deleted, a
+chain's policy set), so `teardown` after a crash finds it in the ledger; inside the lab's own
+namespaces it simply goes away with them. ScenarioRecord remembers which scenario runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, cast
+
+from cnilab.errors import KernelError
+from cnilab.ops import AddRule, Kernel, Key, Op, registry_of
+from cnilab.scenario.record import SUFFIX, read_record, remove_record, write_record
+from cnilab.state import TAG, Link, Namespace, Snapshot
+
+
+class FaultKernel(Kernel, Protocol):
+    """What fault ops need from the kernel beyond what lab ops need (cnilab.kernel.Kernel)."""
+
+    def set_down(self, netns: str | None, name: str) -> None: ...
+    def set_nomaster(self, netns: str | None, name: str) -> None: ...
+    def delete_address(self, netns: str | None, dev: str, cidr: str) -> bool: ...
+    def delete_route(self, netns: str | None, dst: str, gateway: str) -> bool: ...
+    def replace_route(self, netns: str | None, dst: str, gateway: str) -> None: ...
+    def get_link(self, netns: str | None, name: str) -> Link | None: ...
+
+
+def _k(kernel: Kernel) -> FaultKernel:
+    return cast(FaultKernel, kernel)
+
+
+def _link(snap: Snapshot, netns: str | None, name: str) -> Link | None:
+    ns = snap.ns(netns) or Namespace(netns)
+    return ns.link(name)
+
+
+@dataclass(frozen=True)
+class LinkDown(Op):
+    """ip link set NAME down"""
+
+    name: str = ""
+
+    def apply(self, kernel: Kernel) -> None:
+        _k(kernel).set_down(self.netns, self.name)
+
+    def undo(self, kernel: Kernel) -> None:
+        kernel.set_up(self.netns, self.name)
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        link = _link(snap, self.netns, self.name)
+        return link is not None and not link.up
+
+    def argv(self) -> list[str]:
+        return ["ip", "link", "set", self.name, "down"]
+
+    def undo_argv(self) -> list[str] | None:
+        return ["ip", "link", "set", self.name, "up"]
+
+    def highlights(self) -> tuple[Key, ...]:
+        return (("link", self.netns or "", self.name),)
+
+
+@dataclass(frozen=True)
+class NoMaster(Op):
+    """ip link set NAME nomaster (MASTER: the bridge it was on, to plug it back)"""
+
+    name: str = ""
+    master: str = ""
+
+    def apply(self, kernel: Kernel) -> None:
+        _k(kernel).set_nomaster(self.netns, self.name)
+
+    def undo(self, kernel: Kernel) -> None:
+        kernel.set_master(self.netns, self.name, self.master)
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        link = _link(snap, self.netns, self.name)
+        return link is not None and link.master != self.master
+
+    def argv(self) -> list[str]:
+        return ["ip", "link", "set", self.name, "nomaster"]
+
+    def undo_argv(self) -> list[str] | None:
+        return ["ip", "link", "set", self.name, "master", self.master]
+
+    def highlights(self) -> tuple[Key, ...]:
+        return (("link", self.netns or "", self.name),)
+
+
+@dataclass(frozen=True)
+class DelRoute(Op):
+    """ip route del DST via GATEWAY"""
+
+    dst: str = "default"
+    gateway: str = ""
+
+    def apply(self, kernel: Kernel) -> None:
+        _k(kernel).delete_route(self.netns, self.dst, self.gateway)
+
+    def undo(self, kernel: Kernel) -> None:
+        _k(kernel).replace_route(self.netns, self.dst, self.gateway)  # idempotent
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        ns = snap.ns(self.netns) or Namespace(self.netns)
+        return not any(r.dst == self.dst and r.gateway == self.gateway for r in ns.routes)
+
+    def argv(self) -> list[str]:
+        return ["ip", "route", "del", self.dst, "via", self.gateway]
+
+    def undo_argv(self) -> list[str] | None:
+        return ["ip", "route", "add", self.dst, "via", self.gateway]
+
+    def highlights(self) -> tuple[Key, ...]:
+        return (("route", self.netns or "", self.dst),)
+
+
+@dataclass(frozen=True)
+class DelAddress(Op):
+    """ip addr del CIDR dev DEV"""
+
+    dev: str = ""
+    cidr: str = ""
+
+    def apply(self, kernel: Kernel) -> None:
+        _k(kernel).delete_address(self.netns, self.dev, self.cidr)
+
+    def undo(self, kernel: Kernel) -> None:
+        link = _k(kernel).get_link(self.netns, self.dev)
+        if link is not None and self.cidr not in link.addresses:
+            kernel.add_address(self.netns, self.dev, self.cidr)
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        link = _link(snap, self.netns, self.dev)
+        return link is None or self.cidr not in link.addresses
+
+    def argv(self) -> list[str]:
+        return ["ip", "addr", "del", self.cidr, "dev", self.dev]
+
+    def undo_argv(self) -> list[str] | None:
+        return ["ip", "addr", "add", self.cidr, "dev", self.dev]
+
+    def highlights(self) -> tuple[Key, ...]:
+        return (("link", self.netns or "", self.dev),)
+
+
+@dataclass(frozen=True)
+class DelRule(Op):
+    """iptables -t TABLE -D CHAIN SPEC... (a rule cnilab added, so with its comment)"""
+
+    table: str = "nat"
+    chain: str = "POSTROUTING"
+    spec: tuple[str, ...] = ()
+    comment: str = TAG
+
+    def _added(self) -> AddRule:
+        return AddRule(self.netns, self.table, self.chain, self.spec, self.comment)
+
+    def apply(self, kernel: Kernel) -> None:
+        self._added().undo(kernel)  # iptables -D, the very rule AddRule made
+
+    def undo(self, kernel: Kernel) -> None:
+        check = ["-t", self.table, "-C", self.chain, *self._added().argv()[5:]]
+        try:
+            kernel.iptables(self.netns, check)  # -C exits 1 when the rule is not there
+        except KernelError:
+            self._added().apply(kernel)
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        return not self._added().satisfied(snap)
+
+    def argv(self) -> list[str]:
+        return ["iptables", "-t", self.table, "-D", self.chain, *self._added().argv()[5:]]
+
+    def undo_argv(self) -> list[str] | None:
+        return self._added().argv()
+
+    def highlights(self) -> tuple[Key, ...]:
+        return (("rule", self.netns or "", self.table, self.chain),)
+
+
+@dataclass(frozen=True)
+class SetPolicy(Op):
+    """iptables -t TABLE -P CHAIN POLICY (the previous policy is kept to restore it)"""
+
+    table: str = "filter"
+    chain: str = "FORWARD"
+    policy: str = "DROP"
+    previous: str | None = None
+
+    def prepare(self, kernel: Kernel) -> Op:
+        rules = kernel.iptables(self.netns, ["-t", self.table, "-S", self.chain])
+        return SetPolicy(self.netns, self.table, self.chain, self.policy,
+                         policy_of(rules, self.chain))
+
+    def apply(self, kernel: Kernel) -> None:
+        kernel.iptables(self.netns, ["-t", self.table, "-P", self.chain, self.policy])
+
+    def undo(self, kernel: Kernel) -> None:
+        if self.previous is not None:
+            kernel.iptables(self.netns, ["-t", self.table, "-P", self.chain, self.previous])
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        # A snapshot holds the nat table only; the grader reads the filter chains itself.
+        return False
+
+    def argv(self) -> list[str]:
+        return ["iptables", "-t", self.table, "-P", self.chain, self.policy]
+
+    def undo_argv(self) -> list[str] | None:
+        return ["iptables", "-t", self.table, "-P", self.chain, self.previous or "ACCEPT"]
+
+    def highlights(self) -> tuple[Key, ...]:
+        return (("rule", self.netns or "", self.table, self.chain),)
+
+
+def policy_of(rules: str, chain: str) -> str | None:
+    """The policy in `iptables -S CHAIN` output ('-P FORWARD DROP' -> 'DROP')."""
+    for line in rules.splitlines():
+        parts = line.split()
+        if parts[:2] == ["-P", chain] and len(parts) > 2:
+            return parts[2]
+    return None
+
+
+@dataclass(frozen=True)
+class ScenarioRecord(Op):
+    """Remember which scenario runs on this lab (a file in the run dir; undo removes it)."""
+
+    path: str = ""
+    name: str = ""
+
+    def apply(self, kernel: Kernel) -> None:
+        write_record(Path(self.path), {"name": self.name, "hints": 0})
+
+    def undo(self, kernel: Kernel) -> None:
+        if self.path.endswith(SUFFIX):  # a ledger entry never makes root remove anything else
+            remove_record(Path(self.path))
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        data = read_record(Path(self.path))
+        return data is not None and data.get("name") == self.name
+
+    def argv(self) -> list[str]:
+        return ["cnilab", "scenario", "start", self.name]
+
+    def undo_argv(self) -> list[str] | None:
+        return ["rm", "-f", self.path]
+
+
+# The fault ops a lab's or a cluster's ledger reads back (teardown after a crash undoes them).
+FAULT_OPS = registry_of(LinkDown, NoMaster, DelRoute, DelAddress, DelRule, SetPolicy,
+                        ScenarioRecord)
