@@ -1,7 +1,8 @@
 """The command line, assembled: the main app, its global options, and the lessons' commands.
 
 No logic here: the commands live in cli_lab (the eight steps), cli_teach (lessons, explain,
-script, practice, check), cni/cli and cluster/cli; all share cnilab.console.
+script, practice, check), cli_watch (the live view), cni/cli and cluster/cli; all share
+cnilab.console.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import typer
 from cnilab import __version__
 from cnilab.cli_lab import lab_app
 from cnilab.cli_teach import teach_app
+from cnilab.cli_watch import watch_app
 from cnilab.cluster.cli import cluster_app
 from cnilab.cni.cli import cni_app
 from cnilab.compat import evaluate_command_signatures
@@ -72,7 +74,8 @@ def main_options(
 
 # The lab's and the teaching commands sit at the top level (`cnilab step 3`, `cnilab explain 8`);
 # the CNI and cluster lessons are sub-commands (`cnilab cni add`, `cnilab cluster up`).
-app.registered_commands += lab_app.registered_commands + teach_app.registered_commands
+app.registered_commands += (lab_app.registered_commands + teach_app.registered_commands
+                            + watch_app.registered_commands)
 app.add_typer(cni_app, name="cni")
 app.add_typer(cluster_app, name="cluster")
 evaluate_command_signatures(app)

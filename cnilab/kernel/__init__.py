@@ -17,6 +17,7 @@ from cnilab.kernel import netns as _netns
 from cnilab.kernel import processes
 from cnilab.kernel.netlink import Netlink, RawLinks, with_peer
 from cnilab.kernel.netns import (
+    OBSERVED_SYSCTLS,
     has_privileges,
     list_netns,
     netns_path,
@@ -29,8 +30,6 @@ from cnilab.state import LISTEN, Namespace, Snapshot, parse_proc_tcp
 
 __all__ = ["Kernel", "has_privileges", "list_netns", "netns_path", "require_privileges",
            "run_in_netns"]
-
-OBSERVED_SYSCTLS = ("net.ipv4.ip_forward",)
 
 
 class Kernel(Netlink):
@@ -118,8 +117,7 @@ class Kernel(Netlink):
             sysctls = {k: self.read_sysctl(name, k) for k in OBSERVED_SYSCTLS}
             nat = None
             if name in nat_in and self._iptables is not None:
-                out = self.iptables(name, ["-t", "nat", "-S"])
-                nat = tuple(ln for ln in out.splitlines() if ln.startswith("-A "))
+                nat = _iptables.nat_rules(self._iptables, name)
             spaces[name] = Namespace(name, (), routes, sysctls, nat, listening_ports(name))
         for name, links in raw.items():
             resolved = tuple(with_peer(name, link, peer, local, raw)

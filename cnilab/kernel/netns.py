@@ -22,6 +22,7 @@ NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 MS_REC, MS_SHARED, MS_BIND, MNT_DETACH = 0x4000, 1 << 20, 0x1000, 2
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
+OBSERVED_SYSCTLS = ("net.ipv4.ip_forward",)  # the sysctls a snapshot (and the lab) looks at
 
 # One libc handle for setns, unshare and mount (ctypes.util.find_library runs `ldconfig -p`).
 LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
