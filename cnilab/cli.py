@@ -1,7 +1,8 @@
 """The command line, assembled: the main app, its global options, and the lessons' commands.
 
 No logic here: the commands live in cli_lab (the eight steps), cli_teach (lessons, explain,
-script, practice, check), cni/cli, cluster/cli and cli_scenario; all share cnilab.console.
+script, practice, check), cli_trace, cli_watch (the live view), cni/cli, cluster/cli and
+cli_scenario; all share cnilab.console.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from cnilab.cli_lab import lab_app
 from cnilab.cli_scenario import scenario_app
 from cnilab.cli_teach import teach_app
 from cnilab.cli_trace import trace_app
+from cnilab.cli_watch import watch_app
 from cnilab.cluster.cli import cluster_app
 from cnilab.cni.cli import cni_app
 from cnilab.compat import evaluate_command_signatures
@@ -75,7 +77,7 @@ def main_options(
 # The lab's and the teaching commands sit at the top level (`cnilab step 3`, `cnilab explain 8`);
 # the CNI and cluster lessons are sub-commands (`cnilab cni add`, `cnilab cluster up`).
 app.registered_commands += lab_app.registered_commands + teach_app.registered_commands
-app.registered_commands += trace_app.registered_commands
+app.registered_commands += trace_app.registered_commands + watch_app.registered_commands
 # Short lines of their own in `cnilab --help`: the sub-apps' first sentences are longer.
 app.add_typer(cni_app, name="cni", short_help="The CNI lesson: play the runtime, call a plugin.")
 app.add_typer(cluster_app, name="cluster",

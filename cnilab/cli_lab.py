@@ -271,11 +271,8 @@ def status(
     Example:
       sudo cnilab status --json
     """
-    from rich.table import Table
-    from rich.text import Text
-
-    from cnilab.i18n import t
     from cnilab.render import render_diagram
+    from cnilab.render.live import render_steps
 
     with guarded(ctx, lang, record):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
@@ -295,13 +292,8 @@ def status(
                       "state": snap.to_dict()})
             return
         out(render_diagram(snap, lab.topo, lang=lang))
-        table = Table(title=t("ui.steps", lang), show_edge=False)
-        for column in ("#", t("ui.steps", lang), t("ui.done", lang)):
-            table.add_column(column)
-        for s in lab.steps:
-            mark = Text("✔", style="green") if s.number in done else Text("·", style="dim")
-            table.add_row(str(s.number), lesson.step(s.number).title, mark)
-        out(table)
+        titles = {s.number: lesson.step(s.number).title for s in lab.steps}
+        out(render_steps(list(titles), done, titles, lang))
 
 
 @lab_app.command()

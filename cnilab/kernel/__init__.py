@@ -19,6 +19,7 @@ from cnilab.kernel import nftrace as _nftrace
 from cnilab.kernel import processes
 from cnilab.kernel.netlink import Netlink, RawLinks, with_peer
 from cnilab.kernel.netns import (
+    OBSERVED_SYSCTLS,
     NetnsId,
     has_privileges,
     list_netns,
@@ -32,8 +33,6 @@ from cnilab.state import LISTEN, Namespace, Snapshot, parse_proc_tcp
 
 __all__ = ["Kernel", "has_privileges", "list_netns", "netns_path", "require_privileges",
            "run_in_netns"]
-
-OBSERVED_SYSCTLS = ("net.ipv4.ip_forward",)
 
 
 class Kernel(Netlink):
@@ -152,8 +151,7 @@ class Kernel(Netlink):
             sysctls = {k: self.read_sysctl(name, k) for k in OBSERVED_SYSCTLS}
             nat = None
             if name in nat_in and self._iptables is not None:
-                out = self.iptables(name, ["-t", "nat", "-S"])
-                nat = tuple(ln for ln in out.splitlines() if ln.startswith("-A "))
+                nat = _iptables.nat_rules(self._iptables, name)
             names = {ln.index: ln.name for ln, _, _ in links}
             # The bridge's FDB and the ARP table: what the first packets taught the kernel.
             fdb = (self.read_fdb(name, names) if any(ln.kind == "bridge" for ln, _, _ in links)

@@ -45,6 +45,12 @@ def run(binary: str | None, netns: str | None, args: list[str], missing_ok: bool
     return done.stdout
 
 
+def nat_rules(binary: str | None, netns: str | None) -> tuple[str, ...]:
+    """The rules of the nat table inside `netns`, as `iptables -t nat -S` prints them (-A only)."""
+    out = run(binary, netns, ["-t", "nat", "-S"])
+    return tuple(ln for ln in out.splitlines() if ln.startswith("-A "))
+
+
 def backend(binary: str | None) -> str | None:
     """'nf_tables' or 'legacy', from `iptables --version`; None when not installed."""
     if binary is None:

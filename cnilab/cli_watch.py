@@ -1,0 +1,159 @@
+"""`cnilab watch`: the lab live, redrawn from the kernel's own events. Parse, loop, print.
+
+The kernel-facing half is cnilab.kernel.events, the model cnilab.watch, the screen render.live.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cnilab.cli_lab import lesson_in, topology_of
+from cnilab.console import LangOption, console, guarded, lang_of, out
+
+if TYPE_CHECKING:
+    from cnilab.kernel.events import NamespaceEvents
+    from cnilab.topology import Topology
+    from cnilab.watch import Change, LiveLab
+
+watch_app = typer.Typer()
+
+
+def follows(topo: Topology, every: bool) -> Callable[[str], bool]:
+    """Which named namespaces the view follows: the lab's, any under its --prefix, or all."""
+    names, prefix = set(topo.namespaces()), topo.prefix
+
+    def follow(name: str) -> bool:
+        return every or name in names or (bool(prefix) and name.startswith(prefix))
+
+    return follow
+
+
+def state_line(live: LiveLab, topo: Topology) -> dict[str, Any]:
+    """The first JSON line: the lab as it is when watching starts."""
+    state = live.snapshot().to_dict()
+    for name, seen in live.seen.items():
+        space = state["spaces"][name or ""]
+        space["neighbours"] = [asdict(n) for n in seen.neighbours]
+        space["fdb"] = [asdict(f) for f in seen.fdb]
+    return {"kind": "state", "lab": topo.lab_id, "in_place": topo.in_place,
+            "steps": {str(s.number): s.number in live.done for s in live.steps},
+            "state": state}
+
+
+@contextmanager
+def _signals() -> Iterator[int]:
+    """A descriptor that wakes the loop on any signal (SIGWINCH: redraw); SIGTERM stops it."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    old_wake = signal.set_wakeup_fd(w)
+    old_term = signal.signal(signal.SIGTERM, stop)
+    old_winch = signal.signal(signal.SIGWINCH, lambda *_: None)  # a handler, so it wakes us
+    try:
+        yield r
+    finally:
+        signal.set_wakeup_fd(old_wake)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGWINCH, old_winch)
+        os.close(r)
+        os.close(w)
+
+
+def run(events: NamespaceEvents, live: LiveLab, show: Callable[[list[Change]], None],
+        timed: bool) -> None:
+    """Read what the kernel says changed, hand the changes to `show`; until Ctrl-C.
+
+    timed: wake up when a highlight fades too (the screen); JSON lines sleep until an event.
+    """
+    while True:
+        batch = events.wait(live.next_dim(time.monotonic()) if timed else None)
+        readings = {ns: events.read(ns) for ns in batch.appeared}
+        for ns, parts in batch.dirty.items():
+            if ns in live.seen and ns not in readings:
+                readings[ns] = events.read(ns, parts, live.seen[ns])
+        show(live.update(readings, batch.vanished, time.monotonic()))
+
+
+@watch_app.command()
+def watch(
+    ctx: typer.Context,
+    json_lines: Annotated[bool, typer.Option(
+        "--json-lines", help="Print the state as one JSON line, then one JSON line per change.")
+    ] = False,
+    every: Annotated[bool, typer.Option(
+        "--all", help="Follow every namespace under /run/netns, not only the lab's.")] = False,
+    highlight: Annotated[float, typer.Option(
+        "--highlight", min=0.0, max=60.0, help="Seconds a change stays highlighted.")] = 3.0,
+    lang: LangOption = None,
+) -> None:
+    """Show the lab live, redrawn at every change in the kernel.
+
+    Whoever makes the change: cnilab, `ip` typed by hand, a student in `cnilab shell`. For a
+    live demo: `sudo cnilab watch` on the projector, `sudo cnilab shell host` in a second
+    terminal, and type `ip` commands there. Ctrl-C stops.
+
+    \b
+    Examples:
+      sudo cnilab watch
+      sudo cnilab watch --json-lines
+    """
+    from cnilab.kernel import require_privileges
+    from cnilab.kernel.events import NamespaceEvents
+    from cnilab.steps import LAST_STEP, build_steps
+    from cnilab.watch import LiveLab
+
+    with guarded(ctx, lang):
+        topo, lang = topology_of(ctx), lang_of(ctx, lang)
+        require_privileges()
+        steps = build_steps(topo)[:LAST_STEP]
+        live = LiveLab(steps, frozenset({topo.node}), highlight)
+        try:
+            with _signals() as wake, NamespaceEvents(
+                    follows(topo, every), own=topo.in_place, nat_in=[topo.node],
+                    wake_fd=wake) as events:
+                live.start({ns: events.read(ns) for ns in events.start()})
+                if json_lines:
+                    out(json.dumps(state_line(live, topo), ensure_ascii=False), raw=True)
+                    run(events, live, _print_json, timed=False)
+                else:
+                    titles = {s.number: lesson_in(lang).step(s.number).title for s in steps}
+                    _screen(events, live, topo, titles, lang)
+        except KeyboardInterrupt:
+            return  # Ctrl-C is how watching ends: no message, exit 0
+        except BrokenPipeError:  # `cnilab watch --json-lines | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+
+
+def _print_json(changes: list[Change]) -> None:
+    for c in changes:
+        out(json.dumps(c.to_dict(), ensure_ascii=False), raw=True)
+
+
+def _screen(events: NamespaceEvents, live: LiveLab, topo: Topology, titles: dict[int, str],
+            lang: str) -> None:
+    from rich.live import Live
+
+    from cnilab.render.live import render_live
+
+    def view() -> Any:
+        return render_live(live, topo, titles, lang, live.lit(time.monotonic()),
+                           len(events.watched))
+
+    if not console().is_terminal:  # a log, not a screen: one picture per change
+        out(view())
+        run(events, live, lambda changes: out(view()) if changes else None, timed=False)
+        return
+    with Live(view(), console=console(), auto_refresh=False, screen=True,
+              redirect_stdout=False, redirect_stderr=False) as screen:
+        run(events, live, lambda _: screen.update(view(), refresh=True), timed=True)

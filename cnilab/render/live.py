@@ -1,0 +1,87 @@
+"""The live view of `cnilab watch`: the diagram, what the lab learned (ARP, FDB), the steps done,
+the last changes; what changed in the last seconds is highlighted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+
+from cnilab.i18n import t
+from cnilab.ops import Key, rule_tokens
+from cnilab.render.diagram import NEW, render_diagram
+from cnilab.topology import Topology
+
+if TYPE_CHECKING:  # the model reaches the kernel's data types; rendering needs only their shape
+    from cnilab.watch import Change, LiveLab
+
+
+def render_steps(numbers: Sequence[int], done: Collection[int], titles: Mapping[int, str],
+                 lang: str, lit: Collection[Key] = ()) -> Table:
+    """Which steps the kernel state satisfies: a ✔ per done step, newly done ones highlighted."""
+    table = Table(title=t("ui.steps", lang), show_edge=False)
+    for column in ("#", t("ui.steps", lang), t("ui.done", lang)):
+        table.add_column(column)
+    for n in numbers:
+        new = ("step", "", str(n)) in lit
+        mark = (Text("✔", style=NEW if new else "green") if n in done
+                else Text("·", style="dim"))
+        table.add_row(str(n), Text(titles.get(n, ""), style=NEW if new else ""), mark)
+    return table
+
+
+def _where(netns: str | None, lang: str) -> str:
+    return netns or t("watch.own", lang)
+
+
+def _learned(live: LiveLab, lit: Collection[Key], lang: str) -> list[Text]:
+    lines = []
+    for netns, seen in live.seen.items():
+        ns, where = netns or "", _where(netns, lang)
+        for n in seen.neighbours:
+            key = "watch.arp" if n.mac else "watch.arp_unresolved"
+            text = t(key, lang, netns=where, ip=n.ip, mac=n.mac, dev=n.dev)
+            lines.append(Text(text, style=NEW if ("neighbour", ns, n.ip) in lit else ""))
+        for f in seen.fdb:
+            text = t("watch.fdb", lang, netns=where, bridge=f.bridge, mac=f.mac, port=f.port)
+            lines.append(Text(text, style=NEW if ("fdb", ns, f.mac) in lit else ""))
+    return lines
+
+
+def describe_change(c: Change, lang: str) -> str:
+    """One change in words: '~ link veth-red in red: up True → False'."""
+    if c.kind == "steps":
+        done = ", ".join(str(n) for n in (c.new or {}).get("done", ())) or t("watch.none", lang)
+        return t("watch.steps_done", lang, done=done)
+    what = ", ".join(f"{k} {(c.old or {}).get(k)} → {v}" for k, v in (c.new or {}).items())
+    name = " ".join(rule_tokens(c.name)) if c.kind == "nat" else c.name  # as the diagram shows it
+    return t(f"watch.{c.change}", lang, kind=c.kind, name=name,
+             netns=_where(c.netns, lang), what=what)
+
+
+def render_live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: str,
+                lit: Collection[Key], watched: int) -> RenderableType:
+    """The whole screen of `cnilab watch`."""
+    parts: list[RenderableType] = [Rule(escape(t("watch.title", lang, lab=topo.lab_id)),
+                                        align="left")]
+    if live.seen:
+        parts.append(render_diagram(live.snapshot(), topo, lit, lang))
+    else:
+        parts.append(Text(t("watch.waiting", lang), style="dim"))
+    learned = _learned(live, lit, lang)
+    if learned:
+        parts += [Text(t("watch.learned", lang), style="bold"), *learned]
+    parts.append(render_steps([s.number for s in live.steps], live.done, titles, lang, lit))
+    if live.log:
+        parts.append(Text(t("watch.changes", lang), style="bold"))
+        for c in live.log:
+            new = c.key() in lit or (c.kind == "steps" and any(k[0] == "step" for k in lit))
+            parts.append(Text(describe_change(c, lang), style=NEW if new else "dim"))
+    parts.append(Text(t("watch.footer", lang, count=watched), style="dim"))
+    return Group(*parts)

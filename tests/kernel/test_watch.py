@@ -1,0 +1,162 @@
+"""`cnilab watch --json-lines` as a user runs it, while `ip` (not cnilab) changes the kernel."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import Cnilab
+
+Event = dict[str, Any]
+WAIT = 15.0  # seconds: a bound for a busy shared machine, not a speed claim
+
+
+class Watching:
+    """A running `watch --json-lines`, its lines read by a thread into a queue."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[Event] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def next_line(self) -> Event:
+        """The next JSON line (fails after WAIT seconds or at the end of the output)."""
+        line = self.lines.get(timeout=WAIT)
+        assert line is not None, "watch ended early: " + (self.proc.stderr.read()
+                                                          if self.proc.stderr else "")
+        event = json.loads(line)
+        self.seen.append(event)
+        return event
+
+    def until(self, match: Callable[[Event], bool]) -> Event:
+        """Read lines until one matches."""
+        while True:
+            event = self.next_line()
+            if match(event):
+                return event
+
+    def count(self, netns: str, kind: str, name: str) -> int:
+        """How many change lines so far are about this object."""
+        return sum(1 for e in self.seen
+                   if (e.get("netns"), e.get("kind"), e.get("name")) == (netns, kind, name))
+
+
+@pytest.fixture
+def watching(cnilab: Cnilab) -> Iterator[Watching]:
+    """`cnilab watch --json-lines` under the test's prefix; stopped (SIGINT) afterwards."""
+    proc = subprocess.Popen(cnilab.argv("watch", "--json-lines"), env=cnilab.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    w = Watching(proc)
+    try:
+        yield w
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=WAIT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def ip(*args: str) -> None:
+    """`ip`, as an instructor types it (cnilab is not involved)."""
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time the process used so far, in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_changes_typed_with_ip_each_arrive_as_one_event(cnilab: Cnilab) -> None:
+    ns = f"{cnilab.prefix}red"
+    ip("netns", "add", ns)
+    for dev in ("lab0", "lab1", "lab2"):
+        ip("-n", ns, "link", "add", dev, "type", "bridge")
+    ip("-n", ns, "link", "set", "lab0", "up")
+    ip("-n", ns, "addr", "add", "10.98.0.1/24", "dev", "lab2")
+    ip("-n", ns, "link", "set", "lab2", "up")
+    proc = subprocess.Popen(cnilab.argv("watch", "--json-lines"), env=cnilab.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    w = Watching(proc)
+    try:
+        state = w.next_line()
+        assert state["kind"] == "state"
+        links = {ln["name"]: ln for ln in state["state"]["spaces"][ns]["links"]}
+        assert links["lab0"]["up"] is True
+
+        ip("-n", ns, "link", "set", "lab0", "down")
+        down = w.until(lambda e: e["kind"] == "link" and e["name"] == "lab0")
+        assert (down["netns"], down["change"]) == (ns, "changed")
+        assert (down["old"], down["new"]) == ({"up": True}, {"up": False})
+
+        ip("-n", ns, "addr", "add", "10.99.0.1/24", "dev", "lab1")
+        added = w.until(lambda e: e["kind"] == "address")
+        assert (added["netns"], added["name"], added["change"]) == (ns, "10.99.0.1/24", "added")
+        assert added["new"] == {"dev": "lab1"}
+
+        ip("-n", ns, "route", "add", "10.97.0.0/24", "via", "10.98.0.2")
+        route = w.until(lambda e: e["kind"] == "route" and e["name"] == "10.97.0.0/24")
+        assert (route["netns"], route["change"]) == (ns, "added")
+        assert route["new"] == {"gateway": "10.98.0.2", "dev": "lab2"}
+
+        extra = f"{cnilab.prefix}extra"
+        ip("netns", "add", extra)
+        made = w.until(lambda e: e["kind"] == "netns")
+        assert (made["name"], made["change"]) == (extra, "added")
+        ip("netns", "del", extra)
+        gone = w.until(lambda e: e["kind"] == "netns")
+        assert (gone["name"], gone["change"]) == (extra, "removed")
+
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert proc.wait(timeout=WAIT) == 0
+        while w.lines.get(timeout=WAIT) is not None:  # whatever was still on its way
+            pass
+        assert proc.stderr is not None and proc.stderr.read() == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # Each change was one event: no repeats from the kernel's several messages per command.
+    assert w.count(ns, "link", "lab0") == 1
+    assert w.count(ns, "address", "10.99.0.1/24") == 1
+    assert w.count(ns, "route", "10.97.0.0/24") == 1
+    assert w.count(extra, "netns", extra) == 2  # made, removed
+
+
+def test_steps_show_as_done_when_the_kernel_holds_them(cnilab: Cnilab,
+                                                       watching: Watching) -> None:
+    assert watching.next_line()["kind"] == "state"
+    assert cnilab.run("step", "1").returncode == 0
+    done = watching.until(lambda e: e["kind"] == "steps" and 1 in e["new"]["done"])
+    assert done["netns"] is None
+    # Undone by hand, behind cnilab's back: the view follows the kernel, not the ledger.
+    ip("netns", "del", cnilab.topo.netns(cnilab.topo.containers[0]))
+    undone = watching.until(lambda e: e["kind"] == "steps")
+    assert 1 not in undone["new"]["done"]
+
+
+def test_watching_an_idle_lab_uses_no_cpu(cnilab: Cnilab, watching: Watching) -> None:
+    assert watching.next_line()["kind"] == "state"
+    ip("netns", "add", f"{cnilab.prefix}red")
+    watching.until(lambda e: e["kind"] == "netns")
+    before = cpu_ticks(watching.proc.pid)
+    threading.Event().wait(1.0)  # idle: no kernel change under this prefix
+    # A polling loop would burn ticks here; a process asleep in select() burns none.
+    assert cpu_ticks(watching.proc.pid) - before <= 2
