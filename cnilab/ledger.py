@@ -25,6 +25,7 @@ from typing import Any
 from cnilab.errors import CnilabError, CollisionError, LockedError
 from cnilab.ops import OPS, AddAddress, Kernel, Key, Op, Proof, describe
 from cnilab.records import Parsed, Problem, Record
+from cnilab.runfiles import PRIVATE_MODE, append_file, open_file, read_file, safe_dir, write_atomic
 from cnilab.state import TAG, Snapshot
 
 RUN_DIR = "/run/cnilab"
@@ -84,6 +85,7 @@ class Ledger:
         self.lock_path = root / f"{lab_id}.lock"
         self.registry = ops
         self._cache: Parsed | None = None
+        self._dir_checked = False
 
     @classmethod
     def for_lesson(cls, lesson: str, prefix: str, run_dir: str | None = None,
@@ -91,11 +93,21 @@ class Ledger:
         """The ledger of `lesson` run under exactly `prefix` (see identity()); `ops`: its ops."""
         return cls(identity(lesson, prefix), run_dir, ops)
 
+    def _dir(self) -> None:
+        """The run directory, made or checked once (mode 0755, root's, no symlink)."""
+        if not self._dir_checked:
+            safe_dir(self.path.parent)
+            self._dir_checked = True
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold this lab for the duration; a second cnilab process gets LockedError at once."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        """Hold this lab for the duration; a second cnilab process gets LockedError at once.
+
+        The lock file is never removed: a process may hold it open, and a new file of the same
+        name would let a third process hold "the" lock beside it.
+        """
+        self._dir()
+        fd = open_file(self.lock_path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -111,12 +123,12 @@ class Ledger:
 
     def _parsed(self) -> Parsed:
         if self._cache is None:
-            try:
-                data = self.path.read_bytes()
-            except FileNotFoundError:
-                data = b""
+            data = None
+            if self.path.parent.is_dir():  # checked before a line of it is believed
+                self._dir()
+                data = read_file(self.path)
             self._cache = Parsed()
-            for line in data.splitlines():
+            for line in (data or b"").splitlines():
                 self._cache.take(line, self.registry)
         return self._cache
 
@@ -124,23 +136,20 @@ class Ledger:
         line = json.dumps(entry)
         parsed = self._parsed()
         _test_kill(before=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        self._dir()
+        append_file(self.path, (line + "\n").encode())
         parsed.take(line.encode(), self.registry)
         _test_kill(before=False)
 
     def _drop_lines(self, drop: set[int]) -> None:
         """Rewrite the ledger without these lines (1-based), or remove it when no op is left."""
-        lines = self.path.read_bytes().splitlines(keepends=True)
+        lines = (read_file(self.path) or b"").splitlines(keepends=True)
         kept = [raw for i, raw in enumerate(lines, 1) if i not in drop]
         dropped = {id(r) for r in self._parsed().records if set(r.lines) <= drop}
         if all(id(r) in dropped for r in self._parsed().records):
             self.clear()
             return
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(b"".join(kept))
-        tmp.replace(self.path)
+        write_atomic(self.path, b"".join(kept))
         self._cache = None
 
     @property

@@ -18,6 +18,7 @@ from cnilab.cluster.plan import POD_BRIDGE, POD_IF, ClusterPlan, Node, Pod
 from cnilab.kernel import netns_path
 from cnilab.ledger import Ledger
 from cnilab.ops import Kernel, Op, Proof
+from cnilab.runfiles import safe_dir
 from cnilab.state import Snapshot
 
 CNI_VERSION = "1.0.0"
@@ -55,7 +56,7 @@ class IpamStore(Op):
     path: str = ""
 
     def apply(self, kernel: Kernel) -> None:
-        Path(self.path).mkdir(parents=True, exist_ok=True)
+        safe_dir(self.path)
 
     def undo(self, kernel: Kernel) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

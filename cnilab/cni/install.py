@@ -11,14 +11,18 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import stat
 import sys
 from pathlib import Path
 
 from cnilab.cni.spec import INVALID_CONFIG, CniError
+from cnilab.errors import CollisionError
+from cnilab.runfiles import safe_dir, trusted, write_atomic
 
 # Each executable calls one function of cnilab.cni.entry, which answers VERSION before importing
 # anything else.
 PLUGINS = {"cnilab": "plugin", "cnilab-ipam": "ipam"}
+EXEC_MODE = 0o755
 
 SCRIPT = '''#!{python} -S
 """CNI plugin {name!r} (spec 1.0.0, 1.1.0), written by `cnilab cni install`."""
@@ -84,17 +88,48 @@ def _precompile() -> None:
         compileall.compile_dir(str(package), quiet=2)
 
 
+def _target_dir(folder: str | os.PathLike[str]) -> Path:
+    """The bin folder, made (0755) if missing; refused when others could swap what we write:
+    writable by group or others without the sticky bit, or a symlink another user planted."""
+    target = Path(os.path.abspath(folder))
+    if not os.path.lexists(target):
+        return safe_dir(target)
+    link = os.lstat(target)
+    if stat.S_ISLNK(link.st_mode) and not trusted(link):
+        raise CollisionError.of("unsafe_link", path=target)
+    st = os.stat(target)
+    if not stat.S_ISDIR(st.st_mode):
+        raise CollisionError.of("unsafe_not_dir", path=target)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        raise CollisionError.of("unsafe_writable", path=target)
+    return target
+
+
+def _replaceable(path: Path) -> None:
+    """Refuse to replace what someone else planted under the executable's name."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode) or not trusted(st):
+        raise CollisionError.of("cni_install_planted", path=path)
+
+
 def install(folder: str | os.PathLike[str]) -> list[Path]:
-    """Write both executables into `folder` (made if missing); returns their paths."""
-    target = Path(folder)
-    target.mkdir(parents=True, exist_ok=True)
+    """Write both executables into `folder` (made if missing); returns their paths.
+
+    Each is written to a random temp name (O_EXCL|O_NOFOLLOW: nothing planted is followed or
+    reused), given mode 0755 on the open file, then renamed into place: a runtime calling the
+    plugin meanwhile never sees half a file.
+    """
+    target = _target_dir(folder)
+    for name in PLUGINS:
+        _replaceable(target / name)
     _precompile()
     written = []
     for name in PLUGINS:
         path = target / name
-        tmp = target / f".{name}.tmp"
-        tmp.write_text(script(name), encoding="utf-8")
-        tmp.chmod(0o755)
-        tmp.replace(path)  # atomic: a runtime calling the plugin now never sees half a file
+        _replaceable(path)
+        write_atomic(path, script(name).encode("utf-8"), EXEC_MODE)
         written.append(path)
     return written

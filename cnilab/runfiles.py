@@ -1,0 +1,157 @@
+"""Files cnilab writes as root: explicit modes whatever the umask, opened with O_NOFOLLOW,
+rewritten through a random temp name made with O_EXCL and renamed into place; never a symlink
+followed, never a file or folder another user planted adopted.
+
+Root ignores file permissions, so each check is on ownership and kind, not on access: a file
+cnilab trusts belongs to root or to the user running cnilab (tests run it unprivileged).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from cnilab.errors import CollisionError
+
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+PRIVATE_MODE = 0o600
+_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+
+
+def trusted(st: os.stat_result) -> bool:
+    """Whether a file belongs to root or to the user running cnilab."""
+    return st.st_uid in (0, os.geteuid())
+
+
+def _check_parents(path: Path) -> None:
+    """Every folder above `path` that exists: trusted, and writable by others only if sticky
+    (as /tmp is: there no one else can rename or remove what is ours)."""
+    for parent in reversed(path.parents):
+        try:
+            st = os.stat(parent)
+        except FileNotFoundError:
+            return
+        link = os.lstat(parent)
+        if stat.S_ISLNK(link.st_mode) and not trusted(link):
+            raise CollisionError.of("unsafe_link", path=parent)
+        if not trusted(st):
+            raise CollisionError.of("unsafe_owner", path=parent, uid=st.st_uid)
+        if st.st_mode & _OTHERS_WRITE and not st.st_mode & stat.S_ISVTX:
+            raise CollisionError.of("unsafe_writable", path=parent)
+
+
+def safe_dir(path: str | os.PathLike[str], mode: int = DIR_MODE) -> Path:
+    """The folder `path`, made with `mode` if missing (parents too), else checked: a real
+    folder (no symlink), trusted, writable by no one else. An existing folder's mode is never
+    changed: it may be shared (CNILAB_RUN_DIR=/tmp), so one others can write is refused."""
+    path = Path(os.path.abspath(path))
+    _check_parents(path)
+    missing = []
+    here = path
+    while not os.path.lexists(here):
+        missing.append(here)
+        here = here.parent
+    for folder in reversed(missing):
+        # The umask may only take bits away: the mode is set below. Made meanwhile by another
+        # process: checked below like any existing folder.
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            _check_dir(folder, None)
+        else:
+            _check_dir(folder, mode)
+    if not missing:
+        _check_dir(path, None)
+    return path
+
+
+def _check_dir(folder: Path, mode: int | None) -> None:
+    """Refuse a symlink, a non-folder, an untrusted owner, a folder others may write; a folder
+    just made gets `mode`."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        # With O_DIRECTORY, a symlink gives ENOTDIR rather than ELOOP.
+        if e.errno == errno.ELOOP or stat.S_ISLNK(os.lstat(folder).st_mode):
+            raise CollisionError.of("unsafe_link", path=folder) from None
+        if e.errno == errno.ENOTDIR:
+            raise CollisionError.of("unsafe_not_dir", path=folder) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not trusted(st):
+            raise CollisionError.of("unsafe_owner", path=folder, uid=st.st_uid)
+        if mode is not None:
+            os.fchmod(fd, mode)
+        elif st.st_mode & _OTHERS_WRITE:
+            raise CollisionError.of("unsafe_shared", path=folder)
+    finally:
+        os.close(fd)
+
+
+def open_file(path: str | os.PathLike[str], flags: int, mode: int = FILE_MODE) -> int:
+    """os.open with O_NOFOLLOW; refuses a symlink, a non-regular file or an untrusted owner,
+    and gives a file opened for writing exactly `mode`. The caller closes the descriptor."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CollisionError.of("unsafe_link", path=path) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            raise CollisionError.of("unsafe_not_file", path=path)
+        if not trusted(st):
+            raise CollisionError.of("unsafe_owner", path=path, uid=st.st_uid)
+        if flags & (os.O_WRONLY | os.O_RDWR) and stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes | None:
+    """A trusted regular file's bytes; None when there is no such file."""
+    try:
+        fd = open_file(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def append_file(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE) -> None:
+    """Append with one write (a line is never interleaved nor cut by a signal)."""
+    fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE) -> None:
+    """Replace `path` with `data`: a random temp name made with O_EXCL|O_NOFOLLOW beside it,
+    its mode set on the open file, then renamed over the old one (never half a file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 PRIVATE_MODE)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
