@@ -165,28 +165,13 @@ class Cluster:
     # -- down ------------------------------------------------------------------------------------
 
     def down(self) -> list[Op]:
-        """Remove everything the ledger says the cluster made, nothing else. Idempotent."""
-        ops = self.ledger.ops()
-        undone: list[Op] = []
-        # Processes first: a process inside a namespace keeps it alive after its name is gone.
-        started = [op for op in ops if isinstance(op, StartComponent)]
-        live = components.running()
-        components.stop({op.token: live.get(op.token, []) for op in started})
-        undone += started
-        owned = {op.name for op in ops if isinstance(op, AddNetns)}
-        self.kernel.close()
-        for op in reversed(ops):
-            if isinstance(op, StartComponent) or not op.undoable():
-                continue
-            # Whatever lives inside a namespace the cluster made goes away with that namespace.
-            # A pod's attachment too: its veth is in the pod's and the node's namespaces, its
-            # address lease in the cluster's own IPAM store, removed whole (no NAT rules: ipMasq
-            # is off). CNI DEL is needed only when the node would outlive the pod.
-            if op.netns not in owned or (isinstance(op, pods.AttachPod)
-                                         and op.node_netns not in owned):
-                op.undo(self.kernel)
-                undone.append(op)
-        self.kernel.close()
+        """Remove what the ledger recorded and the kernel proves the cluster's, nothing else.
+
+        The one teardown path (Ledger.teardown): component processes first (they would keep
+        their node's namespace alive), then newest first; what lives in the cluster's own
+        namespaces goes with them, pods' attachments too (the nodes go; the IPAM store goes
+        whole). Idempotent. The lock file stays: another process may be waiting on it.
+        """
+        undone = self.ledger.teardown(self.kernel).undone
         self.ledger.clear()
-        self.ledger.lock_path.unlink(missing_ok=True)  # leave no file behind
         return undone

@@ -17,9 +17,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from cnilab.errors import KernelError
 from cnilab.kernel import run_in_netns
@@ -102,6 +103,10 @@ def _resolve(host: str, node_ip: str, controlplane_ip: str) -> str:
 class StartComponent(Op):
     """Start a component's process with its sockets in the node's namespace."""
 
+    # A process lives on after its namespace's name is gone (and keeps it alive): stop it first.
+    outlives_netns: ClassVar[bool] = True
+    undo_first: ClassVar[bool] = True
+
     component: str = ""
     lab: str = ""
     node: str = ""
@@ -160,6 +165,12 @@ class StartComponent(Op):
 
     def undo(self, kernel: Kernel) -> None:
         stop({self.token: running().get(self.token, [])})
+
+    @classmethod
+    def undo_together(cls, ops: Sequence[Op], kernel: Kernel) -> None:
+        # One pass over /proc and one wait for all of them: a cluster has hundreds.
+        live = running()
+        stop({op.token: live.get(op.token, []) for op in ops if isinstance(op, StartComponent)})
 
     def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
         return True  # stop() signals only processes whose command line carries our token

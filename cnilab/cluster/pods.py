@@ -92,6 +92,11 @@ class AttachPod(Op):
         plugin.delete(json.loads(self.config), self.pod, self.netns or "", POD_IF,
                       node=self.node_netns, kernel=kernel)  # type: ignore[arg-type]
 
+    def lives_in(self) -> tuple[str | None, ...]:
+        # The pod's end is in the pod, the other in the node, the lease in the IPAM store:
+        # only when both namespaces go is there nothing left for CNI DEL to do.
+        return (self.netns, self.node_netns)
+
     def satisfied(self, snap: Snapshot) -> bool:
         ns = snap.ns(self.netns)
         link = ns.link(POD_IF) if ns else None

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cnilab.cluster.components import StartComponent
+from cnilab.cluster.pods import AttachPod
 from cnilab.errors import KernelError
 from cnilab.ledger import Ledger, teardown_plan
 from cnilab.ops import (
@@ -17,18 +19,33 @@ from cnilab.ops import (
     AddVeth,
     LinkUp,
     SetSysctl,
+    StartServer,
 )
 from tests.unit.fake_kernel import FakeKernel
 
 NODE, RED = AddNetns(None, "node"), AddNetns(None, "red")
 BRIDGE = AddBridge("node", "br0")
 HOST_BRIDGE = AddBridge(None, "br0")
+SERVER = StartServer("red", 80, "hi")
+COMPONENT = StartComponent("node", "kubelet", "x", "node", "1.2.3.4", "1.2.3.4")
 RULE = AddRule(None, "nat", "POSTROUTING", ("-s", "10.0.0.0/24", "-j", "MASQUERADE"))
 
 
 def test_the_plan_is_newest_first_and_skips_what_goes_with_its_namespace() -> None:
     ops = [NODE, RED, BRIDGE, AddAddress("node", "br0", "10.0.0.1/24"), HOST_BRIDGE, RULE]
     assert teardown_plan(ops) == [RULE, HOST_BRIDGE, RED, NODE]
+
+
+def test_processes_are_stopped_first_even_when_older_than_the_rest() -> None:
+    ops = [NODE, RED, SERVER, COMPONENT, HOST_BRIDGE]
+    assert teardown_plan(ops) == [COMPONENT, SERVER, HOST_BRIDGE, RED, NODE]
+
+
+def test_a_pod_attachment_goes_only_when_both_its_namespaces_go() -> None:
+    attach = AttachPod("pod", "node", "pod1", "{}")
+    pod = AddNetns(None, "pod")
+    assert teardown_plan([NODE, pod, attach]) == [pod, NODE]
+    assert teardown_plan([pod, attach]) == [attach, pod]  # the node stays: CNI DEL
 
 
 def test_with_the_namespaces_given_only_those_take_their_contents() -> None:
