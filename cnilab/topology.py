@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
@@ -95,9 +96,15 @@ def load(path: Path | None, prefix: str | None = None, in_place: bool = False) -
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError as e:
             raise ConfigError.of("cfg_no_file", path=path) from e
+        except IsADirectoryError as e:
+            raise ConfigError.of("cfg_is_dir", path=path) from e
+        except OSError as e:
+            raise ConfigError.of("cfg_unreadable", path=path, detail=e.strerror or e) from e
+        except UnicodeDecodeError as e:
+            raise ConfigError.of("cfg_not_utf8", path=path, offset=e.start + 1) from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError.of("cfg_bad_toml", path=path, detail=e) from e
     return validate(from_dict(data, prefix=prefix, in_place=in_place))
@@ -166,20 +173,25 @@ def _iface(data: dict[str, Any], key: str, default: IPv4Interface | None) -> IPv
         raise ConfigError.of("cfg_bad_cidr", key=key, value=value, detail=e) from e
 
 
+def _bad_char(ch: str) -> bool:
+    # A NUL would cut the name short in the kernel (and in /run/netns): "red\0x" acts on red.
+    return ch == "/" or ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+
+
 def check_ifname(name: str, what: str) -> None:
-    """Refuse a name the kernel would refuse as an interface name (iproute2's rules)."""
+    """Refuse a name the kernel would refuse as an interface name (dev_valid_name's rules)."""
     if not name:
         raise ConfigError.of("cfg_empty_name", what=what)
+    if any(_bad_char(ch) or ch == ":" for ch in name) or name in (".", ".."):
+        raise ConfigError.of("cfg_bad_chars", what=what, name=name)
     if len(name.encode()) >= IFNAMSIZ:
         raise ConfigError.of("cfg_long_name", what=what, name=name, size=len(name.encode()),
                              limit=IFNAMSIZ - 1)
-    if "/" in name or any(ch.isspace() for ch in name) or name in (".", ".."):
-        raise ConfigError.of("cfg_bad_chars", what=what, name=name)
 
 
 def check_netns_name(name: str, what: str) -> None:
     """Refuse a namespace name that cannot be a file under /run/netns."""
-    if not name or "/" in name or name in (".", "..") or any(ch.isspace() for ch in name):
+    if not name or name in (".", "..") or any(_bad_char(ch) for ch in name):
         raise ConfigError.of("cfg_bad_netns", what=what, name=name)
     if len(name) > 64:
         raise ConfigError.of("cfg_long_netns", what=what, name=name)
@@ -205,17 +217,18 @@ def validate(topo: Topology) -> Topology:
     if len(set(names)) != len(names):
         raise ConfigError.of("cfg_netns_clash")
 
-    links = [topo.bridge, topo.uplink]
     check_ifname(topo.bridge, "bridge")
     check_ifname(topo.uplink, "uplink")
     for c in topo.containers:
         check_ifname(c.veth, f"{c.name}'s veth")
         check_ifname(c.peer, f"{c.name}'s bridge-side veth")
-        links += [c.peer]
-        if c.veth in (topo.bridge, topo.uplink) or c.veth == c.peer:
-            raise ConfigError.of("cfg_veth_used", who=c.name, veth=c.veth)
-    if len(set(links)) != len(links):
-        raise ConfigError.of("cfg_link_clash")
+    # Every veth is made on the node before it moves: all names meet there once (with lo).
+    links = ["lo"]
+    for name in (topo.bridge, *([] if topo.in_place else [topo.uplink]),
+                 *(n for c in topo.containers for n in (c.veth, c.peer))):
+        if name in links:
+            raise ConfigError.of("cfg_link_clash", name=name)
+        links.append(name)
 
     subnet = topo.subnet
     _check_host_address(topo.bridge_address, "bridge_address")

@@ -147,6 +147,37 @@ def test_invalid_config_is_one_line_and_touches_nothing(cnilab: Cnilab, tmp_path
     assert prefixed_netns(cnilab.prefix) == []
 
 
+RED_BLUE = ('[[containers]]\nname = "red"\naddress = "192.168.15.1/24"\n{red}\n'
+            '[[containers]]\nname = "blue"\naddress = "192.168.15.2/24"\n{blue}\n')
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (RED_BLUE.format(red='veth = "eth1"', blue='veth = "eth1"').encode(),
+     "interface name 'eth1' is used twice"),
+    (RED_BLUE.format(red="", blue='veth = "veth-red-br"').encode(),
+     "interface name 'veth-red-br' is used twice"),
+    (b'[[containers]]\nname = "r\\u0000d"\naddress = "192.168.15.1/24"\n', "control characters"),
+    (b'node = "host\\u0000x"\n', "control characters"),
+    (b'bridge = "br\xff"\n', "is not UTF-8 text"),
+    (None, "is a directory"),
+    (b"/proc/self/mem", "cannot be read"),
+])
+def test_a_bad_config_file_is_one_line_exit_2_and_touches_nothing(
+        cnilab: Cnilab, tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "lab.toml"
+    if content is None:
+        path.mkdir()
+    elif content == b"/proc/self/mem":  # readable by no one: the read itself fails (EIO)
+        path = Path("/proc/self/mem")
+    else:
+        path.write_bytes(content)
+    done = cnilab.run("--config", str(path), "run-all", "--yes")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and message in done.stderr
+    assert "Traceback" not in done.stderr and "\x00" not in done.stderr
+    assert prefixed_netns(cnilab.prefix) == []
+
+
 def test_teardown_leaves_the_machine_namespace_exactly_as_before(cnilab: Cnilab) -> None:
     before = root_namespace_state()
     assert cnilab.run("run-all", "--yes").returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,15 @@ def test_prefix_goes_before_every_namespace_name() -> None:
     [
         ({"bridge": "a-very-long-bridge"}, "at most 15"),
         ({"bridge": "v/net"}, "may not contain '/'"),
-        ({"uplink": "eth 0"}, "may not contain '/' or spaces"),
+        ({"uplink": "eth 0"}, "may not contain '/', ':', spaces"),
+        ({"bridge": "v-net\u0000x"}, "control characters"),
+        ({"bridge": "v-net\u001b[31m"}, "control characters"),
+        ({"bridge": "v:net"}, "':'"),
+        ({"node": "host\u0000x"}, "control characters"),
+        ({"prefix": "a\u0000"}, "control characters"),
+        ({"prefix": "a\tb"}, "control characters"),
+        ({"containers": [{"name": "red\u0000x", "address": "192.168.15.1/24"}]},
+         "control characters"),
         ({"bridge": ""}, "is empty"),
         ({"bridge_address": "192.168.15.5"}, "not an address with a prefix"),
         ({"bridge_address": "192.168.300.5/24"}, "not a valid IPv4 CIDR"),
@@ -66,7 +75,53 @@ def test_bad_config_is_one_clear_error(data: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         validate(from_dict(data))
     assert message in info.value.message
-    assert "\n" not in info.value.message
+    assert "\n" not in info.value.message and "\x00" not in info.value.message
+
+
+def two(red: dict, blue: dict, **top: str) -> dict:
+    return {**top, "containers": [{"name": "red", "address": "192.168.15.1/24", **red},
+                                  {"name": "blue", "address": "192.168.15.2/24", **blue}]}
+
+
+@pytest.mark.parametrize(("data", "name"), [
+    (two({"veth": "eth1"}, {"veth": "eth1"}), "eth1"),  # two containers, one veth name
+    (two({}, {"veth": "veth-red-br"}), "veth-red-br"),  # a veth equal to another's peer
+    (two({"peer": "p"}, {"peer": "p"}), "p"),
+    (two({"veth": "v-net-0"}, {}), "v-net-0"),  # a veth named as the bridge
+    (two({"peer": "eth0"}, {}), "eth0"),  # a peer named as the uplink
+    (two({"veth": "lo"}, {}), "lo"),  # every namespace has lo
+    (two({}, {}, bridge="eth0"), "eth0"),  # the bridge named as the uplink
+    (two({"veth": "x", "peer": "x"}, {}), "x"),
+])
+def test_every_interface_name_is_unique_across_the_whole_lab(data: dict, name: str) -> None:
+    with pytest.raises(ConfigError, match=f"interface name '{name}' is used twice"):
+        validate(from_dict(data))
+
+
+def test_in_place_the_uplink_is_not_made_so_its_name_is_free() -> None:
+    validate(from_dict(two({"veth": "eth0"}, {}), in_place=True))
+    with pytest.raises(ConfigError, match="used twice"):
+        validate(from_dict(two({"veth": "eth0"}, {})))
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "is a directory"),
+    (b'bridge = "br\xff"\n', "is not UTF-8 text (byte 13)"),
+    (b'bridge = "a\x00"\n', "is not valid TOML"),
+    (b"/proc/self/mem", "cannot be read: Input/output error"),  # a read that fails (EIO)
+])
+def test_a_config_file_that_cannot_be_read_is_one_clear_error(
+        tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "lab.toml"
+    if content is None:
+        path.mkdir()
+    elif content == b"/proc/self/mem":
+        path = Path("/proc/self/mem")
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        load(path)
+    assert "\n" not in info.value.message and info.value.exit_code == 2
 
 
 def test_toml_file_changes_names_and_addresses(tmp_path: Path) -> None:
