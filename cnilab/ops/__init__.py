@@ -1,0 +1,51 @@
+"""Operations: typed, frozen, each one kernel change that can apply, undo, print and check itself.
+
+base: the Kernel protocol and Op; links: namespaces, links, addresses, routes; netfilter:
+iptables rules; system: sysctls and processes. `from cnilab.ops import X` finds each of them.
+"""
+
+from __future__ import annotations
+
+from cnilab.ops.base import (
+    ENTRY_KEYS,
+    BadEntry,
+    Kernel,
+    Key,
+    Note,
+    Op,
+    Proof,
+    describe,
+    has_control,
+    ns_of,
+    registry_of,
+    same_netns,
+    shell_join,
+    tagged,
+)
+from cnilab.ops.links import (
+    AddAddress,
+    AddBridge,
+    AddNetns,
+    AddRoute,
+    AddVeth,
+    LinkUp,
+    MoveToNetns,
+    SetMac,
+    SetMaster,
+)
+from cnilab.ops.netfilter import AddRule, rule_tokens
+from cnilab.ops.system import SetSysctl, StartServer
+
+__all__ = [
+    "ENTRY_KEYS", "OPS", "AddAddress", "AddBridge", "AddNetns", "AddRoute", "AddRule", "AddVeth",
+    "BadEntry", "Kernel", "Key", "LinkUp", "MoveToNetns", "Note", "Op", "Proof", "SetMac",
+    "SetMaster", "SetSysctl", "StartServer", "describe", "has_control", "ns_of", "registry_of",
+    "rule_tokens", "same_netns", "shell_join", "tagged",
+]
+
+# Every op of the engine, listed (not collected as a side effect of imports). A lesson with ops
+# of its own passes a registry with them to its Ledger (e.g. cluster.CLUSTER_OPS).
+OPS: dict[str, type[Op]] = registry_of(
+    AddNetns, AddBridge, AddVeth, MoveToNetns, SetMaster, SetMac, AddAddress, LinkUp, AddRoute,
+    SetSysctl, AddRule, StartServer)
+Op.default_registry = OPS

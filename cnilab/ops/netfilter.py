@@ -1,0 +1,68 @@
+"""iptables rules, tagged with a comment naming cnilab (the kernel's mark of what is ours)."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from cnilab.ops.base import Kernel, Key, Op, Proof, ns_of
+from cnilab.state import TAG, Snapshot
+
+_IMPLIED = {("-m", "tcp"), ("-m", "udp")}  # `iptables -S` adds these after -p tcp / -p udp
+
+
+def rule_tokens(rule: str | tuple[str, ...]) -> tuple[str, ...]:
+    """A rule's tokens without comments or implied matches, to compare rules whoever made them."""
+    tokens = shlex.split(rule) if isinstance(rule, str) else list(rule)
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        if tokens[i:i + 2] == ["-m", "comment"]:
+            i += 4  # -m comment --comment TEXT
+        elif tuple(tokens[i:i + 2]) in _IMPLIED:
+            i += 2
+        else:
+            out.append(tokens[i])
+            i += 1
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class AddRule(Op):
+    """iptables -t TABLE -A CHAIN SPEC... (tagged with a comment naming cnilab)"""
+
+    table: str = "nat"
+    chain: str = "POSTROUTING"
+    spec: tuple[str, ...] = ()
+    comment: str = TAG
+
+    def _rule(self) -> list[str]:
+        # The comment goes before the target, where `iptables -S` prints it.
+        j = self.spec.index("-j") if "-j" in self.spec else len(self.spec)
+        return [*self.spec[:j], "-m", "comment", "--comment", self.comment, *self.spec[j:]]
+
+    def apply(self, kernel: Kernel) -> None:
+        kernel.iptables(self.netns, ["-t", self.table, "-A", self.chain, *self._rule()])
+
+    def undo(self, kernel: Kernel) -> None:
+        kernel.iptables(self.netns, ["-t", self.table, "-D", self.chain, *self._rule()],
+                        missing_ok=True)
+
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        return True  # -D deletes only a rule carrying our comment: the kernel's mark is checked
+
+    def satisfied(self, snap: Snapshot) -> bool:
+        rules = ns_of(snap, self.netns).nat if self.table == "nat" else None
+        want = rule_tokens(("-A", self.chain, *self.spec))
+        return rules is not None and any(rule_tokens(r) == want for r in rules)
+
+    def argv(self) -> list[str]:
+        return ["iptables", "-t", self.table, "-A", self.chain, *self._rule()]
+
+    def undo_argv(self) -> list[str] | None:
+        return ["iptables", "-t", self.table, "-D", self.chain, *self._rule()]
+
+    def highlights(self) -> tuple[Key, ...]:
+        # The rule itself, as observed rules compare: step 9's rule is new, step 8's is not.
+        return (("rule", self.netns or "", self.table,
+                 *rule_tokens(("-A", self.chain, *self.spec))),)
