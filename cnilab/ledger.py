@@ -135,11 +135,11 @@ class Ledger:
     def _append(self, entry: dict[str, Any]) -> None:
         line = json.dumps(entry)
         parsed = self._parsed()
-        _test_kill(before=True)
+        _test_kill(True, entry)
         self._dir()
         append_file(self.path, (line + "\n").encode())
         parsed.take(line.encode(), self.registry)
-        _test_kill(before=False)
+        _test_kill(False, entry)
 
     def _drop_lines(self, drop: set[int]) -> None:
         """Rewrite the ledger without these lines (1-based), or remove it when no op is left."""
@@ -345,17 +345,20 @@ TEST_KILL_ENV = "CNILAB_TEST_KILL_AT"
 _writes = [0]
 
 
-def _test_kill(before: bool) -> None:
-    """Test hook (never set outside tests): CNILAB_TEST_KILL_AT=ledger:N kills this process
-    right after its N-th ledger write, ledger-before:N right before it (after the kernel call
-    it records); a third part names another signal (ledger:N:SIGINT). Tests then know exactly
+def _test_kill(before: bool, entry: dict[str, Any]) -> None:
+    """Test hook (never set outside tests), CNILAB_TEST_KILL_AT=WHERE:WHAT[:SIGNAL]: this
+    process kills itself (SIGKILL unless a signal is named) right after its N-th ledger write
+    (ledger:N), right before it, i.e. after the kernel call it records (ledger-before:N), or
+    right after the first intent of an op class (op:StartComponent). Tests then know exactly
     where the run was cut, instead of guessing from timing."""
     spec = os.environ.get(TEST_KILL_ENV)
     if not spec:
         return
     where, _, rest = spec.partition(":")
-    number, _, signame = rest.partition(":")
+    what, _, signame = rest.partition(":")
     if before:
         _writes[0] += 1
-    if where == ("ledger-before" if before else "ledger") and number == str(_writes[0]):
+    hit = (what == str(_writes[0]) and where == ("ledger-before" if before else "ledger")) or (
+        where == "op" and not before and entry.get("op") == what)
+    if hit:
         os.kill(os.getpid(), getattr(signal, signame or "SIGKILL"))

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,24 +106,41 @@ def test_up_with_other_options_while_up_is_refused(cluster: Runner) -> None:
     assert "already up" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("marker", ['"StartComponent"', '"AttachPod"'])
-def test_sigkill_during_up_then_down_leaves_nothing(cluster: Runner, marker: str) -> None:
+def ledger_lines(runner: Runner) -> list[dict]:
+    path = cluster_ledger(runner.prefix, str(runner.run_dir)).path
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+def up_killed_at(runner: Runner, where: str) -> subprocess.CompletedProcess[str]:
+    """`up`, with the test hook that makes cnilab SIGKILL itself at a ledger write."""
+    return subprocess.run(runner.argv("up", "--nodes", "2", "--pods-per-node", "3"),
+                          env={**runner.env(), "CNILAB_TEST_KILL_AT": where},
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("op", ["StartComponent", "IpamStore", "AttachPod"])
+def test_sigkill_during_up_then_down_leaves_nothing(cluster: Runner, op: str) -> None:
     before = machine_state()
-    ledger = cluster_ledger(cluster.prefix, str(cluster.run_dir)).path
-    proc = subprocess.Popen(cluster.argv("up", "--nodes", "2", "--pods-per-node", "3"),
-                            env=cluster.env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        while proc.poll() is None:  # kill it as soon as it is in the middle of that phase
-            if ledger.exists() and marker in ledger.read_text(encoding="utf-8"):
-                break
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    done = up_killed_at(cluster, f"op:{op}")
+    assert done.returncode == -signal.SIGKILL  # killed right after the first intent of `op`
+    last = ledger_lines(cluster)[-1]
+    assert last["op"] == op and {"done": last["seq"]} not in ledger_lines(cluster)
     assert ours(cluster.prefix)  # it was killed half-way: something exists
     done = cluster.run("down")
     assert done.returncode == 0, done.stderr
+    assert_nothing_left(cluster, before)
+
+
+def test_sigkill_after_a_component_started_before_its_completion_then_down_stops_it(
+        cluster: Runner) -> None:
+    before = machine_state()
+    assert up_killed_at(cluster, "op:StartComponent").returncode == -signal.SIGKILL
+    completion = len(ledger_lines(cluster)) + 1  # the write that would record it started
+    assert cluster.run("down").returncode == 0
+    done = up_killed_at(cluster, f"ledger-before:{completion}")
+    assert done.returncode == -signal.SIGKILL
+    assert processes(cluster.prefix)  # the process runs; its completion was never written
+    assert cluster.run("down").returncode == 0
     assert_nothing_left(cluster, before)
 
 
