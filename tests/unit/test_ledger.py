@@ -98,3 +98,20 @@ def test_the_lab_reading_a_cluster_ledger_skips_cluster_ops_instead_of_crashing(
     cluster = cluster_ledger("t-", str(tmp_path))
     cluster.path.write_text(lab.path.read_text())
     assert cluster.ops() == [plan, GOOD, IpamStore(None, "/x")] and cluster.problems == []
+
+
+def test_every_reason_a_line_is_skipped_has_a_sentence_in_every_language() -> None:
+    import re
+
+    from cnilab.i18n import LANGS
+    from cnilab.records import Problem
+
+    root = Path(__file__).resolve().parents[2] / "cnilab"
+    keys = {k for f in root.rglob("*.py")
+            for k in re.findall(r'BadEntry\("([a-z_]+)"', f.read_text(encoding="utf-8"))}
+    assert {"orphan", "bad_seq", "bad_proof", "unknown_op"} <= keys
+    params = {"op": "X", "field": "f", "type": "str"}
+    for lang in LANGS:
+        for key in keys:
+            text = Problem(3, key, params).render("/run/cnilab/x.jsonl", lang)
+            assert "\n" not in text and "{" not in text
