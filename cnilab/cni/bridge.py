@@ -66,7 +66,7 @@ def parse_bridge(conf: Mapping[str, Any]) -> BridgeConfig:
                            f"unsupported field: {key}={json.dumps(conf[key])}")
     bridge = conf.get("bridge", DEFAULT_BRIDGE)
     if not isinstance(bridge, str) or (why := spec.check_ifname(bridge, "bridge")):
-        raise CniError(spec.INVALID_CONFIG, why if isinstance(bridge, str) else
+        raise CniError(spec.INVALID_CONFIG, why if isinstance(bridge, str) and why else
                        f"bridge {bridge!r} is not a name")
     mtu = conf.get("mtu")
     if mtu is not None and (not isinstance(mtu, int) or isinstance(mtu, bool)

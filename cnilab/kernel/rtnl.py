@@ -71,8 +71,8 @@ def parse(data: bytes) -> dict[int, bytes]:
     i = 0
     while i + 4 <= len(data):
         length, kind = struct.unpack_from("=HH", data, i)
-        if length < 4:
-            break
+        if length < 4 or i + length > len(data):
+            break  # a cut message: stop, never read past it
         out[kind & ~NLA_F_NESTED] = data[i + 4:i + length]
         i += (length + 3) & ~3
     return out
@@ -146,7 +146,7 @@ class RawNetlink:
             for _ in self._request(netns, kind, flags | NLM_F_ACK, body):
                 pass
         except OSError as e:
-            raise KernelError(f"the kernel refused to {what}: {os.strerror(e.errno)}") from e
+            raise KernelError(f"the kernel refused to {what}: {os.strerror(e.errno or 0)}") from e
 
     # -- looking up ------------------------------------------------------------------------
 
@@ -161,7 +161,7 @@ class RawNetlink:
         except OSError as e:
             if e.errno in GONE:
                 return None
-            raise KernelError(f"cannot look up {name or index}: {os.strerror(e.errno)}") from e
+            raise KernelError(f"cannot look up {name or index}: {os.strerror(e.errno or 0)}") from e
         return None
 
     def _index(self, netns: str | None, name: str) -> int | None:
@@ -256,7 +256,7 @@ class RawNetlink:
             if e.errno == errno.ENODEV:
                 where = f"namespace {netns}" if netns else "this namespace"
                 raise KernelError(f"there is no link {name!r} in {where}") from e
-            raise KernelError(f"the kernel refused to {what}: {os.strerror(e.errno)}") from e
+            raise KernelError(f"the kernel refused to {what}: {os.strerror(e.errno or 0)}") from e
 
     def add_link(self, netns: str | None, name: str, kind: str,
                  peer: str | None = None, peer_netns: str | None = None) -> None:
@@ -298,7 +298,7 @@ class RawNetlink:
             if e.errno in GONE:
                 return False
             raise KernelError(f"the kernel refused to delete {name}: "
-                              f"{os.strerror(e.errno)}") from e
+                              f"{os.strerror(e.errno or 0)}") from e
         return True
 
     def move_link(self, netns: str | None, name: str, target: str) -> None:
