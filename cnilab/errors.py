@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cnilab.compat import Self
+if TYPE_CHECKING:  # compat loads tomllib (and datetime): every CNI plugin call would pay it
+    from cnilab.compat import Self
 
 
 class CnilabError(Exception):

@@ -66,7 +66,7 @@ def parse_bridge(conf: Mapping[str, Any]) -> BridgeConfig:
                            f"unsupported field: {key}={json.dumps(conf[key])}")
     bridge = conf.get("bridge", DEFAULT_BRIDGE)
     if not isinstance(bridge, str) or (why := spec.check_ifname(bridge, "bridge")):
-        raise CniError(spec.INVALID_CONFIG, why if isinstance(bridge, str) else
+        raise CniError(spec.INVALID_CONFIG, why if isinstance(bridge, str) and why else
                        f"bridge {bridge!r} is not a name")
     mtu = conf.get("mtu")
     if mtu is not None and (not isinstance(mtu, int) or isinstance(mtu, bool)
@@ -192,12 +192,13 @@ def ipam(command: str, conf: Mapping[str, Any], container_id: str, netns: str, i
 
 
 def kernel_or_new(kernel: Kernel | None) -> Kernel:
-    """The Kernel given, or a new one (the executable's case)."""
+    """The Kernel given, or a new one speaking raw rtnetlink (the executable's case: pyroute2's
+    import alone would cost more than the whole ADD)."""
     if kernel is not None:
         return kernel
-    from cnilab.kernel import Kernel
+    from cnilab.kernel.rtnl import PluginKernel
 
-    return Kernel()
+    return PluginKernel()
 
 
 def checked(config: Mapping[str, Any], command: str, container_id: str, netns: str,

@@ -146,11 +146,11 @@ def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_
     if bc.is_default_gateway and not any(r["dst"] == "0.0.0.0/0" for r in routes):
         routes.append({"dst": "0.0.0.0/0", "gw": str(gateways[0])})
     for r in routes:
-        gw = r.get("gw") or next((str(g) for g in gateways if g is not None), None)
-        if gw is None:
+        via = r.get("gw") or next((str(g) for g in gateways if g is not None), None)
+        if via is None:
             raise CniError(spec.INVALID_CONFIG, f"route {r['dst']} has no gateway to go via")
         dst = "default" if r["dst"] == "0.0.0.0/0" else r["dst"]
-        PrependRoute(path, dst, gw, ifname).apply(k)
+        PrependRoute(path, dst, str(via), ifname).apply(k)
     if bc.ip_masq:
         k.require_iptables()
         for ip in ips:

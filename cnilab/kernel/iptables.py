@@ -7,7 +7,6 @@ command the lesson prints keeps the printed and the applied rule the same.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 from cnilab.errors import KernelError, MissingTool
@@ -16,7 +15,12 @@ from cnilab.kernel.netns import netns_path
 
 def find() -> str | None:
     """The iptables binary's path on PATH, or None when it is not installed."""
-    return shutil.which("iptables")
+    # shutil.which would import shutil (bz2, lzma, fnmatch): every CNI plugin call pays imports.
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(folder or ".", "iptables")
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def require(binary: str | None) -> str:

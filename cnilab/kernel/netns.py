@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import socket
 import struct
@@ -35,7 +34,9 @@ def _libc() -> ctypes.CDLL:
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        from ctypes.util import find_library  # imports tempfile, random, shutil: only here
+
+        return ctypes.CDLL(find_library("c"), use_errno=True)
 
 
 # One libc handle for setns, unshare and mount.
