@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := iproute2 iptables iputils-ping procps containernetworking-plugins
+APT_PACKAGES := iproute2 iptables iputils-ping procps net-tools containernetworking-plugins
 STAMP  := $(VENV)/.installed
 
 .PHONY: help deps system-deps demo test unit lint bench clean
@@ -40,11 +40,7 @@ deps: system-deps $(STAMP)
 
 demo: deps
 	$(BIN)/cnilab doctor
-	$(BIN)/cnilab run-all
-	@if [ -z "$(KEEP)" ]; then \
-	   echo "make demo removes the lab now ('sudo make demo KEEP=1' leaves it up to explore)."; \
-	   $(BIN)/cnilab teardown; \
-	 else echo "The lab stays up: explore with '$(BIN)/cnilab shell red', remove it with '$(BIN)/cnilab teardown'."; fi
+	$(BIN)/cnilab run-all $(if $(KEEP),,--teardown)
 
 test: deps
 	$(BIN)/ruff check cnilab tests bench
