@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import re
 import select
-import shutil
 import socket
 import struct
 import subprocess
 from dataclasses import dataclass
 
 from cnilab.errors import KernelError, MissingTool
+from cnilab.kernel.iptables import which
 from cnilab.kernel.netns import netns_path
 from cnilab.kernel.nfnetlink import attrs, be32, messages, open_socket, text
 
@@ -56,7 +56,7 @@ class TraceEvent:
 
 def find_nft() -> str:
     """The nft binary, or MissingTool saying how to install it."""
-    binary = shutil.which("nft")
+    binary = which("nft")
     if binary is None:
         raise MissingTool.of("no_nft")
     return binary

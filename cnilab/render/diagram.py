@@ -22,31 +22,51 @@ from cnilab.topology import Topology
 NEW = "bold yellow"
 
 
-def _link_text(ns_key: str, link: Link, keys: Collection[Key]) -> Text:
+def _link_text(ns_key: str, link: Link, keys: Collection[Key], node_peer: str | None,
+               drawn: set[str], port: bool = False) -> Text:
+    """One link: name, kind, state, addresses; the MAC of a bridge and its ports; the cable.
+
+    A veth's cable is drawn from the node's side only (`━━ red:veth-red`): the node box has the
+    width, and a container's box stays narrow enough to stand beside its neighbour at 80 columns.
+    """
     new = ("link", ns_key, link.name) in keys
     text = Text("+ " if new else "", style=NEW)
     text.append(link.name, style=NEW if new else "bold")
-    text.append(f" {link.kind}", style="cyan")
-    if link.peer:
-        text.append(f" ⇄ {link.peer}", style="magenta")
-    text.append(" UP" if link.up else " DOWN", style="green" if link.up else "red")
+    if not port:  # under a bridge, every port is a veth
+        text.append(f" {link.kind}", style="cyan")
+    if link.up and link.carrier is False:  # None: a recorded state from before carrier was read
+        text.append(" UP", style="green")
+        text.append(" (no carrier)", style="red")
+    else:
+        text.append(" UP" if link.up else " DOWN", style="green" if link.up else "red")
     for addr in link.addresses:
         text.append(f" {addr}", style="bold blue")
+    if link.mac and (link.kind == "bridge" or port):  # what the bridge's table will name
+        text.append(f" {link.mac}", style="dim")
+    # node_peer: "NODE:" outside the node's box (its cables are drawn there), None inside it.
+    # Two ends in one namespace: the cable is drawn from the first one only.
+    if link.peer and not (node_peer and link.peer.startswith(node_peer)) and link.peer not in drawn:
+        text.append(f" ━━ {link.peer}", style="magenta")
+        drawn.add(link.name)
     return text
 
 
 def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
                     lab_links: Collection[str] | None, lang: str) -> RenderableType:
     ns_key = ns.name or ""
+    node_peer = None if ns.name == topo.node else f"{topo.node or '.'}:"
+    # Routes name their device only where it could be another one (a container has one link).
+    own = [ln for ln in ns.links if ln.kind != "loopback"]
+    drawn: set[str] = set()  # links whose cable is drawn
     parts: list[RenderableType] = []
     bridges = [ln for ln in ns.links if ln.kind == "bridge"]
     shown = [ln for ln in ns.links if lab_links is None or ln.name in lab_links]
     for br in bridges:
         if br not in shown:
             continue
-        tree = Tree(_link_text(ns_key, br, keys), guide_style="dim")
+        tree = Tree(_link_text(ns_key, br, keys, node_peer, drawn), guide_style="dim")
         for port in (ln for ln in shown if ln.master == br.name):
-            branch = tree.add(_link_text(ns_key, port, keys))
+            branch = tree.add(_link_text(ns_key, port, keys, node_peer, drawn, port=True))
             # What the bridge learned from traffic: which MAC sits behind this port.
             for entry in ns.fdb:
                 if entry.port == port.name and entry.bridge == br.name and not entry.local:
@@ -54,7 +74,7 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
         parts.append(tree)
     for link in shown:
         if link.kind != "bridge" and not (link.master and ns.link(link.master)):
-            parts.append(_link_text(ns_key, link, keys))
+            parts.append(_link_text(ns_key, link, keys, node_peer, drawn))
     hidden = len(ns.links) - len(shown)
     if hidden:
         parts.append(Text(t("ui.diagram_hidden", lang, count=hidden), style="dim"))
@@ -66,7 +86,7 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
     for r in ns.routes:
         new = ("route", ns_key, r.dst) in keys
         via = f" via {r.gateway}" if r.gateway else ""
-        dev = f" dev {r.dev}" if r.dev else ""
+        dev = f" dev {r.dev}" if r.dev and not (r.gateway and len(own) == 1) else ""
         parts.append(Text(f"{'+ ' if new else ''}route {r.dst}{via}{dev}",
                           style=NEW if new else "dim"))
     for n in ns.neigh:  # the ARP table: whom this namespace has asked for a MAC
@@ -101,19 +121,21 @@ def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = (),
                  else t("ui.diagram_node_in_place", lang))
         rows.append(_panel(title, _namespace_body(node, topo, keys, lab_links, lang),
                            ("netns", topo.node or "") in keys))
-    boxes = []
+    boxes: list[RenderableType] = []
     for c in topo.containers:
         ns = snap.ns(topo.netns(c))
         if ns is not None:
             body = _namespace_body(ns, topo, keys, None, lang)
             boxes.append(_panel(t("ui.diagram_container", lang, name=topo.netns(c)), body,
                                 ("netns", topo.netns(c)) in keys))
-    if topo.internet and (inet := snap.ns(topo.internet)) is not None:
-        boxes.append(_panel(t("ui.diagram_outside", lang, name=topo.internet),
-                            _namespace_body(inet, topo, keys, None, lang),
-                            ("netns", topo.internet) in keys))
     if boxes:  # side by side while they fit, never squeezed: a wrapped address is misread
         rows.append(Columns(boxes, padding=(0, 1)))
+    if topo.internet and (inet := snap.ns(topo.internet)) is not None:
+        # A row of its own: Columns gives every box the widest one's width, and this wider box
+        # would push red and blue apart at 80 columns.
+        rows.append(_panel(t("ui.diagram_outside", lang, name=topo.internet),
+                           _namespace_body(inet, topo, keys, None, lang),
+                           ("netns", topo.internet) in keys))
     if not rows:
         return Text(t("ui.nothing_yet", lang), style="dim")
     return Group(*rows)
