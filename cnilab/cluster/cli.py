@@ -262,6 +262,43 @@ def _in_node(netns: str, hostname: str, argv: list[str]) -> list[str]:
             'hostname "$0" && exec "$@"', hostname, *argv]
 
 
+@cluster_app.command()
+def trace(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(
+        metavar="FROM", help="A node (controlplane, node01, ...), a pod (node01-pod1), lan or "
+                             "world.")],
+    to: Annotated[str, typer.Argument(
+        metavar="TO", help="A pod IP (10.244.1.2), a node IP (172.17.0.40) or the outside host "
+                           "(203.0.113.1).")],
+    port: Annotated[Optional[int], typer.Option(
+        "--port", help="Send a TCP SYN (or UDP, with --proto udp) to this port, not a ping.")
+    ] = None,
+    proto: Annotated[Optional[str], typer.Option(
+        "--proto", help="icmp (default without --port), tcp (default with it) or udp.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for CI).")] = False,
+) -> None:
+    """Follow one real packet through the cluster hop by hop, as `cnilab trace` does in the lab.
+
+    Exit status 0 when the packet (and its reply) got through, 1 when not.
+
+    Example: sudo cnilab cluster trace controlplane-pod1 10.244.1.2
+    """
+    from cnilab.cli_trace import show_trace
+    from cnilab.cluster.tracing import cluster_site
+    from cnilab.console import lang_of
+    from cnilab.trace.plan import check_args
+    from cnilab.trace.run import run_trace
+
+    with _guarded(ctx):
+        cluster = _existing(ctx)
+        site = cluster_site(cluster.plan)
+        check_args(site, source, to, proto, port)  # bad input: one line, nothing touched
+        with cluster.locked():
+            result, _, _ = run_trace(cluster, site, source, to, proto, port)
+        show_trace(result, lang_of(ctx, _opts(ctx).lang), as_json)
+
+
 @cluster_app.command("exec", context_settings={"allow_extra_args": True,
                                                "ignore_unknown_options": True})
 def exec_(
