@@ -211,9 +211,11 @@ class RecordedLookup:
 
     def route(self, netns: str | None, dst: str, src: str | None = None,
               iif: str | None = None) -> RouteDecision:
-        """The recorded answer (a question never asked then has no route)."""
+        """The recorded answer; a question the recording never asked is an error, not a guess."""
         key = route_key(netns, dst, src, iif)
-        return self.routes.get(key, RouteDecision(dst, "", error="not recorded"))
+        if key not in self.routes:
+            raise KeyError(f"this recording never asked: ip route get {key}")
+        return self.routes[key]
 
     def rule(self, netns: str | None, family: str, table: str, handle: int) -> str | None:
         """The recorded rule text."""
