@@ -285,17 +285,11 @@ def trace(
     Example: sudo cnilab cluster trace controlplane-pod1 10.244.1.2
     """
     from cnilab.cli_trace import show_trace
-    from cnilab.cluster.tracing import cluster_site
+    from cnilab.cluster.tracing import trace_cluster
     from cnilab.console import lang_of
-    from cnilab.trace.plan import check_args
-    from cnilab.trace.run import run_trace
 
     with _guarded(ctx):
-        cluster = _existing(ctx)
-        site = cluster_site(cluster.plan)
-        check_args(site, source, to, proto, port)  # bad input: one line, nothing touched
-        with cluster.locked():
-            result, _, _ = run_trace(cluster, site, source, to, proto, port)
+        result = trace_cluster(_existing(ctx), source, to, proto, port)
         show_trace(result, lang_of(ctx, _opts(ctx).lang), as_json)
 
 
