@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from cnilab.cli_lab import lab_of
-from cnilab.console import JsonOption, LangOption, RecordOption, guarded, lang_of, out
+from cnilab.console import JsonOption, LangOption, RecordOption, guarded, lang_of, out, out_json
 
 if TYPE_CHECKING:
     from cnilab.trace.verdict import TraceResult
@@ -61,7 +60,7 @@ def show_trace(result: TraceResult, lang: str, as_json: bool) -> None:
     from cnilab.trace.report import to_json, verdict_line
 
     if as_json:
-        out(json.dumps(to_json(result, lang), ensure_ascii=False), raw=True)
+        out_json(to_json(result, lang))
     else:
         from cnilab.render.trace import render_trace
 

@@ -2,7 +2,7 @@
 
 Only Typer is imported at module level: the main CLI imports this sub-app, and `cnilab --help`
 must stay fast (Rich, pyroute2 and the domain modules load inside the commands). The quiz lives
-in cli_quiz.py.
+in cli_quiz.py, the packet trace in cli_trace.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from cnilab.cluster.cli_base import (
     existing,
 )
 from cnilab.cluster.cli_quiz import quiz
+from cnilab.cluster.cli_trace import trace
 from cnilab.console import JsonOption, LangOption, guarded, lang_of, out, out_json
 from cnilab.errors import CnilabError
 
@@ -262,37 +263,6 @@ def _in_node(netns: str, hostname: str, argv: list[str]) -> list[str]:
             'hostname "$0" && exec "$@"', hostname, *argv]
 
 
-@cluster_app.command()
-def trace(
-    ctx: typer.Context,
-    source: Annotated[str, typer.Argument(
-        metavar="FROM", help="A node (controlplane, node01, ...), a pod (node01-pod1), lan or "
-                             "world.")],
-    to: Annotated[str, typer.Argument(
-        metavar="TO", help="A pod IP (10.244.1.2), a node IP (172.17.0.40) or the outside host "
-                           "(203.0.113.1).")],
-    port: Annotated[Optional[int], typer.Option(
-        "--port", help="Send a TCP SYN (or UDP, with --proto udp) to this port, not a ping.")
-    ] = None,
-    proto: Annotated[Optional[str], typer.Option(
-        "--proto", help="icmp (default without --port), tcp (default with it) or udp.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for CI).")] = False,
-) -> None:
-    """Follow one real packet through the cluster hop by hop, as `cnilab trace` does in the lab.
-
-    Exit status 0 when the packet (and its reply) got through, 1 when not.
-
-    Example: sudo cnilab cluster trace controlplane-pod1 10.244.1.2
-    """
-    from cnilab.cli_trace import show_trace
-    from cnilab.cluster.tracing import trace_cluster
-    from cnilab.console import lang_of
-
-    with _guarded(ctx):
-        result = trace_cluster(_existing(ctx), source, to, proto, port)
-        show_trace(result, lang_of(ctx, _opts(ctx).lang), as_json)
-
-
 @cluster_app.command("exec", context_settings={"allow_extra_args": True,
                                                "ignore_unknown_options": True})
 def exec_(
@@ -343,3 +313,4 @@ def shell(
 
 
 cluster_app.command()(quiz)
+cluster_app.command()(trace)

@@ -405,7 +405,8 @@ def _to_link(m: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> Link
 
 
 def with_peer(netns: str | None, link: Link, peer: int | None, nsid: int | None,
-              raw: dict[str | None, RawLinks], nsids: dict[int, str | None]) -> Link:
+              raw: dict[str | None, RawLinks], nsids: dict[int, str | None] | None = None
+              ) -> Link:
     """The link with its veth peer named: 'name' here, 'netns:name' in another namespace.
 
     `nsids` maps the peer's IFLA_LINK_NETNSID (an id only meaningful inside `netns`) to the
@@ -417,6 +418,7 @@ def with_peer(netns: str | None, link: Link, peer: int | None, nsid: int | None,
     if nsid is None:
         name = next((ln.name for ln, _, _ in raw[netns] if ln.index == peer), None)
         return Link(**{**link.__dict__, "peer": name})
+    nsids = nsids or {}  # without them, a peer is found by its index pair alone
     candidates = [nsids[nsid]] if nsid in nsids else [o for o in raw if o != netns]
     for other in candidates:
         for ln, back, _ in raw.get(other, ()):
