@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from cnilab.cluster.cluster import Cluster
-from cnilab.cluster.plan import build_plan, lab_id
-from cnilab.ledger import Ledger
+from cnilab.cluster.cluster import Cluster, cluster_ledger
+from cnilab.cluster.plan import build_plan
 from tests.conftest import remove_prefixed_netns
 
 
@@ -24,7 +23,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
     """A cluster under a unique prefix, brought down (and swept) even when a test fails."""
     prefix = f"ct{uuid.uuid4().hex[:6]}-"
     run_dir: Path = tmp_path_factory.mktemp("cluster-trace-run")
-    c = Cluster(build_plan(2, 1, prefix), ledger=Ledger(lab_id(prefix), str(run_dir)))
+    c = Cluster(build_plan(2, 1, prefix), ledger=cluster_ledger(prefix, str(run_dir)))
     try:
         with c.locked():
             c.up()
@@ -39,7 +38,7 @@ def trace(c: Cluster, run_dir: Path, *args: str) -> dict[str, Any]:
     done = subprocess.run([sys.executable, "-m", "cnilab", "cluster", "--prefix", c.plan.prefix,
                            "trace", *args, "--json"], capture_output=True, text=True,
                           env={**os.environ, "CNILAB_RUN_DIR": str(run_dir)}, check=False)
-    assert done.returncode in (0, 1), done.stderr
+    assert done.returncode in (0, 1) and done.stdout, done.stderr
     assert "Task was destroyed" not in done.stderr
     return json.loads(done.stdout)
 
