@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from cnilab.cli_lab import lab_of
-from cnilab.console import JsonOption, LangOption, RecordOption, guarded, lang_of, out
+from cnilab.console import JsonOption, LangOption, RecordOption, guarded, lang_of, out, out_json
+
+if TYPE_CHECKING:
+    from cnilab.trace.verdict import TraceResult
 
 trace_app = typer.Typer()
 
@@ -44,17 +46,24 @@ def trace(
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
         from cnilab.trace.plan import check_args
         from cnilab.trace.run import run_trace
+        from cnilab.trace.site import lab_site
 
-        check_args(lab.topo, source, to, proto, port)  # bad input: one line, nothing touched
+        site = lab_site(lab.topo)
+        check_args(site, source, to, proto, port)  # bad input: one line, nothing touched
+        with lab.locked():
+            result, _, _ = run_trace(lab, site, source, to, proto, port)
+        show_trace(result, lang, as_json)
 
-        result, _, _ = run_trace(lab, source, to, proto, port)
-        from cnilab.trace.report import to_json, verdict_line
 
-        if as_json:
-            out(json.dumps(to_json(result, lang), ensure_ascii=False), raw=True)
-        else:
-            from cnilab.render.trace import render_trace
+def show_trace(result: TraceResult, lang: str, as_json: bool) -> None:
+    """Print a trace (Rich or JSON); exit 1 when the packet or its reply did not get through."""
+    from cnilab.trace.report import to_json, verdict_line
 
-            out(*render_trace(result, lang))
-        if not verdict_line(result, lang)[0]:
-            raise typer.Exit(1)
+    if as_json:
+        out_json(to_json(result, lang))
+    else:
+        from cnilab.render.trace import render_trace
+
+        out(*render_trace(result, lang))
+    if not verdict_line(result, lang)[0]:
+        raise typer.Exit(1)

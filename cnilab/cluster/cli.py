@@ -2,7 +2,7 @@
 
 Only Typer is imported at module level: the main CLI imports this sub-app, and `cnilab --help`
 must stay fast (Rich, pyroute2 and the domain modules load inside the commands). The quiz lives
-in cli_quiz.py.
+in cli_quiz.py, the packet trace in cli_trace.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from cnilab.cluster.cli_base import (
     existing,
 )
 from cnilab.cluster.cli_quiz import quiz
+from cnilab.cluster.cli_trace import trace
 from cnilab.console import JsonOption, LangOption, guarded, lang_of, out, out_json
 from cnilab.errors import CnilabError
 
@@ -312,3 +313,4 @@ def shell(
 
 
 cluster_app.command()(quiz)
+cluster_app.command()(trace)

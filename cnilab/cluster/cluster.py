@@ -23,6 +23,7 @@ from cnilab.ops import OPS, AddNetns, AddRule, Op, registry_of
 from cnilab.ops import Kernel as KernelLike
 from cnilab.scenario.faults import FAULT_OPS
 from cnilab.state import Snapshot
+from cnilab.trace.ops import AddTraceTable
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class PlanCluster(Op):
 
 # Every op a cluster ledger may hold: the engine's and the cluster's own, listed.
 CLUSTER_OPS = {**OPS, **registry_of(PlanCluster, StartComponent, UnplugLastPort, pods.AttachPod,
-                                    pods.IpamStore), **FAULT_OPS}
+                                    pods.IpamStore, AddTraceTable), **FAULT_OPS}
 
 
 def cluster_ledger(prefix: str, run_dir: str | None = None) -> Ledger:

@@ -159,8 +159,10 @@ class Kernel(Netlink):
             spaces[name] = Namespace(name, (), routes, sysctls, nat, listening_ports(name),
                                      self.read_neighbours(name, names), fdb)
         for name, links in raw.items():
-            resolved = tuple(with_peer(name, link, peer, local, raw)
-                             for link, peer, local in links)
+            foreign = any(nsid is not None for ln, _, nsid in links if ln.kind == "veth")
+            nsids = self.nsid_map(name, list(raw)) if foreign else {}
+            resolved = tuple(with_peer(name, link, peer, nsid, raw, nsids)
+                             for link, peer, nsid in links)
             spaces[name] = replace(spaces[name], links=resolved)
         return Snapshot(present, spaces)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 from collections.abc import Callable
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,7 +32,10 @@ RTN = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
 GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)  # "already gone"
 NETLINK_ROUTE, NETLINK_BUFFER = 0, 1 << 20
 
-RawLinks = list[tuple[Link, "int | None", bool]]  # a link, its IFLA_LINK, peer in this netns
+# A link, its IFLA_LINK (a veth's peer index), its IFLA_LINK_NETNSID (None: peer in this netns).
+RawLinks = list[tuple[Link, "int | None", "int | None"]]
+NSID_NOT_ASSIGNED = 0xFFFFFFFF
+RTM_NEWNSID, RTM_GETNSID, NETNSA_NSID, NETNSA_FD = 88, 90, 1, 3
 
 
 class Netlink:
@@ -278,7 +282,7 @@ class Netlink:
         for a in ipr.get_addr(family=socket.AF_INET):
             addrs.setdefault(a["index"], []).append(f"{a.get('address')}/{a['prefixlen']}")
         # A veth's peer: IFLA_LINK is its index; IFLA_LINK_NETNSID says it is elsewhere.
-        links = [(_to_link(m, names, addrs), m.get("link"), m.get("link_netnsid") is None)
+        links = [(_to_link(m, names, addrs), m.get("link"), m.get("link_netnsid"))
                  for m in msgs]
         routes = []
         for r in ipr.get_routes(family=socket.AF_INET, table=254):
@@ -337,6 +341,30 @@ class Netlink:
         return RouteDecision(dst, RTN.get(msg["type"], str(msg["type"])), dev,
                              msg.get("RTA_GATEWAY"), msg.get("RTA_PREFSRC"))
 
+    def nsid_map(self, netns: str | None, others: list[str | None]) -> dict[int, str | None]:
+        """The ids `netns` knows the other namespaces by (RTM_GETNSID), for veth peers."""
+        found: dict[int, str | None] = {}
+        # A plain socket: pyroute2's get_netnsid leaves an asyncio task pending per call.
+        sock = run_in_netns(netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
+                                                         NETLINK_ROUTE))
+        with sock:
+            sock.bind((0, 0))
+            for seq, other in enumerate(others, 1):
+                if other == netns:
+                    continue
+                path = "/proc/self/ns/net" if other is None else netns_path(other)
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    nsid = _ask_nsid(sock, fd, seq)
+                finally:
+                    os.close(fd)
+                if nsid is not None and nsid != NSID_NOT_ASSIGNED:
+                    found[nsid] = other
+        return found
+
     def _name_of(self, netns: str | None, index: int) -> str | None:
         from pyroute2.netlink.exceptions import NetlinkError
 
@@ -344,6 +372,25 @@ class Netlink:
             return self._ipr(netns).link("get", index=index)[0].get("ifname")
         except NetlinkError:
             return None
+
+
+def _ask_nsid(sock: socket.socket, fd: int, seq: int) -> int | None:
+    """RTM_GETNSID for a namespace file: the id this socket's namespace gives it, if any."""
+    body = struct.pack("=B3x", socket.AF_UNSPEC) + struct.pack("=HHI", 8, NETNSA_FD, fd)
+    sock.send(struct.pack("=IHHII", 16 + len(body), RTM_GETNSID, 1, seq, 0) + body)
+    data = sock.recv(4096)
+    length, mtype = struct.unpack_from("=IH", data)
+    if mtype != RTM_NEWNSID:
+        return None  # an error (an old kernel without RTM_GETNSID): the index pairs decide
+    offset = 16 + 4
+    while offset + 4 <= length:
+        alen, atype = struct.unpack_from("=HH", data, offset)
+        if alen < 4:
+            break
+        if atype == NETNSA_NSID:
+            return struct.unpack_from("=I", data, offset + 4)[0]
+        offset += (alen + 3) & ~3
+    return None
 
 
 def _to_link(m: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> Link:
@@ -357,17 +404,24 @@ def _to_link(m: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> Link
                 mac=m.get("address"), carrier=bool(m["flags"] & IFF_LOWER_UP))
 
 
-def with_peer(netns: str | None, link: Link, peer: int | None, local: bool,
-               raw: dict[str | None, RawLinks]) -> Link:
-    """The link with its veth peer named: 'name' here, 'netns:name' in another namespace."""
+def with_peer(netns: str | None, link: Link, peer: int | None, nsid: int | None,
+              raw: dict[str | None, RawLinks], nsids: dict[int, str | None] | None = None
+              ) -> Link:
+    """The link with its veth peer named: 'name' here, 'netns:name' in another namespace.
+
+    `nsids` maps the peer's IFLA_LINK_NETNSID (an id only meaningful inside `netns`) to the
+    observed namespace it names: interface indexes repeat across namespaces, so the index pair
+    alone can point at the wrong namespace.
+    """
     if link.kind != "veth" or not peer:
         return link
-    if local:
+    if nsid is None:
         name = next((ln.name for ln, _, _ in raw[netns] if ln.index == peer), None)
         return Link(**{**link.__dict__, "peer": name})
-    # Elsewhere: the veth, in another observed namespace, whose index and peer index mirror ours.
-    for other, links in raw.items():
-        for ln, back, _ in links:
-            if other != netns and ln.kind == "veth" and ln.index == peer and back == link.index:
+    nsids = nsids or {}  # without them, a peer is found by its index pair alone
+    candidates = [nsids[nsid]] if nsid in nsids else [o for o in raw if o != netns]
+    for other in candidates:
+        for ln, back, _ in raw.get(other, ()):
+            if ln.kind == "veth" and ln.index == peer and (back == link.index or nsid in nsids):
                 return Link(**{**link.__dict__, "peer": f"{other or '.'}:{ln.name}"})
     return link

@@ -9,19 +9,21 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cnilab.errors import CnilabError
 from cnilab.kernel.conntrack import Connection, Tuple
 from cnilab.kernel.nftrace import TraceEvent, find_nft
 from cnilab.ops import rule_tokens, shell_join
 from cnilab.state import RouteDecision, Snapshot
-from cnilab.trace.ops import AddTraceTable, is_trace_op
+from cnilab.trace.ops import AddTraceTable
 from cnilab.trace.plan import TracePlan, plan_trace, trace_ops
 from cnilab.trace.probe import TIMEOUT, Probe, ProbeResult
+from cnilab.trace.site import Site
 
 if TYPE_CHECKING:
-    from cnilab.lab import Lab
+    from cnilab.kernel import Kernel
+    from cnilab.ledger import Ledger
 
 IPTABLES_TABLES = ("filter", "nat", "mangle", "raw", "security")
 
@@ -41,8 +43,8 @@ class Observation:
 class KernelLookup:
     """Questions the reading of a trace asks the kernel afterwards: routes and rule texts."""
 
-    def __init__(self, lab: Lab) -> None:
-        self.kernel = lab.kernel
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
         self._rules: dict[tuple[str | None, str, str], dict[int, tuple[str, int, str]]] = {}
         self.routes: dict[str, RouteDecision] = {}  # what was asked, kept for recordings
         self.rules: dict[str, str] = {}
@@ -93,33 +95,43 @@ def rule_key(netns: str | None, family: str, table: str, handle: int) -> str:
     return f"{netns or ''}|{family}|{table}|{handle}"
 
 
-def clean_leftovers(lab: Lab) -> list[AddTraceTable]:
+class Owner(Protocol):
+    """What a trace runs on: a lesson's kernel, ledger (locked) and snapshot (Lab, Cluster)."""
+
+    kernel: Kernel
+    ledger: Ledger
+
+    def snapshot(self) -> Snapshot: ...
+
+
+def clean_leftovers(owner: Owner) -> list[AddTraceTable]:
     """Remove the tables of a trace that was killed before it could (they are in the ledger)."""
-    left = [op for op in lab.ledger.ops() if is_trace_op(op)]
+    left = [op for op in owner.ledger.ops() if isinstance(op, AddTraceTable)]
     for op in reversed(left):
-        op.undo(lab.kernel)
-    lab.ledger.forget(left)
-    return left  # type: ignore[return-value]
+        op.undo(owner.kernel)
+    owner.ledger.forget(left)
+    return left
 
 
-def observe(lab: Lab, source: str, dst: str, proto: str | None, port: int | None,
-            timeout: float = TIMEOUT) -> Observation:
-    """Send one probe and watch it in every lab namespace; the lab's lock must be held."""
+def observe(owner: Owner, site: Site, source: str, dst: str, proto: str | None,
+            port: int | None, timeout: float = TIMEOUT) -> Observation:
+    """Send one probe and watch it in every namespace of the site; hold the owner's lock."""
     find_nft()  # before anything is made: a missing nft says how to install it
-    clean_leftovers(lab)
-    before = lab.snapshot()
-    plan = plan_trace(lab.topo, before, source, dst, proto, port)
-    kernel, made = lab.kernel, []
+    clean_leftovers(owner)
+    before = owner.snapshot()
+    plan = plan_trace(site, before, source, dst, proto, port)
+    kernel, ledger, made = owner.kernel, owner.ledger, []
     probe = Probe(plan)
     try:
         with kernel.trace_listener(list(plan.watch)) as listener:
-            lab.ledger.set_mode(lab.topo.in_place)
+            if site.in_place is not None:
+                ledger.set_mode(site.in_place)
             for op in trace_ops(plan, before):
                 # Counted as made before nft runs: a Ctrl-C while nft works may still leave
                 # the table (undo is harmless if not); one the kernel refused is not ours.
                 made.append(op)
                 try:
-                    lab.ledger.apply([op], kernel)  # recorded in the ledger before it is made
+                    ledger.apply([op], kernel)  # recorded in the ledger before it is made
                 except CnilabError:
                     made.pop()
                     raise
@@ -131,18 +143,18 @@ def observe(lab: Lab, source: str, dst: str, proto: str | None, port: int | None
                      for ns in plan.watch}
     finally:
         probe.close()
-        _undo_all(made, lab)
-        lab.ledger.forget(made)
+        _undo_all(made, kernel)
+        ledger.forget(made)
     return Observation(plan, before, after, events, result, conntrack)
 
 
-def _undo_all(made: list[AddTraceTable], lab: Lab) -> None:
+def _undo_all(made: list[AddTraceTable], kernel: Kernel) -> None:
     """Delete the tables, one thread per namespace (independent; each is one nft process)."""
     errors: list[BaseException] = []
 
     def undo(op: AddTraceTable) -> None:
         try:
-            op.undo(lab.kernel)
+            op.undo(kernel)
         except BaseException as e:  # re-raised below, in the caller's thread
             errors.append(e)
 
@@ -199,9 +211,11 @@ class RecordedLookup:
 
     def route(self, netns: str | None, dst: str, src: str | None = None,
               iif: str | None = None) -> RouteDecision:
-        """The recorded answer (a question never asked then has no route)."""
+        """The recorded answer; a question the recording never asked is an error, not a guess."""
         key = route_key(netns, dst, src, iif)
-        return self.routes.get(key, RouteDecision(dst, "", error="not recorded"))
+        if key not in self.routes:
+            raise KeyError(f"this recording never asked: ip route get {key}")
+        return self.routes[key]
 
     def rule(self, netns: str | None, family: str, table: str, handle: int) -> str | None:
         """The recorded rule text."""

@@ -72,7 +72,3 @@ def _nft(kernel: Kernel) -> TraceKernel:
         raise TypeError("this kernel cannot run nft")
     return kernel  # type: ignore[return-value]
 
-
-def is_trace_op(op: Op) -> bool:
-    """Whether a ledger entry is a trace's table (left over if that trace was killed)."""
-    return isinstance(op, AddTraceTable)

@@ -287,6 +287,13 @@ def hops_in(obs: Any, ns: str | None, vs: list[Visit], all_visits: list[Visit],
                                              "after": f"{v.packet.endpoint(True)} → "
                                                       f"{v.packet.endpoint(False)}"}))
             add(v.oif, "out", v, extra, [route_note] if route_note else [])
+    # The netfilter hooks it passed here, in order: the chains iptables rules hang on.
+    for family, label in (("inet", "ip"), ("bridge", "bridge")):
+        hooks = [v.chain for v in vs if v.ours and v.family == family and not (
+            family == "inet" and is_bridged and (_is_bridge(obs.before, ns, v.iif)
+                                                 or _is_bridge(obs.before, ns, v.oif)))]
+        if hooks:
+            pending.append(("hooks", {"family": label, "hooks": " → ".join(hooks)}))
     if pending and hops:
         hops[-1].notes += pending
     return hops

@@ -1,24 +1,23 @@
 """What a trace will do, checked before anything is touched: FROM, TO, the probe, what to watch.
 
-Packets stay inside the lab: TO must be an address of the lab's own subnets (the bridge's, the
-uplink's in the isolated lab, loopback), so a trace never sends anything off the machine, not
-even in --in-place mode where the node is the machine itself.
+Packets stay inside the lab: TO must be an address of the site's own subnets (the bridge's, the
+uplink's in the isolated lab, loopback; the cluster's LAN, pod network and outside world), so a
+trace never sends anything off the machine, not even in --in-place mode where the node is the
+machine itself.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, ip_address
 
 from cnilab.errors import ConfigError
 from cnilab.state import Snapshot
-from cnilab.steps import observed_namespaces
-from cnilab.topology import Topology
 from cnilab.trace.ops import TABLE, AddTraceTable
+from cnilab.trace.site import Site
 
 PROTOS = ("icmp", "tcp", "udp")
-LOOPBACK = IPv4Network("127.0.0.0/8")
 # Hooks whose chain only reports (priority 350: after filter and NAT, so a packet seen there
 # was let through, with its addresses as rewritten) and hooks whose chain marks (-350: first).
 REPORT, MARK = 350, -350
@@ -28,51 +27,30 @@ REPORT, MARK = 350, -350
 class TracePlan:
     """One trace: who sends what to where, and the namespaces that watch for it."""
 
-    source: str  # the role: red, blue (any container), host, internet
-    netns: str | None  # the source's namespace (None: the node in --in-place mode)
+    source: str  # the role: red, blue (any container), host, internet; a node or pod name
+    netns: str | None  # the source's namespace (None: the namespace cnilab runs in)
     dst: str
     proto: str  # icmp / tcp / udp
     port: int | None  # the destination port (tcp / udp)
     ident: int  # the ICMP echo id, or the probe's own source port
-    watch: tuple[str | None, ...]  # every lab namespace that exists, node first
+    watch: tuple[str | None, ...]  # every namespace of the site that exists, routers first
 
 
-def role_names(topo: Topology) -> dict[str | None, str]:
-    """namespace -> the role a student knows it by (red, blue, host, internet)."""
-    names: dict[str | None, str] = {topo.node: "host"}
-    if topo.internet is not None:
-        names[topo.internet] = "internet"
-    names.update({topo.netns(c): c.name for c in topo.containers})
-    return names
-
-
-def source_netns(topo: Topology, role: str) -> str | None:
-    """The namespace of a role, or ConfigError naming the roles there are."""
-    for ns, name in role_names(topo).items():
-        if name == role:
-            return ns
-    raise ConfigError.of("trace_from", role=role, roles=", ".join(role_names(topo).values()))
-
-
-def lab_networks(topo: Topology) -> tuple[IPv4Network, ...]:
-    """The subnets a trace may send to: the bridge's, the uplink's (isolated lab), loopback."""
-    nets = [topo.subnet, LOOPBACK]
-    if not topo.in_place:
-        nets.append(topo.uplink_address.network)
-    return tuple(nets)
-
-
-def check_args(topo: Topology, source: str, dst: str, proto: str | None, port: int | None
+def check_args(site: Site, source: str, dst: str, proto: str | None, port: int | None
                ) -> tuple[str | None, str, str]:
     """(source namespace, address, protocol) from the command line, or ConfigError. No kernel."""
-    netns = source_netns(topo, source)
+    try:
+        netns = site.netns(source)
+    except KeyError:
+        raise ConfigError.of("trace_from", role=source,
+                             roles=", ".join(site.roles.values())) from None
     try:
         address = ip_address(dst)
     except ValueError:
         raise ConfigError.of("trace_to", to=dst) from None
-    if not isinstance(address, IPv4Address) or not any(address in n for n in lab_networks(topo)):
+    if not isinstance(address, IPv4Address) or not any(address in n for n in site.networks):
         raise ConfigError.of("trace_outside", to=dst,
-                             nets=", ".join(str(n) for n in lab_networks(topo)))
+                             nets=", ".join(str(n) for n in site.networks))
     proto = proto or ("tcp" if port is not None else "icmp")
     if proto not in PROTOS:
         raise ConfigError.of("trace_proto", proto=proto)
@@ -85,13 +63,13 @@ def check_args(topo: Topology, source: str, dst: str, proto: str | None, port: i
     return netns, str(address), proto
 
 
-def plan_trace(topo: Topology, snap: Snapshot, source: str, dst: str, proto: str | None,
+def plan_trace(site: Site, snap: Snapshot, source: str, dst: str, proto: str | None,
                port: int | None, ident: int | None = None) -> TracePlan:
-    """Check every input against the topology and the observed state; the plan, or ConfigError."""
-    netns, address, proto = check_args(topo, source, dst, proto, port)
+    """Check every input against the site and the observed state; the plan, or ConfigError."""
+    netns, address, proto = check_args(site, source, dst, proto, port)
     if netns is not None and netns not in snap.netns:
         raise ConfigError.of("no_netns", name=netns)
-    watch = tuple(ns for ns in observed_namespaces(topo) if snap.ns(ns) is not None)
+    watch = tuple(ns for ns in site.roles if snap.ns(ns) is not None)
     if ident is None:
         ident = random.randint(1, 0xFFFF) if proto == "icmp" else random.randint(33000, 60999)
     return TracePlan(source, netns, address, proto, port, ident, watch)

@@ -1,20 +1,18 @@
-"""One trace, start to end: observe under the lab's lock, then read what was seen."""
+"""One trace, start to end: observe under the owner's lock, then read what was seen."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from cnilab.trace.observe import KernelLookup, Observation, observe
+from cnilab.trace.observe import KernelLookup, Observation, Owner, observe
+from cnilab.trace.site import Site
 from cnilab.trace.verdict import TraceResult, analyse
 
-if TYPE_CHECKING:
-    from cnilab.lab import Lab
 
-
-def run_trace(lab: Lab, source: str, to: str, proto: str | None = None,
+def run_trace(owner: Owner, site: Site, source: str, to: str, proto: str | None = None,
               port: int | None = None) -> tuple[TraceResult, Observation, KernelLookup]:
-    """Trace one packet from `source` (a role) to `to`; the result, and what it was read from."""
-    with lab.locked():
-        obs = observe(lab, source, to, proto, port)
-        lookup = KernelLookup(lab)
-        return analyse(obs, lookup, lab.topo), obs, lookup
+    """Trace one packet from `source` (a role) to `to`; the result, and what it was read from.
+
+    `owner` (the eight-step Lab or a Cluster) must be held locked by the caller.
+    """
+    obs = observe(owner, site, source, to, proto, port)
+    lookup = KernelLookup(owner.kernel)
+    return analyse(obs, lookup, site), obs, lookup

@@ -12,11 +12,11 @@ from ipaddress import ip_address, ip_interface
 from typing import Any
 
 from cnilab.state import Snapshot
-from cnilab.topology import Topology
 from cnilab.trace.observe import Observation
 from cnilab.trace.path import Hop, Lookup, Visit, Walk, link_in, peer_of, visits, walk
-from cnilab.trace.plan import TracePlan, role_names
+from cnilab.trace.plan import TracePlan
 from cnilab.trace.probe import ProbeResult
+from cnilab.trace.site import Site
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class TraceResult:
         return self.request.delivered
 
 
-def analyse(obs: Observation, lookup: Lookup, topo: Topology) -> TraceResult:
+def analyse(obs: Observation, lookup: Lookup, site: Site) -> TraceResult:
     """Read an observation into hops, NAT rewrites and a verdict for each direction."""
     plan = obs.plan
     vis = visits(obs.events, obs.before)
@@ -73,7 +73,7 @@ def analyse(obs: Observation, lookup: Lookup, topo: Topology) -> TraceResult:
     refused = _refused(obs, out)
     request = Leg(out.hops, out.delivered and refused is None)
     request.dropped = refused or (None if request.delivered else
-                                  _why(obs, lookup, topo, out, "request"))
+                                  _why(obs, lookup, site, out, "request"))
     reply = None
     if out.delivered:
         back = walk(obs, vis, "reply" if refused is None or plan.proto == "tcp" else "error",
@@ -81,10 +81,10 @@ def analyse(obs: Observation, lookup: Lookup, topo: Topology) -> TraceResult:
         if back.legs or plan.proto != "udp":
             reply = Leg(back.hops, back.delivered and back.delivered_at == plan.netns)
             if not reply.delivered:
-                reply.dropped = (_no_way_back(obs, lookup, topo, out) if not back.legs
-                                 else _why(obs, lookup, topo, back, "reply"))
+                reply.dropped = (_no_way_back(obs, lookup, site, out) if not back.legs
+                                 else _why(obs, lookup, site, back, "reply"))
     return TraceResult(plan, obs.probe, request, reply, _nats(obs, vis, lookup),
-                       role_names(topo))
+                       dict(site.roles))
 
 
 def _refused(obs: Observation, out: Walk) -> Dropped | None:
@@ -96,7 +96,7 @@ def _refused(obs: Observation, out: Walk) -> Dropped | None:
                    {"proto": obs.plan.proto, "port": obs.plan.port})
 
 
-def _why(obs: Observation, lookup: Lookup, topo: Topology, w: Walk, which: str) -> Dropped:
+def _why(obs: Observation, lookup: Lookup, site: Site, w: Walk, which: str) -> Dropped:
     """The reason a direction stopped where it did."""
     for ns, vs in w.legs:  # a rule or a policy that said drop explains itself
         for v in vs:
@@ -108,15 +108,15 @@ def _why(obs: Observation, lookup: Lookup, topo: Topology, w: Walk, which: str) 
                     return Dropped(ns, dev, "rule_drop", {**where, "rule": rule})
                 return Dropped(ns, dev, "policy_drop", where)
     if not w.legs:
-        return _at_source(obs, lookup, topo)
+        return _at_source(obs, lookup)
     ns, vs = w.legs[-1]
     last = vs[-1]
     out_dev = next((v.oif for v in reversed(vs) if v.ours and v.chain == "postrouting"), None)
     if out_dev is not None:
-        return _after_leaving(obs, lookup, topo, ns, out_dev, vs)
+        return _after_leaving(obs, lookup, ns, out_dev, vs)
     src, dst = last.packet.src, last.packet.dst
     in_dev = next((v.iif for v in vs if v.at("inet", "prerouting")), None)
-    if in_dev is not None and (trouble := _not_a_port(obs.before, topo, ns, in_dev)):
+    if in_dev is not None and (trouble := _not_a_port(obs.before, ns, in_dev)):
         return trouble
     decision = lookup.route(ns, dst, src, in_dev)
     if decision.error:
@@ -125,12 +125,12 @@ def _why(obs: Observation, lookup: Lookup, topo: Topology, w: Walk, which: str) 
         if forwarding == "0" and not lookup.route(ns, dst).error:
             return Dropped(ns, in_dev, "forwarding_off", {})
         return Dropped(ns, in_dev, "no_route", {"dst": dst, "said": decision.error})
-    if trouble := _holder_trouble(obs.before, topo, dst):
+    if trouble := _holder_trouble(obs.before, dst):
         return trouble  # e.g. a frame the bridge had no port to send to
     return Dropped(ns, in_dev, "lost", {})
 
 
-def _at_source(obs: Observation, lookup: Lookup, topo: Topology) -> Dropped:
+def _at_source(obs: Observation, lookup: Lookup) -> Dropped:
     """Nothing left the sender: its own routing (or its own link) stopped the packet."""
     ns, plan = obs.plan.netns, obs.plan
     space = obs.before.ns(ns)
@@ -139,15 +139,31 @@ def _at_source(obs: Observation, lookup: Lookup, topo: Topology) -> Dropped:
             return Dropped(ns, link.name, "link_down", {"dev": link.name})
     decision = lookup.route(ns, plan.dst)
     if decision.error:
-        hint = "default" if ns in {topo.netns(c) for c in topo.containers} else ""
+        gateway = _gateway(obs.before, ns)
         return Dropped(ns, None, "no_route", {"dst": plan.dst, "said": decision.error,
-                                               "hint": hint,
-                                               "gateway": str(topo.bridge_address.ip)})
+                                               "hint": "default" if gateway else "",
+                                               "gateway": gateway or ""})
     return Dropped(ns, decision.dev, "lost", {"said": obs.probe.detail or ""})
 
 
-def _after_leaving(obs: Observation, lookup: Lookup, topo: Topology, ns: str | None,
-                   dev: str, vs: list[Visit]) -> Dropped:
+def _gateway(snap: Snapshot, netns: str | None) -> str | None:
+    """The address of the bridge this namespace is cabled to (the gateway a default route needs).
+
+    A container's subnet is its bridge's subnet: the bridge's own address in it is the gateway.
+    """
+    space = snap.ns(netns)
+    nets = {ip_interface(a).network for ln in (space.links if space else ()) if ln.name != "lo"
+            for a in ln.addresses}
+    for other, ns in snap.spaces.items():
+        for link in ns.links:
+            for a in link.addresses:
+                if other != netns and link.kind == "bridge" and ip_interface(a).network in nets:
+                    return str(ip_interface(a).ip)
+    return None
+
+
+def _after_leaving(obs: Observation, lookup: Lookup, ns: str | None, dev: str,
+                   vs: list[Visit]) -> Dropped:
     """It left `ns` by `dev` and no one saw it after: the cable, the bridge or ARP."""
     before = obs.before
     link = link_in(before, ns, dev)
@@ -158,11 +174,11 @@ def _after_leaving(obs: Observation, lookup: Lookup, topo: Topology, ns: str | N
         other = link_in(before, peer[0], peer[1])
         if other is not None and not other.up:
             return Dropped(ns, dev, "no_carrier", {"dev": dev, "peer": other.name})
-        if trouble := _not_a_port(before, topo, peer[0], peer[1]):
+        if trouble := _not_a_port(before, peer[0], peer[1]):
             return trouble
     last = vs[-1].packet
     hop = next((p for _, p in _nexthop(lookup, ns, last.dst, dev)), last.dst)
-    if trouble := _holder_trouble(before, topo, hop):
+    if trouble := _holder_trouble(before, hop):
         return trouble
     after = obs.after.ns(ns)
     entry = next((n for n in (after.neigh if after else ()) if n.ip == hop), None)
@@ -172,7 +188,7 @@ def _after_leaving(obs: Observation, lookup: Lookup, topo: Topology, ns: str | N
     return Dropped(ns, dev, "lost", {})
 
 
-def _holder_trouble(before: Snapshot, topo: Topology, address: str) -> Dropped | None:
+def _holder_trouble(before: Snapshot, address: str) -> Dropped | None:
     """The namespace holding `address` cannot be reached: its cable is down or unplugged."""
     holder = _holder(before, address)
     if holder is None:
@@ -186,7 +202,7 @@ def _holder_trouble(before: Snapshot, topo: Topology, address: str) -> Dropped |
     other = link_in(before, h_peer[0], h_peer[1])
     if other is not None and not other.up:
         return Dropped(h_peer[0], other.name, "link_down", {"dev": other.name})
-    return _not_a_port(before, topo, h_peer[0], h_peer[1])
+    return _not_a_port(before, h_peer[0], h_peer[1])
 
 
 def _nexthop(lookup: Lookup, ns: str | None, dst: str, dev: str) -> list[tuple[str, str]]:
@@ -205,17 +221,25 @@ def _holder(snap: Snapshot, address: str) -> tuple[str | None, Any] | None:
     return None
 
 
-def _not_a_port(snap: Snapshot, topo: Topology, ns: str | None, dev: str) -> Dropped | None:
-    """A container's cable whose node end was never plugged into the bridge."""
-    if ns != topo.node or dev not in {c.peer for c in topo.containers}:
+def _not_a_port(snap: Snapshot, ns: str | None, dev: str) -> Dropped | None:
+    """A container's cable whose host end was never plugged into the bridge of its subnet.
+
+    The host end has no master, and the container end holds an address of a bridge's subnet in
+    this namespace (an uplink's peer, in another subnet, is not meant to be a port).
+    """
+    link, peer = link_in(snap, ns, dev), peer_of(snap, ns, dev)
+    if link is None or link.kind != "veth" or link.master or peer is None:
         return None
-    link = link_in(snap, ns, dev)
-    if link is None or link.master:
-        return None
-    return Dropped(ns, dev, "not_bridge_port", {"dev": dev, "bridge": topo.bridge})
+    other = link_in(snap, peer[0], peer[1])
+    theirs = {ip_interface(a).network for a in (other.addresses if other else ())}
+    space = snap.ns(ns)
+    for bridge in (ln for ln in (space.links if space else ()) if ln.kind == "bridge"):
+        if any(ip_interface(a).network in theirs for a in bridge.addresses):
+            return Dropped(ns, dev, "not_bridge_port", {"dev": dev, "bridge": bridge.name})
+    return None
 
 
-def _no_way_back(obs: Observation, lookup: Lookup, topo: Topology, out: Walk) -> Dropped:
+def _no_way_back(obs: Observation, lookup: Lookup, site: Site, out: Walk) -> Dropped:
     """Delivered, but the answer never left: the destination cannot route back to the source."""
     ns = out.delivered_at
     seen = out.legs[-1][1][-1].packet if out.legs else None
@@ -223,10 +247,13 @@ def _no_way_back(obs: Observation, lookup: Lookup, topo: Topology, out: Walk) ->
     decision = lookup.route(ns, src)
     if not decision.error:
         return Dropped(ns, None, "no_answer", {})
-    private = ip_address(src) in topo.subnet
-    hint = "masquerade" if private and ns == topo.internet else "default_route"
+    gateway = _gateway(obs.before, ns)
+    if ns == site.outside and any(ip_address(src) in n for n in site.private):
+        hint = "masquerade"
+    else:
+        hint = "default_route" if gateway else ""
     return Dropped(ns, None, "no_way_back", {"src": src, "said": decision.error, "hint": hint,
-                                             "gateway": str(topo.bridge_address.ip)})
+                                             "gateway": gateway or ""})
 
 
 def _nats(obs: Observation, vis: dict[str | None, list[Visit]], lookup: Lookup) -> list[Nat]:

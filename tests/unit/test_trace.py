@@ -23,15 +23,17 @@ from cnilab.trace.ops import AddTraceTable
 from cnilab.trace.packets import parse
 from cnilab.trace.plan import check_args, plan_trace, trace_ops
 from cnilab.trace.report import to_json
+from cnilab.trace.site import lab_site
 from cnilab.trace.verdict import TraceResult, analyse
 
 RECORDED = Path(__file__).parent / "recorded"
 TOPO = default_topology(prefix="rec-")
+SITE = lab_site(TOPO)
 
 
 def load(name: str) -> TraceResult:
     data = json.loads((RECORDED / f"trace-{name}.json").read_text())
-    return analyse(from_dict(data), RecordedLookup(data), TOPO)
+    return analyse(from_dict(data), RecordedLookup(data), SITE)
 
 
 def shown(result: TraceResult, lang: str = "en", width: int = 80) -> str:
@@ -138,18 +140,18 @@ def test_arguments_are_checked_before_anything_is_touched() -> None:
                       (("red", "192.168.15.2", "udp", None), "trace_needs_port"),
                       (("red", "192.168.15.2", None, 0), "trace_port_range")):
         with pytest.raises(ConfigError) as e:
-            check_args(TOPO, *args)
+            check_args(SITE, *args)
         assert e.value.key == key
-    assert check_args(TOPO, "internet", "203.0.113.2", None, 8080) == (
+    assert check_args(SITE, "internet", "203.0.113.2", None, 8080) == (
         "rec-cnilab-internet", "203.0.113.2", "tcp")
-    in_place = default_topology(in_place=True)
+    in_place = lab_site(default_topology(in_place=True))
     with pytest.raises(ConfigError):  # there, the uplink is the machine's own: not the lab's
         check_args(in_place, "host", "203.0.113.1", None, None)
 
 
 def test_trace_tables_match_the_probe_and_are_recorded_as_ops() -> None:
     snap = Snapshot.from_json((RECORDED / "after-step-8.json").read_text())
-    plan = plan_trace(TOPO, snap, "red", "203.0.113.1", None, None, ident=4242)
+    plan = plan_trace(SITE, snap, "red", "203.0.113.1", None, None, ident=4242)
     assert plan.watch == ("rec-cnilab-host", "rec-red", "rec-blue", "rec-cnilab-internet")
     ops = trace_ops(plan, snap)
     node = ops[0]
@@ -162,7 +164,7 @@ def test_trace_tables_match_the_probe_and_are_recorded_as_ops() -> None:
                                        "cnilab_trace; delete table arp cnilab_trace; delete "
                                        "table bridge cnilab_trace'")
     assert Op.from_dict(json.loads(json.dumps(node.to_dict())), LAB_OPS) == node
-    tcp = trace_ops(plan_trace(TOPO, snap, "red", "192.168.15.2", "tcp", 80, 40001), snap)
+    tcp = trace_ops(plan_trace(SITE, snap, "red", "192.168.15.2", "tcp", 80, 40001), snap)
     assert "tcp sport 40001" in tcp[1].script and "tcp dport 40001" in tcp[1].script
 
 

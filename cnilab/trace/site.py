@@ -1,0 +1,44 @@
+"""Where a trace runs: the lab's namespaces by role, and the addresses it may send to.
+
+The eight-step lab and the cluster lesson each describe themselves as a Site; the trace itself
+knows neither of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+
+from cnilab.topology import Topology
+
+LOOPBACK = IPv4Network("127.0.0.0/8")
+
+
+@dataclass(frozen=True)
+class Site:
+    """The namespaces a trace watches, by the role a student knows them by, routers first."""
+
+    roles: dict[str | None, str]  # namespace -> role (red, host, node01, node01-pod1, ...)
+    networks: tuple[IPv4Network, ...]  # a trace sends only to these: the lab's own subnets
+    outside: str | None = None  # the outside world's namespace
+    private: tuple[IPv4Network, ...] = field(default=())  # the outside cannot answer these
+    in_place: bool | None = None  # the eight-step lab's mode (its ledger records it)
+
+    def netns(self, role: str) -> str | None:
+        """The namespace of a role; KeyError when there is none."""
+        for ns, name in self.roles.items():
+            if name == role:
+                return ns
+        raise KeyError(role)
+
+
+def lab_site(topo: Topology) -> Site:
+    """The eight-step lab: host (the node), its containers, the internet (isolated mode)."""
+    roles: dict[str | None, str] = {topo.node: "host"}
+    roles.update({topo.netns(c): c.name for c in topo.containers})
+    nets = [topo.subnet, LOOPBACK]
+    if topo.internet is not None:
+        roles[topo.internet] = "internet"
+        # In place, the uplink is the machine's own network: never a trace's target.
+        nets.append(topo.uplink_address.network)
+    return Site(roles, tuple(nets), topo.internet, (topo.subnet,), topo.in_place)
