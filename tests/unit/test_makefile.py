@@ -107,3 +107,14 @@ def test_elsewhere_the_missing_commands_are_named_with_what_provides_them(
                      + " ".join([*missing, "python>=3.9+venv"]))
     assert "iputils (ping)" in done.stdout and "util-linux (nsenter)" in done.stdout
     assert calls(tmp_path) == []
+
+
+def test_the_readme_set_up_commands_are_the_makefiles_lists() -> None:
+    lists = {}
+    for line in (ROOT / "Makefile").read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.partition(":=")
+        if sep and name.strip() in ("APT_PACKAGES", "DNF_PACKAGES"):
+            lists[name.strip()] = value.split()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"`sudo apt-get install -y {' '.join(lists['APT_PACKAGES'])} python3-venv`" in readme
+    assert f"`sudo dnf install -y {' '.join(lists['DNF_PACKAGES'])}`" in readme
