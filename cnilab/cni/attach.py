@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from cnilab.cni.chain import Attachment, NetworkList, Runner, parse_list
 from cnilab.errors import CollisionError
-from cnilab.ops import Kernel, Key, Op
+from cnilab.ops import Kernel, Key, Op, Proof
 from cnilab.state import Snapshot
 
 
@@ -71,6 +71,12 @@ class AttachNetwork(Op):
     capability_args: str = "{}"  # runtimeConfig, JSON
     cache_dir: str = ""
     sandbox_id: str = ""  # "dev:inode" of the sandbox when attached: the kernel's mark
+
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        """Always: DEL removes only what was made for this container ID (a random one of ours:
+        the veth named from its hash, its leases, its rules) and succeeds on what is gone, so
+        an ADD cut before its completion was recorded is still undone, as libcni would."""
+        return True
 
     @staticmethod
     def identify(path: str) -> str:

@@ -16,6 +16,7 @@ from cnilab.cni.exec import find_reference
 from cnilab.cni.runtime import Runtime
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel
+from cnilab.ledger import identity
 from cnilab.ops import AddNetns
 from cnilab.probes import ping
 
@@ -113,12 +114,12 @@ def test_sigkill_during_add_leaves_a_pod_that_del_and_teardown_remove(
     done = cnilab.run("cni", "del", "web")
     assert done.returncode == 0, done.stderr
     assert prefixed_netns(prefix) == [f"{prefix}cnilab-node", f"{prefix}cnilab-world"]
-    leases = run_dir / "cni" / f"{prefix}cni" / "networks" / "cnilab-pods"
+    leases = run_dir / "cni" / identity("cni", prefix) / "networks" / "cnilab-pods"
     assert not list(leases.glob("10.*"))  # DEL without a cached result still released it
     assert cnilab.run("cni", "add", "web").returncode == 0  # the name is free again
     assert cnilab.run("cni", "teardown").returncode == 0
     assert prefixed_netns(prefix) == []
-    assert not (run_dir / "cni" / f"{prefix}cni").exists()
+    assert not (run_dir / "cni" / identity("cni", prefix)).exists()
 
 
 def test_sigkill_during_add_then_teardown_removes_everything(prefix: str, run_dir: Path,
