@@ -116,3 +116,13 @@ def test_every_reason_a_line_is_skipped_has_a_sentence_in_every_language() -> No
         for key in keys:
             text = Problem(3, key, params).render("/run/cnilab/x.jsonl", lang)
             assert "\n" not in text and "{" not in text
+
+
+def test_the_ledger_section_holds_only_the_ledgers_sentences() -> None:
+    from cnilab.i18n import LANGS, catalog
+
+    allowed = {"skipped", "bad_json", "not_object", "bad_mode", "unknown_op", "unknown_field",
+               "missing_field", "bad_type", "control_char", "bad_name", "bad_seq", "orphan",
+               "bad_proof"}
+    for lang in LANGS:
+        assert set(catalog(lang)["ledger"]) == allowed  # a merge once moved cni_* keys here
