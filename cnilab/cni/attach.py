@@ -40,6 +40,15 @@ class StateDir(Op):
         if os.path.isdir(self.path) and not os.path.islink(self.path):
             shutil.rmtree(self.path, ignore_errors=True)
 
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        # Killed before the completion line: the folder is ours if it is a real folder of
+        # ours (root's, 0700, inside cnilab's own run directory), never a planted symlink.
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return done
+        return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+
     def satisfied(self, snap: Snapshot) -> bool:
         return os.path.isdir(self.path)
 
@@ -108,6 +117,13 @@ class AttachNetwork(Op):
 
     def apply(self, kernel: Kernel) -> None:
         self.runner().add(self.net(), self.attachment())
+
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        # DEL touches only what carries this attachment's container ID: a random 256-bit ID
+        # only this runtime used (its lease files, the veth named by its hash, the rules tagged
+        # with it), in a sandbox checked against its inode below. So an ADD killed before its
+        # completion line (maybe mid-plugin) is still DELeted: the plugin may have made it all.
+        return True
 
     def undo(self, kernel: Kernel) -> None:
         if self.netns is not None and not os.path.exists(_path(self.netns)):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from cnilab.errors import KernelError
-from cnilab.ops import Kernel, Key, Op
+from cnilab.ops import Kernel, Key, Op, Proof
 from cnilab.state import Snapshot
 
 MARKER = "cnilab.cni.standin"  # teardown checks /proc/PID/cmdline for it before a signal
@@ -74,6 +74,9 @@ class StartStandIn(Op):
                     os.waitpid(pid, os.WNOHANG)  # ours when this process started it
                 time.sleep(0.01)
         Path(self.pidfile).unlink(missing_ok=True)
+
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        return True  # undo signals only a process whose command line is ours (running_pid)
 
     def satisfied(self, snap: Snapshot) -> bool:
         return running_pid(self.pidfile, self.name) is not None

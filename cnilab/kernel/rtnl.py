@@ -4,8 +4,10 @@ A runtime starts the plugin for every ADD and DEL, so its imports are latency: p
 brings asyncio, multiprocessing, unittest.mock, ssl and the tc modules (100 to 250 ms). The
 plugin needs a dozen rtnetlink messages (link get/add/del/set, address add and dump, route add,
 bridge port mode, one dump of links and routes), built here with struct, the same requests
-pyroute2 sends. `RawNetlink` has the methods of `netlink.Netlink`; `PluginKernel` is the
-Kernel with it, used by the plugin executable. The in-process API keeps pyroute2.
+pyroute2 sends. `RawNetlink` has the link, address and route methods of `netlink.Netlink`;
+`PluginKernel` is the Kernel with them, used by the plugin executable (reading the FDB or the
+neighbours, which only CHECK's observation does, still goes through pyroute2). The in-process
+API keeps pyroute2.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from typing import Any
 
 from cnilab.errors import KernelError
 from cnilab.kernel import Kernel
-from cnilab.kernel.netlink import GONE, IFF_LOOPBACK, IFF_UP, NETLINK_BUFFER, RawLinks
+from cnilab.kernel.netlink import (
+    GONE,
+    IFF_LOOPBACK,
+    IFF_LOWER_UP,
+    IFF_UP,
+    NETLINK_BUFFER,
+    RawLinks,
+)
 from cnilab.kernel.netns import netns_path, run_in_netns
 from cnilab.state import TAG, Link, Route
 
@@ -197,7 +206,7 @@ class RawNetlink:
         return Link(name=_str(attrs.get(IFLA_IFNAME)) or "", kind=kind, index=index,
                     up=bool(flags & IFF_UP), master=names.get(master) if master else None,
                     addresses=tuple(addrs.get(index, ())), alias=_str(attrs.get(IFLA_IFALIAS)),
-                    mac=_mac(attrs.get(IFLA_ADDRESS)))
+                    mac=_mac(attrs.get(IFLA_ADDRESS)), carrier=bool(flags & IFF_LOWER_UP))
 
     def get_link(self, netns: str | None, name: str) -> Link | None:
         """One link as observed (kind, master, addresses, MAC), or None when there is none."""

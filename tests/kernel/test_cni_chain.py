@@ -14,8 +14,8 @@ import pytest
 from helpers import Cnilab, prefixed_netns
 
 from cnilab.cni.exec import find_reference
+from cnilab.cni.runtime import Runtime
 from cnilab.kernel import Kernel, run_in_netns
-from cnilab.ledger import identity
 from cnilab.probes import ping
 
 CHAIN = all(find_reference(p) for p in ("bridge", "host-local", "tuning", "portmap"))
@@ -72,8 +72,8 @@ def test_chain_publishes_a_pod_port_reached_from_outside(cni: Cnilab) -> None:
     assert [Path(c["plugin"]).name for c in deleted["calls"]] == ["portmap", "tuning", "cnilab"]
     assert all(c["config"]["prevResult"] == added["result"] for c in deleted["calls"])
     assert dnat_rules(cni.prefix) == []
-    cache = cni.run_dir / "cni" / identity("cni", cni.prefix) / "results"
-    assert list(cache.iterdir()) == []
+    cache = Runtime(cni.prefix, str(cni.run_dir)).cache
+    assert cache.is_dir() and list(cache.iterdir()) == []
 
 
 def test_a_conflist_file_or_a_network_by_name(cni: Cnilab, tmp_path: Path) -> None:
@@ -136,5 +136,5 @@ def test_detach_after_the_container_died_cleans_the_node_side(cni: Cnilab) -> No
     assert report(cni, "del", "box")["ok"]  # DEL without CNI_NETNS: the node's side only
     with Kernel() as k:
         assert k.get_link(f"{cni.prefix}cnilab-node", host_end) is None
-    leases = cni.run_dir / "cni" / identity("cni", cni.prefix) / "networks" / "cnilab-pods"
-    assert not list(leases.glob("10.*"))
+    leases = Runtime(cni.prefix, str(cni.run_dir)).data_dir / "cnilab-pods"
+    assert leases.is_dir() and not list(leases.glob("10.*"))

@@ -16,7 +16,6 @@ from cnilab.cni.exec import find_reference
 from cnilab.cni.runtime import Runtime
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel
-from cnilab.ledger import identity
 from cnilab.ops import AddNetns
 from cnilab.probes import ping
 
@@ -38,7 +37,7 @@ def test_runtime_add_check_del_with_both_plugins(prefix: str, run_dir: Path) -> 
         assert ping(web.pod.netns, db.pod.result["ips"][0]["address"].split("/")[0]) is None
         assert all(c.ok for c in rt.check("web") + rt.check("db"))
         assert all(c.ok for c in rt.status() + rt.gc())
-        assert len(list((run_dir / "cni" / rt.lab_id / "networks" / "cnilab-pods").glob("10.*"))
+        assert len(list((rt.data_dir / "cnilab-pods").glob("10.*"))
                    ) == 2  # GC kept both known pods' addresses
         assert all(c.ok for c in rt.delete("db"))
         assert [p.name for p in rt.pods()] == ["web"]
@@ -114,12 +113,14 @@ def test_sigkill_during_add_leaves_a_pod_that_del_and_teardown_remove(
     done = cnilab.run("cni", "del", "web")
     assert done.returncode == 0, done.stderr
     assert prefixed_netns(prefix) == [f"{prefix}cnilab-node", f"{prefix}cnilab-world"]
-    leases = run_dir / "cni" / identity("cni", prefix) / "networks" / "cnilab-pods"
+    state = Runtime(prefix, str(run_dir)).state
+    leases = state / "networks" / "cnilab-pods"
+    assert leases.is_dir() == after_plugin  # the plugin ran (and made its store) or not
     assert not list(leases.glob("10.*"))  # DEL without a cached result still released it
     assert cnilab.run("cni", "add", "web").returncode == 0  # the name is free again
     assert cnilab.run("cni", "teardown").returncode == 0
     assert prefixed_netns(prefix) == []
-    assert not (run_dir / "cni" / identity("cni", prefix)).exists()
+    assert not state.exists()
 
 
 def test_sigkill_during_add_then_teardown_removes_everything(prefix: str, run_dir: Path,

@@ -165,3 +165,20 @@ def test_the_cni_lesson_teaches_cnm_vs_cni_and_the_none_network_attach(lang: str
     assert "--port 8080:80" in lesson.step(6).what
     if lang == "ko":
         assert re.search(r"[\uac00-\ud7a3]", cnm.what + none.what + cnm.title + none.title)
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_every_sentence_the_cni_commands_print_is_in_its_section(lang: str) -> None:
+    from pathlib import Path as P
+
+    from cnilab.i18n import catalog
+
+    used: set[tuple[str, str]] = set()
+    for source in (P(__file__).parents[2] / "cnilab" / "cni").glob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        used |= {("ui", k) for k in re.findall(r"\bui\(\s*['\"](\w+)['\"]", text)}
+        used |= {("ui", k) for k in re.findall(r"['\"]ui\.(\w+)['\"]", text)}
+        used |= {("error", k) for k in re.findall(r"\.of\(\s*['\"](\w+)['\"]", text)}
+    assert ("ui", "cni_runs") in used and ("error", "cni_bad_port") in used
+    sentences = catalog(lang)
+    assert [u for u in sorted(used) if u[1] not in sentences[u[0]]] == []

@@ -250,13 +250,13 @@ def test_entry_reads_the_asked_version_without_json(data: bytes, version: str | 
     assert entry.asked_version(data) == version
 
 
-def test_a_plugin_call_imports_no_pyroute2_tomllib_or_shutil(tmp_path: Path) -> None:
+def test_a_plugin_call_imports_no_pyroute2_tomllib_or_asyncio(tmp_path: Path) -> None:
     install(tmp_path)
     text = (tmp_path / "cnilab").read_text().replace(
         "sys.exit(main())", "import cnilab.cni.plugin, cnilab.cni.verify\n"
         "from cnilab.cni.bridge import kernel_or_new\nkernel_or_new(None)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules if m != 'pyroute2'} & "
-        "{'pyroute2', 'tomllib', 'shutil', 'http', 'asyncio', 'typer', 'rich'}))")
+        "{'pyroute2', 'tomllib', 'http', 'asyncio', 'typer', 'rich'}))")
     # (the script's own pyroute2 stub is a bare module object; no pyroute2 module is loaded)
     done = subprocess.run([sys.executable, "-S", "-c", text], capture_output=True, text=True,
                           check=True)
