@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := iproute2 iptables nftables iputils-ping procps containernetworking-plugins
+APT_PACKAGES := iproute2 iptables nftables iputils-ping procps net-tools containernetworking-plugins
 DNF_PACKAGES := iproute iptables-nft nftables iputils procps-ng python3 containernetworking-plugins net-tools
 # Which package manager installs the system tools: apt (Debian, Ubuntu), dnf (Fedora, RHEL 9
 # and its rebuilds), or none (say what to install).
@@ -64,11 +64,7 @@ deps: system-deps $(STAMP)
 
 demo: deps
 	$(BIN)/cnilab doctor
-	$(BIN)/cnilab run-all
-	@if [ -z "$(KEEP)" ]; then \
-	   echo "make demo removes the lab now ('sudo make demo KEEP=1' leaves it up to explore)."; \
-	   $(BIN)/cnilab teardown; \
-	 else echo "The lab stays up: explore with '$(BIN)/cnilab shell red', remove it with '$(BIN)/cnilab teardown'."; fi
+	$(BIN)/cnilab run-all $(if $(KEEP),,--teardown)
 
 test: deps
 	$(BIN)/ruff check cnilab tests bench

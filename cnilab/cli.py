@@ -14,6 +14,7 @@ import typer
 
 from cnilab import __version__
 from cnilab.cli_lab import lab_app
+from cnilab.cli_run import run_app
 from cnilab.cli_scenario import scenario_app
 from cnilab.cli_teach import teach_app
 from cnilab.cli_trace import trace_app
@@ -76,7 +77,8 @@ def main_options(
 
 # The lab's and the teaching commands sit at the top level (`cnilab step 3`, `cnilab explain 8`);
 # the CNI and cluster lessons are sub-commands (`cnilab cni add`, `cnilab cluster up`).
-app.registered_commands += lab_app.registered_commands + teach_app.registered_commands
+app.registered_commands += (run_app.registered_commands + lab_app.registered_commands
+                            + teach_app.registered_commands)
 app.registered_commands += trace_app.registered_commands + watch_app.registered_commands
 # Short lines of their own in `cnilab --help`: the sub-apps' first sentences are longer.
 app.add_typer(cni_app, name="cni", short_help="The CNI lesson: play the runtime, call a plugin.")

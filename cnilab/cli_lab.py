@@ -1,4 +1,6 @@
-"""The lab's commands: step, run-all, teardown, status, doctor, shell. Parse, call, print.
+"""The lab's commands: teardown, status, doctor, shell. Parse, call, print.
+
+step and run-all are in cli_run.py.
 
 Domain modules (and Rich) are imported inside the commands: `cnilab --help` stays fast and never
 loads pyroute2.
@@ -9,18 +11,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import asdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cnilab.console import (
-    LAST_STEP,
     JsonOption,
     LangOption,
     RecordOption,
-    StepArgument,
-    ask,
     guarded,
     lang_of,
     opts,
@@ -28,10 +26,10 @@ from cnilab.console import (
     out_json,
     warn,
 )
-from cnilab.errors import CnilabError, ConfigError, ProofFailed
+from cnilab.errors import CnilabError, ConfigError
 
 if TYPE_CHECKING:
-    from cnilab.lab import Lab, StepReport
+    from cnilab.lab import Lab
     from cnilab.lessons import Lesson
     from cnilab.topology import Topology
 
@@ -58,163 +56,6 @@ def lesson_in(lang: str) -> Lesson:
     from cnilab import lessons
 
     return lessons.load("eight-steps", lang)
-
-
-def _report_json(report: StepReport, lab: Lab, lesson: Lesson, lang: str) -> dict[str, Any]:
-    from cnilab.render.report import note_text
-
-    return {
-        "step": report.step.number,
-        "title": lesson.step(report.step.number).title,
-        "changed": not report.already_done,
-        "commands": [op.command(lab.topo.node) for op in report.applied],
-        "proofs": [{"claim": p.claim(lang), "ok": p.ok, "seen": p.observed(lang)}
-                   for p in report.proofs],
-        "ok": all(p.ok for p in report.proofs),
-        "notes": [note_text(key, params, lang) for key, params in report.notes],
-    }
-
-
-def _print_plan(lab: Lab, numbers: list[int], lesson: Lesson, lang: str) -> None:
-    from rich.markup import escape
-
-    from cnilab.i18n import t
-    from cnilab.render import render_commands
-    from cnilab.steps import setup_ops
-
-    stage = setup_ops(lab.topo)
-    if stage and 1 in numbers:
-        out(f"[dim]# {escape(t('ui.stage', lang))}[/]")
-        out(render_commands(stage, None))
-    for n in numbers:
-        out(f"[dim]# {escape(t('ui.step', lang, number=n))}: {escape(lesson.step(n).title)}[/]")
-        out(render_commands(lab.step(n).ops, lab.topo.node))
-
-
-@lab_app.command()
-def step(
-    ctx: typer.Context,
-    number: StepArgument,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the step's commands; touch nothing.")] = False,
-    no_proof: Annotated[bool, typer.Option(
-        "--no-proof", help="Skip the packet proofs.")] = False,
-    as_json: JsonOption = False,
-    record: RecordOption = None,
-    lang: LangOption = None,
-) -> None:
-    """Run one step against the kernel and show what it made.
-
-    Then the diagram of what exists (new things marked), the commands, and the proofs.
-
-    \b
-    Examples:
-      sudo cnilab step 3
-      cnilab step 8 --dry-run       # the commands only; no root, touches nothing
-    """
-    from cnilab.render.report import render_step
-
-    with guarded(ctx, lang, record):
-        lab, lang = lab_of(ctx), lang_of(ctx, lang)
-        lesson = lesson_in(lang)
-        if dry_run:
-            _print_plan(lab, [number], lesson, lang)
-            return
-        with lab.locked():
-            report = lab.run_step(number, prove=not no_proof)
-        if as_json:
-            out_json(_report_json(report, lab, lesson, lang))
-        else:
-            out(*render_step(report, lab.topo, lesson.step(number), lang))
-        if not all(p.ok for p in report.proofs):
-            raise ProofFailed.of("proof_step", number=number)
-
-
-def _pause(number: int, lesson: Lesson, lang: str) -> bool:
-    from cnilab.i18n import t
-    from cnilab.render.report import render_explain, step_rule
-
-    text = lesson.step(number)
-    out(step_rule(t("ui.next", lang, number=number), text.title))
-    out(*render_explain(text, lang, with_commands=False))
-    answer = ask(t("ui.prompt", lang)).strip().lower()
-    return answer not in ("q", "quit", "exit")
-
-
-@lab_app.command("run-all")
-def run_all(
-    ctx: typer.Context,
-    yes: Annotated[bool, typer.Option(
-        "--yes", "-y", help="Do not pause between steps (automatic without a terminal).")] = False,
-    start: Annotated[int, typer.Option(
-        "--from", min=1, max=LAST_STEP, help="First step, 1 to 9.")] = 1,
-    end: Annotated[int, typer.Option(
-        "--to", min=1, max=LAST_STEP, help="Last step, 1 to 9 (9: the bonus).")] = 8,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print all the commands; touch nothing.")] = False,
-    no_proof: Annotated[bool, typer.Option(
-        "--no-proof", help="Skip the packet proofs.")] = False,
-    as_json: JsonOption = False,
-    junit: Annotated[Optional[Path], typer.Option(
-        "--junit", help="Write JUnit XML: one test case per step and per proof.")] = None,
-    record: RecordOption = None,
-    lang: LangOption = None,
-) -> None:
-    """Run the steps in order, pausing in a terminal.
-
-    Before each step, its text; Enter runs it, q stops. Exit status 0 only if every step and
-    every proof passed.
-
-    \b
-    Examples:
-      sudo cnilab run-all
-      sudo cnilab run-all --from 5 --to 9
-      sudo cnilab run-all --yes --json --junit steps.xml
-    """
-    from cnilab.i18n import t
-    from cnilab.render.report import render_step
-
-    with guarded(ctx, lang, record):
-        lab, lang = lab_of(ctx), lang_of(ctx, lang)
-        lesson = lesson_in(lang)
-        numbers = list(range(start, end + 1))
-        if not numbers:
-            raise ConfigError.of("range", start=start, end=end)
-        if dry_run:
-            _print_plan(lab, numbers, lesson, lang)
-            return
-        interactive = not yes and not as_json and sys.stdin.isatty()
-        summary: list[dict[str, Any]] = []
-        try:
-            with lab.locked():
-                for n in numbers:
-                    if interactive and not _pause(n, lesson, lang):
-                        out(t("ui.stopped", lang, number=n))
-                        return
-                    try:
-                        report = lab.run_step(n, prove=not no_proof, reuse=not interactive)
-                    except CnilabError as e:
-                        summary.append({"step": n, "title": lesson.step(n).title,
-                                        "error": e.render(lang)[0], "ok": False, "proofs": []})
-                        raise
-                    summary.append(_report_json(report, lab, lesson, lang))
-                    if not as_json:
-                        out(*render_step(report, lab.topo, lesson.step(n), lang))
-        finally:
-            if junit is not None:
-                from cnilab.junit import write_junit
-
-                write_junit(junit, summary)
-        ok = all(s["ok"] for s in summary)
-        if as_json:
-            out_json({"ok": ok, "steps": summary})
-        elif ok:
-            from rich.rule import Rule
-
-            out(Rule(f"[bold green]{t('ui.all_done', lang)}[/]"))
-            out(t("ui.explore", lang))
-        if not ok:
-            raise ProofFailed.of("proof_all")
 
 
 @lab_app.command()

@@ -17,12 +17,13 @@ from cnilab.console import (
     JsonOption,
     LangOption,
     StepArgument,
+    command_line,
     guarded,
     lang_of,
     out,
     out_json,
 )
-from cnilab.errors import CnilabError, ConfigError
+from cnilab.errors import CnilabError
 
 if TYPE_CHECKING:
     from cnilab.lesson import LessonDef
@@ -93,16 +94,35 @@ def _eight_steps_done(ctx: typer.Context) -> list[int] | None:
         return lab.done_steps(lab.snapshot())
 
 
-def _section_of(first: str, second: int | None) -> tuple[LessonDef, int]:
-    """`explain 8` (the eight steps) or `explain cni 2`: the lesson and the step number."""
+def _section_of(first: str, second: int | None) -> tuple[LessonDef, int | None]:
+    """`explain 8` (the eight steps), `explain cni 2`, or `explain cni` (the lesson's overview)."""
     from cnilab.lesson import get
 
     if second is None:
-        if not first.isdigit():
-            get(first)  # an unknown name is the clearer error
-            raise ConfigError.of("explain_no_number", lesson=first)
-        return get("eight-steps"), int(first)
+        return (get("eight-steps"), int(first)) if first.isdigit() else (get(first), None)
     return get(first), second
+
+
+def _overview(lesson: LessonDef, lang: str, as_json: bool) -> None:
+    """A lesson's summary, where it leads, and its steps (`explain LESSON`)."""
+    from rich.markup import escape
+
+    from cnilab.i18n import t
+    from cnilab.render.prose import Prose
+    from cnilab.render.report import step_rule
+
+    text = lesson.text(lang)
+    steps = [{"number": s.number, "title": s.title} for s in text.steps]
+    if as_json:
+        out_json({"lesson": lesson.name, "title": text.title, "summary": text.summary,
+                  "beyond": text.beyond, "steps": steps})
+        return
+    out(step_rule(lesson.name, text.title), Prose(text.summary), "")
+    if text.beyond:
+        out(Prose(text.beyond), "")
+    for s in steps:
+        out(f"  {s['number']}. {escape(s['title'])}")
+    out("", Prose(t("ui.explain_a_step", lang, lesson=lesson.name)))
 
 
 @teach_app.command()
@@ -118,13 +138,15 @@ def explain(
 ) -> None:
     """The lesson text of one step of any lesson. Needs no root.
 
-    What it does, why, what to look at, a common mistake, where course notes differ.
+    What it does, why, what to look at, a common mistake, where course notes differ. A lesson's
+    name alone gives its overview and its steps.
 
     \b
     Examples:
       cnilab explain 8              # step 8 of the eight steps
       cnilab explain cni 2 --lang ko
       cnilab explain cluster 5      # the components' ports
+      cnilab explain eight-steps    # the overview: where the eight steps lead
     """
     from cnilab.i18n import t
     from cnilab.render.report import render_explain, step_rule
@@ -132,6 +154,9 @@ def explain(
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
         lesson, number = _section_of(first, second)
+        if number is None:
+            _overview(lesson, lang, as_json)
+            return
         text = lesson.section(number, lang)
         if as_json:
             out_json({"lesson": lesson.name, **asdict(text)})
@@ -188,14 +213,14 @@ def practice(ctx: typer.Context, number: StepArgument, as_json: JsonOption = Fal
         with lab.locked():
             lab.prepare(number)
         key = "ui.practice_in_place" if lab.topo.in_place else "ui.practice_ready"
+        next_ = t(key, lang, number=number, cnilab=command_line(ctx))
         if as_json:
-            out_json({"step": number, "title": text.title, "goal": text.goal,
-                      "next": t(key, lang, number=number)})
+            out_json({"step": number, "title": text.title, "goal": text.goal, "next": next_})
             return
         out(step_rule(t("ui.step", lang, number=number), text.title))
         out(*render_explain(text, lang, with_commands=False, what=False))  # what = the answer
         out(render_goal(text, lang))
-        out(t(key, lang, number=number))
+        out(next_)
 
 
 @teach_app.command()

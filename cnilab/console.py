@@ -8,6 +8,7 @@ Rich is imported on first use (~40 ms): `cnilab --help` never loads it.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -66,8 +67,9 @@ _recording: list[bool] = [False]  # set by --record before anything is printed
 def out(*objects: Any, raw: bool = False) -> None:
     """Print each object to stdout (recorded when --record asked for it).
 
-    raw: plain text such as JSON, never wrapped nor read as markup. A no_wrap Text (a command
-    listing) is printed unwrapped too: a command cut in two is two wrong commands.
+    raw: plain text such as JSON, never wrapped nor read as markup. A no_wrap Text, or anything
+    with soft_wrap = True (a command listing), is printed uncut too: a command cut in two is two
+    wrong commands.
     """
     from rich.text import Text
 
@@ -76,7 +78,8 @@ def out(*objects: Any, raw: bool = False) -> None:
         if raw:
             c.print(obj, markup=False, highlight=False, soft_wrap=True)
         else:
-            c.print(obj, soft_wrap=isinstance(obj, Text) and bool(obj.no_wrap))
+            c.print(obj, soft_wrap=bool(getattr(obj, "soft_wrap", False))
+                    or (isinstance(obj, Text) and bool(obj.no_wrap)))
 
 
 def warn(message: str) -> None:
@@ -87,10 +90,13 @@ def warn(message: str) -> None:
 def ask(prompt: str) -> str:
     """Read one line from the terminal, with line editing (arrows, history) where readline is."""
     # Importing readline is what makes input() edit the line; without it the arrow keys print
-    # ^[[A at the prompt.
+    # ^[[A at the prompt. The prompt goes through input() itself, so readline knows where the
+    # line starts (Rich's console.input() prints it apart, and readline then never echoes the
+    # newline: the next output lands on the prompt's line).
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401
-    return console().input(prompt)
+    console().file.flush()
+    return input(prompt)
 
 
 def out_json(data: Any) -> None:
@@ -98,6 +104,34 @@ def out_json(data: Any) -> None:
     import json
 
     out(json.dumps(data, ensure_ascii=False, indent=2), raw=True)
+
+
+def command_line(ctx: typer.Context) -> str:
+    """How to call cnilab again on the same lab: as it was called, with --prefix, --config ...
+
+    Hints printed after a run are typed next: `.venv/bin/cnilab --prefix demo- shell red` when
+    that is what reaches this lab, not a bare `cnilab shell red` that reaches another one.
+    """
+    import shlex
+    import shutil
+    import sys
+
+    argv0 = sys.argv[0]
+    on_path = shutil.which("cnilab")
+    name = "cnilab"
+    if argv0.endswith("cnilab") and not (on_path and Path(on_path).resolve() == Path(
+            argv0).resolve()):
+        name = argv0  # e.g. .venv/bin/cnilab: not the one on PATH
+    o = opts(ctx)
+    words = [name]
+    if o.config is not None:
+        words += ["--config", str(o.config)]
+    if o.prefix:
+        words += ["--prefix", o.prefix]
+    if o.in_place:
+        words.append("--in-place")
+    sudo = "sudo " if os.environ.get("SUDO_USER") and os.geteuid() == 0 else ""
+    return sudo + shlex.join(words)
 
 
 def lang_of(ctx: typer.Context, lang: str | None = None) -> str:

@@ -34,6 +34,7 @@ class Lesson:
     title: str
     summary: str
     steps: tuple[StepText, ...]
+    beyond: str | None = None  # where the lesson leads: printed after its last step
 
     def step(self, number: int) -> StepText:
         """The text of step `number`."""
@@ -64,6 +65,6 @@ def load(lesson_id: str = "eight-steps", lang: str = "en") -> Lesson:
     steps = tuple(
         StepText(s["number"], s["title"], s["what"], s["why"], s["goal"], tuple(s["inspect"]),
                  s["mistake"], s.get("course_note"), s.get("watch"))
-        for s in data.get("steps", ()))  # a quiz lesson (cluster) has questions instead
-    return Lesson(data["id"], lang, data["title"], data["summary"], steps)
+        for s in data.get("steps", ()))
+    return Lesson(data["id"], lang, data["title"], data["summary"], steps, data.get("beyond"))
 

@@ -64,7 +64,7 @@ class UnplugLastPort(Op):
     def satisfied(self, snap: Snapshot) -> bool:
         ns = snap.ns(self.netns)
         link = ns.link(self.bridge) if ns else None
-        return link is not None and link.up and not link.carrier
+        return link is not None and link.up and link.carrier is False
 
     def argv(self) -> list[str]:
         return ["ip", "link", "add", GONE_PORT[0], "type", "veth", "peer", "name", GONE_PORT[1]]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.syntax import Syntax
 from rich.text import Text
 
@@ -21,15 +23,61 @@ def command_lines(ops: Sequence[Op], here: str | None) -> list[str]:
     return [op.command(here) for op in ops]
 
 
+WORD = re.compile(r"""(?:'[^']*'|"[^"]*"|[^\s'"])+""")  # a shell word, quotes kept whole
+INDENT = "    "
+
+
+def fold(command: str, width: int) -> list[str]:
+    """One command as lines of at most `width` cells, cut between words with ` \\`.
+
+    bash joins the lines back into the same command: copied whole, it still runs. A word wider
+    than the terminal keeps a line of its own (the terminal folds it; nothing better exists).
+    """
+    if len(command) <= width:
+        return [command]
+    lines: list[str] = []
+    line = ""
+    for word in WORD.findall(command):
+        prefix = INDENT if lines else ""
+        candidate = f"{line} {word}" if line else prefix + word
+        if line and len(candidate) + 2 > width:
+            lines.append(line + " \\")
+            line = INDENT + word
+        else:
+            line = candidate
+    return [*lines, line]
+
+
+class Listing:
+    """Commands to copy: in a terminal, folded between words with ` \\`; elsewhere one a line.
+
+    Rich would cut a long line anywhere, even inside a word, and a command cut in two is two
+    wrong commands. Piped or captured output keeps each command on one line, for grep and diff.
+    """
+
+    soft_wrap = True  # console.out: never crop a line the terminal is narrower than
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        folded = [part for line in self.lines
+                  for part in (fold(line, width) if console.is_terminal else [line])]
+        code = "\n".join(folded)
+        text = Syntax(code, "bash", theme="ansi_dark", background_color="default").highlight(code)
+        text.rstrip()
+        text.no_wrap, text.overflow = True, "ignore"
+        yield text
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        widest = max((len(ln) for ln in self.lines), default=0)
+        return Measurement(min(widest, options.max_width), min(widest, options.max_width))
+
+
 def render_commands(ops: Sequence[Op], here: str | None, lang: str = "en") -> RenderableType:
     """The ops as a syntax-highlighted bash listing."""
-    code = "\n".join(command_lines(ops, here)) or "# " + t("ui.nothing_to_do", lang)
-    syntax = Syntax(code, "bash", theme="ansi_dark", background_color="default")
-    text = syntax.highlight(code)
-    text.rstrip()
-    # Never cut a command in two: copied back into a shell, a wrapped line is two commands.
-    text.no_wrap, text.overflow = True, "ignore"
-    return text
+    return Listing(command_lines(ops, here) or ["# " + t("ui.nothing_to_do", lang)])
 
 
 def render_proofs(proofs: Sequence[Proof], lang: str = "en") -> RenderableType:

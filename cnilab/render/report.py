@@ -30,16 +30,13 @@ def step_rule(label: str, title: str) -> Rule:
 
 def render_step(report: StepReport, topo: Topology, text: StepText, lang: str
                 ) -> list[RenderableType]:
-    """Heading, the diagram of what exists now (changes marked), the commands, the proofs."""
+    """Heading, the commands, the proofs, then the diagram of what exists now (changes marked)."""
     parts: list[RenderableType] = [step_rule(t("ui.step", lang, number=report.step.number),
                                              text.title)]
     if report.staged:
         parts += [Text(t("ui.stage", lang), style="dim"), render_commands(report.staged, None)]
     if report.already_done:
         parts.append(Text(t("ui.already", lang), style="green"))
-    keys = {k for op in [*report.applied, *report.staged] for k in op.highlights()}
-    if report.after is not None:
-        parts.append(render_diagram(report.after, topo, keys, lang))
     where = (t("ui.on_node_named", lang, node=topo.node) if topo.node else t("ui.on_node", lang))
     parts += [Text(t("ui.commands", lang, where=where), style="bold"),
               render_commands(report.applied or list(report.step.ops), topo.node)]
@@ -49,6 +46,10 @@ def render_step(report: StepReport, topo: Topology, text: StepText, lang: str
         parts.append(Text(text.watch, style="cyan"))
     parts += [Prose(note_text(key, params, lang), style="yellow")
               for key, params in report.notes]
+    # The picture last: on an 80x24 screen it is what stays in view at run-all's pause.
+    keys = {k for op in [*report.applied, *report.staged] for k in op.highlights()}
+    if report.after is not None:
+        parts.append(render_diagram(report.after, topo, keys, lang))
     return parts
 
 

@@ -71,7 +71,8 @@ def test_apt_installs_only_the_missing_debian_packages(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert calls(tmp_path) == [
         "apt-get update -q",
-        "apt-get install -y -q iptables nftables iputils-ping containernetworking-plugins"]
+        "apt-get install -y -q iptables nftables iputils-ping net-tools "
+        "containernetworking-plugins"]
 
 
 def test_dnf_installs_the_fedora_names_when_there_is_no_apt(tmp_path: Path) -> None:

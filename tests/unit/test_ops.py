@@ -108,3 +108,22 @@ def test_a_rule_without_the_bridge_exception_is_not_step_8() -> None:
     data["spaces"]["rec-cnilab-host"]["nat"] = [
         "-A POSTROUTING -s 192.168.15.0/24 -j MASQUERADE"]
     assert not build_steps(topo)[7].done(Snapshot.from_json(json.dumps(data)))
+
+
+@pytest.mark.parametrize("width", [80, 60, 40])
+def test_commands_folded_for_a_terminal_are_the_same_commands_to_bash(width: int) -> None:
+    import subprocess
+
+    from cnilab.render.commands import fold
+
+    topo = default_topology()
+    for op in [op for s in build_steps(topo) for op in s.ops] + list(setup_ops(topo)):
+        command = op.command(topo.node)
+        lines = fold(command, width)
+        assert all(len(ln) <= width for ln in lines if " " in ln.strip()), lines
+        assert all(not ln.endswith("\\") or ln.endswith(" \\") for ln in lines)
+        # bash reads the folded lines as the very same words (printf only: nothing runs).
+        words = [subprocess.run(["bash", "-c", f"set -- {text}\nprintf '%s\\n' \"$@\""],
+                                capture_output=True, text=True, check=True).stdout
+                 for text in (command.replace("&", ""), "\n".join(lines).replace("&", ""))]
+        assert words[0] == words[1]

@@ -64,7 +64,6 @@ def test_explain_defaults_to_the_eight_steps_and_names_them_too() -> None:
     (["nonsense", "1"], "there is no lesson 'nonsense'; the lessons are eight-steps, cni, cluster"),
     (["cni", "11"], "lesson cni has no step 11; its steps are 1 to 10"),
     (["10"], "lesson eight-steps has no step 10; its steps are 1 to 9"),
-    (["cluster"], "which step of cluster? give its number too"),
 ])
 def test_bad_explain_arguments_are_one_line_and_exit_2(args: list[str], words: str) -> None:
     result = runner.invoke(app, ["explain", *args])
@@ -97,3 +96,12 @@ def test_explain_loads_neither_pyroute2_nor_the_kernel_module() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_a_lessons_name_alone_gives_its_overview_and_steps(lang: str) -> None:
+    result = runner.invoke(app, ["explain", "cluster", "--lang", lang])
+    assert result.exit_code == 0
+    for section in get("cluster").text(lang).steps:
+        assert section.title in result.output
+    assert "cnilab explain cluster N" in result.output
