@@ -67,14 +67,22 @@ def main() -> None:
     from cnilab.topology import default_topology
 
     topo = default_topology(prefix=PREFIX)
-    plan = sh([*CNILAB, "--prefix", PREFIX + "b", "run-all", "--dry-run"])
-    stage, _, steps = plan.partition("# step 1")
+    plan = sh([*CNILAB, "--prefix", PREFIX + "b", "run-all", "--dry-run", "--lang", "en"])
+    stage, marker, steps = plan.partition("# step 1:")
+    # The stage runs in this machine's own namespace: refuse anything that does not act inside a
+    # lab namespace (a changed heading would otherwise run the whole lab on the machine).
+    for line in stage.splitlines() if marker else ["(no '# step 1:' heading in the plan)"]:
+        words = line.split()
+        if words and words[0] != "#" and words[:3] not in (["ip", "netns", "add"],
+                                                           ["ip", "netns", "exec"]) \
+                and words[:2] != ["ip", "-n"]:
+            sys.exit(f"bench_lab: refusing to run outside the lab's namespaces: {line}")
     btopo = default_topology(prefix=PREFIX + "b")
     try:
         help_ms = median_ms(lambda: sh([*CNILAB, "--help"]))
         ours = median_ms(lambda: cnilab_lab("--no-proof"))
         proofs = median_ms(cnilab_lab, runs=3)
-        theirs = median_ms(lambda: bash_lab(stage, "# step 1" + steps, btopo.node or "",
+        theirs = median_ms(lambda: bash_lab(stage, marker + steps, btopo.node or "",
                                             list(btopo.namespaces())))
     finally:
         for ns in (*topo.namespaces(), *btopo.namespaces()):

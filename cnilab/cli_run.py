@@ -64,7 +64,10 @@ def _print_plan(lab: Lab, numbers: list[int], lesson: Lesson, lang: str) -> None
         out(f"[dim]# {escape(t('ui.stage', lang))}[/]")
         out(render_commands(stage, None))
     for n in numbers:
-        out(f"[dim]# {escape(t('ui.step', lang, number=n))}: {escape(lesson.step(n).title)}[/]")
+        # `# step N:` exactly: scripts (and older copies of the equivalence test) split the plan
+        # there, and run what comes before it on this machine.
+        out(f"[dim]# {escape(t('ui.plan_step', lang, number=n))}: "
+            f"{escape(lesson.step(n).title)}[/]")
         out(render_commands(lab.step(n).ops, lab.topo.node))
 
 

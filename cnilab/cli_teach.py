@@ -205,6 +205,7 @@ def practice(ctx: typer.Context, number: StepArgument, as_json: JsonOption = Fal
       sudo cnilab check 5
     """
     from cnilab.i18n import t
+    from cnilab.render.prose import Prose
     from cnilab.render.report import render_explain, render_goal, step_rule
 
     with guarded(ctx, lang):
@@ -219,8 +220,7 @@ def practice(ctx: typer.Context, number: StepArgument, as_json: JsonOption = Fal
             return
         out(step_rule(t("ui.step", lang, number=number), text.title))
         out(*render_explain(text, lang, with_commands=False, what=False))  # what = the answer
-        out(render_goal(text, lang))
-        out(next_)
+        out(render_goal(text, lang), Prose(next_))
 
 
 @teach_app.command()

@@ -135,7 +135,7 @@ def _print_plan(plan: ClusterPlan, lang: str) -> None:
     assert lesson.steps is not None
     for step in lesson.steps(plan):
         title = lesson.section(step.number, lang).title
-        out(f"[dim]# {escape(t('ui.step', lang, number=step.number))}: {escape(title)}[/]")
+        out(f"[dim]# {escape(t('ui.plan_step', lang, number=step.number))}: {escape(title)}[/]")
         out(render_commands(step.ops, None, lang))
 
 

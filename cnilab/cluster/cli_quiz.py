@@ -104,6 +104,8 @@ def _grade(asked: list[Question], ui: dict[str, str], options: list[str], as_jso
             continue
         if not as_json:
             out(f"\n[bold]{number}. {escape(q.text)}[/]")
+            if not interactive:  # one try only: the command that finds it, up front
+                out(f"[dim]{escape(ui['hint'])}: {escape(q.hint)}[/]")
         tries = TRIES if interactive else 1
         hints = [(ui["nudge"], q.nudge), (ui["hint"], q.hint)]
         for attempt in range(tries):

@@ -43,6 +43,7 @@ class Component:
     name: str
     listen: tuple[tuple[str, int], ...]  # host "node" means the node's own address
     connect: tuple[tuple[str, int, int], ...] = ()  # (host, port, count); "controlplane" allowed
+    flags: tuple[str, ...] = ()  # shown in its command line (`ps -ef`), as a real one's are
 
 
 # As on a kubeadm node (`ss -ltnp`): the control plane on controlplane only, kubelet and
@@ -50,7 +51,10 @@ class Component:
 # only client and keeps several connections to it, so 2379 has the established connections.
 CONTROLPLANE = (
     Component("etcd", (("127.0.0.1", 2379), ("node", 2379), ("node", 2380))),
-    Component("kube-apiserver", (("0.0.0.0", 6443),), (("127.0.0.1", 2379, 4),)),
+    Component("kube-apiserver", (("0.0.0.0", 6443),), (("127.0.0.1", 2379, 4),),
+              ("--secure-port=6443", "--etcd-servers=https://127.0.0.1:2379",
+               "--service-cluster-ip-range=10.96.0.0/12",
+               "--service-node-port-range=30000-32767")),
     Component("kube-scheduler", (("127.0.0.1", 10259),), (("controlplane", 6443, 1),)),
     Component("kube-controller-manager", (("127.0.0.1", 10257),),
               (("controlplane", 6443, 1),)),
@@ -150,7 +154,8 @@ class StartComponent(Op):
         try:
             child = subprocess.Popen(
                 [self.component, "-S", "-I", LISTENER, self.token,
-                 "--fds=" + ",".join(map(str, fds)), f"--ready={write_end}"],
+                 "--fds=" + ",".join(map(str, fds)), f"--ready={write_end}",
+                 *BY_NAME[self.component].flags],
                 executable=sys.executable, pass_fds=(*fds, write_end), close_fds=True,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True)  # a Ctrl-C in the terminal must not stop the cluster

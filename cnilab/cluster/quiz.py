@@ -83,6 +83,13 @@ def _busiest_etcd_port(s: Status) -> int | None:
     return max(counts, key=lambda port: counts[port])
 
 
+def _nodeport_range(s: Status) -> str | None:
+    """kube-apiserver's --service-node-port-range, from its command line on controlplane."""
+    flags = (_node(s, "controlplane") or {}).get("flags", {}).get("kube-apiserver", [])
+    return next((f.split("=", 1)[1] for f in flags
+                 if f.startswith("--service-node-port-range=")), None)
+
+
 def _route_to_node01_pods(s: Status) -> str | None:
     cidr = (_node(s, "node01") or {}).get("pod_cidr")
     routes = (_node(s, "controlplane") or {}).get("routes", [])
@@ -104,6 +111,7 @@ ANSWERS: dict[str, tuple[Callable[[Status], Any], str, bool]] = {
     "scheduler_port": (_listening_port("kube-scheduler"), "number", False),
     "etcd_port": (_busiest_etcd_port, "number", False),
     "node01_pods_route": (_route_to_node01_pods, "host", True),
+    "nodeport_range": (_nodeport_range, "range", False),
 }
 
 
@@ -164,6 +172,9 @@ def normalize(answer: str, kind: str) -> str:
             value = words[words.index("via") + 1]
         found = IPV4.search(value)
         return found.group(0) if found else value
+    if kind == "range":  # 30000-32767, `--service-node-port-range=30000-32767`, 30000 - 32767
+        found = re.search(r"(\d+)\s*[-~]\s*(\d+)", value)
+        return f"{found.group(1)}-{found.group(2)}" if found else value
     if kind == "number":
         value = value.rsplit(":", 1)[-1]  # 127.0.0.1:10259, :::6443
         return value.lstrip("0") or "0"

@@ -35,6 +35,22 @@ def _ports(socks: list[TcpSocket]) -> list[dict[str, Any]]:
     return ports
 
 
+def _flags(ports: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The --flags in the command line of each process that listens (/proc/PID/cmdline)."""
+    flags: dict[str, list[str]] = {}
+    for p in ports:
+        if p["pid"] is None or p["process"] in flags:
+            continue
+        try:
+            with open(f"/proc/{p['pid']}/cmdline", "rb") as f:
+                args = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # it exited meanwhile
+        flags[p["process"]] = [a for a in args if a.startswith("--")
+                               and not a.startswith(("--cnilab-", "--fds=", "--ready="))]
+    return flags
+
+
 def _bridges(ns: Namespace) -> list[dict[str, Any]]:
     return [{"name": b.name, "up": b.up, "carrier": b.carrier, "mac": b.mac,
              "addresses": list(b.addresses),
@@ -73,7 +89,8 @@ def read_status(cluster: Cluster, snap: Snapshot | None = None) -> dict[str, Any
             "bridges": _bridges(ns),
             "pods": pods,
             "routes": [{"dst": r.dst, "via": r.gateway, "dev": r.dev} for r in ns.routes],
-            "ports": _ports(tcp_sockets(plan.netns(node))),
+            "ports": (ports := _ports(tcp_sockets(plan.netns(node)))),
+            "flags": _flags(ports),
         })
     lan = snap.ns(plan.lan_netns)
     world = snap.ns(plan.world_netns)

@@ -200,3 +200,14 @@ def test_exec_runs_inside_the_node_with_its_hostname(cluster: Runner) -> None:
     assert host == "node01" and "172.17.0.40/16" in addr
     bad = cluster.run("exec", "node09", "--", "true")
     assert bad.returncode == 1 and "no node or pod 'node09'" in bad.stderr
+
+
+def test_up_prints_a_short_summary_not_the_quiz_answers(cluster: Runner) -> None:
+    done = cluster.run("up", "--nodes", "2", "--pods-per-node", "0")
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.strip().splitlines()) <= 6
+    for answer in ("02:42:", "172.17.0.24", "10259", "10.244.1.0/24"):
+        assert answer not in done.stdout
+    assert "status" in done.stdout and "quiz" in done.stdout
+    full = cluster.run("status")
+    assert "02:42:ac:11:00:18" in full.stdout and "10259" in full.stdout

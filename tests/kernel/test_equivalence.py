@@ -32,11 +32,18 @@ def test_printed_commands_run_by_bash_give_the_same_state(cnilab: Cnilab) -> Non
 
     # A second lab, typed by hand: the stage on this machine, the steps inside its node.
     other = replace(cnilab, prefix=cnilab.prefix + "b")
-    plan = other.run("run-all", "--dry-run").stdout
-    stage, _, steps = plan.partition("# step 1")
-    steps = "# step 1" + steps
+    plan = other.run("run-all", "--dry-run", "--lang", "en").stdout
+    stage, marker, steps = plan.partition("# step 1:")
+    steps = marker + steps
     node = other.topo.node
     assert node is not None
+    # The stage runs in this machine's own namespace: every line of it must act inside a lab
+    # namespace, or this test would build the lab on the machine itself.
+    assert marker and steps.count("\n") > 10
+    for line in stage.splitlines():
+        words = line.split()
+        assert not words or words[0] == "#" or words[:3] == ["ip", "netns", "add"] or (
+            words[:2] == ["ip", "-n"] or words[:3] == ["ip", "netns", "exec"]), line
     try:
         subprocess.run(["bash", "-euxc", stage], check=True, capture_output=True)
         # nsenter, not `ip netns exec`: the latter's private mount namespace would hide the

@@ -384,35 +384,50 @@ def test_status_checks_the_kernel_not_a_memory(cnilab: Cnilab) -> None:
 
 
 def test_in_a_terminal_run_all_explains_pauses_and_stops_on_q(cnilab: Cnilab) -> None:
+    import fcntl
     import pty
     import select
+    import struct
+    import termios
 
     leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # 80x24
     proc = subprocess.Popen(cnilab.argv("run-all"), env=cnilab.env(), stdin=follower,
                             stdout=follower, stderr=follower, close_fds=True)
     os.close(follower)
     seen = b""
 
-    def read_until(marker: bytes, timeout: float = 30) -> None:
+    def read_until(marker: bytes, timeout: float = 30, start: int = 0) -> None:
         nonlocal seen
         deadline = time.monotonic() + timeout
-        while marker not in seen and time.monotonic() < deadline:
+        while marker not in seen[start:] and time.monotonic() < deadline:
             ready, _, _ = select.select([leader], [], [], 0.2)
             if ready:
                 try:
                     seen += os.read(leader, 65536)
                 except OSError:
                     break
-        assert marker in seen, seen.decode(errors="replace")[-2000:]
+        assert marker in seen[start:], seen.decode(errors="replace")[-2000:]
 
     try:
-        read_until(b"Enter runs it")
+        read_until(b"Enter runs it, q stops: ")
         assert b"Next: step 1" in seen and b"What it does" in seen
+        os.write(leader, b"\n")
+        # Step 1's result, paged to the 24 lines; its diagram right above the last prompt.
+        for _ in range(10):
+            before = len(seen)
+            read_until(b"q stops: ", start=before)
+            if b"on to step 2" in seen[before:]:
+                break
+            assert b"Enter: more" in seen[before:]
+            os.write(leader, b"\n")
+        tail = seen[seen.rindex(b"Commands"):]
+        assert tail.rindex(b"container: ") < tail.rindex(b"on to step 2")
         os.write(leader, b"\n")
         read_until(b"Next: step 2")
         os.write(leader, b"q\n")
         assert proc.wait(timeout=30) == 0
-        read_until(b"cnilab run-all --from 2")
+        read_until(b"run-all --from 2")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -107,7 +107,8 @@ def test_practice_prepares_earlier_steps_and_check_passes_after_the_student(
     shown = cnilab.run("practice", "6")
     assert shown.returncode == 0
     assert "ip -n" not in shown.stdout  # the goal, not the commands
-    assert "cnilab check 6" in shown.stdout
+    # The hint names this lab: the prefix it was made with, in one unbroken code span.
+    assert f"`cnilab --prefix {cnilab.prefix} check 6`" in shown.stdout
     assert cnilab.json("status")["steps"] == {
         **{str(n): True for n in range(1, 6)}, **{str(n): False for n in range(6, 10)}}
     assert cnilab.run("check", "6").returncode == 1
@@ -174,3 +175,21 @@ def test_record_and_junit_exports(cnilab: Cnilab, tmp_path: Path) -> None:
     assert svg.startswith("<svg") and "cnilab-host" in svg
     bad = cnilab.run("status", "--record", str(tmp_path / "status.png"))
     assert bad.returncode == 2 and ".svg or .html" in bad.stderr
+
+
+def test_doctor_as_a_normal_user_says_iptables_needs_root_not_that_it_is_missing(
+        cnilab: Cnilab) -> None:
+    # A normal user: no capabilities (root's bounding set emptied) and a PATH without sbin.
+    import shutil
+
+    iptables = shutil.which("iptables")
+    assert iptables is not None and "sbin" in iptables
+    done = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--",
+                           *cnilab.argv("doctor")], capture_output=True, text=True,
+                          env={**cnilab.env(), "PATH": "/usr/bin:/bin"}, timeout=60,
+                          check=False)
+    assert done.returncode == 1
+    line = next(ln for ln in done.stdout.splitlines() if " iptables " in ln)
+    assert line.startswith("✔") and "running it needs root" in line, done.stdout
+    assert "not installed" not in done.stdout
+    assert "not root" in done.stdout

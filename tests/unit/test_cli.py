@@ -170,3 +170,17 @@ def test_the_readme_exit_code_table_has_every_code() -> None:
     table = set(re.findall(r"^\| (\d+) \|", README, re.M))
     assert {str(c) for c in codes} | {"0", "130"} <= table
     assert re.search(r"^\| 1 \| `check`", README, re.M)
+
+
+def test_the_dry_run_plan_splits_at_step_1_and_its_stage_acts_only_in_lab_namespaces() -> None:
+    # Scripts and the equivalence test run what precedes `# step 1:` on this machine itself:
+    # that part may only make namespaces and act inside them.
+    plan = runner.invoke(app, ["run-all", "--dry-run", "--lang", "en"]).output
+    stage, marker, steps = plan.partition("# step 1:")
+    assert marker and "ip netns add red" in steps and "iptables" in steps
+    for n in range(2, 9):
+        assert f"\n# step {n}: " in steps
+    for line in stage.splitlines():
+        words = line.split()
+        assert not words or words[0] == "#" or words[:3] in (
+            ["ip", "netns", "add"], ["ip", "netns", "exec"]) or words[:2] == ["ip", "-n"], line

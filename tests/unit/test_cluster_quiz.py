@@ -1,7 +1,7 @@
 """The quiz against a recorded status, lesson text in both languages, /proc/net/tcp parsing.
 
-recorded/cluster_status.json is real: `cnilab cluster --prefix rec- up --pods-per-node 1` then
-`cnilab cluster --prefix rec- status --json`, with the prefix removed (Linux 6.18).
+recorded/cluster_status.json is real: `cnilab cluster --prefix P up --pods-per-node 1` then
+`cnilab cluster --prefix P status --json`, with the prefix removed (Linux 6.18).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def test_answers_are_read_from_the_recorded_kernel_state(status: dict[str, Any])
         "controlplane_mac": "02:42:ac:11:00:18", "node01_ip": "172.17.0.40",
         "node01_mac": "02:42:ac:11:00:28", "runtime_bridge": "cni0", "bridge_state": "UP",
         "default_gateway": "172.17.0.1", "scheduler_port": "10259", "etcd_port": "2379",
-        "node01_pods_route": "172.17.0.40"}
+        "node01_pods_route": "172.17.0.40", "nodeport_range": "30000-32767"}
 
 
 def test_answers_follow_the_state_not_constants(status: dict[str, Any]) -> None:
@@ -133,6 +133,8 @@ def test_hints_name_a_command_and_nudges_do_not(status: dict[str, Any]) -> None:
     ("node01_pods_route", "via 172.17.0.40"),
     ("node01_pods_route", "node01"),  # the course's `route` prints the gateway's name
     ("scheduler_port", "127.0.0.1:10259"),  # `netstat -nplt`
+    ("nodeport_range", "--service-node-port-range=30000-32767"),  # `ps -ef`
+    ("nodeport_range", "30000 - 32767"),
     ("controlplane_mac", "link/ether 02:42:ac:11:00:18 brd ff:ff:ff:ff:ff:ff"),  # `ip link`
     ("controlplane_mac", "ether 02:42:ac:11:00:18  txqueuelen 1000  (Ethernet)"),  # ifconfig
 ])
@@ -148,6 +150,8 @@ def test_what_the_hint_commands_print_is_graded_right(status: dict[str, Any], qi
     ("node01_pods_route", "10.244.1.0/24"),
     ("scheduler_port", "127.0.0.1:10251"),
     ("controlplane_interface", "cni0"),
+    ("nodeport_range", "30000-32768"),
+    ("nodeport_range", "6443"),
 ])
 def test_printed_output_with_the_wrong_value_stays_wrong(status: dict[str, Any], qid: str,
                                                          printed: str) -> None:
@@ -177,3 +181,45 @@ def test_proc_net_tcp_is_parsed_like_ss() -> None:
         "127.0.0.1", 2379, LISTEN, 4242)
     assert (conn.remote, conn.remote_port, conn.state) == ("127.0.0.1", 50000, ESTABLISHED)
     assert listen.listening and conn.established
+
+
+def _play(status: dict[str, Any], qid: str, replies: list[str],
+          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[Any, str]:
+    """The quiz in a terminal, on one question, with these replies typed in turn."""
+    from cnilab.cluster import cli_quiz
+
+    typed = iter(replies)
+    monkeypatch.setattr(cli_quiz, "ask", lambda prompt: next(typed))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    asked = [q for q in questions(status, "en", NAMES) if q.id == qid]
+    graded = cli_quiz._grade(asked, quiz.lesson_text("en")["ui"], [], False, NAMES)
+    assert next(typed, None) is None  # every reply was read
+    return graded[0], capsys.readouterr().out
+
+
+def test_a_wrong_answer_earns_the_nudge_then_the_command_then_the_answer(
+        status: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    q = next(q for q in questions(status, "en", NAMES) if q.id == "default_gateway")
+    graded, shown = _play(status, "default_gateway", ["1.1.1.1", "8.8.8.8", "9.9.9.9"],
+                          monkeypatch, capsys)
+    assert not graded.correct
+    nudge, hint = shown.find(q.nudge[:30]), shown.find(q.hint[:30])
+    assert 0 < nudge < hint  # one at a time: where to look first, then the command
+    assert shown.count("Not yet. Try again.") == 2 and "the kernel says 172.17.0.1" in shown
+
+
+def test_a_second_try_after_the_nudge_counts(status: dict[str, Any],
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    q = next(q for q in questions(status, "en", NAMES) if q.id == "default_gateway")
+    graded, shown = _play(status, "default_gateway", ["1.1.1.1", "default via 172.17.0.1"],
+                          monkeypatch, capsys)
+    assert graded.correct and q.nudge[:30] in shown and q.hint[:30] not in shown
+
+
+def test_the_courses_10251_gets_its_explanation_at_once(status: dict[str, Any],
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    graded, shown = _play(status, "scheduler_port", ["10251", "10259"], monkeypatch, capsys)
+    assert graded.correct and "10251 was kube-scheduler's old insecure port" in shown
