@@ -81,12 +81,6 @@ class AttachNetwork(Op):
     cache_dir: str = ""
     sandbox_id: str = ""  # "dev:inode" of the sandbox when attached: the kernel's mark
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
-        """Always: DEL removes only what was made for this container ID (a random one of ours:
-        the veth named from its hash, its leases, its rules) and succeeds on what is gone, so
-        an ADD cut before its completion was recorded is still undone, as libcni would."""
-        return True
-
     @staticmethod
     def identify(path: str) -> str:
         """A namespace's identity: its nsfs device and inode ("" when it cannot be opened)."""

@@ -6,10 +6,12 @@ highlighted.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from ipaddress import IPv4Interface
 
 from rich.columns import Columns
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.text import Text
 from rich.tree import Tree
@@ -34,7 +36,7 @@ def _link_text(ns_key: str, link: Link, keys: Collection[Key], node_peer: str | 
     text.append(link.name, style=NEW if new else "bold")
     if not port:  # under a bridge, every port is a veth
         text.append(f" {link.kind}", style="cyan")
-    if link.up and link.carrier is False:  # None: a recorded state from before carrier was read
+    if link.up and link.carrier is False:  # None: not observed (an old recording)
         text.append(" UP", style="green")
         text.append(" (no carrier)", style="red")
     else:
@@ -52,7 +54,7 @@ def _link_text(ns_key: str, link: Link, keys: Collection[Key], node_peer: str | 
 
 
 def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
-                    lab_links: Collection[str] | None, lang: str) -> RenderableType:
+                    lab_links: Collection[str] | None, lang: str, compact: bool) -> RenderableType:
     ns_key = ns.name or ""
     node_peer = None if ns.name == topo.node else f"{topo.node or '.'}:"
     # Routes name their device only where it could be another one (a container has one link).
@@ -73,6 +75,8 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
                     branch.add(Text(f"fdb {entry.mac}", style="magenta"))
         parts.append(tree)
     for link in shown:
+        if compact and _plain_lo(link) and ("link", ns_key, link.name) not in keys:
+            continue
         if link.kind != "bridge" and not (link.master and ns.link(link.master)):
             parts.append(_link_text(ns_key, link, keys, node_peer, drawn))
     hidden = len(ns.links) - len(shown)
@@ -85,13 +89,17 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
                               style=NEW if new else "cyan"))
     for r in ns.routes:
         new = ("route", ns_key, r.dst) in keys
+        if compact and not new and _connected(ns, r.dst, r.gateway, r.dev):
+            continue
         via = f" via {r.gateway}" if r.gateway else ""
         dev = f" dev {r.dev}" if r.dev and not (r.gateway and len(own) == 1) else ""
         parts.append(Text(f"{'+ ' if new else ''}route {r.dst}{via}{dev}",
                           style=NEW if new else "dim"))
     for n in ns.neigh:  # the ARP table: whom this namespace has asked for a MAC
         if lab_links is None or n.dev in lab_links:
-            parts.append(Text(f"arp {n.ip} → {n.mac or '?'} {n.state}", style="dim"))
+            state = "" if compact else f" {n.state}"
+            arrow = "" if compact else " →"
+            parts.append(Text(f"arp {n.ip}{arrow} {n.mac or '?'}{state}", style="dim"))
     for key, value in sorted(ns.sysctls.items()):
         if value != "0" or ("sysctl", ns_key, key) in keys:
             new = ("sysctl", ns_key, key) in keys
@@ -103,6 +111,41 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
     return Group(*parts) if parts else Text(t("ui.diagram_empty", lang), style="dim")
 
 
+def _plain_lo(link: Link) -> bool:
+    """Loopback as it always is once up: not worth a line when the screen is short."""
+    return link.kind == "loopback" and link.up and link.addresses == ("127.0.0.1/8",)
+
+
+def _connected(ns: Namespace, dst: str, gateway: str | None, dev: str | None) -> bool:
+    """A route the kernel made itself for an address's subnet (implied by the address)."""
+    link = ns.link(dev) if dev and not gateway else None
+    return link is not None and any(str(IPv4Interface(a).network) == dst
+                                    for a in link.addresses)
+
+
+class _Fitted:
+    """The full picture, or in a terminal too short for it, the compact one.
+
+    Compact leaves out only what the rest implies: loopback up with 127.0.0.1, the routes the
+    kernel makes for an address's own subnet (unless new), the ARP entries' states. At 80x24
+    run-all's pause must show the whole picture of the step just run.
+    """
+
+    def __init__(self, build: Callable[[bool], RenderableType]) -> None:
+        self.build = build
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        full = self.build(False)
+        room = console.height - 1 if console.is_terminal else 0  # a prompt goes below it
+        if room and len(console.render_lines(full, options, pad=False)) > room:
+            yield self.build(True)
+        else:
+            yield full
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.build(False))
+
+
 def _panel(title: str, body: RenderableType, new: bool) -> Panel:
     return Panel(body, title=title, title_align="left", expand=False,
                  border_style=NEW if new else "blue")
@@ -111,6 +154,14 @@ def _panel(title: str, body: RenderableType, new: bool) -> Panel:
 def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = (),
                    lang: str = "en") -> RenderableType:
     """The lab as it exists in the kernel now; what `keys` name is marked '+' in yellow."""
+    if not snap.ns(topo.node) and not any(snap.ns(topo.netns(c)) for c in topo.containers) \
+            and not (topo.internet and snap.ns(topo.internet)):
+        return Text(t("ui.nothing_yet", lang), style="dim")
+    return _Fitted(lambda compact: _diagram(snap, topo, keys, lang, compact))
+
+
+def _diagram(snap: Snapshot, topo: Topology, keys: Collection[Key], lang: str,
+             compact: bool) -> RenderableType:
     node = snap.ns(topo.node)
     lab_links: set[str] | None = None
     if topo.in_place:  # the node is a real machine: show only the lab's links
@@ -119,13 +170,13 @@ def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = (),
     if node is not None:
         title = (t("ui.diagram_node", lang, name=topo.node) if topo.node
                  else t("ui.diagram_node_in_place", lang))
-        rows.append(_panel(title, _namespace_body(node, topo, keys, lab_links, lang),
+        rows.append(_panel(title, _namespace_body(node, topo, keys, lab_links, lang, compact),
                            ("netns", topo.node or "") in keys))
     boxes: list[RenderableType] = []
     for c in topo.containers:
         ns = snap.ns(topo.netns(c))
         if ns is not None:
-            body = _namespace_body(ns, topo, keys, None, lang)
+            body = _namespace_body(ns, topo, keys, None, lang, compact)
             boxes.append(_panel(t("ui.diagram_container", lang, name=topo.netns(c)), body,
                                 ("netns", topo.netns(c)) in keys))
     if boxes:  # side by side while they fit, never squeezed: a wrapped address is misread
@@ -134,7 +185,7 @@ def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = (),
         # A row of its own: Columns gives every box the widest one's width, and this wider box
         # would push red and blue apart at 80 columns.
         rows.append(_panel(t("ui.diagram_outside", lang, name=topo.internet),
-                           _namespace_body(inet, topo, keys, None, lang),
+                           _namespace_body(inet, topo, keys, None, lang, compact),
                            ("netns", topo.internet) in keys))
     if not rows:
         return Text(t("ui.nothing_yet", lang), style="dim")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from cnilab.render import render_diagram
@@ -74,7 +75,7 @@ def test_after_the_first_pings_the_bridge_fdb_and_the_arp_tables_are_drawn() -> 
     learned = {e.port: e.mac for e in node.fdb if not e.local}
     assert set(learned) == {"veth-red-br", "veth-blue-br"}
     lines = text.splitlines()
-    port = next(i for i, ln in enumerate(lines) if "veth-red-br UP" in ln)
+    port = next(i for i, ln in enumerate(lines) if "── veth-red-br " in ln)
     assert f"fdb {learned['veth-red-br']}" in lines[port + 1]  # drawn under its port
     red = snap.ns("rec-red")
     assert red is not None
@@ -89,13 +90,36 @@ def test_step_9_does_not_mark_step_8s_masquerade_rule_as_new() -> None:
     assert "+ nat -A POSTROUTING" not in text
 
 
-def test_at_80_columns_step_8_fits_a_24_line_screen_with_each_cable_drawn_once() -> None:
-    text = draw("after-step-8.json", highlight_step=8, width=80)
+def terminal_80x24(name: str, highlight_step: int) -> str:
+    topo = default_topology(prefix="rec-")
+    snap = Snapshot.from_json((RECORDED / name).read_text())
+    keys = {k for op in build_steps(topo)[highlight_step - 1].ops for k in op.highlights()}
+    console = Console(width=80, height=24, force_terminal=True, record=True, color_system=None,
+                      file=io.StringIO())
+    console.print(render_diagram(snap, topo, keys))
+    return console.export_text()
+
+
+@pytest.mark.parametrize("name", ["after-step-8.json", "after-step-8-pinged.json"])
+def test_at_80x24_step_8_fits_the_screen_with_each_cable_drawn_once(name: str) -> None:
+    text = terminal_80x24(name, 8)
     lines = text.rstrip("\n").splitlines()
-    assert len(lines) <= 22  # with run-all's prompt below it, on a 24-line terminal
+    assert len(lines) <= 23  # run-all's prompt goes below it, on a 24-line terminal
     assert max(len(ln.rstrip()) for ln in lines) <= 80
     assert any("container: rec-red" in ln and "container: rec-blue" in ln for ln in lines)
     assert text.count("━━ rec-red:veth-red") == 1 and "━━ rec-cnilab-host:" not in text
+    # Still there: what step 8 made, the bridge and its ports, what the bridge and ARP learned.
+    for what in ("+ nat -A POSTROUTING", "+ net.ipv4.ip_forward = 1",
+                 "+ route default via 192.168.15.5", "── veth-red-br UP", "v-net-0 bridge UP"):
+        assert what in text
+
+
+def test_the_compact_picture_is_only_for_a_short_terminal() -> None:
+    full = draw("after-step-8-pinged.json", highlight_step=8, width=80)  # not a terminal
+    assert "lo loopback UP 127.0.0.1/8" in full and "REACHABLE" in full
+    short = terminal_80x24("after-step-8-pinged.json", 8)
+    assert "lo loopback UP" not in short and "REACHABLE" not in short
+    assert "arp 192.168.15.5 " in short
 
 
 def test_a_link_that_is_up_without_carrier_says_so() -> None:
