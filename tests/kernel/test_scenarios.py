@@ -229,8 +229,9 @@ def test_the_symptom_never_names_the_fault(student: Cnilab) -> None:
 def test_sigkill_during_start_then_teardown_leaves_nothing(
         student: Cnilab, name: str, marker: str, cleanup: tuple[str, ...]) -> None:
     before = root_namespace_state()
-    lab_id = f"{student.prefix}cluster" if find(name).lesson == CLUSTER else student.topo.lab_id
-    ledger = student.run_dir / f"{lab_id}.jsonl"
+    with Scenarios(student.topo) as scenarios:  # the ledger the engine writes, wherever it is
+        ledger = (scenarios.cluster.ledger if find(name).lesson == CLUSTER
+                  else scenarios.lab.ledger).path
     proc = subprocess.Popen(student.argv("scenario", "start", name), env=student.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
