@@ -311,3 +311,15 @@ def test_without_privileges_each_command_is_one_sentence_and_changes_nothing(
         assert done.stderr.count("\n") == 1 and "needs root" in done.stderr, command
     assert prefixed_netns(student.prefix) == [] and not student.run_dir.exists()
     assert student.run("scenario", "list", wrap=no_caps).returncode == 0
+
+
+def test_a_namespace_the_student_removed_fails_the_check_without_a_traceback(
+        student: Cnilab) -> None:
+    before = root_namespace_state()
+    assert student.run("scenario", "start", "no-masquerade").returncode == 0
+    subprocess.run(["ip", "netns", "del", f"{student.prefix}red"], check=True)
+    done = student.run("scenario", "check")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "does not exist" in done.stdout
+    assert student.run("scenario", "stop").returncode == 0
+    assert_nothing_left(student, before)
