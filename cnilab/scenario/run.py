@@ -18,7 +18,7 @@ from cnilab.cluster.plan import ClusterPlan, build_plan
 from cnilab.errors import CnilabError, ConfigError, MissingTool
 from cnilab.kernel import require_privileges
 from cnilab.lab import Lab
-from cnilab.ledger import Ledger, run_dir
+from cnilab.ledger import Ledger
 from cnilab.ops import Op
 from cnilab.scenario.catalog import (
     BRIDGE_NF,
@@ -129,8 +129,7 @@ class Scenarios:
         if self.running() is not None:
             raise CnilabError.of("scenario_running")
         ledger = self._ledger(scenario)
-        record = ScenarioRecord(None, str(record_path(run_dir(), ledger.path.stem)),
-                                scenario.name)
+        record = ScenarioRecord(None, str(record_path(ledger.path)), scenario.name)
         if scenario.lesson == CLUSTER:
             with self.cluster.locked():
                 if ledger.exists():
