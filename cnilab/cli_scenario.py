@@ -6,12 +6,11 @@ root) loads no kernel module. The domain is cnilab.scenario (run.py for start/ch
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.console import JsonOption, LangOption, guarded, lang_of, opts, out
+from cnilab.console import JsonOption, LangOption, guarded, lang_of, opts, out, out_json
 from cnilab.errors import CnilabError, ConfigError
 
 if TYPE_CHECKING:
@@ -22,16 +21,17 @@ if TYPE_CHECKING:
 HELP = """Troubleshooting scenarios: the lab (or the cluster) with one realistic fault.
 
 You get the symptom as a user would report it; find the cause with ip, iptables, ping, bridge,
-sysctl and tcpdump, fix it, and `check` grades your fix with real packets and the kernel's state.
-Isolated mode only; needs root (except `list`).
+sysctl, tcpdump or `cnilab trace`, fix it, and `check` grades your fix with real packets and
+the kernel's state. Isolated mode only; needs root (except `list`).
 
+\b
 Examples:
-
   cnilab scenario list
-
-  sudo cnilab scenario start no-forwarding      # or: --random, which does not say which
-
-  sudo cnilab scenario check ; sudo cnilab scenario hint ; sudo cnilab scenario stop
+  sudo cnilab scenario start no-forwarding
+  sudo cnilab scenario start --random     # exam mode: it does not say which
+  sudo cnilab scenario check
+  sudo cnilab scenario hint               # one more hint each time
+  sudo cnilab scenario stop
 """
 
 scenario_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None,
@@ -70,9 +70,14 @@ def _values(ctx: typer.Context, running: Running) -> dict[str, str]:
 
 @scenario_app.command("list")
 def list_(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
-    """List the scenarios: name, title, the lesson it breaks, difficulty. Needs no root.
+    """List the scenarios: name, title, lesson, difficulty.
 
-    Example: cnilab scenario list --json
+    Needs no root.
+
+    \b
+    Examples:
+      cnilab scenario list
+      cnilab scenario list --json --lang ko
     """
     from rich.markup import escape
     from rich.table import Table
@@ -86,7 +91,7 @@ def list_(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = No
         rows = [{"name": s.name, "title": title(s.name, lang), "lesson": s.lesson,
                  "difficulty": s.difficulty} for s in SCENARIOS]
         if as_json:
-            out(json.dumps(rows, ensure_ascii=False), raw=True)
+            out_json(rows)
             return
         table = Table(title=t("scenario.list_title", lang), show_edge=False)
         for key in ("col_name", "col_title", "col_lesson", "col_difficulty"):
@@ -108,9 +113,15 @@ def start(
     as_json: JsonOption = False,
     lang: LangOption = None,
 ) -> None:
-    """Build the lab (or the cluster) with one fault, then print the symptom a user reports.
+    """Build the lab with one fault; print what a user reports.
 
-    Example: sudo cnilab scenario start port-down ; sudo cnilab scenario start --random
+    The lab (or, for missing-pod-route, the cluster) is built by the lesson's own steps, then
+    the fault is applied through the ledger. --random picks one and does not say which.
+
+    \b
+    Examples:
+      sudo cnilab scenario start port-down
+      sudo cnilab scenario start --random
     """
     from rich.markup import escape
 
@@ -126,8 +137,7 @@ def start(
         values = _values(ctx, running)
         story = text(running.scenario.name, lang, values)
         if as_json:
-            out(json.dumps({"scenario": name, "symptom": story.symptom}, ensure_ascii=False),
-                raw=True)
+            out_json({"scenario": name, "symptom": story.symptom})
             return
         ready = (t("scenario.ready_random", lang) if random_
                  else t("scenario.ready", lang, name=running.scenario.name))
@@ -167,12 +177,17 @@ def _verdict_json(verdict: Verdict, lang: str) -> dict[str, Any]:
 
 @scenario_app.command()
 def check(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
-    """Grade the kernel now: real packets for the symptom, then facts for its cause.
+    """Grade your fix: real packets, then the kernel's state.
 
-    Exit status 0 only when the symptom is gone and the fault is really fixed (any correct fix
-    passes; hiding the symptom or breaking something else does not).
+    The packets of a healthy lab first (the same for every scenario); once they all get
+    through, the facts behind the fault. Exit status 0 only when the symptom is gone and the
+    fault is really fixed: any correct fix passes, hiding the symptom or breaking something
+    else does not; 1 otherwise.
 
-    Example: sudo cnilab scenario check --json
+    \b
+    Examples:
+      sudo cnilab scenario check
+      sudo cnilab scenario check --json
     """
     from rich.markup import escape
 
@@ -185,7 +200,7 @@ def check(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = No
         scenarios = _scenarios(ctx)
         verdict = scenarios.check(scenarios.require_running())
         if as_json:
-            out(json.dumps(_verdict_json(verdict, lang), ensure_ascii=False), raw=True)
+            out_json(_verdict_json(verdict, lang))
         else:
             out(f"[bold]{escape(t('scenario.packets', lang))}[/]")
             out(*(_line(p.ok, p.claim(lang), p.observed(lang)) for p in verdict.packets))
@@ -206,10 +221,15 @@ def check(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = No
 
 
 @scenario_app.command()
-def hint(ctx: typer.Context, lang: LangOption = None) -> None:
-    """Show one more hint each time: where to look, then which tool and what to read, then the fix.
+def hint(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """Show one more hint each time.
 
-    Example: sudo cnilab scenario hint --lang ko
+    First where to look, then which tool and what to read in its output, then the fix.
+
+    \b
+    Examples:
+      sudo cnilab scenario hint
+      sudo cnilab scenario hint --lang ko
     """
     from rich.markup import escape
 
@@ -225,6 +245,9 @@ def hint(ctx: typer.Context, lang: LangOption = None) -> None:
         values = _values(ctx, running)
         hints = text(running.scenario.name, lang, values).hints
         shown = scenarios.next_hint(running, len(hints))
+        if as_json:
+            out_json({"hints": list(hints[:shown]), "total": len(hints)})
+            return
         for number, sentence in enumerate(hints[:shown], 1):
             label = t("scenario.hint_label", lang, number=number, total=len(hints))
             style = "bold" if number == shown else "dim"
@@ -234,10 +257,14 @@ def hint(ctx: typer.Context, lang: LangOption = None) -> None:
 
 
 @scenario_app.command()
-def solution(ctx: typer.Context, lang: LangOption = None) -> None:
-    """The fix (the commands, as typed on this machine), why it works, who causes it for real.
+def solution(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """The fix, why it works, who causes it in real clusters.
 
-    Example: sudo cnilab scenario solution
+    The fix is printed as the commands you would type on this machine.
+
+    \b
+    Example:
+      sudo cnilab scenario solution
     """
     from rich.markup import escape
 
@@ -252,26 +279,38 @@ def solution(ctx: typer.Context, lang: LangOption = None) -> None:
         running = _scenarios(ctx).require_running()
         values = _values(ctx, running)
         story = text(running.scenario.name, lang, values)
+        fix = commands(running.scenario.fix, values)
+        if as_json:
+            out_json({"scenario": running.scenario.name, "title": story.title, "fix": fix,
+                      "why": story.solution, "real_world": story.story})
+            return
         out(f"[bold]{escape(running.scenario.name)}[/]: {escape(story.title)}", "")
         out(f"[bold]{escape(t('scenario.fix', lang))}[/]")
-        for line in commands(running.scenario.fix, values):
+        for line in fix:
             out(_para(f"  [green]{escape(line)}[/]"))
         out("", f"[bold]{escape(t('scenario.why', lang))}[/]", _para(escape(story.solution)), "",
             f"[bold]{escape(t('scenario.real_world', lang))}[/]", _para(escape(story.story)))
 
 
 @scenario_app.command()
-def stop(ctx: typer.Context, lang: LangOption = None) -> None:
-    """Remove the scenario's lab or cluster with everything in it, your own changes included.
+def stop(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
+    """Remove the scenario's lab or cluster, your changes included.
 
-    Safe to run twice, and after `start` was interrupted. Example: sudo cnilab scenario stop
+    Everything in its namespaces goes with them. Safe to run twice, and after `start` was
+    interrupted or killed.
+
+    \b
+    Example:
+      sudo cnilab scenario stop
     """
     from cnilab.i18n import t
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
         undone = _scenarios(ctx).stop()
-        if not undone:
+        if as_json:
+            out_json({"removed": len(undone)})
+        elif not undone:
             out(t("scenario.nothing_to_stop", lang))
         else:
             out(f"[green]{t('scenario.stopped', lang, count=len(undone))}[/]")

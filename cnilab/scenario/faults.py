@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from cnilab.errors import KernelError
-from cnilab.ops import AddRule, Kernel, Key, Op, registry_of
+from cnilab.ops import AddRule, Kernel, Key, Op, Proof, registry_of
 from cnilab.scenario.record import SUFFIX, read_record, remove_record, write_record
 from cnilab.state import TAG, Link, Namespace, Snapshot
 
@@ -238,6 +238,12 @@ class ScenarioRecord(Op):
     def undo(self, kernel: Kernel) -> None:
         if self.path.endswith(SUFFIX):  # a ledger entry never makes root remove anything else
             remove_record(Path(self.path))
+
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        # Killed after writing the file but before recording it done: the file proves itself
+        # (a plain file of ours, 0600, naming this very scenario; read_record follows no link).
+        data = read_record(Path(self.path))
+        return done or (data is not None and data.get("name") == self.name)
 
     def satisfied(self, snap: Snapshot) -> bool:
         data = read_record(Path(self.path))

@@ -55,8 +55,8 @@ class Verdict:
 
     @property
     def fixed(self) -> bool:
-        """The symptom is gone and so is its cause."""
-        return self.symptom_gone and all(c.ok for c in self.causes)
+        """The symptom is gone and so is its cause (graded only once the symptom is gone)."""
+        return self.symptom_gone and bool(self.causes) and all(c.ok for c in self.causes)
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,9 @@ MODE = 0o600  # the scenario's name is the answer: only root reads it
 SUFFIX = ".scenario.json"
 
 
-def record_path(run_dir: Path, lab_id: str) -> Path:
-    """The record of the scenario running on the lab (or cluster) whose ledger is `lab_id`."""
-    if not lab_id or "/" in lab_id or "\0" in lab_id or lab_id in (".", ".."):
-        raise ValueError(f"not a ledger name: {lab_id!r}")
-    return run_dir / f"{lab_id}{SUFFIX}"
+def record_path(ledger: Path) -> Path:
+    """The record of the scenario running on the lab (or cluster) kept in ledger file `ledger`."""
+    return ledger.with_name(ledger.stem + SUFFIX)
 
 
 def write_record(path: Path, data: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from cnilab.cluster.plan import ClusterPlan, build_plan
 from cnilab.errors import CnilabError, ConfigError, MissingTool
 from cnilab.kernel import require_privileges
 from cnilab.lab import Lab
-from cnilab.ledger import Ledger, run_dir
+from cnilab.ledger import Ledger
 from cnilab.ops import Op
 from cnilab.scenario.catalog import (
     BRIDGE_NF,
@@ -129,8 +129,7 @@ class Scenarios:
         if self.running() is not None:
             raise CnilabError.of("scenario_running")
         ledger = self._ledger(scenario)
-        record = ScenarioRecord(None, str(record_path(run_dir(), ledger.path.stem)),
-                                scenario.name)
+        record = ScenarioRecord(None, str(record_path(ledger.path)), scenario.name)
         if scenario.lesson == CLUSTER:
             with self.cluster.locked():
                 if ledger.exists():
@@ -172,19 +171,18 @@ class Scenarios:
     # -- grading and help ------------------------------------------------------------------------
 
     def check(self, running: Running) -> Verdict:
-        """Send the packets, read the kernel: is the symptom gone, and its cause?"""
+        """Send the packets, then (once they all get through) read the fault's causes."""
         plan = running.plan
-        if isinstance(plan, ClusterPlan):
-            with self.cluster.locked():
-                snap = self.cluster.snapshot()
-                packets = run_probes(cluster_probes(plan, snap))
-                ctx = Context(snap, self.cluster.kernel, plan, running.values)
-                return Verdict(packets, grade_causes(running.scenario.causes, ctx))
-        with self.lab.locked():
-            snap = self.lab.snapshot()
-            packets = run_probes(lab_probes(self.topo))
-            ctx = Context(snap, self.lab.kernel, plan, running.values)
-            return Verdict(packets, grade_causes(running.scenario.causes, ctx))
+        cluster = isinstance(plan, ClusterPlan)
+        with self.cluster.locked() if cluster else self.lab.locked():
+            snap = self.cluster.snapshot() if cluster else self.lab.snapshot()
+            jobs = cluster_probes(plan, snap) if isinstance(plan, ClusterPlan) else lab_probes(plan)
+            verdict = Verdict(run_probes(jobs))
+            if verdict.symptom_gone:  # the causes name the fault: not graded before
+                kernel = self.cluster.kernel if cluster else self.lab.kernel
+                ctx = Context(snap, kernel, plan, running.values)
+                verdict.causes = grade_causes(running.scenario.causes, ctx)
+            return verdict
 
     def next_hint(self, running: Running, total: int) -> int:
         """Count one more hint as shown (up to `total`); the number of hints to show now."""

@@ -7,12 +7,12 @@ workaround only hides the symptom or a "fix" breaks something else; `stop` leave
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,7 +117,11 @@ def assert_nothing_left(cnilab: Cnilab, before: dict[str, str]) -> None:
     assert processes(cnilab.prefix) == []
     left = [p.name for p in cnilab.run_dir.iterdir()] if cnilab.run_dir.exists() else []
     assert [n for n in left if not n.endswith(".lock")] == []
-    assert root_namespace_state() == before
+    after = root_namespace_state()
+    changed = {key: [line for line in difflib.unified_diff(
+        before[key].splitlines(), after[key].splitlines(), lineterm="", n=0)][2:]
+        for key in before if after[key] != before[key]}
+    assert changed == {}, changed  # the machine's own namespace is exactly as before
 
 
 @pytest.mark.parametrize("name", [s.name for s in SCENARIOS])
@@ -219,32 +223,32 @@ def test_the_symptom_never_names_the_fault(student: Cnilab) -> None:
     assert "DROP" not in report["symptom"] and "FORWARD" not in report["symptom"]
 
 
-@pytest.mark.parametrize(("name", "marker", "cleanup"), [
-    ("forward-drop", '"AddVeth"', ("teardown",)),
-    ("forward-drop", '"SetPolicy"', ("teardown",)),
-    ("no-masquerade", '"AddAddress"', ("scenario", "stop")),
-    ("missing-pod-route", '"StartComponent"', ("cluster", "down")),
-    ("missing-pod-route", '"AttachPod"', ("scenario", "stop")),
+# A lab scenario writes 75 ledger lines: the mode, the ScenarioRecord (intent, done), the eight
+# steps (intent, [proof,] done per op), the fault. The cluster's writes 152 (ScenarioRecord
+# first, then the cluster: network, components from line 113, pods, then the fault).
+@pytest.mark.parametrize(("name", "where", "cleanup"), [
+    ("forward-drop", "ledger:2", ("teardown",)),  # the record's intent: no file yet
+    ("forward-drop", "ledger-before:3", ("teardown",)),  # its file written, not recorded done
+    ("forward-drop", "ledger-before:40", ("teardown",)),
+    ("forward-drop", "ledger:74", ("teardown",)),  # the fault's intent
+    ("no-masquerade", "ledger-before:75", ("scenario", "stop")),  # the fault made, not done
+    ("missing-pod-route", "ledger-before:2", ("cluster", "down")),
+    ("missing-pod-route", "ledger:113", ("scenario", "stop")),  # among the components
+    ("missing-pod-route", "ledger-before:152", ("cluster", "down")),
 ])
 def test_sigkill_during_start_then_teardown_leaves_nothing(
-        student: Cnilab, name: str, marker: str, cleanup: tuple[str, ...]) -> None:
+        student: Cnilab, name: str, where: str, cleanup: tuple[str, ...]) -> None:
     before = root_namespace_state()
-    lab_id = f"{student.prefix}cluster" if find(name).lesson == CLUSTER else student.topo.lab_id
-    ledger = student.run_dir / f"{lab_id}.jsonl"
-    proc = subprocess.Popen(student.argv("scenario", "start", name), env=student.env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while proc.poll() is None:  # kill it as soon as it is in the middle of that phase
-            if ledger.exists() and marker in ledger.read_text(encoding="utf-8"):
-                break
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        code = proc.wait()
-    assert code == -signal.SIGKILL  # killed half-way, not after it had finished
-    assert prefixed_netns(student.prefix) != []
-    done = student.run(*cleanup)
-    assert done.returncode == 0, done.stderr
+    with Scenarios(student.topo) as scenarios:  # the ledger the engine writes, wherever it is
+        ledger = (scenarios.cluster.ledger if find(name).lesson == CLUSTER
+                  else scenarios.lab.ledger).path
+    hooked = Cnilab(student.prefix, student.run_dir, {"CNILAB_TEST_KILL_AT": where})
+    done = hooked.run("scenario", "start", name)
+    assert done.returncode == -signal.SIGKILL, done.stderr  # the kill landed mid-start
+    hook, number = where.split(":")
+    assert len(ledger.read_text().splitlines()) == int(number) - (hook == "ledger-before")
+    torn = student.run(*cleanup)
+    assert torn.returncode == 0, torn.stderr
     assert_nothing_left(student, before)
 
 
@@ -310,3 +314,15 @@ def test_without_privileges_each_command_is_one_sentence_and_changes_nothing(
         assert done.stderr.count("\n") == 1 and "needs root" in done.stderr, command
     assert prefixed_netns(student.prefix) == [] and not student.run_dir.exists()
     assert student.run("scenario", "list", wrap=no_caps).returncode == 0
+
+
+def test_a_namespace_the_student_removed_fails_the_check_without_a_traceback(
+        student: Cnilab) -> None:
+    before = root_namespace_state()
+    assert student.run("scenario", "start", "no-masquerade").returncode == 0
+    subprocess.run(["ip", "netns", "del", f"{student.prefix}red"], check=True)
+    done = student.run("scenario", "check")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "does not exist" in done.stdout
+    assert student.run("scenario", "stop").returncode == 0
+    assert_nothing_left(student, before)

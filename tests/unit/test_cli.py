@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnilab.cli import app
+from cnilab.cli_scenario import scenario_app
 from cnilab.cluster.cli import cluster_app
 from cnilab.cni.cli import cni_app
 
@@ -79,7 +80,7 @@ def test_bad_config_is_a_one_line_error(tmp_path) -> None:  # type: ignore[no-un
 
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-SUB_APPS = {"cluster": cluster_app, "cni": cni_app}
+SUB_APPS = {"cluster": cluster_app, "cni": cni_app, "scenario": scenario_app}
 
 
 def every_command(groups: tuple[str, ...] = tuple(SUB_APPS)) -> list[tuple[list[str], object]]:
@@ -104,7 +105,7 @@ def test_every_command_has_help_text_and_is_documented_in_the_readme(argv: list[
 
 
 # The cni commands' help is cnilab/cni/cli.py's (the CNI lesson's owner); they join once done.
-@pytest.mark.parametrize(("argv", "callback"), every_command(("cluster",)),
+@pytest.mark.parametrize(("argv", "callback"), every_command(("cluster", "scenario")),
                          ids=lambda v: " ".join(v) if isinstance(v, list) else "")
 def test_examples_in_help_keep_each_line_whole(argv: list[str], callback: object) -> None:
     doc = inspect.getdoc(callback) or ""
@@ -117,7 +118,7 @@ def test_examples_in_help_keep_each_line_whole(argv: list[str], callback: object
         assert line.strip() in result.output, (argv, line)
 
 
-@pytest.mark.parametrize("group", [[], ["cluster"]])
+@pytest.mark.parametrize("group", [[], ["cluster"], ["scenario"]])
 def test_short_help_lines_are_not_cut(group: list[str]) -> None:
     result = runner.invoke(app, [*group, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
     listing = result.output.split("Commands:", 1)[1]
@@ -126,7 +127,9 @@ def test_short_help_lines_are_not_cut(group: list[str]) -> None:
 
 PRINTING = [["step"], ["run-all"], ["teardown"], ["status"], ["doctor"], ["lessons"],
             ["explain"], ["practice"], ["check"], ["cluster", "up"], ["cluster", "down"],
-            ["cluster", "status"], ["cluster", "quiz"]]
+            ["cluster", "status"], ["cluster", "quiz"], ["scenario", "list"],
+            ["scenario", "start"], ["scenario", "check"], ["scenario", "hint"],
+            ["scenario", "solution"], ["scenario", "stop"]]
 
 
 @pytest.mark.parametrize("argv", PRINTING, ids=" ".join)

@@ -85,6 +85,9 @@ def test_the_last_hint_gives_the_documented_fix_and_the_second_names_a_tool(lang
     for s in SCENARIOS:
         hints = text.text(s.name, lang, names_for(s)).hints
         assert any(tool in hints[1] for tool in TOOLS), s.name
+        if s.lesson != CLUSTER:  # `cnilab trace` follows packets in the eight-step lab
+            assert f"cnilab trace red {names_for(s)['outside_ip']}" in hints[1] or \
+                "cnilab trace red 192.168.15.2" in hints[1], s.name
         for line in commands(s.fix, names_for(s)):
             assert line in hints[2], (s.name, line)
 
