@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnilab.cni.exec import config_version, find_reference, invoke
 from cnilab.kernel import Kernel
 from cnilab.state import Snapshot
 from cnilab.steps import observed_namespaces
@@ -78,3 +79,17 @@ def root_namespace_state() -> dict[str, str]:
         "filter": sh("iptables", "-S"),
         "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
     }
+
+
+def reference_skip(*plugins: str) -> str | None:
+    """Why a test comparing cnilab with these reference plugins at CNI 1.0.0 cannot run here:
+    they are missing, or older than 1.0 (0.9 in Debian 11 and Ubuntu 22.04 stops at 0.4.0)."""
+    exes = [find_reference(p) for p in plugins]
+    if not all(exes):
+        return "reference CNI plugins not installed (apt-get install containernetworking-plugins)"
+    # VERSION only prints what the plugin speaks; it touches no namespace.
+    version = config_version(invoke(str(exes[0]), "VERSION", {"cniVersion": "1.0.0"}))
+    if version != "1.0.0":
+        return (f"the reference plugins speak CNI up to {version} (containernetworking-plugins "
+                "before 1.0); these comparisons need 1.0.0")
+    return None

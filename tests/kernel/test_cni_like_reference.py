@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import reference_skip
 
 from cnilab.cni import spec
 from cnilab.cni.bridge import host_veth_name
-from cnilab.cni.exec import Call, find_reference
+from cnilab.cni.exec import Call
 from cnilab.cni.sandbox import Sandbox
 from cnilab.probes import ping
 
-REFERENCE = all(find_reference(p) for p in ("bridge", "host-local"))
+REFERENCE_SKIP = reference_skip("bridge", "host-local")
 
 
 @pytest.fixture
@@ -80,8 +81,8 @@ def test_bridge_mac_stays_when_the_pod_with_the_lowest_mac_leaves(box: Sandbox,
 @pytest.mark.parametrize("plugin", ["cnilab", "bridge"])
 def test_second_network_default_route_goes_first(box: Sandbox, tmp_path: Path,
                                                  plugin: str) -> None:
-    if plugin == "bridge" and not REFERENCE:
-        pytest.skip("reference plugins not installed")
+    if plugin == "bridge" and REFERENCE_SKIP:
+        pytest.skip(REFERENCE_SKIP)
     pod = box.pod("p")
     ok(box.call(plugin, "ADD", conf(tmp_path), "c1", pod))
     second = conf(tmp_path, name="net2", bridge="cni1", subnet="10.78.0.0/24")
@@ -97,8 +98,8 @@ def test_second_network_default_route_goes_first(box: Sandbox, tmp_path: Path,
 @pytest.mark.parametrize("plugin", ["cnilab", "bridge"])
 def test_mac_and_ip_asked_in_cni_args_are_honoured(box: Sandbox, tmp_path: Path,
                                                    plugin: str) -> None:
-    if plugin == "bridge" and not REFERENCE:
-        pytest.skip("reference plugins not installed")
+    if plugin == "bridge" and REFERENCE_SKIP:
+        pytest.skip(REFERENCE_SKIP)
     pod = box.pod("p")
     args = "IgnoreUnknown=1;MAC=02:aa:bb:cc:dd:01;IP=10.77.0.42"
     result = ok(box.call(plugin, "ADD", conf(tmp_path), "c1", pod, args=args))

@@ -5,42 +5,22 @@ speak CNI up to 1.0.0, so that is the version used here."""
 
 from __future__ import annotations
 
-import json
 import shlex
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import reference_skip
 
 from cnilab.cni import spec
-from cnilab.cni.exec import Call, config_version, find_reference
 from cnilab.cni.sandbox import Sandbox
 from cnilab.kernel import run_in_netns
 from cnilab.probes import ping
 from cnilab.state import Namespace
 
-
-def why_skip() -> str | None:
-    """Why these comparisons cannot run here: plugins missing, or too old to speak CNI 1.0.0."""
-    if not all(find_reference(p) for p in ("bridge", "host-local", "tuning", "portmap")):
-        return "reference CNI plugins not installed (apt-get install containernetworking-plugins)"
-    exe = find_reference("bridge")
-    assert exe is not None
-    # VERSION only prints what the plugin speaks; it touches no namespace.
-    done = subprocess.run([exe], input=b'{"cniVersion":"1.0.0"}', capture_output=True,
-                          env={"CNI_COMMAND": "VERSION"}, check=False)
-    version = config_version(Call(exe, "VERSION", {}, {}, done.returncode, "",
-                                  json.loads(done.stdout or b"{}")))
-    if version != "1.0.0":
-        return (f"the reference plugins speak CNI up to {version} (containernetworking-plugins "
-                "before 1.0); these comparisons need 1.0.0")
-    return None
-
-
-SKIP = why_skip()
+SKIP = reference_skip("bridge", "host-local", "tuning", "portmap")
 pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
 
 SUBNET = "10.78.0.0/24"
