@@ -8,6 +8,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := iproute2 iptables nftables iputils-ping procps net-tools containernetworking-plugins
 DNF_PACKAGES := iproute iptables-nft nftables iputils procps-ng python3 containernetworking-plugins net-tools
+# `make test` also drives a real libcni-based runtime (Podman with its CNI backend) over cnilab.
+TEST_PACKAGES := podman runc
 # Which package manager installs the system tools: apt (Debian, Ubuntu), dnf (Fedora, RHEL 9
 # and its rebuilds), or none (say what to install).
 PKG_TOOL := $(shell command -v apt-get >/dev/null 2>&1 && echo apt || \
@@ -20,7 +22,7 @@ help:
 	@echo "sudo make demo    install what is missing, then replay the eight steps (isolated lab)"
 	@echo "sudo make test    install what is missing, then run every test (kernel tests need root)"
 	@echo "make unit         unit tests only (no root)"
-	@echo "make lint         ruff"
+	@echo "make lint         ruff and mypy"
 	@echo "sudo make bench   benchmarks, side by side with the bash / reference-plugin baselines"
 
 system-deps: system-deps-$(PKG_TOOL)
@@ -67,7 +69,9 @@ demo: deps
 	$(BIN)/cnilab run-all $(if $(KEEP),,--teardown)
 
 test: deps
+	@$(MAKE) -s system-deps APT_PACKAGES="$(TEST_PACKAGES)" DNF_PACKAGES="$(TEST_PACKAGES)"
 	$(BIN)/ruff check cnilab tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
@@ -75,6 +79,7 @@ unit: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check cnilab tests bench
+	$(BIN)/mypy
 
 bench: deps
 	$(BIN)/python bench/bench_lab.py

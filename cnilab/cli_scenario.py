@@ -88,8 +88,9 @@ def list_(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = No
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
-        rows = [{"name": s.name, "title": title(s.name, lang), "lesson": s.lesson,
-                 "difficulty": s.difficulty} for s in SCENARIOS]
+        rows: list[dict[str, Any]] = [
+            {"name": s.name, "title": title(s.name, lang), "lesson": s.lesson,
+             "difficulty": s.difficulty} for s in SCENARIOS]
         if as_json:
             out_json(rows)
             return

@@ -52,7 +52,7 @@ def lessons(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
         done = _eight_steps_done(ctx)
-        listed = []
+        listed: list[dict[str, Any]] = []
         for lesson in LESSONS:
             text = lesson.text(lang)
             graded = done if lesson.name == "eight-steps" else None  # checked in the kernel
@@ -112,7 +112,8 @@ def _overview(lesson: LessonDef, lang: str, as_json: bool) -> None:
     from cnilab.render.report import step_rule
 
     text = lesson.text(lang)
-    steps = [{"number": s.number, "title": s.title} for s in text.steps]
+    steps: list[dict[str, Any]] = [{"number": s.number, "title": s.title}
+                                   for s in text.steps]
     if as_json:
         out_json({"lesson": lesson.name, "title": text.title, "summary": text.summary,
                   "beyond": text.beyond, "steps": steps})

@@ -20,7 +20,7 @@ from cnilab.cli_lab import lesson_in, topology_of
 from cnilab.console import LangOption, console, guarded, lang_of, out
 
 if TYPE_CHECKING:
-    from cnilab.kernel.events import NamespaceEvents
+    from cnilab.kernel.events import NamespaceEvents, Observed
     from cnilab.topology import Topology
     from cnilab.watch import Change, LiveLab
 
@@ -78,7 +78,7 @@ def run(events: NamespaceEvents, live: LiveLab, show: Callable[[list[Change]], N
     """
     while True:
         batch = events.wait(live.next_dim(time.monotonic()) if timed else None)
-        readings = {ns: events.read(ns) for ns in batch.appeared}
+        readings: dict[str | None, Observed] = {ns: events.read(ns) for ns in batch.appeared}
         for ns, parts in batch.dirty.items():
             if ns in live.seen and ns not in readings:
                 readings[ns] = events.read(ns, parts, live.seen[ns])

@@ -110,7 +110,7 @@ class Lab:
             report.notes += forwarding_notes(snap, self.topo)
         report.staged = self._apply(stage)
         before: list[Proof] = []
-        rules = [op for op in missing if isinstance(op, AddRule)]
+        rules: list[Op] = [op for op in missing if isinstance(op, AddRule)]
         if prove and number == 8 and rules and self.topo.internet is not None:
             # Routes and forwarding first, then a packet, then the rule: the outside host sees
             # 192.168.15.1 and cannot answer. That is what MASQUERADE is for.

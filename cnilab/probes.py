@@ -106,7 +106,8 @@ def seen_source(client_ns: str | None, server_ns: str | None, server_ip: str,
     try:
         listener = run_in_netns(server_ns, listen)
     except (KernelError, OSError) as e:  # the namespace or the address is gone
-        return None, ("", {"text": getattr(e, "message", None) or e.strerror or str(e)})
+        why = getattr(e, "message", None) or getattr(e, "strerror", None) or str(e)
+        return None, ("", {"text": why})
     try:
         client = run_in_netns(client_ns,
                               lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
@@ -218,7 +219,7 @@ def nat_sources(topo: Topology) -> list[Proof]:
 
 
 def http_get(client_ns: str | None, host: str, port: int, timeout: float = TIMEOUT
-             ) -> tuple[str | None, str]:
+             ) -> tuple[str | None, str | None]:
     """A plain HTTP GET from `client_ns`; (body, None) or (None, why not)."""
 
     def request() -> socket.socket:

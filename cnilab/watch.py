@@ -135,10 +135,10 @@ class LiveLab:
                at: float) -> list[Change]:
         """Take new readings (namespaces new or read again) and gone namespaces; the changes."""
         changes: list[Change] = []
-        for name in vanished:
-            if self.seen.pop(name, None) is not None:
-                self._objects.pop(name, None)
-                changes.append(Change(name, "netns", name, "removed", at=at))
+        for gone in vanished:
+            if self.seen.pop(gone, None) is not None:
+                self._objects.pop(gone, None)
+                changes.append(Change(gone, "netns", gone, "removed", at=at))
         appeared = [n for n in readings if n not in self.seen]
         self.seen.update(readings)
         snap = self.snapshot()

@@ -112,7 +112,7 @@ class Cluster:
         pod_netns = [AddNetns(None, self.plan.pod_netns(p)) for p in self.plan.all_pods()]
         # Before anything is touched, and for every name, present or not: a namespace that
         # already exists satisfies AddNetns, but it is only ours if the ledger says so.
-        self.ledger.check_free(network + pod_netns, snap, self.kernel)
+        self.ledger.check_free([*network, *pod_netns], snap, self.kernel)
         if any(isinstance(op, AddRule) for op in missing):
             self.kernel.require_iptables()
         if recorded_plan(self.ledger, self.plan.prefix) is None:  # (a scenario records first)

@@ -29,16 +29,16 @@ def main(argv: list[str]) -> None:
     ready = next((int(a[8:]) for a in argv[1:] if a.startswith("--ready=")), None)
     sel = selectors.DefaultSelector()
     for fd in fds:
-        sock = socket.socket(fileno=fd)
-        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-        sel.register(sock, selectors.EVENT_READ, listening)
+        given = socket.socket(fileno=fd)
+        listening = given.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        sel.register(given, selectors.EVENT_READ, listening)
     if ready is not None:
         os.write(ready, b"1")
         os.close(ready)
     while True:
         for key, _ in sel.select():
             sock = key.fileobj
-            assert isinstance(sock, socket.socket)
+            assert isinstance(sock, socket.socket)  # only sockets are registered
             if key.data:
                 conn, _ = sock.accept()
                 sel.register(conn, selectors.EVENT_READ, False)

@@ -19,6 +19,7 @@ import struct
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 from cnilab.errors import KernelError
 from cnilab.kernel import iptables as _iptables
@@ -305,7 +306,7 @@ class NamespaceEvents:
         elif what == "inotify":
             self._read_inotify(batch)
         else:
-            netns, netfilter = what  # type: ignore[misc]
+            netns, netfilter = cast("tuple[str | None, bool]", what)
             assert isinstance(fileobj, socket.socket)
             parts = self._drain(fileobj, netfilter)
             if parts and netns in self._nat_in and not self._nft:

@@ -98,7 +98,7 @@ def dump(sock: socket.socket, mtype: int, family: int, payload: bytes = b"") -> 
     body = struct.pack("=BBH", family, 0, 0) + payload
     sock.send(struct.pack("=IHHII", 16 + len(body), mtype, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
               + body)
-    found = []
+    found: list[bytes] = []
     while True:
         for rtype, _flags, data in messages(sock.recv(1 << 16)):
             if rtype == NLMSG_DONE:

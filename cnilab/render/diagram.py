@@ -83,9 +83,9 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
     if hidden:
         parts.append(Text(t("ui.diagram_hidden", lang, count=hidden), style="dim"))
     if lab_links is None:  # on a real node (in place) the machine's own services would crowd in
-        for port in ns.listening:
-            new = ("server", ns_key, str(port)) in keys
-            parts.append(Text(f"{'+ ' if new else ''}listening tcp/{port}",
+        for tcp_port in ns.listening:
+            new = ("server", ns_key, str(tcp_port)) in keys
+            parts.append(Text(f"{'+ ' if new else ''}listening tcp/{tcp_port}",
                               style=NEW if new else "cyan"))
     for r in ns.routes:
         new = ("route", ns_key, r.dst) in keys

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 ICMP, TCP, UDP = 1, 6, 17
 ECHO_REPLY, DEST_UNREACH, ECHO_REQUEST, TIME_EXCEEDED = 0, 3, 8, 11
@@ -50,7 +51,7 @@ def _mac(data: bytes) -> str:
 def parse(family: str, ll: str, network: str, transport: str) -> Packet:
     """A Packet from a trace event's headers; kind "" when they are not IPv4 or ARP."""
     link, net, tr = bytes.fromhex(ll), bytes.fromhex(network), bytes.fromhex(transport)
-    macs: dict[str, str] = {}
+    macs: dict[str, Any] = {}  # mac_dst, mac_src: keyword arguments of Packet
     ethertype = None
     if len(link) >= 14:
         macs = {"mac_dst": _mac(link[0:6]), "mac_src": _mac(link[6:12])}
