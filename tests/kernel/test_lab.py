@@ -346,6 +346,8 @@ def test_in_place_mode_uses_the_namespace_it_runs_in_and_restores_ip_forward(
     node = cnilab.prefix + "node"  # plays the lecture's machine; made here, not by cnilab
     subprocess.run(["ip", "netns", "add", node], check=True)
     inside = ("nsenter", f"--net=/run/netns/{node}")  # keeps the mount namespace: see shell
+    # A new namespace copies ip_forward from the machine's: start from a known 0 in ours.
+    subprocess.run([*inside, "sysctl", "-qw", "net.ipv4.ip_forward=0"], check=True)
     summary = json.loads(cnilab.run("--in-place", "run-all", "--yes", "--json",
                                     wrap=inside).stdout)
     assert summary["ok"] and len(summary["steps"]) == 8
