@@ -103,3 +103,19 @@ def test_every_sentence_key_the_code_names_exists() -> None:
             named |= {("ui", k) for k in re.findall(r"""\bui\(\s*["'](\w+)["']""", text)}
     missing = sorted(f"{s}.{k}" for s, k in named if k not in en.get(s, {}))
     assert missing == []
+
+
+@pytest.mark.parametrize("width", [80, 60, 40])
+def test_lesson_prose_wraps_keep_every_character_and_code_spans_whole(width: int) -> None:
+    from cnilab.render.prose import wrap
+
+    for folder in FOLDERS:
+        for path, en, ko in pairs(folder):
+            for text in (en, ko):
+                for paragraph in text.split("\n"):
+                    lines = list(wrap(paragraph, width))
+                    assert " ".join(lines).split() == paragraph.split() or "".join(
+                        "".join(lines).split()) == "".join(paragraph.split()), path
+                    # A code span is never cut (it wraps as one piece): each line closes
+                    # every span it opens.
+                    assert all(line.count("`") % 2 == 0 for line in lines), (path, lines)
