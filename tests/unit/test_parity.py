@@ -87,24 +87,6 @@ def test_korean_has_none_of_the_known_calques(folder: str) -> None:
     assert [c for c in KO_CALQUES if c in text] == []
 
 
-def test_every_sentence_key_the_code_names_exists() -> None:
-    # A key that moved into another section (a merge can do that) is a KeyError at run time.
-    from pathlib import Path
-
-    from cnilab.i18n import catalog
-
-    en = catalog("en")
-    root = Path(__file__).resolve().parents[2] / "cnilab"
-    named = set()
-    for path in root.rglob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        named |= set(re.findall(r"""\bt\(\s*["'](\w+)\.(\w+)["']""", text))
-        if path.parent.name == "cni":  # cni's ui("key") helper reads section [ui]
-            named |= {("ui", k) for k in re.findall(r"""\bui\(\s*["'](\w+)["']""", text)}
-    missing = sorted(f"{s}.{k}" for s, k in named if k not in en.get(s, {}))
-    assert missing == []
-
-
 @pytest.mark.parametrize("width", [80, 60, 40])
 def test_lesson_prose_wraps_keep_every_character_and_code_spans_whole(width: int) -> None:
     from cnilab.render.prose import wrap
