@@ -72,6 +72,7 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
     from cnilab.i18n import t
     from cnilab.kernel import list_netns
     from cnilab.ops import describe
+    from cnilab.render.prose import Prose
 
     with guarded(ctx, lang):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
@@ -94,7 +95,7 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
         if undone:
             out(f"[green]{t('ui.teardown_done', lang, count=len(undone))}[/]")
         for name in left:
-            out(t("ui.left_alone", lang, name=name))
+            out(Prose(t("ui.left_alone", lang, name=name)))  # the command stays one piece
 
 
 @lab_app.command()

@@ -254,4 +254,8 @@ def _run(lab: Lab, numbers: list[int], lesson: Lesson, lang: str, summary: list[
                 return n + 1 if n != numbers[-1] else None
             elif n != numbers[-1] and not _after(n + 1, lang):
                 return n + 1
+            elif n == numbers[-1]:  # the last picture stays in view until the student goes on
+                from cnilab.i18n import t
+
+                ask(t("ui.prompt_more", lang))
     return None

@@ -93,6 +93,7 @@ def up(
     """
     from cnilab.cluster.plan import build_plan, parse_network
     from cnilab.i18n import t
+    from cnilab.render.prose import Prose
 
     lang = cluster_lang(ctx, lang)
     with guarded(ctx, lang):
@@ -119,9 +120,9 @@ def up(
         else:
             out("[green]" + t("cluster.already_up", lang) + "[/]")
         names = ", ".join(n["name"] for n in status["nodes"])
-        out(t("cluster.summary", lang, names=names, pods=sum(len(n["pods"])
-                                                               for n in status["nodes"])))
-        out(t("cluster.explore", lang, cmd=command_prefix(ctx)))
+        pods = sum(len(n["pods"]) for n in status["nodes"])
+        out(Prose(t("cluster.summary", lang, names=names, pods=pods)))
+        out(Prose(t("cluster.explore", lang, cmd=command_prefix(ctx))))
 
 
 def _print_plan(plan: ClusterPlan, lang: str) -> None:

@@ -66,6 +66,8 @@ def quiz(
 def _print_answers(asked: list[Question], ui: dict[str, str], as_json: bool) -> None:
     from rich.markup import escape
 
+    from cnilab.render.prose import Prose
+
     if as_json:
         out_json([{"id": q.id, "question": q.text, "answer": q.expected, "hint": q.hint}
                   for q in asked])
@@ -74,7 +76,7 @@ def _print_answers(asked: list[Question], ui: dict[str, str], as_json: bool) -> 
     for number, q in enumerate(asked, 1):
         out(f"\n{number}. {escape(q.text)} [dim]({q.id})[/]")
         out(f"   {escape(ui['answer'])}: [bold green]{escape(q.expected)}[/]")
-        out(f"   [dim]{escape(ui['find_with'])}: {escape(q.hint)}[/]")
+        out(Prose(f"   {ui['find_with']}: {q.hint}", style="dim"))
 
 
 def _replies(given: dict[str, str], interactive: bool) -> Callable[[str], str | None]:
@@ -92,12 +94,13 @@ def _grade(asked: list[Question], ui: dict[str, str], options: list[str], as_jso
     from rich.markup import escape
 
     from cnilab.cluster.quiz import grade, parse_answer_options
+    from cnilab.render.prose import Prose
 
     given = parse_answer_options(options, asked)
     interactive = not given and sys.stdin.isatty() and not as_json
     ask = _replies(given, interactive)
     if not as_json:
-        out(escape(ui["intro"].format(**names)))
+        out(Prose(ui["intro"].format(**names)))
     graded = []
     for number, q in enumerate(asked, 1):
         if given and q.id not in given:
@@ -105,7 +108,7 @@ def _grade(asked: list[Question], ui: dict[str, str], options: list[str], as_jso
         if not as_json:
             out(f"\n[bold]{number}. {escape(q.text)}[/]")
             if not interactive:  # one try only: the command that finds it, up front
-                out(f"[dim]{escape(ui['hint'])}: {escape(q.hint)}[/]")
+                out(Prose(f"{ui['hint']}: {q.hint}", style="dim"))
         tries = TRIES if interactive else 1
         hints = [(ui["nudge"], q.nudge), (ui["hint"], q.hint)]
         for attempt in range(tries):
@@ -115,7 +118,7 @@ def _grade(asked: list[Question], ui: dict[str, str], options: list[str], as_jso
                 break
             _why_wrong(q, g.answer, ui["try_again"])
             label, text = hints[attempt]
-            out(f"[yellow]{escape(label)}:[/] {escape(text)}")
+            out(Prose(f"{label}: {text}", style="yellow"))
         graded.append(g)
         if not as_json:
             _verdict(q, g, ui, explain_trap=not interactive)
@@ -131,24 +134,25 @@ def _grade(asked: list[Question], ui: dict[str, str], options: list[str], as_jso
 
 
 def _why_wrong(q: Question, answer: str, try_again: str) -> None:
-    from rich.markup import escape
 
     from cnilab.cluster.quiz import trap
+    from cnilab.render.prose import Prose
 
     why = trap(q, answer)
-    out(f"[red]✘[/] {escape(why or try_again)}")
+    out(Prose(f"✘ {why or try_again}", style="red"))
 
 
 def _verdict(q: Question, g: Graded, ui: dict[str, str], explain_trap: bool) -> None:
     from rich.markup import escape
 
     from cnilab.cluster.quiz import trap
+    from cnilab.render.prose import Prose
 
     if g.correct:
-        out(f"[green]✔ {escape(ui['correct'])}[/] {escape(q.explanation)}")
+        out(Prose(f"✔ {ui['correct']} {q.explanation}", style="green"))
     elif g.answer is None:
         out(f"[yellow]· {escape(ui['skipped'].format(expected=q.expected))}[/]")
     else:
         msg = ui["wrong"].format(expected=q.expected, answer=g.answer)
         why = trap(q, g.answer) if explain_trap else None
-        out(f"[red]✘ {escape(msg)}[/] {escape(why or q.explanation)}")
+        out(Prose(f"✘ {msg} {why or q.explanation}", style="red"))

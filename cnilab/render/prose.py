@@ -17,6 +17,20 @@ from rich.measure import Measurement
 from rich.text import Text
 
 PIECE = re.compile(r"(?:`[^`]*`|\S)+")  # words, with code spans kept whole
+SPAN = re.compile(r"(`[^`]*`)")
+
+
+def _pieces(paragraph: str, width: int) -> list[tuple[str, bool]]:
+    """(piece, spaced): a word with its code spans whole; a too-wide one split around its spans.
+
+    Korean glues particles to a span (`ip -br addr`는): the span and the particle may then part
+    at a line's end rather than run past the terminal's edge. spaced: a space came before it.
+    """
+    found: list[tuple[str, bool]] = []
+    for word in PIECE.findall(paragraph):
+        parts = [word] if cell_len(word) <= width else [p for p in SPAN.split(word) if p]
+        found += [(part, i == 0) for i, part in enumerate(parts)]
+    return found
 
 
 def wrap(paragraph: str, width: int) -> Iterator[str]:
@@ -26,8 +40,8 @@ def wrap(paragraph: str, width: int) -> Iterator[str]:
         return
     indent = paragraph[: len(paragraph) - len(paragraph.lstrip())]
     line = ""
-    for piece in PIECE.findall(paragraph):
-        candidate = f"{line} {piece}" if line else indent + piece
+    for piece, spaced in _pieces(paragraph, width):
+        candidate = (line + (" " if spaced else "") + piece) if line else indent + piece
         if line and cell_len(candidate) > width:
             yield line
             line = indent + piece
@@ -46,7 +60,10 @@ class Prose:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for paragraph in self.text.split("\n"):
             for line in wrap(paragraph, options.max_width):
-                yield Text(line, style=self.style, no_wrap=True, overflow="ignore", end="\n")
+                # A piece wider than the terminal is folded rather than cut off.
+                fits = cell_len(line) <= options.max_width
+                yield Text(line, style=self.style, no_wrap=fits,
+                           overflow="ignore" if fits else "fold", end="\n")
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         longest = max((cell_len(p) for p in self.text.split("\n")), default=0)

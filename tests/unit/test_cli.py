@@ -187,3 +187,21 @@ def test_the_dry_run_plan_splits_at_step_1_and_its_stage_acts_only_in_lab_namesp
         words = line.split()
         assert not words or words[0] == "#" or words[:3] in (
             ["ip", "netns", "add"], ["ip", "netns", "exec"]) or words[:2] == ["ip", "-n"], line
+
+
+def test_hints_after_a_run_name_the_command_as_called_with_the_labs_options(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from cnilab import console
+    from cnilab.console import Options, command_line
+
+    ctx = types.SimpleNamespace(find_root=lambda: types.SimpleNamespace(
+        obj=Options(config=Path("lab.toml"), prefix="demo-")))
+    monkeypatch.setattr(sys, "argv", [".venv/bin/cnilab", "run-all"])
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    monkeypatch.setattr("shutil.which", lambda name: None)  # not on PATH: as typed
+    assert command_line(ctx) == ".venv/bin/cnilab --config lab.toml --prefix demo-"
+    monkeypatch.setenv("SUDO_USER", "student")
+    monkeypatch.setattr(console.os, "geteuid", lambda: 0)
+    assert command_line(ctx).startswith("sudo .venv/bin/cnilab ")

@@ -85,3 +85,19 @@ KO_CALQUES = ["외부행", "포트행", "실습 무대", "증명", "닿습니다
 def test_korean_has_none_of_the_known_calques(folder: str) -> None:
     text = (lessons_dir() / folder / "ko.toml").read_text("utf-8")
     assert [c for c in KO_CALQUES if c in text] == []
+
+
+@pytest.mark.parametrize("width", [80, 60, 40])
+def test_lesson_prose_wraps_keep_every_character_and_code_spans_whole(width: int) -> None:
+    from cnilab.render.prose import wrap
+
+    for folder in FOLDERS:
+        for path, en, ko in pairs(folder):
+            for text in (en, ko):
+                for paragraph in text.split("\n"):
+                    lines = list(wrap(paragraph, width))
+                    assert " ".join(lines).split() == paragraph.split() or "".join(
+                        "".join(lines).split()) == "".join(paragraph.split()), path
+                    # A code span is never cut (it wraps as one piece): each line closes
+                    # every span it opens.
+                    assert all(line.count("`") % 2 == 0 for line in lines), (path, lines)
