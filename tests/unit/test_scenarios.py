@@ -296,3 +296,20 @@ def test_record_is_private_atomic_and_never_follows_a_planted_link(tmp_path: Pat
     assert not path.exists()
     ScenarioRecord(None, str(target), "port-down").undo(None)  # type: ignore[arg-type]
     assert target.exists()  # not a record's name: a ledger entry never removes it
+
+
+def test_without_bridge_netfilter_bare_masquerade_is_refused_and_random_skips_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from cnilab.errors import MissingTool
+    from cnilab.scenario import run
+
+    monkeypatch.setenv("CNILAB_RUN_DIR", str(tmp_path))
+    monkeypatch.setattr(run, "require_privileges", lambda: None)
+    scenarios = run.Scenarios(default_topology("unit-"))
+    monkeypatch.setattr(scenarios.lab.kernel, "has_sysctl", lambda netns, key: False)
+    names = [s.name for s in scenarios.available()]
+    assert "bare-masquerade" not in names and len(names) == len(SCENARIOS) - 1
+    with pytest.raises(MissingTool) as refused:
+        scenarios.start("bare-masquerade")
+    assert "br_netfilter" in refused.value.message and "modprobe" in (refused.value.hint or "")
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
