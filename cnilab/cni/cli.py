@@ -150,7 +150,9 @@ def add(
     as_json: JsonOption = False,
     lang: LangOption = None,
 ) -> None:
-    """Create the pod's namespace and ADD it: each plugin of the network in turn.
+    """Make a pod's namespace and ADD it to the network.
+
+    Each plugin of the network runs in turn, as libcni runs a conflist.
 
     \b
     Example:
@@ -167,7 +169,9 @@ def add(
 def none(ctx: typer.Context,
          pod: Annotated[str, typer.Argument(help="A name for the container.")],
          as_json: JsonOption = False, lang: LangOption = None) -> None:
-    """Start a container with no network, as `docker run --network none` does (a stand-in).
+    """Start a stand-in container with no network.
+
+    What `docker run --network none` gives: a process in a namespace of its own, lo only.
 
     \b
     Example:
@@ -209,7 +213,9 @@ def attach(
     as_json: JsonOption = False,
     lang: LangOption = None,
 ) -> None:
-    """ADD the network to a namespace that already exists (a container's, started with none).
+    """ADD the network to a container that already runs.
+
+    Its namespace already exists: a container's, started with no network.
 
     \b
     Example:
@@ -233,7 +239,9 @@ def attach(
 @cni_app.command()
 def detach(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.")],
            as_json: JsonOption = False, lang: LangOption = None) -> None:
-    """DEL the network from an attached container; the container keeps running, unconnected.
+    """DEL the network from an attached container.
+
+    The container keeps running, with no network.
 
     \b
     Example:
@@ -245,7 +253,9 @@ def detach(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.
 @cni_app.command()
 def check(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.")],
           as_json: JsonOption = False, lang: LangOption = None) -> None:
-    """CHECK: each plugin compares the kernel with the cached result (prevResult).
+    """CHECK: each plugin compares the kernel with the cached result.
+
+    The cached result goes to the plugins as prevResult.
 
     \b
     Example:
@@ -257,7 +267,9 @@ def check(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod."
 @cni_app.command("del")
 def delete(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.")],
            as_json: JsonOption = False, lang: LangOption = None) -> None:
-    """DEL: each plugin in reverse order; then the runtime removes the pod's namespace.
+    """DEL: each plugin in reverse order, then the namespace goes.
+
+    The runtime removes the pod's namespace after the plugins' DEL.
 
     \b
     Example:
@@ -289,7 +301,9 @@ def status(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = N
 
 @cni_app.command()
 def gc(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = None) -> None:
-    """GC (CNI 1.1.0): the plugin drops what no known pod uses any more.
+    """GC (CNI 1.1.0): drop what no known pod uses any more.
+
+    The runtime lists the attachments it knows; the plugin removes the rest.
 
     \b
     Example:
@@ -314,7 +328,9 @@ def version(ctx: typer.Context, plugin: PluginOption = Plugin.cnilab,
 def install(ctx: typer.Context, folder: Annotated[str, typer.Option(
         "--dir", help="The CNI bin folder, e.g. /opt/cni/bin.")],
         as_json: JsonOption = False, lang: LangOption = None) -> None:
-    """Write the plugin executables cnilab and cnilab-ipam into a CNI bin folder.
+    """Write cnilab and cnilab-ipam into a CNI bin folder.
+
+    Where a runtime looks for plugins (containerd's bin_dir, e.g. /opt/cni/bin).
 
     \b
     Example:

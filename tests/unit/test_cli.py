@@ -118,7 +118,7 @@ def test_examples_in_help_keep_each_line_whole(argv: list[str], callback: object
         assert line.strip() in result.output, (argv, line)
 
 
-@pytest.mark.parametrize("group", [[], ["cluster"], ["scenario"]])
+@pytest.mark.parametrize("group", [[], ["cluster"], ["scenario"], ["cni"]])
 def test_short_help_lines_are_not_cut(group: list[str]) -> None:
     result = runner.invoke(app, [*group, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
     listing = result.output.split("Commands:", 1)[1]
