@@ -53,7 +53,8 @@ def _sentence(key: str, params: dict[str, Any], lang: str) -> str:
     return t(f"proof.{key}", lang, **filled)
 
 
-def _checksum(data: bytes) -> int:
+def icmp_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of an ICMP message."""
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -75,7 +76,8 @@ def ping(netns: str | None, address: str, timeout: float = TIMEOUT, tries: int =
         for seq in range(1, tries + 1):
             header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
             payload = b"cnilab-probe"
-            packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
+            checksum = icmp_checksum(header + payload)
+            packet = struct.pack("!BBHHH", 8, 0, checksum, ident, seq) + payload
             try:
                 sock.sendto(packet, (address, 0))
             except OSError as e:

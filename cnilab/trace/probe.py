@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from cnilab.kernel import run_in_netns
+from cnilab.probes import icmp_checksum
 from cnilab.trace.packets import DEST_UNREACH, ECHO_REPLY, ECHO_REQUEST, TIME_EXCEEDED
 from cnilab.trace.plan import TracePlan
 
@@ -31,15 +32,6 @@ class ProbeResult:
     detail: str | None = None  # the system's words: "Network is unreachable", ...
     icmp_from: str | None = None  # who sent the ICMP error
     seconds: float = 0.0
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
 
 
 class Probe:
@@ -81,7 +73,7 @@ class Probe:
     def _icmp(self, deadline: float) -> ProbeResult:
         ident = self.plan.ident
         header = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, ident, 1)
-        packet = struct.pack("!BBHHH", ECHO_REQUEST, 0, _checksum(header + PAYLOAD), ident,
+        packet = struct.pack("!BBHHH", ECHO_REQUEST, 0, icmp_checksum(header + PAYLOAD), ident,
                              1) + PAYLOAD
         try:
             self.sock.sendto(packet, (self.plan.dst, 0))
