@@ -49,8 +49,13 @@ def serve(netns: str | None, port: int, body: str, pidfile: Path) -> None:
             pass  # no terminal to write to: cnilab starts us detached
 
     server = _Server(("0.0.0.0", port), Handler)
-    pidfile.parent.mkdir(parents=True, exist_ok=True)
-    pidfile.write_text(str(os.getpid()))
+    # Written as root: never through a link someone planted there (O_EXCL, O_NOFOLLOW), never
+    # group- or other-writable whatever the umask (fchmod); the caller removed any old one.
+    fd = os.open(pidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o644)
+    os.fchmod(fd, 0o644)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(str(os.getpid()))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.serve_forever()
