@@ -6,8 +6,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := iproute2 iptables nftables iputils-ping procps net-tools containernetworking-plugins
-DNF_PACKAGES := iproute iptables-nft nftables iputils procps-ng python3 containernetworking-plugins net-tools
+APT_PACKAGES := iproute2 iptables nftables iputils-ping procps net-tools tcpdump curl containernetworking-plugins
+DNF_PACKAGES := iproute iptables-nft nftables iputils procps-ng python3 containernetworking-plugins net-tools tcpdump curl
 # `make test` also drives a real libcni-based runtime (Podman with its CNI backend) over cnilab.
 TEST_PACKAGES := podman runc
 # Which package manager installs the system tools: apt (Debian, Ubuntu), dnf (Fedora, RHEL 9

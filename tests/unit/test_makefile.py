@@ -71,7 +71,7 @@ def test_apt_installs_only_the_missing_debian_packages(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert calls(tmp_path) == [
         "apt-get update -q",
-        "apt-get install -y -q iptables nftables iputils-ping net-tools "
+        "apt-get install -y -q iptables nftables iputils-ping net-tools tcpdump curl "
         "containernetworking-plugins"]
 
 
@@ -79,14 +79,14 @@ def test_dnf_installs_the_fedora_names_when_there_is_no_apt(tmp_path: Path) -> N
     done = make(family(tmp_path, dnf=True, installed=("iproute", "python3")))
     assert done.returncode == 0, done.stderr
     assert ("installing: iptables-nft nftables iputils procps-ng containernetworking-plugins "
-            "net-tools") in done.stdout
+            "net-tools tcpdump curl") in done.stdout
     assert calls(tmp_path) == ["dnf install -y -q iptables-nft nftables iputils procps-ng "
-                               "containernetworking-plugins net-tools"]
+                               "containernetworking-plugins net-tools tcpdump curl"]
 
 
 def test_dnf_is_not_called_when_everything_is_there(tmp_path: Path) -> None:
     names = ("iproute", "iptables-nft", "nftables", "iputils", "procps-ng", "python3",
-             "containernetworking-plugins", "net-tools")
+             "containernetworking-plugins", "net-tools", "tcpdump", "curl")
     done = make(family(tmp_path, dnf=True, installed=names))
     assert (done.returncode, done.stdout, calls(tmp_path)) == (0, "", [])
 
