@@ -35,17 +35,18 @@ def _bare_package() -> None:
     spec = importlib.util.find_spec("pyroute2")
     if spec is None or not spec.origin or not spec.submodule_search_locations:
         return  # let the imports below fail as they would
+    origin = spec.origin
     package = types.ModuleType("pyroute2")
     package.__path__ = list(spec.submodule_search_locations)
-    package.__spec__, package.__file__ = spec, spec.origin
+    package.__spec__, package.__file__ = spec, origin
 
     def complete(name: str) -> Any:
         if name.startswith("__") or any(os.path.exists(os.path.join(p, name + end))
                                         for p in package.__path__ for end in ("", ".py")):
             raise AttributeError(name)  # a submodule: the import system loads it
         del package.__getattr__
-        with open(spec.origin, encoding="utf-8") as f:
-            exec(compile(f.read(), spec.origin, "exec"), package.__dict__)
+        with open(origin, encoding="utf-8") as f:
+            exec(compile(f.read(), origin, "exec"), package.__dict__)
         return getattr(package, name)
 
     package.__getattr__ = complete  # type: ignore[method-assign]
