@@ -7,8 +7,10 @@ cli_scenario; all share cnilab.console.
 
 from __future__ import annotations
 
+import copy
+import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -86,9 +88,69 @@ app.add_typer(cluster_app, name="cluster",
               short_help="The cluster lesson: nodes, pods, routes, ports, a quiz.")
 app.add_typer(scenario_app, name="scenario",
               short_help="Break-and-fix labs graded from the kernel (exam practice).")
-evaluate_command_signatures(app)
+evaluate_command_signatures(app)  # below Python 3.10 only
+
+VALUED = {"--config", "-c", "--prefix", "--lang"}  # the global options that take a value
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The command `argv` runs (step, cni, ...), or None: the top level (help, version, a typo)."""
+    i = 0
+    while i < len(argv):
+        if argv[i] in VALUED:
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            return argv[i]
+    return None
+
+
+def _name(info: Any) -> str:
+    return str(info.name or info.callback.__name__.lower().replace("_", "-"))
+
+
+def _listed(info: Any) -> Any:
+    """A command as the top-level help lists it: its name and text, no parameters to read."""
+    def listed() -> None:
+        """Placeholder."""
+
+    listed.__name__ = listed.__qualname__ = info.callback.__name__
+    listed.__doc__ = info.callback.__doc__
+    shown = copy.copy(info)
+    shown.callback = listed
+    return shown
+
+
+def _bare(group: Any) -> Any:
+    """A sub-app (cni, cluster, scenario) as the top-level help lists it: without its commands."""
+    shown, sub = copy.copy(group), copy.copy(group.typer_instance)
+    sub.registered_commands, sub.registered_groups = [], []
+    shown.typer_instance = sub
+    return shown
+
+
+def app_for(argv: list[str]) -> typer.Typer:
+    """The app with only what `argv` runs in it.
+
+    Typer reads the signature of every command it is given before it runs one (~20 ms for all
+    of cnilab's): `cnilab step 3` needs step's alone, `cnilab --help` only names and texts.
+    """
+    name = command_named(argv)
+    if name is None and any(a in ("--install-completion", "--show-completion") for a in argv):
+        return app
+    commands = [c for c in app.registered_commands if _name(c) == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if name is None:
+        commands = [_listed(c) for c in app.registered_commands]
+        groups = [_bare(g) for g in app.registered_groups]
+    elif not commands and not groups:
+        return app  # a typo: the whole app, so that the error can suggest the right name
+    small = copy.copy(app)
+    small.registered_commands, small.registered_groups = commands, groups
+    return small
 
 
 def main() -> None:
     """Entry point of the `cnilab` command."""
-    app()
+    app_for(sys.argv[1:])()

@@ -9,7 +9,7 @@ from cnilab import probes
 from cnilab.errors import ConfigError, KernelError, PrerequisiteError
 from cnilab.kernel import Kernel, require_privileges
 from cnilab.ledger import Ledger, run_dir
-from cnilab.ops import OPS, AddRule, Op, registry_of
+from cnilab.ops import OPS, AddRule, Op, StartServer, registry_of
 from cnilab.probes import Proof
 from cnilab.scenario.faults import FAULT_OPS
 from cnilab.state import Snapshot
@@ -60,6 +60,9 @@ class Lab:
         self.kernel = kernel or Kernel(run_dir())
         self.ledger = ledger or lab_ledger(topo)
         self.steps = build_steps(topo)
+        # Listening sockets are read only where a step starts a server.
+        self._servers = {op.netns for s in self.steps for op in s.ops
+                         if isinstance(op, StartServer)}
         self._last: Snapshot | None = None  # the state observed after our own last step
         self.kept: list[Op] = []  # recorded, but not proven ours at the last teardown
 
@@ -74,9 +77,11 @@ class Lab:
             raise ConfigError.of("no_step", number=number, last=len(self.steps))
         return self.steps[number - 1]
 
-    def snapshot(self) -> Snapshot:
-        """Observe every namespace of the lab (NAT rules in the node)."""
-        return self.kernel.observe(observed_namespaces(self.topo), nat_in=[self.topo.node])
+    def snapshot(self, reuse: bool = False) -> Snapshot:
+        """Observe every namespace of the lab (NAT rules in the node, listening sockets where a
+        step starts a server). reuse: read again only what our own changes touched."""
+        return self.kernel.observe(observed_namespaces(self.topo), nat_in=[self.topo.node],
+                                   listen_in=self._servers, reuse=reuse)
 
     def done_steps(self, snap: Snapshot) -> list[int]:
         """Numbers of the steps the kernel state satisfies (checked, not remembered)."""
@@ -118,7 +123,8 @@ class Lab:
             before = probes.unmasqueraded(self.topo)
             missing = rules
         report.applied += self._apply(missing)
-        report.after = self._last = self.snapshot()
+        # Without pauses no one else changes the lab: what our ops did not touch stands.
+        report.after = self._last = self.snapshot(reuse=reuse)
         if not step.done(report.after):
             left = ", ".join(op.command(self.topo.node) for op in step.missing(report.after))
             raise KernelError.of("step_incomplete", number=number, left=left)

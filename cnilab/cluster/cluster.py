@@ -95,10 +95,12 @@ class Cluster:
         """Observe the cluster's namespaces (NAT rules of the gateway and the nodes)."""
         plan = self.plan
         nodes = [plan.netns(n) for n in plan.nodes]
-        names = [plan.lan_netns, plan.world_netns, *nodes]
-        if with_pods:
-            names += [plan.pod_netns(p) for p in plan.all_pods()]
-        return self.kernel.observe(names, nat_in=[plan.lan_netns, *nodes])
+        pod_names = [plan.pod_netns(p) for p in plan.all_pods()] if with_pods else []
+        snap = self.kernel.observe([plan.lan_netns, plan.world_netns, *nodes, *pod_names],
+                                   nat_in=[plan.lan_netns, *nodes], listen_in=())
+        for name in pod_names:  # a thousand pods would hold thousands of descriptors open
+            self.kernel.close_netns(name)
+        return snap
 
     # -- up --------------------------------------------------------------------------------------
 

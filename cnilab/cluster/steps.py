@@ -47,9 +47,8 @@ class UnplugLastPort(Op):
 
     A bridge that never had a port has carrier once up (`state UNKNOWN`); one whose last port
     went away has none, which is docker0 on a node where Docker's containers have stopped: the
-    course's `flags=4099<UP,BROADCAST,MULTICAST>` and its route marked `linkdown`. Done before
-    the bridge goes up, so its route is born linkdown: the kernel marks a route of a running
-    link only later, from its link-watch queue.
+    course's `flags=4099<UP,BROADCAST,MULTICAST>` and its route marked `linkdown` (by the
+    kernel's link-watch queue, which runs at most once a second: some time after `up`).
     """
 
     bridge: str = ""

@@ -176,14 +176,25 @@ class Store:
         out: dict[IPv4Address, tuple[str, str]] = {}
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.dir):
-                try:
-                    ip = ip_address(entry.name)
-                except ValueError:
+                if not entry.name[:1].isdigit():
                     continue  # lock, last_reserved_ip.N
-                # Bytes, not read_text(): universal newlines would turn "\r\n" into "\n".
-                text = Path(entry.path).read_bytes().decode("utf-8", errors="replace")
+                try:
+                    ip = IPv4Address(entry.name)
+                except ValueError:
+                    continue
+                # Every ADD reads every lease, as host-local does: plain os calls (~3 µs a lease
+                # instead of ~20 through pathlib), so a node of 250 pods stays cheap. Bytes, not
+                # text mode: universal newlines would turn "\r\n" into "\n".
+                try:
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                except OSError:
+                    continue  # released meanwhile, or not a plain file
+                try:
+                    text = os.read(fd, 4096).decode("utf-8", errors="replace")
+                finally:
+                    os.close(fd)
                 cid, _, ifname = text.partition(LINE_BREAK)
-                out[ip] = (cid.strip(), ifname.strip())  # type: ignore[index]
+                out[ip] = (cid.strip(), ifname.strip())
         return out
 
     def _write_new(self, ip: IPv4Address, owner: str) -> bool:

@@ -8,9 +8,11 @@ processes (the web server) and sockets (`ss`-like socket listing).
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from cnilab.kernel import conntrack as _conntrack
 from cnilab.kernel import iptables as _iptables
@@ -24,10 +26,10 @@ from cnilab.kernel.netns import (
     has_privileges,
     list_netns,
     netns_path,
-    read_sysctl,
+    open_rtnl_socket,
     require_privileges,
     run_in_netns,
-    write_sysctl,
+    sysctl_path,
 )
 from cnilab.state import LISTEN, Namespace, Snapshot, parse_proc_tcp
 
@@ -42,6 +44,16 @@ class Kernel(Netlink):
         super().__init__()
         self.run_dir = run_dir  # where PID files of processes we start are kept
         self._iptables: str | None = _iptables.find()
+        # NAT rules by namespace, with the nf_tables generation they were read at: read again
+        # only when the ruleset changed (iptables-nft; every time with the legacy backend).
+        self._nat: dict[str | None, tuple[int, tuple[str, ...]]] = {}
+        self._generations: dict[str | None, socket.socket] = {}
+        self._nft = _iptables.is_nft(self._iptables)
+        # A namespace's /proc files (sysctls, its TCP sockets), opened once by a thread inside
+        # it, then read and written without entering it again.
+        self._files: dict[str | None, dict[str, int]] = {}
+        # What observe() read in each namespace, until a change made here touches it.
+        self._seen: dict[str | None, tuple[tuple[bool, bool], RawLinks, Namespace]] = {}
 
     def __enter__(self) -> Kernel:
         return self
@@ -52,8 +64,14 @@ class Kernel(Netlink):
     # -- namespaces and sysctls --------------------------------------------------------------
 
     def add_netns(self, name: str, on_made: Callable[[NetnsId], None] | None = None) -> None:
-        """Create a named namespace (ip netns add); on_made gets its id before it is named."""
-        _netns.add_netns(name, on_made)
+        """Create a named namespace (ip netns add); on_made gets its id before it is named.
+
+        Its netlink socket is made by the thread that creates it: no second thread later.
+        """
+        sock = _netns.add_netns(name, on_made, inside=open_rtnl_socket)
+        if sock is not None:
+            self.adopt_socket(name, sock)
+        self.changed(name)
 
     def netns_id(self, name: str) -> NetnsId | None:
         """Inode, device and cookie of a named namespace (None: no such name)."""
@@ -63,14 +81,74 @@ class Kernel(Netlink):
         """Remove a named namespace (ip netns delete); already gone is fine."""
         self.close_netns(name)  # an open socket would keep the namespace alive
         _netns.remove_netns(name)
+        self.changed(anywhere=True)  # the veths inside took their peers along
+
+    def changed(self, *namespaces: str | None, anywhere: bool = False) -> None:
+        """Forget what observe() saw in these namespaces (or in all)."""
+        if anywhere:
+            self._seen.clear()
+        for name in namespaces:
+            self._seen.pop(name, None)
+
+    def close_netns(self, netns: str | None) -> None:
+        """Close the sockets and files into one namespace (they would keep it alive)."""
+        super().close_netns(netns)
+        self._nat.pop(netns, None)
+        sock = self._generations.pop(netns, None)
+        if sock is not None:
+            sock.close()
+        for fd in self._files.pop(netns, {}).values():
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close every socket and file into any namespace."""
+        super().close()
+        for name in {*self._generations, *self._files}:
+            self.close_netns(name)
 
     def read_sysctl(self, netns: str | None, key: str) -> str:
         """Read a sysctl as seen inside `netns`."""
-        return read_sysctl(netns, key)
+        return self._read(netns, sysctl_path(key))
 
     def write_sysctl(self, netns: str | None, key: str, value: str) -> None:
         """Write a sysctl inside `netns`."""
-        write_sysctl(netns, key, value)
+        path = sysctl_path(key)
+        self._open(netns, [path])
+        os.pwrite(self._files[netns][path], value.encode("ascii"), 0)
+        self.changed(netns)
+
+    def _open(self, netns: str | None, paths: list[str], nat: bool = False) -> None:
+        """Open what is missing of `paths`, the netlink socket and (nat) the nf_tables one,
+        all by one thread inside `netns`."""
+        files = self._files.setdefault(netns, {})
+        missing = [p for p in paths if p not in files]
+        need_socket = not self.has_socket(netns)
+        need_gen = nat and self._nft and netns not in self._generations
+        if not (missing or need_socket or need_gen):
+            return
+
+        def enter() -> tuple[Any, Any, dict[str, int]]:
+            # /proc/thread-self/net and /proc/sys/net show the namespace of the thread that
+            # opens them, and keep showing it: these descriptors stay bound to `netns`.
+            return (open_rtnl_socket() if need_socket else None,
+                    _iptables.generation_socket() if need_gen else None,
+                    {p: _open_proc(p) for p in missing})
+
+        sock, gen, opened = run_in_netns(netns, enter)
+        files.update(opened)
+        if sock is not None:
+            self.adopt_socket(netns, sock)
+        if gen is not None:
+            self._generations[netns] = gen
+
+    def _read(self, netns: str | None, path: str) -> str:
+        """A /proc file of `netns`, read again from its start."""
+        self._open(netns, [path])
+        fd, chunks = self._files[netns][path], []
+        os.lseek(fd, 0, os.SEEK_SET)
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks).decode("ascii").strip()
 
     def has_sysctl(self, netns: str | None, key: str) -> bool:
         """Whether the sysctl exists inside `netns` (a module such as br_netfilter adds some)."""
@@ -86,10 +164,12 @@ class Kernel(Netlink):
     def start_server(self, netns: str | None, port: int, body: str) -> None:
         """Start cnilab's web server inside `netns` and wait until it listens."""
         processes.start_server(self._need_run_dir(), netns, port, body)
+        self.changed(netns)
 
     def stop_server(self, netns: str | None, port: int) -> None:
         """Stop the web server cnilab started there, by PID, only if it is ours."""
         processes.stop_server(self._need_run_dir(), netns, port)
+        self.changed(netns)
 
     # -- iptables ------------------------------------------------------------------------------
 
@@ -104,7 +184,24 @@ class Kernel(Netlink):
 
     def iptables(self, netns: str | None, args: list[str], missing_ok: bool = False) -> str:
         """Run iptables inside `netns`; returns stdout (missing_ok: -D of what is gone)."""
-        return _iptables.run(self._iptables, netns, args, missing_ok)
+        try:
+            return _iptables.run(self._iptables, netns, args, missing_ok)
+        finally:
+            self.changed(netns)
+
+    def nat_rules(self, netns: str | None) -> tuple[str, ...]:
+        """The nat table's rules in `netns` (`iptables -t nat -S`), read again only when
+        nf_tables says the ruleset changed since."""
+        self._open(netns, [], nat=True)
+        sock = self._generations.get(netns)
+        generation = None if sock is None else _iptables.generation(sock)
+        cached = self._nat.get(netns)
+        if generation is not None and cached is not None and cached[0] == generation:
+            return cached[1]
+        rules = _iptables.nat_rules(self._iptables, netns)
+        if generation is not None:  # the generation before the read: a change during it shows
+            self._nat[netns] = (generation, rules)
+        return rules
 
     def iptables_backend(self) -> str | None:
         """'nf_tables' or 'legacy'; None when iptables is not installed."""
@@ -114,7 +211,10 @@ class Kernel(Netlink):
 
     def nft(self, netns: str | None, script: str, missing_ok: bool = False) -> str:
         """Run `nft SCRIPT` inside `netns` (missing_ok: deleting what is gone is fine)."""
-        return _nftrace.nft(netns, script, missing_ok)
+        try:
+            return _nftrace.nft(netns, script, missing_ok)
+        finally:
+            self.changed(netns)
 
     def nft_tables(self, netns: str | None) -> list[tuple[str, str]]:
         """(family, name) of each nftables table in `netns`."""
@@ -135,29 +235,44 @@ class Kernel(Netlink):
 
     # -- observation -------------------------------------------------------------------------
 
-    def observe(self, namespaces: Iterable[str | None], nat_in: Iterable[str | None] = ()
-                ) -> Snapshot:
-        """Read the state of each existing namespace given; NAT rules only where asked."""
+    def observe(self, namespaces: Iterable[str | None], nat_in: Iterable[str | None] = (),
+                listen_in: Iterable[str | None] | None = None, reuse: bool = False) -> Snapshot:
+        """Read the state of each existing namespace given; NAT rules and listening sockets
+        only where asked (listen_in None: everywhere).
+
+        reuse: take what the last call saw in a namespace that no change made through this
+        object has touched since (for a caller that knows no one else changes the lab).
+        """
         present = list_netns()
         nat_in = set(nat_in)
+        listen = None if listen_in is None else set(listen_in)
         raw: dict[str | None, RawLinks] = {}
         spaces: dict[str | None, Namespace] = {}
         for name in dict.fromkeys(namespaces):
             if name is not None and name not in present and not (
                     name.startswith("/") and os.path.exists(name)):
                 continue
+            asked = (name in nat_in and self._iptables is not None,
+                     listen is None or name in listen)
+            seen = self._seen.get(name)
+            if reuse and seen is not None and seen[0] == asked:
+                _, raw[name], spaces[name] = seen
+                continue
+            # One thread enters a namespace the first time, to open its files and sockets.
+            self._open(name, [*map(sysctl_path, OBSERVED_SYSCTLS), *((TCP,) if asked[1] else ())],
+                       nat=asked[0])
             links, routes = self.read_links_routes(name)
             raw[name] = links
             sysctls = {k: self.read_sysctl(name, k) for k in OBSERVED_SYSCTLS}
-            nat = None
-            if name in nat_in and self._iptables is not None:
-                nat = _iptables.nat_rules(self._iptables, name)
+            nat = self.nat_rules(name) if asked[0] else None
+            ports = _listening(self._read(name, TCP)) if asked[1] else ()
             names = {ln.index: ln.name for ln, _, _ in links}
             # The bridge's FDB and the ARP table: what the first packets taught the kernel.
             fdb = (self.read_fdb(name, names) if any(ln.kind == "bridge" for ln, _, _ in links)
                    else ())
-            spaces[name] = Namespace(name, (), routes, sysctls, nat, listening_ports(name),
+            spaces[name] = Namespace(name, (), routes, sysctls, nat, ports,
                                      self.read_neighbours(name, names), fdb)
+            self._seen[name] = (asked, links, spaces[name])
         for name, links in raw.items():
             foreign = any(nsid is not None for ln, _, nsid in links if ln.kind == "veth")
             nsids = self.nsid_map(name, list(raw)) if foreign else {}
@@ -167,8 +282,22 @@ class Kernel(Netlink):
         return Snapshot(present, spaces)
 
 
+TCP = "/proc/thread-self/net/tcp"  # the TCP sockets of the opening thread's namespace
+
+
+def _listening(tcp: str) -> tuple[int, ...]:
+    """TCP ports something listens on, from the text of /proc/net/tcp."""
+    return tuple(sorted({s.local_port for s in parse_proc_tcp(tcp) if s.state == LISTEN}))
+
+
 def listening_ports(netns: str | None) -> tuple[int, ...]:
     """TCP ports something listens on inside `netns`."""
-    # /proc/thread-self/net/tcp lists the sockets of the reading thread's namespace.
-    text = run_in_netns(netns, lambda: _netns.read_text("/proc/thread-self/net/tcp"))
-    return tuple(sorted({s.local_port for s in parse_proc_tcp(text) if s.state == LISTEN}))
+    return _listening(run_in_netns(netns, lambda: _netns.read_text(TCP)))
+
+
+def _open_proc(path: str) -> int:
+    """A /proc file for reading, and for writing where it can be written (a sysctl)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -371,7 +371,7 @@ class NamespaceEvents:
     def read(self, netns: str | None, parts: Collection[str] = ALL,
              current: Observed | None = None) -> Observed:
         """Read again the given parts of one namespace; the others are kept from `current`."""
-        from pyroute2.netlink.exceptions import NetlinkError
+        from cnilab.kernel.iproute import NetlinkError
 
         seen = current or Observed()
         try:

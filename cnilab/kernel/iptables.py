@@ -6,11 +6,14 @@ command the lesson prints keeps the printed and the applied rule the same.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import struct
 import subprocess
 
 from cnilab.errors import KernelError, MissingTool
-from cnilab.kernel.netns import netns_path
+from cnilab.kernel.netns import netns_path, run_in_netns
 
 
 def which(program: str) -> str | None:
@@ -43,9 +46,9 @@ def run(binary: str | None, netns: str | None, args: list[str], missing_ok: bool
     if missing_ok and netns is not None and not os.path.exists(netns_path(netns)):
         return ""
     argv = [require(binary), *args]
-    if netns is not None:
-        argv = ["nsenter", f"--net={netns_path(netns)}", "--", *argv]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    # Started by a thread inside the namespace, the process is born there: no nsenter between.
+    done = run_in_netns(netns, lambda: subprocess.run(argv, capture_output=True, text=True,
+                                                      check=False))
     if done.returncode == 1 and missing_ok:
         return ""
     if done.returncode != 0:
@@ -58,6 +61,41 @@ def nat_rules(binary: str | None, netns: str | None) -> tuple[str, ...]:
     """The rules of the nat table inside `netns`, as `iptables -t nat -S` prints them (-A only)."""
     out = run(binary, netns, ["-t", "nat", "-S"])
     return tuple(ln for ln in out.splitlines() if ln.startswith("-A "))
+
+
+def is_nft(binary: str | None) -> bool:
+    """Whether this iptables is iptables-nft (rules in nf_tables), known from where it links."""
+    return binary is not None and "nft" in os.path.basename(os.path.realpath(binary))
+
+
+# nf_tables counts every change of a namespace's ruleset: a generation number that one small
+# netlink request reads (NFT_MSG_GETGEN). While it stays the same, rules read earlier hold.
+NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN = 12, 10, 16
+GETGEN = struct.pack("=IHHIIBBH", 20, NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN, 1, 0, 0,
+                     socket.AF_UNSPEC, 0, 0)
+
+
+def generation_socket() -> socket.socket | None:
+    """A netfilter netlink socket in the calling thread's namespace (None: no nf_tables)."""
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+                             NETLINK_NETFILTER)
+    except OSError:
+        return None
+    sock.bind((0, 0))
+    return sock
+
+
+def generation(sock: socket.socket) -> int | None:
+    """The ruleset's generation in the socket's namespace; None if the kernel does not say."""
+    with contextlib.suppress(OSError, struct.error):
+        sock.send(GETGEN)
+        data = sock.recv(4096)
+        # nlmsghdr (16) + nfgenmsg (4), then NFTA_GEN_ID first: length, type, u32 big-endian.
+        length, kind = struct.unpack_from("=IH", data)
+        if kind >> 8 == NFNL_SUBSYS_NFTABLES and length >= 28:
+            return int(struct.unpack_from("!I", data, 24)[0])
+    return None
 
 
 def backend(binary: str | None) -> str | None:

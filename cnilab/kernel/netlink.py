@@ -1,7 +1,7 @@
-"""Netlink through pyroute2: links, addresses, routes; one socket per namespace, reused.
+"""Netlink through pyroute2's messages: links, addresses, routes; one socket per namespace.
 
-pyroute2 is imported on first use, not at import time: `import pyroute2` costs ~0.2 s, and
-teardown of an isolated lab or a --help never needs it.
+They are loaded on first use (cnilab.kernel.iproute, ~0.02 s), not at import time: teardown of
+an isolated lab or a --help never needs them.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cnilab.errors import KernelError
-from cnilab.kernel.netns import netns_path, run_in_netns
+from cnilab.kernel.netns import netns_path, open_rtnl_socket, run_in_netns
 from cnilab.state import TAG, FdbEntry, Link, Neighbour, Route, RouteDecision
 
 if TYPE_CHECKING:
-    from pyroute2 import IPRoute
+    from cnilab.kernel.iproute import IPRoute
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ class Netlink:
     """Links, addresses and routes of any namespace; one netlink socket per namespace, reused."""
 
     def __init__(self) -> None:
-        self._sockets: dict[str | None, IPRoute] = {}
+        self._sockets: dict[str | None, IPRoute | socket.socket] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -53,29 +53,43 @@ class Netlink:
 
     def close_netns(self, netns: str | None) -> None:
         """Close the socket into one namespace, if open (before removing that namespace)."""
-        sock = self._sockets.pop(netns, None)
+        sock = self._sockets.pop(_key(netns), None)
         if sock is not None:
             sock.close()
 
-    def _ipr(self, netns: str | None) -> IPRoute:
-        if netns not in self._sockets:
-            from pyroute2 import IPRoute
+    def has_socket(self, netns: str | None) -> bool:
+        """Whether a netlink socket into `netns` is open."""
+        return _key(netns) in self._sockets
 
-            if netns is None:
-                self._sockets[netns] = IPRoute()
-            else:
-                # A socket belongs for good to the namespace it was made in: made by a thread
-                # that entered the namespace, it needs none of the helper process that
-                # IPRoute(netns=...) forks (~12 ms a namespace; a cluster has one per pod).
-                sock = run_in_netns(netns, lambda: socket.socket(
-                    socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE))
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, NETLINK_BUFFER)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, NETLINK_BUFFER)
-                self._sockets[netns] = IPRoute(use_socket=sock)
-        return self._sockets[netns]
+    def adopt_socket(self, netns: str | None, sock: socket.socket) -> None:
+        """Use this socket (made by a thread inside `netns`) for `netns` from now on."""
+        old = self._sockets.pop(_key(netns), None)
+        if old is not None:
+            old.close()
+        self._sockets[_key(netns)] = sock  # wrapped on first use: pyroute2 loads only then
+
+    def changed(self, *namespaces: str | None, anywhere: bool = False) -> None:
+        """Told after every change made through this object, where it happened (anywhere: it
+        may show in any namespace, as a deleted veth's peer does); see Kernel.observe."""
+
+    def _ipr(self, netns: str | None) -> IPRoute:
+        key = _key(netns)
+        found = self._sockets.get(key)
+        if found is None or isinstance(found, socket.socket):
+            from cnilab.kernel.iproute import IPRoute
+
+            # A socket belongs for good to the namespace it was made in: made by a thread that
+            # entered the namespace, it needs no helper process (a cluster has one per pod).
+            found = IPRoute(found or run_in_netns(netns, open_rtnl_socket),
+                            self._change_in(netns))
+            self._sockets[key] = found
+        return found
+
+    def _change_in(self, netns: str | None) -> Callable[[bool], None]:
+        return lambda elsewhere: self.changed(netns, anywhere=elsewhere)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        from pyroute2.netlink.exceptions import NetlinkError
+        from cnilab.kernel.iproute import NetlinkError
 
         try:
             return fn()
@@ -84,7 +98,7 @@ class Netlink:
 
     def _link_msg(self, netns: str | None, name: str) -> Any:
         """The kernel's RTM_NEWLINK answer for one link asked by name, or None if absent."""
-        from pyroute2.netlink.exceptions import NetlinkError
+        from cnilab.kernel.iproute import NetlinkError
 
         try:  # one RTM_GETLINK by name; link_lookup() would dump every link
             return self._ipr(netns).link("get", ifname=name)[0]
@@ -121,7 +135,7 @@ class Netlink:
 
     def _set_link(self, netns: str | None, name: str, what: str, **attrs: Any) -> None:
         """`ip link set NAME ...`: one RTM_SETLINK that names the link (no index lookup first)."""
-        from pyroute2.netlink.exceptions import NetlinkError
+        from cnilab.kernel.iproute import NetlinkError
 
         try:
             self._ipr(netns).link("set", ifname=name, **attrs)
@@ -142,7 +156,7 @@ class Netlink:
         index = self._index(netns, name)
         if index is None:
             return False
-        from pyroute2.netlink.exceptions import NetlinkError
+        from cnilab.kernel.iproute import NetlinkError
 
         try:
             self._ipr(netns).link("del", index=index)
@@ -183,8 +197,7 @@ class Netlink:
         extra: dict[str, Any] = {"oif": self._need_index(netns, dev)} if dev else {}
         command: Any = "add"
         if prepend:
-            from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST
-            from pyroute2.netlink.rtnl import RTM_NEWROUTE
+            from cnilab.kernel.iproute import NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, RTM_NEWROUTE
 
             command = (RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
             extra["type"] = 1  # unicast: pyroute2 fills it in only for its named commands
@@ -201,7 +214,7 @@ class Netlink:
 
     def delete_address(self, netns: str | None, dev: str, cidr: str) -> bool:
         """Remove an address from a link; False when it (or the link) is already gone."""
-        from pyroute2.netlink.exceptions import NetlinkError
+        from cnilab.kernel.iproute import NetlinkError
 
         iface, index = IPv4Interface(cidr), self._index(netns, dev)
         if index is None:
@@ -218,7 +231,7 @@ class Netlink:
 
     def delete_route(self, netns: str | None, dst: str, gateway: str) -> bool:
         """Remove a route via a gateway; False when it is already gone."""
-        from pyroute2.netlink.exceptions import NetlinkError
+        from cnilab.kernel.iproute import NetlinkError
 
         try:
             self._ipr(netns).route("del", dst=dst, gateway=gateway)
@@ -321,7 +334,7 @@ class Netlink:
         With `iif`, the packet is looked up as one arriving there (the forwarding path),
         which is where ip_forward=0 answers "No route to host".
         """
-        from pyroute2.netlink.exceptions import NetlinkError
+        from cnilab.kernel.iproute import NetlinkError
 
         ipr = self._ipr(netns)
         args: dict[str, Any] = {"dst": dst}
@@ -344,34 +357,35 @@ class Netlink:
     def nsid_map(self, netns: str | None, others: list[str | None]) -> dict[int, str | None]:
         """The ids `netns` knows the other namespaces by (RTM_GETNSID), for veth peers."""
         found: dict[int, str | None] = {}
-        # A plain socket: pyroute2's get_netnsid leaves an asyncio task pending per call.
-        sock = run_in_netns(netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
-                                                         NETLINK_ROUTE))
-        with sock:
-            sock.bind((0, 0))
-            for seq, other in enumerate(others, 1):
-                if other == netns:
-                    continue
-                path = "/proc/self/ns/net" if other is None else netns_path(other)
-                try:
-                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                except OSError:
-                    continue
-                try:
-                    nsid = _ask_nsid(sock, fd, seq)
-                finally:
-                    os.close(fd)
-                if nsid is not None and nsid != NSID_NOT_ASSIGNED:
-                    found[nsid] = other
+        sock = self._ipr(netns).sock  # the namespace's socket: its answers come in order
+        for seq, other in enumerate(others, 1):
+            if other == netns:
+                continue
+            path = "/proc/self/ns/net" if other is None else netns_path(other)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                nsid = _ask_nsid(sock, fd, seq)
+            finally:
+                os.close(fd)
+            if nsid is not None and nsid != NSID_NOT_ASSIGNED:
+                found[nsid] = other
         return found
 
     def _name_of(self, netns: str | None, index: int) -> str | None:
-        from pyroute2.netlink.exceptions import NetlinkError
+        from cnilab.kernel.iproute import NetlinkError
 
         try:
             return self._ipr(netns).link("get", index=index)[0].get("ifname")
         except NetlinkError:
             return None
+
+
+def _key(netns: str | None) -> str | None:
+    """One key per namespace, named or given as its path (a CNI runtime passes the path)."""
+    return None if netns is None else netns_path(netns)
 
 
 def _ask_nsid(sock: socket.socket, fd: int, seq: int) -> int | None:

@@ -114,16 +114,33 @@ def run_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
     return box["value"]
 
 
+_shared: list[bool] = []  # /run/netns made shared by this process already
+
+
 def make_netns_dir_shared() -> None:
     # As iproute2 does: /run/netns must be a shared mount so that namespaces bound under it
     # are seen by every mount namespace (ip netns exec, other shells); bind it onto itself first.
-    os.makedirs(NETNS_DIR, exist_ok=True)
-    if LIBC.mount(b"", NETNS_DIR.encode(), b"none", MS_SHARED | MS_REC, None) == 0:
+    # Once a process, not once a namespace as `ip netns add` does: MS_REC walks every mount
+    # under /run/netns, so a cluster's thousand pods would pay it a million times.
+    if _shared:
         return
-    if LIBC.mount(NETNS_DIR.encode(), NETNS_DIR.encode(), b"none", MS_BIND | MS_REC, None) != 0:
-        raise _errno_fail(f"cannot bind-mount {NETNS_DIR}")
+    os.makedirs(NETNS_DIR, exist_ok=True)
     if LIBC.mount(b"", NETNS_DIR.encode(), b"none", MS_SHARED | MS_REC, None) != 0:
-        raise _errno_fail(f"cannot make {NETNS_DIR} a shared mount")
+        if LIBC.mount(NETNS_DIR.encode(), NETNS_DIR.encode(), b"none", MS_BIND | MS_REC,
+                      None) != 0:
+            raise _errno_fail(f"cannot bind-mount {NETNS_DIR}")
+        if LIBC.mount(b"", NETNS_DIR.encode(), b"none", MS_SHARED | MS_REC, None) != 0:
+            raise _errno_fail(f"cannot make {NETNS_DIR} a shared mount")
+    _shared.append(True)
+
+
+def open_rtnl_socket() -> socket.socket:
+    """A NETLINK_ROUTE socket in the calling thread's namespace (it stays in that one)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.bind((0, 0))
+    return sock
 
 
 def _cookie() -> int | None:
@@ -156,11 +173,14 @@ def netns_id(name: str) -> NetnsId | None:
     return run_in_netns(name, _thread_netns_id)
 
 
-def add_netns(name: str, on_made: Callable[[NetnsId], None] | None = None) -> None:
+def add_netns(name: str, on_made: Callable[[NetnsId], None] | None = None,
+              inside: Callable[[], T] | None = None) -> T | None:
     """Create a named namespace (ip netns add): unshare a thread, bind it under /run/netns.
 
     on_made gets the new namespace's id before it has its name: a caller that records it can
-    prove later that the name is (still) this namespace, whenever the process dies.
+    prove later that the name is (still) this namespace, whenever the process dies. inside
+    runs in that thread once the name is bound (to open sockets there without a second
+    thread); its value is returned.
     """
     path = netns_path(name)
     make_netns_dir_shared()
@@ -181,15 +201,20 @@ def add_netns(name: str, on_made: Callable[[NetnsId], None] | None = None) -> No
         if LIBC.mount(f"/proc/self/task/{threading.get_native_id()}/ns/net".encode(),
                       path.encode(), b"none", MS_BIND, None) != 0:
             raise _errno_fail(f"cannot bind namespace {name!r}")
+        if inside is not None:
+            opened.append(inside())
 
     box: list[BaseException] = []
+    opened: list[T] = []
     thread = threading.Thread(target=lambda: _catch(bind, box), daemon=True)
     thread.start()
     thread.join()
     if box:
         if made:
+            LIBC.umount2(path.encode(), MNT_DETACH)  # bound already, if `inside` failed
             os.unlink(path)
         raise box[0]
+    return opened[0] if opened else None
 
 
 def remove_netns(name: str) -> None:

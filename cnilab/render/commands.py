@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
-from rich.syntax import Syntax
 from rich.text import Text
 
 from cnilab.i18n import t
@@ -25,6 +24,38 @@ def command_lines(ops: Sequence[Op], here: str | None) -> list[str]:
 
 WORD = re.compile(r"""(?:'[^']*'|"[^"]*"|[^\s'"])+""")  # a shell word, quotes kept whole
 INDENT = "    "
+PROGRAMS = frozenset(("ip", "iptables", "nft", "sysctl", "nsenter", "bash", "sh", "ping",
+                      "curl", "bridge", "cnilab", "mkdir", "rm", "echo"))
+
+
+def highlight(line: str) -> Text:
+    """One line of a listing coloured word by word: programs, options, numbers, quotes.
+
+    All that a bash lexer does for these commands (no pipes nor nesting), without loading
+    pygments (~40 ms a run) to do it.
+    """
+    if line.lstrip().startswith("#"):
+        return Text(line, style="dim")
+    text = Text()
+    end = 0
+    for i, word in enumerate(WORD.finditer(line)):
+        text.append(line[end:word.start()])
+        end, value = word.end(), word.group()
+        if "=" in value and i == 0:
+            style = "yellow"  # VAR=value before the program
+        elif value in PROGRAMS or (i == 0 and not line.startswith(" ")):
+            style = "bold"
+        elif value.startswith("-") or value == "!":
+            style = "cyan"
+        elif value[:1] in "'\"":
+            style = "yellow"
+        elif value[:1].isdigit():
+            style = "green"
+        else:
+            style = ""
+        text.append(value, style=style)
+    text.append(line[end:])
+    return text
 
 
 def fold(command: str, width: int) -> list[str]:
@@ -64,9 +95,7 @@ class Listing:
         width = options.max_width
         folded = [part for line in self.lines
                   for part in (fold(line, width) if console.is_terminal else [line])]
-        code = "\n".join(folded)
-        text = Syntax(code, "bash", theme="ansi_dark", background_color="default").highlight(code)
-        text.rstrip()
+        text = Text("\n").join(highlight(line) for line in folded)
         text.no_wrap, text.overflow = True, "ignore"
         yield text
 
@@ -76,7 +105,7 @@ class Listing:
 
 
 def render_commands(ops: Sequence[Op], here: str | None, lang: str = "en") -> RenderableType:
-    """The ops as a syntax-highlighted bash listing."""
+    """The ops as a highlighted bash listing."""
     return Listing(command_lines(ops, here) or ["# " + t("ui.nothing_to_do", lang)])
 
 

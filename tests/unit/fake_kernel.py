@@ -223,17 +223,20 @@ class FakeKernel:
 
     # -- observation ---------------------------------------------------------------------------
 
-    def observe(self, namespaces: Iterable[Where], nat_in: Iterable[Where] = ()) -> Snapshot:
+    def observe(self, namespaces: Iterable[Where], nat_in: Iterable[Where] = (),
+                listen_in: Iterable[Where] | None = None, reuse: bool = False) -> Snapshot:
         self._log("observe", tuple(namespaces))
         nat_in = set(nat_in)
+        listen = None if listen_in is None else set(listen_in)
         spaces = {}
         for name in dict.fromkeys(namespaces):
             if name not in self.spaces:
                 continue
             s = self.spaces[name]
             nat = tuple(s.rules) if name in nat_in and self.has_iptables else None
+            ports = tuple(sorted(s.listening)) if listen is None or name in listen else ()
             spaces[name] = Namespace(name, tuple(s.links.values()), tuple(s.routes),
-                                     dict(s.sysctls), nat, tuple(sorted(s.listening)))
+                                     dict(s.sysctls), nat, ports)
         return Snapshot(self.list_netns(), spaces)
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cnilab.cli import app
+from cnilab.cli import app, app_for, command_named
 from cnilab.cli_scenario import scenario_app
 from cnilab.cluster.cli import cluster_app
 from cnilab.cni.cli import cni_app
@@ -34,6 +34,22 @@ def test_every_command_has_help_text_with_an_example(name: str) -> None:
     result = runner.invoke(app, [name, "--help"])
     assert result.exit_code == 0
     assert "Example" in result.output
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--help"], ["--version"], ["--prefix", "x", "--help"], ["step", "--help"],
+    ["-c", "lab.toml", "status", "--help"], ["cni", "--help"], ["cluster", "--help"],
+    ["cluster", "up", "--help"], ["scenario", "--help"], ["stpe", "3"], ["step", "10"],
+    ["--lang"]])
+def test_the_app_built_for_one_command_answers_as_the_whole_app(argv: list[str]) -> None:
+    small, whole = runner.invoke(app_for(argv), argv), runner.invoke(app, argv)
+    assert (small.exit_code, small.output) == (whole.exit_code, whole.output)
+
+
+def test_the_command_is_found_behind_global_options() -> None:
+    assert command_named(["--prefix", "p", "--in-place", "step", "3"]) == "step"
+    assert command_named(["-c", "lab.toml", "cluster", "up"]) == "cluster"
+    assert command_named(["--traceback", "--help"]) is None
 
 
 def test_version() -> None:
