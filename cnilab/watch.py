@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cnilab.kernel.events import Observed
-from cnilab.kernel.netlink import with_peer
+from cnilab.kernel.messages import with_peer
 from cnilab.ops import Key
 from cnilab.state import Namespace, Snapshot
 from cnilab.steps import Step

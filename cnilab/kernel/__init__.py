@@ -19,7 +19,8 @@ from cnilab.kernel import iptables as _iptables
 from cnilab.kernel import netns as _netns
 from cnilab.kernel import nftrace as _nftrace
 from cnilab.kernel import processes
-from cnilab.kernel.netlink import Netlink, RawLinks, with_peer
+from cnilab.kernel.messages import RawLinks, with_peer
+from cnilab.kernel.netlink import Netlink
 from cnilab.kernel.netns import (
     OBSERVED_SYSCTLS,
     NetnsId,

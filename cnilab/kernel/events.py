@@ -23,7 +23,8 @@ from typing import cast
 
 from cnilab.errors import KernelError
 from cnilab.kernel import iptables as _iptables
-from cnilab.kernel.netlink import Netlink, RawLinks
+from cnilab.kernel.messages import RawLinks
+from cnilab.kernel.netlink import Netlink
 from cnilab.kernel.netns import (
     LIBC,
     NETNS_DIR,

@@ -9,13 +9,26 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import struct
 from collections.abc import Callable
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cnilab.errors import KernelError
-from cnilab.kernel.netns import netns_path, open_rtnl_socket, run_in_netns
+from cnilab.kernel.messages import (
+    NUD,
+    NUD_NOARP,
+    NUD_PERMANENT,
+    RTN,
+    RawLinks,
+    to_link,
+)
+from cnilab.kernel.netns import (
+    NSID_NOT_ASSIGNED,
+    ask_nsid,
+    netns_path,
+    open_rtnl_socket,
+    run_in_netns,
+)
 from cnilab.state import TAG, FdbEntry, Link, Neighbour, Route, RouteDecision
 
 if TYPE_CHECKING:
@@ -23,19 +36,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-IFF_UP, IFF_LOOPBACK, IFF_LOWER_UP = 0x1, 0x8, 0x10000
-NUD = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
-       0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT"}
-NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
-RTN = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
-       6: "blackhole", 7: "unreachable", 8: "prohibit"}
 GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)  # "already gone"
 NETLINK_ROUTE, NETLINK_BUFFER = 0, 1 << 20
 
-# A link, its IFLA_LINK (a veth's peer index), its IFLA_LINK_NETNSID (None: peer in this netns).
-RawLinks = list[tuple[Link, "int | None", "int | None"]]
-NSID_NOT_ASSIGNED = 0xFFFFFFFF
-RTM_NEWNSID, RTM_GETNSID, NETNSA_NSID, NETNSA_FD = 88, 90, 1, 3
 
 
 class Netlink:
@@ -274,7 +277,7 @@ class Netlink:
             names[master["index"]] = master.get("ifname")
         addrs = [f"{a.get('address')}/{a['prefixlen']}"
                  for a in ipr.get_addr(family=socket.AF_INET, index=index)]
-        return _to_link(msg, names, {index: addrs})
+        return to_link(msg, names, {index: addrs})
 
     def mac_of(self, netns: str | None, name: str) -> str | None:
         """A link's MAC address (one RTM_GETLINK), or None when there is no such link."""
@@ -295,7 +298,7 @@ class Netlink:
         for a in ipr.get_addr(family=socket.AF_INET):
             addrs.setdefault(a["index"], []).append(f"{a.get('address')}/{a['prefixlen']}")
         # A veth's peer: IFLA_LINK is its index; IFLA_LINK_NETNSID says it is elsewhere.
-        links = [(_to_link(m, names, addrs), m.get("link"), m.get("link_netnsid"))
+        links = [(to_link(m, names, addrs), m.get("link"), m.get("link_netnsid"))
                  for m in msgs]
         routes = []
         for r in ipr.get_routes(family=socket.AF_INET, table=254):
@@ -367,7 +370,7 @@ class Netlink:
             except OSError:
                 continue
             try:
-                nsid = _ask_nsid(sock, fd, seq)
+                nsid = ask_nsid(sock, fd, seq)
             finally:
                 os.close(fd)
             if nsid is not None and nsid != NSID_NOT_ASSIGNED:
@@ -386,56 +389,3 @@ class Netlink:
 def _key(netns: str | None) -> str | None:
     """One key per namespace, named or given as its path (a CNI runtime passes the path)."""
     return None if netns is None else netns_path(netns)
-
-
-def _ask_nsid(sock: socket.socket, fd: int, seq: int) -> int | None:
-    """RTM_GETNSID for a namespace file: the id this socket's namespace gives it, if any."""
-    body = struct.pack("=B3x", socket.AF_UNSPEC) + struct.pack("=HHI", 8, NETNSA_FD, fd)
-    sock.send(struct.pack("=IHHII", 16 + len(body), RTM_GETNSID, 1, seq, 0) + body)
-    data = sock.recv(4096)
-    length, mtype = struct.unpack_from("=IH", data)
-    if mtype != RTM_NEWNSID:
-        return None  # an error (an old kernel without RTM_GETNSID): the index pairs decide
-    offset = 16 + 4
-    while offset + 4 <= length:
-        alen, atype = struct.unpack_from("=HH", data, offset)
-        if alen < 4:
-            break
-        if atype == NETNSA_NSID:
-            return struct.unpack_from("=I", data, offset + 4)[0]
-        offset += (alen + 3) & ~3
-    return None
-
-
-def _to_link(m: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> Link:
-    """A Link from an RTM_NEWLINK message (peer left for observe() to resolve)."""
-    kind = m.get(("linkinfo", "kind"))
-    if kind is None:
-        kind = "loopback" if m["flags"] & IFF_LOOPBACK else "device"
-    return Link(name=m.get("ifname"), kind=kind, index=m["index"], up=bool(m["flags"] & IFF_UP),
-                master=names.get(m.get("master")) if m.get("master") else None,
-                addresses=tuple(addrs.get(m["index"], ())), alias=m.get("ifalias"),
-                mac=m.get("address"), carrier=bool(m["flags"] & IFF_LOWER_UP))
-
-
-def with_peer(netns: str | None, link: Link, peer: int | None, nsid: int | None,
-              raw: dict[str | None, RawLinks], nsids: dict[int, str | None] | None = None
-              ) -> Link:
-    """The link with its veth peer named: 'name' here, 'netns:name' in another namespace.
-
-    `nsids` maps the peer's IFLA_LINK_NETNSID (an id only meaningful inside `netns`) to the
-    observed namespace it names: interface indexes repeat across namespaces, so the index pair
-    alone can point at the wrong namespace.
-    """
-    if link.kind != "veth" or not peer:
-        return link
-    if nsid is None:
-        name = next((ln.name for ln, _, _ in raw[netns] if ln.index == peer), None)
-        return Link(**{**link.__dict__, "peer": name})
-    nsids = nsids or {}  # without them, a peer is found by its index pair alone
-    candidates = [nsids[nsid]] if nsid in nsids else [o for o in raw if o != netns]
-    for other in candidates:
-        for ln, back, _ in raw.get(other, ()):
-            if ln.kind == "veth" and ln.index == peer and (back == link.index or nsid in nsids):
-                return Link(**{**link.__dict__, "peer": f"{other or '.'}:{ln.name}"})
-    return link

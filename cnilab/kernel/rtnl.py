@@ -22,14 +22,8 @@ from typing import Any
 
 from cnilab.errors import KernelError
 from cnilab.kernel import Kernel
-from cnilab.kernel.netlink import (
-    GONE,
-    IFF_LOOPBACK,
-    IFF_LOWER_UP,
-    IFF_UP,
-    NETLINK_BUFFER,
-    RawLinks,
-)
+from cnilab.kernel.messages import IFF_LOOPBACK, IFF_LOWER_UP, IFF_UP, RawLinks
+from cnilab.kernel.netlink import GONE, NETLINK_BUFFER
 from cnilab.kernel.netns import netns_path, run_in_netns
 from cnilab.state import TAG, Link, Route
 

@@ -11,7 +11,8 @@ import pytest
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from cnilab.kernel.netlink import RawLinks, _to_link, with_peer
+from cnilab.kernel.messages import RawLinks, with_peer
+from cnilab.kernel.messages import to_link as _to_link
 from cnilab.state import Link
 
 RECORDED = json.loads((Path(__file__).parent / "recorded" / "netlink-after-step-5.json")

@@ -1,0 +1,54 @@
+"""From rtnetlink messages to cnilab.state: the flags, states and kinds the kernel reports.
+
+Pure functions and tables: the recorded netlink messages of the unit tests go through them too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnilab.state import Link
+
+IFF_UP, IFF_LOOPBACK, IFF_LOWER_UP = 0x1, 0x8, 0x10000
+NUD = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
+       0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT"}
+NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
+RTN = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
+       6: "blackhole", 7: "unreachable", 8: "prohibit"}
+
+# A link, its IFLA_LINK (a veth's peer index), its IFLA_LINK_NETNSID (None: peer in this netns).
+RawLinks = list[tuple[Link, "int | None", "int | None"]]
+
+
+def to_link(m: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> Link:
+    """A Link from an RTM_NEWLINK message (peer left for observe() to resolve)."""
+    kind = m.get(("linkinfo", "kind"))
+    if kind is None:
+        kind = "loopback" if m["flags"] & IFF_LOOPBACK else "device"
+    return Link(name=m.get("ifname"), kind=kind, index=m["index"], up=bool(m["flags"] & IFF_UP),
+                master=names.get(m.get("master")) if m.get("master") else None,
+                addresses=tuple(addrs.get(m["index"], ())), alias=m.get("ifalias"),
+                mac=m.get("address"), carrier=bool(m["flags"] & IFF_LOWER_UP))
+
+
+def with_peer(netns: str | None, link: Link, peer: int | None, nsid: int | None,
+              raw: dict[str | None, RawLinks], nsids: dict[int, str | None] | None = None
+              ) -> Link:
+    """The link with its veth peer named: 'name' here, 'netns:name' in another namespace.
+
+    `nsids` maps the peer's IFLA_LINK_NETNSID (an id only meaningful inside `netns`) to the
+    observed namespace it names: interface indexes repeat across namespaces, so the index pair
+    alone can point at the wrong namespace.
+    """
+    if link.kind != "veth" or not peer:
+        return link
+    if nsid is None:
+        name = next((ln.name for ln, _, _ in raw[netns] if ln.index == peer), None)
+        return Link(**{**link.__dict__, "peer": name})
+    nsids = nsids or {}  # without them, a peer is found by its index pair alone
+    candidates = [nsids[nsid]] if nsid in nsids else [o for o in raw if o != netns]
+    for other in candidates:
+        for ln, back, _ in raw.get(other, ()):
+            if ln.kind == "veth" and ln.index == peer and (back == link.index or nsid in nsids):
+                return Link(**{**link.__dict__, "peer": f"{other or '.'}:{ln.name}"})
+    return link
