@@ -62,12 +62,12 @@ def rulesets(c: Cnilab) -> dict[str, str]:
     for ns in c.topo.namespaces():
         if ns in prefixed_netns(c.prefix):
             found[ns] = sh("ip", "netns", "exec", ns, "nft", "-s", "list", "ruleset")
-            found[ns + " iptables"] = sh("ip", "netns", "exec", ns, "iptables-save").replace(
-                "[0:0]", "")
+            found[ns + " iptables"] = sh("ip", "netns", "exec", ns, "iptables-save")
     for key in list(found):
         if key.endswith("iptables"):  # the header and footer carry the time of the dump
             found[key] = "\n".join(ln for ln in found[key].splitlines()
                                    if ln and not ln.startswith("#"))
+            # ":CHAIN POLICY [packets:bytes]": iptables 1.8.11 (Debian 13) counts base chains.
             found[key] = "\n".join(ln.split(" [")[0] for ln in found[key].splitlines())
     return found
 
