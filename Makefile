@@ -83,7 +83,7 @@ lint: $(STAMP)
 
 bench: deps
 	$(BIN)/python bench/bench_lab.py
-	@for b in bench/bench_cni.py bench/bench_cluster.py bench/bench_trace.py; do \
+	@for b in bench/bench_cni.py bench/bench_cluster.py bench/bench_cluster_scale.py bench/bench_trace.py; do \
 	  [ -f $$b ] && $(BIN)/python $$b || true; done
 
 clean:

@@ -1,73 +1,67 @@
-"""Benchmark: cnilab against the same lab typed as a bash script of `ip`/`iptables` commands.
+"""Benchmark: cnilab's commands against their targets, and the lab against a bash script.
 
 Run as root: `python bench/bench_lab.py` (or `sudo make bench`). Everything happens in
-namespaces under a private prefix, removed at the end. Prints medians side by side.
+namespaces under a private prefix, removed at the end. Each command runs RUNS times, interleaved
+with its baseline; the table prints medians of the wall time and of the CPU time the processes
+used (user + system). On a shared machine the wall time follows the load (printed) while the
+CPU time stays near what the wall time would be on an idle one.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-RUNS = int(os.environ.get("BENCH_RUNS", "7"))
+RUNS = int(os.environ.get("BENCH_RUNS", "11"))
 PREFIX = f"bench{os.getpid() % 100000}-"
 CNILAB = [str(Path(sys.executable).with_name("cnilab"))]
 if not Path(CNILAB[0]).exists():
     CNILAB = [sys.executable, "-m", "cnilab"]
-ENV = {**os.environ, "CNILAB_RUN_DIR": tempfile.mkdtemp(prefix="cnilab-bench-")}
+ENV = {**os.environ, "CNILAB_RUN_DIR": tempfile.mkdtemp(prefix="cnilab-bench-"),
+       "LANG": "C.UTF-8"}
+# Measured on this machine before issue 13's work (medians, a lab up): the figures it quotes.
+BEFORE = {"--help": 172, "status": 667, "step 3": 575, "lab": 8.6}
+
+Timing = tuple[float, float]  # wall ms, CPU ms
 
 
-def sh(argv: list[str], **kw: object) -> str:
+def sh(argv: list[str], check: bool = True) -> str:
     """Run, fail loudly, return stdout."""
-    return subprocess.run(argv, check=True, capture_output=True, text=True, env=ENV,
-                          **kw).stdout  # type: ignore[call-overload]
+    return subprocess.run(argv, check=check, capture_output=True, text=True, env=ENV).stdout
 
 
-def median_ms(fn: Callable[[], None], runs: int = RUNS) -> float:
-    """Median wall time of fn in milliseconds."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def timed(*argvs: list[str]) -> Timing:
+    """Wall and CPU (children, user + system) milliseconds of running these one after another."""
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    for argv in argvs:
+        subprocess.run(argv, check=True, capture_output=True, env=ENV)
+    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall * 1000, cpu * 1000
 
 
-def cnilab(*args: str) -> None:
-    """One cnilab command under the bench prefix."""
-    sh([*CNILAB, "--prefix", PREFIX, *args])
+def medians(samples: list[Timing]) -> Timing:
+    """Median wall, median CPU."""
+    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
 
 
-def cnilab_lab(*run_all_args: str) -> None:
-    """cnilab run-all, then teardown."""
-    cnilab("run-all", "--yes", *run_all_args)
-    cnilab("teardown")
+def cnilab(*args: str, prefix: str = PREFIX) -> list[str]:
+    """One cnilab command line under a bench prefix."""
+    return [*CNILAB, "--prefix", prefix, *args]
 
 
-def bash_lab(script_stage: str, script_steps: str, node: str, namespaces: list[str]) -> None:
-    """The printed commands, typed by bash: the stage, the steps in the node, then teardown."""
-    subprocess.run(["bash", "-ec", script_stage], check=True, capture_output=True)
-    subprocess.run(["nsenter", f"--net=/run/netns/{node}", "bash", "-ec", script_steps],
-                   check=True, capture_output=True)
-    subprocess.run(["bash", "-ec", " ; ".join(f"ip netns del {n}" for n in namespaces)],
-                   check=True)
-
-
-def main() -> None:
-    """Measure and print the table."""
-    if os.geteuid() != 0:
-        sys.exit("bench_lab: run as root (the lab needs namespaces)")
+def bash_script(prefix: str) -> list[str]:
+    """The lab typed by bash from cnilab's own plan: the stage, the steps on the node, teardown."""
     from cnilab.topology import default_topology
 
-    topo = default_topology(prefix=PREFIX)
-    plan = sh([*CNILAB, "--prefix", PREFIX + "b", "run-all", "--dry-run", "--lang", "en"])
+    plan = sh(cnilab("run-all", "--dry-run", "--lang", "en", prefix=prefix))
     stage, marker, steps = plan.partition("# step 1:")
     # The stage runs in this machine's own namespace: refuse anything that does not act inside a
     # lab namespace (a changed heading would otherwise run the whole lab on the machine).
@@ -77,25 +71,65 @@ def main() -> None:
                                                            ["ip", "netns", "exec"]) \
                 and words[:2] != ["ip", "-n"]:
             sys.exit(f"bench_lab: refusing to run outside the lab's namespaces: {line}")
-    btopo = default_topology(prefix=PREFIX + "b")
+    topo = default_topology(prefix=prefix)
+    delete = " ; ".join(f"ip netns del {n}" for n in topo.namespaces())
+    script = (f"set -e\n{stage}\nnsenter --net=/run/netns/{topo.node} bash -e <<'EOS'\n"
+              f"{marker}{steps}\nEOS\n{delete}\n")
+    return ["bash", "-c", script]
+
+
+def main() -> None:
+    """Measure and print the table."""
+    if os.geteuid() != 0:
+        sys.exit("bench_lab: run as root (the lab needs namespaces)")
+    from cnilab.topology import default_topology
+
+    bash = bash_script(PREFIX + "b")
+    rows: dict[str, list[Timing]] = {}
     try:
-        help_ms = median_ms(lambda: sh([*CNILAB, "--help"]))
-        ours = median_ms(lambda: cnilab_lab("--no-proof"))
-        proofs = median_ms(cnilab_lab, runs=3)
-        theirs = median_ms(lambda: bash_lab(stage, marker + steps, btopo.node or "",
-                                            list(btopo.namespaces())))
+        for _ in range(RUNS):  # the floor every command pays before cnilab's own code runs
+            rows.setdefault("python", []).append(timed([sys.executable, "-c", "pass"]))
+            rows.setdefault("typer", []).append(timed([sys.executable, "-c", "import typer"]))
+            rows.setdefault("--help", []).append(timed([*CNILAB, "--help"]))
+        sh(cnilab("run-all", "--yes", "--no-proof"))
+        for _ in range(RUNS):
+            rows.setdefault("status", []).append(timed(cnilab("status")))
+            rows.setdefault("step 3", []).append(timed(cnilab("step", "3")))
+        sh(cnilab("teardown"))
+        for _ in range(RUNS):
+            rows.setdefault("lab", []).append(timed(cnilab("run-all", "--yes", "--no-proof"),
+                                                    cnilab("teardown")))
+            rows.setdefault("bash", []).append(timed(bash))
+        for _ in range(3):
+            rows.setdefault("proofs", []).append(timed(cnilab("run-all", "--yes"),
+                                                       cnilab("teardown")))
     finally:
-        for ns in (*topo.namespaces(), *btopo.namespaces()):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        for p in (PREFIX, PREFIX + "b"):
+            sh(cnilab("teardown", prefix=p), check=False)
+            for ns in default_topology(prefix=p).namespaces():
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         shutil.rmtree(ENV["CNILAB_RUN_DIR"], ignore_errors=True)
 
-    print(f"\ncnilab lab benchmark: medians of {RUNS} runs (ms), one machine, same lab")
-    print(f"{'what':<46}{'cnilab':>10}{'baseline':>10}{'ratio':>8}  target")
-    print(f"{'cnilab --help':<46}{help_ms:>10.0f}{'-':>10}{'-':>8}  under 150 ms")
-    print(f"{'run-all --yes --no-proof + teardown (vs bash)':<46}{ours:>10.0f}{theirs:>10.0f}"
-          f"{ours / theirs:>8.1f}  ratio <= 3")
-    print(f"{'run-all --yes (with packet proofs) + teardown':<46}{proofs:>10.0f}{theirs:>10.0f}"
-          f"{proofs / theirs:>8.1f}  (proofs have no bash twin)")
+    m = {k: medians(v) for k, v in rows.items()}
+    print(f"\ncnilab lab benchmark: medians of {RUNS} runs (ms); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'what':<44}{'wall':>7}{'cpu':>7}  {'baseline':<26}target")
+
+    def row(label: str, key: str, baseline: str, target: str) -> None:
+        print(f"{label:<44}{m[key][0]:>7.0f}{m[key][1]:>7.0f}  {baseline:<26}{target}")
+
+    floor = f"floor {m['typer'][1]:.0f} cpu (python+typer)"
+    row("cnilab --help", "--help", f"{BEFORE['--help']} before; {floor}", "< 100 ms")
+    row("cnilab status (lab up)", "status", f"{BEFORE['status']} before", "< 250 ms")
+    row("cnilab step 3 again (lab up)", "step 3", f"{BEFORE['step 3']} before", "< 300 ms")
+    lab, bash_ms = m["lab"], m["bash"]
+    print(f"{'run-all --yes --no-proof + teardown':<44}{lab[0]:>7.0f}{lab[1]:>7.0f}  "
+          f"{'bash ' + f'{bash_ms[0]:.0f} wall, {bash_ms[1]:.0f} cpu':<26}<= 4x bash")
+    print(f"{'  ratio to the bash script (wall, cpu)':<44}{lab[0] / bash_ms[0]:>7.1f}"
+          f"{lab[1] / bash_ms[1]:>7.1f}  {str(BEFORE['lab']) + 'x before':<26}<= 4.0")
+    row("run-all --yes (packet proofs) + teardown", "proofs", "(proofs have no bash twin)", "")
+    print(f"{'python -c pass / import typer (the floor)':<44}{m['python'][0]:>7.0f}"
+          f"{m['python'][1]:>7.0f}  {m['typer'][0]:.0f} wall, {m['typer'][1]:.0f} cpu (typer)")
 
 
 if __name__ == "__main__":
