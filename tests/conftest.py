@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A suite started in the background of a script inherits SIGINT ignored, and so would every
+# cnilab a test starts: the Ctrl-C tests need what a terminal's foreground gives, the default.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def is_root() -> bool:
