@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cnilab.cli_lab import lab_of
-from cnilab.console import JsonOption, LangOption, RecordOption, guarded, lang_of, out, out_json
+from cnilab.console import (
+    JsonOption,
+    LangOption,
+    PortOption,
+    ProtoOption,
+    RecordOption,
+    guarded,
+    lang_of,
+    out,
+    out_json,
+)
 
 if TYPE_CHECKING:
     from cnilab.trace.verdict import TraceResult
@@ -22,11 +32,8 @@ def trace(
         metavar="FROM", help="Who sends: red, blue (any container), host (the node) or internet.")],
     to: Annotated[str, typer.Argument(
         metavar="TO", help="An address of the lab, e.g. 192.168.15.2 or 203.0.113.1.")],
-    port: Annotated[Optional[int], typer.Option(
-        "--port", help="Send a TCP SYN (or UDP, with --proto udp) to this port, not a ping.")
-    ] = None,
-    proto: Annotated[Optional[str], typer.Option(
-        "--proto", help="icmp (default without --port), tcp (default with it) or udp.")] = None,
+    port: PortOption = None,
+    proto: ProtoOption = None,
     as_json: JsonOption = False,
     record: RecordOption = None,
     lang: LangOption = None,

@@ -39,6 +39,11 @@ LangOption = Annotated[Optional[str], typer.Option(
 RecordOption = Annotated[Optional[Path], typer.Option(
     "--record", help="Also save everything printed to FILE.svg or FILE.html (for slides).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead (for CI).")]
+# `trace` and `cluster trace`: the probe's kind.
+PortOption = Annotated[Optional[int], typer.Option(
+    "--port", help="Send a TCP SYN (or UDP, with --proto udp) to this port, not a ping.")]
+ProtoOption = Annotated[Optional[str], typer.Option(
+    "--proto", help="icmp (default without --port), tcp (default with it) or udp.")]
 
 FIRST_STEP, LAST_STEP = 1, 9  # steps 1-8 and the bonus 9 (cnilab.steps.BONUS_STEP; a test checks)
 StepArgument = Annotated[int, typer.Argument(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from cnilab.cluster.cli_base import cluster_lang, existing
-from cnilab.console import JsonOption, LangOption, guarded, lang_of
+from cnilab.console import JsonOption, LangOption, PortOption, ProtoOption, guarded, lang_of
 
 
 def trace(
@@ -18,11 +18,8 @@ def trace(
     to: Annotated[str, typer.Argument(
         metavar="TO", help="A pod IP (10.244.1.2), a node IP (172.17.0.40) or the outside host "
                            "(203.0.113.1).")],
-    port: Annotated[Optional[int], typer.Option(
-        "--port", help="Send a TCP SYN (or UDP, with --proto udp) to this port, not a ping.")
-    ] = None,
-    proto: Annotated[Optional[str], typer.Option(
-        "--proto", help="icmp (default without --port), tcp (default with it) or udp.")] = None,
+    port: PortOption = None,
+    proto: ProtoOption = None,
     as_json: JsonOption = False,
     lang: LangOption = None,
 ) -> None:

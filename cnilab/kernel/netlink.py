@@ -99,6 +99,18 @@ class Netlink:
         except NetlinkError as e:
             raise KernelError(f"the kernel refused to {what}: {os.strerror(e.code)}") from e
 
+    def _remove(self, what: str, fn: Callable[[], object]) -> bool:
+        """Run a removal; False when the object is already gone (so every undo is idempotent)."""
+        from cnilab.kernel.iproute import NetlinkError
+
+        try:
+            fn()
+        except NetlinkError as e:
+            if e.code in GONE:
+                return False
+            raise KernelError(f"the kernel refused to {what}: {os.strerror(e.code)}") from e
+        return True
+
     def _link_msg(self, netns: str | None, name: str) -> Any:
         """The kernel's RTM_NEWLINK answer for one link asked by name, or None if absent."""
         from cnilab.kernel.iproute import NetlinkError
@@ -159,15 +171,7 @@ class Netlink:
         index = self._index(netns, name)
         if index is None:
             return False
-        from cnilab.kernel.iproute import NetlinkError
-
-        try:
-            self._ipr(netns).link("del", index=index)
-        except NetlinkError as e:
-            if e.code in GONE:
-                return False
-            raise KernelError(f"the kernel refused to delete {name}: {os.strerror(e.code)}") from e
-        return True
+        return self._remove(f"delete {name}", lambda: self._ipr(netns).link("del", index=index))
 
     def move_link(self, netns: str | None, name: str, target: str) -> None:
         """Move a link into another namespace (ip link set NAME netns TARGET)."""
@@ -217,33 +221,16 @@ class Netlink:
 
     def delete_address(self, netns: str | None, dev: str, cidr: str) -> bool:
         """Remove an address from a link; False when it (or the link) is already gone."""
-        from cnilab.kernel.iproute import NetlinkError
-
         iface, index = IPv4Interface(cidr), self._index(netns, dev)
         if index is None:
             return False
-        try:
-            self._ipr(netns).addr("del", index=index, address=str(iface.ip),
-                                  prefixlen=iface.network.prefixlen)
-        except NetlinkError as e:
-            if e.code in GONE:
-                return False
-            raise KernelError(f"the kernel refused to remove {cidr} from {dev}: "
-                              f"{os.strerror(e.code)}") from e
-        return True
+        return self._remove(f"remove {cidr} from {dev}", lambda: self._ipr(netns).addr(
+            "del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen))
 
     def delete_route(self, netns: str | None, dst: str, gateway: str) -> bool:
         """Remove a route via a gateway; False when it is already gone."""
-        from cnilab.kernel.iproute import NetlinkError
-
-        try:
-            self._ipr(netns).route("del", dst=dst, gateway=gateway)
-        except NetlinkError as e:
-            if e.code in GONE:
-                return False
-            raise KernelError(f"the kernel refused to remove route {dst} via {gateway}: "
-                              f"{os.strerror(e.code)}") from e
-        return True
+        return self._remove(f"remove route {dst} via {gateway}",
+                            lambda: self._ipr(netns).route("del", dst=dst, gateway=gateway))
 
     def replace_route(self, netns: str | None, dst: str, gateway: str) -> None:
         """Add a route via a gateway, or point the one for `dst` at it (ip route replace)."""
