@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import itertools
 import json
 import os
@@ -57,6 +56,8 @@ def identity(lesson: str, prefix: str) -> str:
     data = prefix.encode("utf-8", "surrogatepass")
     escaped = "".join(chr(b) if chr(b) in _KEPT else f"%{b:02X}" for b in data)
     if len(escaped) > _MAX_ESCAPED:
+        import hashlib  # OpenSSL's, ~4 ms: only for a name that needs escaping
+
         escaped = "#" + hashlib.sha256(data).hexdigest()
     return f"{lesson}@{escaped}"
 

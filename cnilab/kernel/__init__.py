@@ -12,12 +12,10 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cnilab.kernel import conntrack as _conntrack
 from cnilab.kernel import iptables as _iptables
 from cnilab.kernel import netns as _netns
-from cnilab.kernel import nftrace as _nftrace
 from cnilab.kernel import processes
 from cnilab.kernel.messages import RawLinks, with_peer
 from cnilab.kernel.netlink import Netlink
@@ -33,6 +31,10 @@ from cnilab.kernel.netns import (
     sysctl_path,
 )
 from cnilab.state import LISTEN, Namespace, Snapshot, parse_proc_tcp
+
+if TYPE_CHECKING:  # the packet tracer's modules load when a trace runs, not with every command
+    from cnilab.kernel.conntrack import Connection
+    from cnilab.kernel.nftrace import TraceListener
 
 __all__ = ["Kernel", "has_privileges", "list_netns", "netns_path", "require_privileges",
            "run_in_netns"]
@@ -213,26 +215,36 @@ class Kernel(Netlink):
     def nft(self, netns: str | None, script: str, missing_ok: bool = False) -> str:
         """Run `nft SCRIPT` inside `netns` (missing_ok: deleting what is gone is fine)."""
         try:
-            return _nftrace.nft(netns, script, missing_ok)
+            from cnilab.kernel.nftrace import nft
+
+            return nft(netns, script, missing_ok)
         finally:
             self.changed(netns)
 
     def nft_tables(self, netns: str | None) -> list[tuple[str, str]]:
         """(family, name) of each nftables table in `netns`."""
-        return _nftrace.tables(netns)
+        from cnilab.kernel.nftrace import tables
+
+        return tables(netns)
 
     def nft_rules(self, netns: str | None, family: str, table: str
                   ) -> dict[int, tuple[str, int, str]]:
         """handle -> (chain, position, text) of one nftables table's rules."""
-        return _nftrace.rule_texts(netns, family, table)
+        from cnilab.kernel.nftrace import rule_texts
 
-    def trace_listener(self, namespaces: list[str | None]) -> _nftrace.TraceListener:
+        return rule_texts(netns, family, table)
+
+    def trace_listener(self, namespaces: list[str | None]) -> TraceListener:
         """Sockets that receive the trace events of these namespaces from now on."""
-        return _nftrace.TraceListener(namespaces)
+        from cnilab.kernel.nftrace import TraceListener
 
-    def connections(self, netns: str | None) -> list[_conntrack.Connection]:
+        return TraceListener(namespaces)
+
+    def connections(self, netns: str | None) -> list[Connection]:
         """conntrack's entries in `netns` (conntrack -L)."""
-        return _conntrack.connections(netns)
+        from cnilab.kernel.conntrack import connections
+
+        return connections(netns)
 
     # -- observation -------------------------------------------------------------------------
 
@@ -274,9 +286,19 @@ class Kernel(Netlink):
             spaces[name] = Namespace(name, (), routes, sysctls, nat, ports,
                                      self.read_neighbours(name, names), fdb)
             self._seen[name] = (asked, links, spaces[name])
+        # Where a veth's peer may be: the namespaces holding a veth whose index and peer index
+        # mirror it. Only those are asked for their id (a node with a hundred pods would
+        # otherwise ask each pod about every other pod: a million questions for a cluster).
+        ends: dict[tuple[int, int | None], list[str | None]] = {}
         for name, links in raw.items():
-            foreign = any(nsid is not None for ln, _, nsid in links if ln.kind == "veth")
-            nsids = self.nsid_map(name, list(raw)) if foreign else {}
+            for ln, peer, _ in links:
+                if ln.kind == "veth":
+                    ends.setdefault((ln.index, peer), []).append(name)
+        for name, links in raw.items():
+            maybe = dict.fromkeys(other for ln, peer, nsid in links
+                                  if ln.kind == "veth" and nsid is not None
+                                  for other in ends.get((peer or 0, ln.index), ()) if other != name)
+            nsids = self.nsid_map(name, list(maybe)) if maybe else {}
             resolved = tuple(with_peer(name, link, peer, nsid, raw, nsids)
                              for link, peer, nsid in links)
             spaces[name] = replace(spaces[name], links=resolved)

@@ -47,6 +47,11 @@ IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefix length, flags, sco
 RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst/src len, tos, table, proto, scope...
 
 
+def _key(netns: str | None) -> str | None:
+    """One key per namespace, named or given as its path (CNI_NETNS is a path)."""
+    return None if netns is None else netns_path(netns)
+
+
 def attr(kind: int, value: bytes) -> bytes:
     """One netlink attribute, padded to 4 bytes."""
     data = struct.pack("=HH", 4 + len(value), kind) + value
@@ -103,19 +108,31 @@ class RawNetlink:
 
     def close_netns(self, netns: str | None) -> None:
         """Close the socket into one namespace, if open."""
-        sock = self._raw.pop(netns, None)
+        sock = self._raw.pop(_key(netns), None)
         if sock is not None:
             sock.close()
 
+    def has_socket(self, netns: str | None) -> bool:
+        """Whether a socket into `netns` is open."""
+        return _key(netns) in self._raw
+
+    def adopt_socket(self, netns: str | None, sock: socket.socket) -> None:
+        """Use this socket (made by a thread inside `netns`) for `netns` from now on."""
+        old = self._raw.pop(_key(netns), None)
+        if old is not None:
+            old.close()
+        self._raw[_key(netns)] = sock
+
     def _sock(self, netns: str | None) -> socket.socket:
-        if netns not in self._raw:
+        key = _key(netns)
+        if key not in self._raw:
             # A socket belongs for good to the namespace of the thread that made it.
             sock = run_in_netns(netns, lambda: socket.socket(
                 socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, NETLINK_BUFFER)
             sock.bind((0, 0))
-            self._raw[netns] = sock
-        return self._raw[netns]
+            self._raw[key] = sock
+        return self._raw[key]
 
     def _request(self, netns: str | None, kind: int, flags: int, body: bytes
                  ) -> Iterator[tuple[int, bytes]]:
@@ -228,9 +245,11 @@ class RawNetlink:
                 for _, p in self._request(netns, RTM_GETLINK, NLM_F_DUMP, body)]
         names = {f[2]: _str(a.get(IFLA_IFNAME)) or "" for f, a in msgs}
         addrs = self._addresses(netns)
+        # As netlink.Netlink: the peer's index, and the id of the namespace it is in (None: here).
         links: RawLinks = [(self._to_link(f, a, names, addrs),
                             struct.unpack("=I", a[IFLA_LINK])[0] if IFLA_LINK in a else None,
-                            IFLA_LINK_NETNSID not in a) for f, a in msgs]
+                            struct.unpack("=i", a[IFLA_LINK_NETNSID])[0]
+                            if IFLA_LINK_NETNSID in a else None) for f, a in msgs]
         routes = []
         body = RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
         for _, payload in self._request(netns, RTM_GETROUTE, NLM_F_DUMP, body):
