@@ -113,10 +113,10 @@ def main() -> None:
     m = {k: medians(v) for k, v in rows.items()}
     print(f"\ncnilab lab benchmark: medians of {RUNS} runs (ms); load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'what':<44}{'wall':>7}{'cpu':>7}  {'baseline':<26}target")
+    print(f"{'what':<44}{'wall':>7}{'cpu':>7}  {'baseline':<36}target")
 
     def row(label: str, key: str, baseline: str, target: str) -> None:
-        print(f"{label:<44}{m[key][0]:>7.0f}{m[key][1]:>7.0f}  {baseline:<26}{target}")
+        print(f"{label:<44}{m[key][0]:>7.0f}{m[key][1]:>7.0f}  {baseline:<36}{target}")
 
     floor = f"floor {m['typer'][1]:.0f} cpu (python+typer)"
     row("cnilab --help", "--help", f"{BEFORE['--help']} before; {floor}", "< 100 ms")
@@ -124,9 +124,9 @@ def main() -> None:
     row("cnilab step 3 again (lab up)", "step 3", f"{BEFORE['step 3']} before", "< 300 ms")
     lab, bash_ms = m["lab"], m["bash"]
     print(f"{'run-all --yes --no-proof + teardown':<44}{lab[0]:>7.0f}{lab[1]:>7.0f}  "
-          f"{'bash ' + f'{bash_ms[0]:.0f} wall, {bash_ms[1]:.0f} cpu':<26}<= 4x bash")
+          f"{'bash ' + f'{bash_ms[0]:.0f} wall, {bash_ms[1]:.0f} cpu':<36}<= 4x bash")
     print(f"{'  ratio to the bash script (wall, cpu)':<44}{lab[0] / bash_ms[0]:>7.1f}"
-          f"{lab[1] / bash_ms[1]:>7.1f}  {str(BEFORE['lab']) + 'x before':<26}<= 4.0")
+          f"{lab[1] / bash_ms[1]:>7.1f}  {str(BEFORE['lab']) + 'x before':<36}<= 4.0")
     row("run-all --yes (packet proofs) + teardown", "proofs", "(proofs have no bash twin)", "")
     print(f"{'python -c pass / import typer (the floor)':<44}{m['python'][0]:>7.0f}"
           f"{m['python'][1]:>7.0f}  {m['typer'][0]:.0f} wall, {m['typer'][1]:.0f} cpu (typer)")
