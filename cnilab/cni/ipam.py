@@ -1,55 +1,23 @@
 """cnilab-ipam: a host-local compatible IPAM plugin (ranges, routes, dataDir, one file per address).
 
-The store is host-local's: DATADIR/NETWORK/ holds one file per allocated address, named by
-the address and containing "CONTAINERID\\r\\nIFNAME", a `last_reserved_ip.N` file per range set
-and a `lock` file taken with flock, so cnilab-ipam and host-local can even share one network.
-Files only: this module never touches the kernel.
+The config and the CNI commands; the store (host-local's layout: one file per address) is in
+ipam_store. Files only: this module never touches the kernel.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
 from cnilab.cni import spec
+from cnilab.cni.ipam_store import LOCK_TIMEOUT, Range, Store
 from cnilab.cni.spec import CniError
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
-LINE_BREAK = "\r\n"  # host-local's separator between container ID and interface name
-LOCK_TIMEOUT = 10.0  # seconds; then "try again later" (11)
-
-
-@dataclass(frozen=True)
-class Range:
-    """One range of a range set: addresses rangeStart..rangeEnd of subnet, minus the gateway."""
-
-    subnet: IPv4Network
-    start: IPv4Address
-    end: IPv4Address
-    gateway: IPv4Address
-
-    def __contains__(self, ip: IPv4Address) -> bool:
-        return self.start <= ip <= self.end
-
-    def addresses(self, first: int | None = None, stop: int | None = None
-                  ) -> Iterator[IPv4Address]:
-        """Every address this range may hand out, in order (from `first`, up to `stop`)."""
-        begin = int(self.start) if first is None else max(first, int(self.start))
-        end = int(self.end) if stop is None else min(stop, int(self.end))
-        for n in range(begin, end + 1):
-            ip = IPv4Address(n)
-            if ip != self.gateway:
-                yield ip
-
-    def __str__(self) -> str:
-        return f"{self.start}-{self.end}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +35,10 @@ class IpamConfig:
     def store(self) -> Path:
         """This network's folder of leases."""
         return self.data_dir / self.network
+
+    def leases(self) -> Store:
+        """This network's store of leases."""
+        return Store(self.store, self.lock_timeout)
 
 
 def _addr(raw: Any, what: str) -> IPv4Address:
@@ -142,161 +114,6 @@ def parse_ipam(conf: Mapping[str, Any]) -> IpamConfig:
                       dict(ipam.get("dns") or conf.get("dns") or {}), float(timeout))
 
 
-class Store:
-    """The leases of one network, under its flock (hold it with `with store.locked():`)."""
-
-    def __init__(self, cfg: IpamConfig) -> None:
-        self.cfg = cfg
-        self.dir = cfg.store
-
-    @contextlib.contextmanager
-    def locked(self, create: bool = True) -> Iterator[None]:
-        """Hold the network's lock; after lockTimeout seconds: error 11, try again later."""
-        try:
-            if create:
-                self.dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as e:
-            raise CniError(spec.IO_FAILURE, f"cannot open the IPAM store {self.dir}: "
-                           f"{e.strerror}") from None
-        try:
-            deadline = time.monotonic() + self.cfg.lock_timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise CniError(spec.TRY_AGAIN_LATER, f"the IPAM store {self.dir} is "
-                                       "locked by another call", "try again later") from None
-                    time.sleep(0.005)
-            yield
-        finally:
-            os.close(fd)
-
-    def leases(self) -> dict[IPv4Address, tuple[str, str]]:
-        """Every allocated address with its (container ID, interface name)."""
-        out: dict[IPv4Address, tuple[str, str]] = {}
-        for name, owner in self._owners():
-            try:
-                out[IPv4Address(name)] = owner
-            except ValueError:
-                continue
-        return out
-
-    def held_by(self, cid: str, ifname: str) -> list[IPv4Address]:
-        """The addresses (cid, ifname) holds: the duplicate check of every ADD."""
-        return [IPv4Address(name) for name, owner in self._owners() if owner == (cid, ifname)]
-
-    def _owners(self) -> Iterator[tuple[str, tuple[str, str]]]:
-        """(file name, owner) of every lease file, names unparsed.
-
-        Every ADD reads every lease, as host-local does: plain os calls and no address parsed
-        but the ones asked for (~4 µs a lease instead of ~20), so a node of 250 pods stays
-        cheap. Bytes, not text mode: universal newlines would turn "\r\n" into "\n".
-        """
-        try:  # names looked up in the open folder: no walk of the whole path per lease
-            folder = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return
-        try:
-            for entry in os.scandir(folder):
-                if not entry.name[:1].isdigit():
-                    continue  # lock, last_reserved_ip.N
-                try:
-                    fd = os.open(entry.name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
-                                 dir_fd=folder)
-                except OSError:
-                    continue  # released meanwhile, or not a plain file
-                try:
-                    text = os.read(fd, 4096).decode("utf-8", errors="replace")
-                finally:
-                    os.close(fd)
-                cid, _, ifname = text.partition(LINE_BREAK)
-                yield entry.name, (cid.strip(), ifname.strip())
-        finally:
-            os.close(folder)
-
-    def _write_new(self, ip: IPv4Address, owner: str) -> bool:
-        try:
-            fd = os.open(self.dir / str(ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return False
-        except OSError as e:
-            raise CniError(spec.IO_FAILURE, f"cannot write {self.dir / str(ip)}: "
-                           f"{e.strerror}") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(owner)
-        return True
-
-    def _last(self, index: int) -> IPv4Address | None:
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            ip = ip_address((self.dir / f"last_reserved_ip.{index}").read_text().strip())
-            return ip if isinstance(ip, IPv4Address) else None
-        return None
-
-    def allocate(self, index: int, rset: tuple[Range, ...], cid: str, ifname: str,
-                 requested: IPv4Address | None) -> tuple[IPv4Address, Range]:
-        """Reserve one address of a range set: the requested one, or the next free after the
-        last one handed out (host-local's round robin, so a freed address is not reused at once).
-        """
-        owner = f"{cid}{LINE_BREAK}{ifname}"
-        if requested is not None:
-            rng = next((r for r in rset if requested in r and requested != r.gateway), None)
-            if rng is None:
-                raise CniError(spec.ADDRESS_UNAVAILABLE, f"requested IP address {requested} is "
-                               f"not in range set {', '.join(map(str, rset))}")
-            if not self._write_new(requested, owner):
-                raise CniError(spec.ADDRESS_UNAVAILABLE,
-                               f"requested IP address {requested} is already allocated")
-            self._remember(index, requested)
-            return requested, rng
-        for ip, rng in round_robin(rset, self._last(index)):
-            if self._write_new(ip, owner):
-                self._remember(index, ip)
-                return ip, rng
-        raise CniError(spec.RANGE_EXHAUSTED, "no IP addresses available in range set "
-                       f"{', '.join(map(str, rset))}",
-                       "delete pods (CNI DEL) or widen the range")
-
-    def _remember(self, index: int, ip: IPv4Address) -> None:
-        (self.dir / f"last_reserved_ip.{index}").write_text(str(ip), encoding="utf-8")
-
-    def release(self, keep: set[tuple[str, str]] | None = None, cid: str = "",
-                ifname: str = "") -> list[IPv4Address]:
-        """Remove the leases of (cid, ifname), or with `keep`, every lease not in keep."""
-        gone = []
-        for ip, owner in self.leases().items():
-            # A bare container ID (older host-local) matches any interface name.
-            mine = owner[0] == cid and owner[1] in (ifname, "")
-            if (keep is not None and owner not in keep and (owner[0], "") not in keep) or (
-                    keep is None and mine):
-                with contextlib.suppress(FileNotFoundError):
-                    (self.dir / str(ip)).unlink()
-                gone.append(ip)
-        return gone
-
-
-def round_robin(rset: tuple[Range, ...], last: IPv4Address | None
-                 ) -> Iterator[tuple[IPv4Address, Range]]:
-    """Every address of the range set once, from the one after `last` round to `last` itself.
-
-    Made as it is walked: the first free address is usually the next one, and a /16 range would
-    otherwise be 65,000 addresses built for every ADD.
-    """
-    k = next((i for i, r in enumerate(rset)
-              if last is not None and last in r and last != r.gateway), None)
-    if last is None or k is None:
-        for r in rset:
-            yield from ((ip, r) for ip in r.addresses())
-        return
-    here = rset[k]
-    yield from ((ip, here) for ip in here.addresses(int(last) + 1))
-    for r in rset[k + 1:] + rset[:k]:
-        yield from ((ip, r) for ip in r.addresses())
-    yield from ((ip, here) for ip in here.addresses(stop=int(last)))
-
-
 def _result(cfg: IpamConfig, version: str, got: list[tuple[IPv4Address, Range]]
             ) -> dict[str, Any]:
     return {
@@ -313,7 +130,7 @@ def add(conf: Mapping[str, Any], container_id: str, ifname: str,
     """Allocate one address per range set; CNI_ARGS IP= asks for a given address."""
     cfg = parse_ipam(conf)
     requested = _requested(args or {}, conf, len(cfg.range_sets))
-    store = Store(cfg)
+    store = cfg.leases()
     got: list[tuple[IPv4Address, Range]] = []
     with store.locked():
         taken = store.held_by(container_id, ifname)
@@ -369,7 +186,7 @@ def delete(conf: Mapping[str, Any], container_id: str, ifname: str) -> None:
     cfg = parse_ipam(conf)
     if not cfg.store.is_dir():
         return
-    store = Store(cfg)
+    store = cfg.leases()
     with store.locked(create=False):
         store.release(cid=container_id, ifname=ifname)
 
@@ -377,7 +194,7 @@ def delete(conf: Mapping[str, Any], container_id: str, ifname: str) -> None:
 def check(conf: Mapping[str, Any], container_id: str, ifname: str) -> None:
     """Error unless the container still holds an address in every range set."""
     cfg = parse_ipam(conf)
-    held = [ip for ip, owner in Store(cfg).leases().items() if owner[0] == container_id
+    held = [ip for ip, owner in cfg.leases().leases().items() if owner[0] == container_id
             and owner[1] in (ifname, "")]
     for rset in cfg.range_sets:
         if not any(ip in r for ip in held for r in rset):
@@ -390,7 +207,7 @@ def gc(conf: Mapping[str, Any], keep: set[tuple[str, str]]) -> list[IPv4Address]
     cfg = parse_ipam(conf)
     if not cfg.store.is_dir():
         return []
-    store = Store(cfg)
+    store = cfg.leases()
     with store.locked(create=False):
         return store.release(keep=keep)
 
@@ -403,7 +220,7 @@ def status(conf: Mapping[str, Any]) -> None:
         probe = probe.parent
     if not os.access(probe, os.W_OK):
         raise CniError(spec.NOT_AVAILABLE, f"the IPAM store {cfg.store} is not writable")
-    held = set(Store(cfg).leases())
+    held = set(cfg.leases().leases())
     for rset in cfg.range_sets:
         if all(ip in held for r in rset for ip in r.addresses()):
             raise CniError(spec.NOT_AVAILABLE, "no IP addresses available in range set "
