@@ -142,23 +142,17 @@ class Cluster:
         if not store.satisfied(snap):
             self._apply([store])
         attached = []
-        # The pods are attached as the plugin executable attaches them: with its kernel (raw
-        # rtnetlink, ~3 ms a pod against ~7 through pyroute2's messages; a node of 250 pods).
-        from cnilab.kernel.rtnl import PluginKernel
-
-        with PluginKernel() as plugin_kernel:
-            for node in self.plan.nodes:
-                for pod in self.plan.pods(node):
-                    attach = pods.attach_op(self.plan, node, pod, self.ledger)
-                    if attach.satisfied(snap):
-                        continue
-                    ns = self.plan.pod_netns(pod)
-                    ops: list[Op] = [attach]
-                    if ns not in snap.netns:
-                        ops.insert(0, AddNetns(None, ns))
-                    self.ledger.apply(ops, plugin_kernel)
-                    attached.append(pod.name)
-        self.kernel.changed(anywhere=True)  # made through the other kernel object
+        for node in self.plan.nodes:
+            for pod in self.plan.pods(node):
+                attach = pods.attach_op(self.plan, node, pod, self.ledger)
+                if attach.satisfied(snap):
+                    continue
+                ns = self.plan.pod_netns(pod)
+                ops: list[Op] = [attach]
+                if ns not in snap.netns:
+                    ops.insert(0, AddNetns(None, ns))
+                self._apply(ops)
+                attached.append(pod.name)
         return attached
 
     def _check_same_plan(self) -> None:

@@ -192,13 +192,12 @@ def ipam(command: str, conf: Mapping[str, Any], container_id: str, netns: str, i
 
 
 def kernel_or_new(kernel: Kernel | None) -> Kernel:
-    """The Kernel given, or a new one speaking raw rtnetlink (the executable's case: pyroute2's
-    import alone would cost more than the whole ADD)."""
+    """The Kernel given, or a new one (the executable's case)."""
     if kernel is not None:
         return kernel
-    from cnilab.kernel.rtnl import PluginKernel
+    from cnilab.kernel import Kernel
 
-    return PluginKernel()
+    return Kernel()
 
 
 def checked(config: Mapping[str, Any], command: str, container_id: str, netns: str,

@@ -29,32 +29,10 @@ SCRIPT = '''#!{python} -S
 import sys
 
 sys.path[:0] = {paths!r}
-{stub}from cnilab.cni.entry import {function} as main
+from cnilab.cni.entry import {function} as main
 
 sys.exit(main())
 '''
-
-# pyroute2/__init__.py imports every pyroute2 module (IPDB, NDB, conntrack, ...): ~0.15 s of
-# each plugin call. A bare package object with the same __path__ lets kernel.py's imports load
-# only the modules they need; `from pyroute2 import IPRoute` resolves through __getattr__.
-# Only the plugin process gets this, never a program that imports cnilab.
-PYROUTE2_STUB = '''import types
-
-_pyroute2 = types.ModuleType("pyroute2")
-_pyroute2.__path__ = {path!r}
-
-
-def _lazy(name):
-    if name == "IPRoute":
-        from pyroute2.iproute.linux import IPRoute
-        return IPRoute
-    raise AttributeError(name)
-
-
-_pyroute2.__getattr__ = _lazy
-sys.modules["pyroute2"] = _pyroute2
-'''
-
 
 def _package_parent(name: str) -> str | None:
     found = importlib.util.find_spec(name)
@@ -70,12 +48,8 @@ def script(name: str, python: str | None = None) -> str:
         raise CniError(INVALID_CONFIG, f"cannot write a #! line for the interpreter {python!r}")
     paths = list(dict.fromkeys(p for p in (_package_parent("cnilab"), _package_parent("pyroute2"))
                                if p))
-    stub = ""
-    found = importlib.util.find_spec("pyroute2")
-    if name == "cnilab" and found is not None and found.submodule_search_locations:
-        stub = PYROUTE2_STUB.format(path=list(found.submodule_search_locations)) + "\n"
-    return SCRIPT.format(python=python, name=name, paths=paths, function=PLUGINS[name],
-                         stub=stub)
+    # pyroute2 loads as cnilab.kernel.iproute loads it: its message classes only (~0.02 s).
+    return SCRIPT.format(python=python, name=name, paths=paths, function=PLUGINS[name])
 
 
 def _precompile() -> None:

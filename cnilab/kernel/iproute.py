@@ -61,6 +61,14 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
 from pyroute2.netlink.rtnl.ndmsg import ndmsg  # noqa: E402
 from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: E402
 
+
+class ifinfhdr(ifinfmsg):
+    """An RTM_NEWLINK answer read to its fixed fields (index, flags) only: a link's ~40
+    attributes left unread, as a lookup of an index by name needs none of them."""
+
+    nla_map = ()
+
+
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x2, 0x4, 0x10, 0x300
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
@@ -96,9 +104,10 @@ class IPRoute:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def request(self, msg: Any, kind: int, flags: int = 0, elsewhere: bool = False
-                ) -> list[Any]:
-        """Send `msg` as message type `kind`; the decoded answers. NetlinkError if refused."""
+    def request(self, msg: Any, kind: int, flags: int = 0, elsewhere: bool = False,
+                answer: type | None = None) -> list[Any]:
+        """Send `msg` as message type `kind`; the answers decoded (as `answer` if given).
+        NetlinkError if refused."""
         found: list[Any] = []
         for _ in range(3):  # a dump the kernel marks interrupted (changed meanwhile) is redone
             self._seq += 1
@@ -108,14 +117,14 @@ class IPRoute:
             msg.reset()
             msg.encode()
             self.sock.send(msg.data)
-            found, interrupted = self._answers(self._seq, bool(flags & NLM_F_DUMP))
+            found, interrupted = self._answers(self._seq, bool(flags & NLM_F_DUMP), answer)
             if not interrupted:
                 break
         if kind & 3 != 2 and self._on_change is not None:  # not an RTM_GET*: a change
             self._on_change(elsewhere or kind == RTM_DELLINK)
         return found
 
-    def _answers(self, seq: int, dump: bool) -> tuple[list[Any], bool]:
+    def _answers(self, seq: int, dump: bool, answer: type | None) -> tuple[list[Any], bool]:
         found: list[Any] = []
         interrupted = False
         while True:
@@ -131,7 +140,7 @@ class IPRoute:
                     return found, interrupted  # the ACK
                 if kind == NLMSG_DONE:
                     return found, interrupted
-                cls = ANSWERS.get(kind)
+                cls = answer or ANSWERS.get(kind)
                 if cls is not None:
                     msg = cls(data[offset:offset + length])
                     msg.decode()
@@ -142,12 +151,13 @@ class IPRoute:
     # -- IPRoute's calls -----------------------------------------------------------------------
 
     def link(self, command: str, **kw: Any) -> list[Any]:
-        """link('get'|'add'|'set'|'del', ...) with IPRoute's keywords."""
+        """link('get'|'add'|'set'|'del', ...) with IPRoute's keywords (and answer=ifinfhdr for
+        a 'get' that needs only the index and flags)."""
         msg = _msg(ifinfmsg, index=kw.pop("index", 0))
         if command == "get":
             if "ifname" in kw:
                 msg["attrs"].append(("IFLA_IFNAME", kw["ifname"]))
-            return self.request(msg, RTM_GETLINK)
+            return self.request(msg, RTM_GETLINK, answer=kw.get("answer"))
         if command == "del":
             if "ifname" in kw:
                 msg["attrs"].append(("IFLA_IFNAME", kw["ifname"]))

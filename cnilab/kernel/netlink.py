@@ -20,6 +20,8 @@ from cnilab.kernel.messages import (
     NUD_PERMANENT,
     RTN,
     RawLinks,
+    attr,
+    attrs_of,
     to_link,
 )
 from cnilab.kernel.netns import (
@@ -111,19 +113,21 @@ class Netlink:
             raise KernelError(f"the kernel refused to {what}: {os.strerror(e.code)}") from e
         return True
 
-    def _link_msg(self, netns: str | None, name: str) -> Any:
-        """The kernel's RTM_NEWLINK answer for one link asked by name, or None if absent."""
-        from cnilab.kernel.iproute import NetlinkError
+    def _link_msg(self, netns: str | None, name: str, fields_only: bool = False) -> Any:
+        """The kernel's RTM_NEWLINK answer for one link asked by name, or None if absent;
+        fields_only: its index and flags only (no attribute read)."""
+        from cnilab.kernel.iproute import NetlinkError, ifinfhdr
 
         try:  # one RTM_GETLINK by name; link_lookup() would dump every link
-            return self._ipr(netns).link("get", ifname=name)[0]
+            return self._ipr(netns).link("get", ifname=name,
+                                         answer=ifinfhdr if fields_only else None)[0]
         except NetlinkError as e:
             if e.code in GONE:
                 return None
             raise KernelError(f"cannot look up {name}: {os.strerror(e.code)}") from e
 
     def _index(self, netns: str | None, name: str) -> int | None:
-        msg = self._link_msg(netns, name)
+        msg = self._link_msg(netns, name, fields_only=True)
         return None if msg is None else msg["index"]
 
     def _need_index(self, netns: str | None, name: str) -> int:
@@ -256,20 +260,19 @@ class Netlink:
         msg = self._link_msg(netns, name)
         if msg is None:
             return None
-        ipr, index = self._ipr(netns), msg["index"]
+        a, index = attrs_of(msg), msg["index"]
         names = {index: name}
-        if msg.get("master"):
-            master = self._call(f"look up the master of {name}",
-                                lambda: ipr.link("get", index=msg.get("master"))[0])
-            names[master["index"]] = master.get("ifname")
-        addrs = [f"{a.get('address')}/{a['prefixlen']}"
-                 for a in ipr.get_addr(family=socket.AF_INET, index=index)]
-        return to_link(msg, names, {index: addrs})
+        master = attr(a, "IFLA_MASTER")
+        if master:
+            master_name = self._name_of(netns, master)
+            if master_name is not None:
+                names[master] = master_name
+        return to_link(msg, names, self._addresses(netns, index), a)
 
     def mac_of(self, netns: str | None, name: str) -> str | None:
         """A link's MAC address (one RTM_GETLINK), or None when there is no such link."""
         msg = self._link_msg(netns, name)
-        return None if msg is None else msg.get("address")
+        return None if msg is None else attr(attrs_of(msg), "IFLA_ADDRESS")
 
     def set_mac(self, netns: str | None, name: str, mac: str) -> None:
         """Set a link's MAC address (ip link set NAME address MAC)."""
@@ -279,21 +282,29 @@ class Netlink:
                            ) -> tuple[RawLinks, tuple[Route, ...]]:
         """Every link (with its raw peer index) and the main table's unicast routes."""
         ipr = self._ipr(netns)
-        msgs = ipr.get_links()
-        names = {m["index"]: m.get("ifname") for m in msgs}
-        addrs: dict[int, list[str]] = {}
-        for a in ipr.get_addr(family=socket.AF_INET):
-            addrs.setdefault(a["index"], []).append(f"{a.get('address')}/{a['prefixlen']}")
+        msgs = [(m, attrs_of(m)) for m in ipr.get_links()]
+        names = {m["index"]: attr(a, "IFLA_IFNAME") for m, a in msgs}
+        addrs = self._addresses(netns)
         # A veth's peer: IFLA_LINK is its index; IFLA_LINK_NETNSID says it is elsewhere.
-        links = [(to_link(m, names, addrs), m.get("link"), m.get("link_netnsid"))
-                 for m in msgs]
+        links = [(to_link(m, names, addrs, a), attr(a, "IFLA_LINK"),
+                  attr(a, "IFLA_LINK_NETNSID")) for m, a in msgs]
         routes = []
         for r in ipr.get_routes(family=socket.AF_INET, table=254):
             if r["type"] != 1:  # unicast only
                 continue
-            dst = f"{r.get('dst')}/{r['dst_len']}" if r.get("dst") else "default"
-            routes.append(Route(dst, r.get("gateway"), names.get(r.get("oif"))))
+            a = attrs_of(r)
+            dst = attr(a, "RTA_DST")
+            routes.append(Route(f"{dst}/{r['dst_len']}" if dst else "default",
+                                attr(a, "RTA_GATEWAY"), names.get(attr(a, "RTA_OIF"))))
         return links, tuple(routes)
+
+    def _addresses(self, netns: str | None, index: int | None = None) -> dict[int, list[str]]:
+        """The IPv4 addresses ("10.0.0.1/24") of every link, or of link `index`, by index."""
+        found: dict[int, list[str]] = {}
+        for a in self._ipr(netns).get_addr(family=socket.AF_INET, index=index):
+            local = attr(attrs_of(a), "IFA_ADDRESS")
+            found.setdefault(a["index"], []).append(f"{local}/{a['prefixlen']}")
+        return found
 
     def read_neighbours(self, netns: str | None, names: dict[int, str]
                         ) -> tuple[Neighbour, ...]:

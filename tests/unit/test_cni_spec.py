@@ -3,6 +3,7 @@ file store (IPAM touches only files, so it runs here, in a temporary folder)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -250,14 +251,19 @@ def test_entry_reads_the_asked_version_without_json(data: bytes, version: str | 
     assert entry.asked_version(data) == version
 
 
-def test_a_plugin_call_imports_no_pyroute2_tomllib_or_asyncio(tmp_path: Path) -> None:
+def test_a_plugin_call_loads_pyroute2s_messages_only_and_no_asyncio(tmp_path: Path) -> None:
     install(tmp_path)
     text = (tmp_path / "cnilab").read_text().replace(
         "sys.exit(main())", "import cnilab.cni.plugin, cnilab.cni.verify\n"
-        "from cnilab.cni.bridge import kernel_or_new\nkernel_or_new(None)\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules if m != 'pyroute2'} & "
-        "{'pyroute2', 'tomllib', 'http', 'asyncio', 'typer', 'rich'}))")
-    # (the script's own pyroute2 stub is a bare module object; no pyroute2 module is loaded)
+        "from cnilab.cni.bridge import kernel_or_new\nkernel_or_new(None)._ipr(None)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'tomllib', 'http', 'asyncio', 'typer', 'rich', 'ssl'}))\n"
+        "print(sorted({'.'.join(m.split('.')[:2]) for m in sys.modules "
+        "if m.startswith('pyroute2.')}))")
     done = subprocess.run([sys.executable, "-S", "-c", text], capture_output=True, text=True,
                           check=True)
-    assert done.stdout.strip() == "[]"
+    unwanted, pyroute2 = done.stdout.splitlines()
+    assert unwanted == "[]"
+    # the netlink message classes, not pyroute2's IPRoute, NDB, IPDB or its event loop
+    assert set(ast.literal_eval(pyroute2)) <= {"pyroute2.netlink", "pyroute2.common",
+                                              "pyroute2.config", "pyroute2.requests"}
