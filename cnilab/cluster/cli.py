@@ -104,24 +104,22 @@ def up(
             _print_plan(plan, lang)
             return
         from cnilab.cluster.cluster import Cluster
-        from cnilab.cluster.status import read_status
+        from cnilab.cluster.status import read_status, summary
 
         cluster = Cluster(plan)
         with cluster.locked():
             report = cluster.up()
-            status = read_status(cluster)
-        if as_json:
-            out_json({"changed": report.changed, **status})
-            return
+            if as_json:
+                out_json({"changed": report.changed, **read_status(cluster)})
+                return
+            node_names, pods = summary(cluster)
         if report.changed:
             out("[green]" + t("cluster.up", lang, nodes=len(plan.nodes),
                               network=len(report.network), components=len(report.components),
                               pods=len(report.pods)) + "[/]")
         else:
             out("[green]" + t("cluster.already_up", lang) + "[/]")
-        names = ", ".join(n["name"] for n in status["nodes"])
-        pods = sum(len(n["pods"]) for n in status["nodes"])
-        out(Prose(t("cluster.summary", lang, names=names, pods=pods)))
+        out(Prose(t("cluster.summary", lang, names=", ".join(node_names), pods=pods)))
         out(Prose(t("cluster.explore", lang, cmd=command_prefix(ctx))))
 
 

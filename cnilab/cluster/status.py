@@ -58,6 +58,14 @@ def _bridges(ns: Namespace) -> list[dict[str, Any]]:
             for b in ns.links if b.kind == "bridge"]
 
 
+def summary(cluster: Cluster) -> tuple[list[str], int]:
+    """The nodes whose namespace exists, and how many pods' namespaces do (what `up` prints):
+    /run/netns listed, no namespace read (a thousand pods take seconds to read)."""
+    plan, present = cluster.plan, cluster.kernel.observe(()).netns
+    return ([n.name for n in plan.nodes if plan.netns(n) in present],
+            sum(plan.pod_netns(p) in present for p in plan.all_pods()))
+
+
 def read_status(cluster: Cluster, snap: Snapshot | None = None) -> dict[str, Any]:
     """The cluster as the kernel holds it now (`cnilab cluster status --json`)."""
     plan = cluster.plan

@@ -80,10 +80,10 @@ def add(config: Mapping[str, Any], container_id: str, netns: str, ifname: str = 
     k = kernel_or_new(kernel)
     if not os.path.exists(path):
         raise CniError(spec.UNKNOWN_CONTAINER, f"the network namespace {path} does not exist")
-    if k.get_link(path, ifname) is not None:
+    if k.has_link(path, ifname):
         raise CniError(spec.INTERFACE_EXISTS, f"interface {ifname} already exists in {path}")
     host = host_veth_name(bc.name, container_id, ifname)
-    if k.get_link(node, host) is not None:
+    if k.has_link(node, host):
         raise CniError(spec.INTERFACE_EXISTS, f"the node already has {host}, the host end for "
                        f"{container_id}/{ifname}", "DEL that attachment first")
     br = k.get_link(node, bc.bridge)
@@ -124,8 +124,9 @@ def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_
                 pin = True
         # The node routes between pods and the world: forwarding stays on (as the reference).
         SetSysctl(node, "net.ipv4.ip_forward", "1").apply(k)
-    if pin:
-        _pin_mac(k, node, bc.bridge)
+    bridge_mac = None  # read again below unless pinned here: an unpinned bridge follows its
+    if pin:  # lowest port's MAC, so the veth added below may change it
+        bridge_mac = _pin_mac(k, node, bc.bridge)
     if br is None or not br.up:
         LinkUp(node, bc.bridge).apply(k)
     # The pod end is created directly in the pod's namespace: the node may have its own eth0.
@@ -156,10 +157,10 @@ def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_
         for ip in ips:
             for rule in masq_ops(node, bc, container_id, ip):
                 _apply(k, rule, done)
-    return _result(k, bc, node, path, ifname, host, ips, gateways, routes, got)
+    return _result(k, bc, node, path, ifname, host, ips, gateways, routes, got, bridge_mac)
 
 
-def _pin_mac(k: Kernel, node: str | None, bridge: str) -> None:
+def _pin_mac(k: Kernel, node: str | None, bridge: str) -> str | None:
     """Set the bridge's MAC to the one it has. A bridge whose address was never set follows
     its lowest port MAC, so the gateway's MAC would change when that pod leaves and the other
     pods' ARP entries go stale (cni#285, moby#3414, netavark#833); once set, the kernel keeps it.
@@ -167,15 +168,17 @@ def _pin_mac(k: Kernel, node: str | None, bridge: str) -> None:
     current = k.mac_of(node, bridge)
     if current is not None:
         SetMac(node, bridge, current).apply(k)
+    return current
 
 
 def _result(k: Kernel, bc: BridgeConfig, node: str | None, path: str, ifname: str, host: str,
             ips: list[IPv4Interface], gateways: list[Any], routes: list[dict[str, str]],
-            got: Mapping[str, Any]) -> dict[str, Any]:
+            got: Mapping[str, Any], bridge_mac: str | None) -> dict[str, Any]:
+    """The ADD result; `bridge_mac`: the bridge's, when already read (pinned or seen)."""
     interfaces: list[dict[str, Any]] = []
     for where, name, sandbox in ((node, bc.bridge, None), (node, host, None),
                                  (path, ifname, path)):
-        mac = k.mac_of(where, name)
+        mac = bridge_mac if name == bc.bridge and bridge_mac else k.mac_of(where, name)
         if mac is None:
             raise CniError(spec.KERNEL_REFUSED, "a link vanished while the pod was attached")
         entry: dict[str, Any] = {"name": name, "mac": mac}

@@ -80,6 +80,7 @@ IFF_UP, RT_TABLE_MAIN, RT_SCOPE_UNIVERSE, RT_SCOPE_NOWHERE, RTN_UNICAST = 0x1, 2
 HEADER = struct.Struct("=IHHII")
 ANSWERS: dict[int, type] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg,
                             RTM_NEWNEIGH: ndmsg}
+_DUMPS: dict[tuple[type, int, int], bytearray] = {}  # dump requests, encoded once
 # IPRoute's keywords for `link set` and the attribute each one is.
 LINK_ATTRS = {"ifname": "IFLA_IFNAME", "ifalias": "IFLA_IFALIAS", "master": "IFLA_MASTER",
               "mtu": "IFLA_MTU", "address": "IFLA_ADDRESS"}
@@ -122,6 +123,26 @@ class IPRoute:
                 break
         if kind & 3 != 2 and self._on_change is not None:  # not an RTM_GET*: a change
             self._on_change(elsewhere or kind == RTM_DELLINK)
+        return found
+
+    def dump(self, cls: type, kind: int, family: int) -> list[Any]:
+        """Every object of a kind (RTM_GETLINK, ...): the same request each time, so encoded
+        once by pyroute2 and sent again with only its sequence number changed."""
+        key = (cls, kind, family)
+        data = _DUMPS.get(key)
+        if data is None:
+            msg = _msg(cls, family=family)
+            msg["header"].update(type=kind, flags=NLM_F_REQUEST | NLM_F_DUMP)
+            msg.encode()
+            data = _DUMPS[key] = bytearray(msg.data)
+        found: list[Any] = []
+        for _ in range(3):  # a dump the kernel marks interrupted (changed meanwhile) is redone
+            self._seq += 1
+            struct.pack_into("=I", data, 8, self._seq)  # nlmsghdr's sequence number
+            self.sock.send(data)
+            found, interrupted = self._answers(self._seq, True, None)
+            if not interrupted:
+                break
         return found
 
     def _answers(self, seq: int, dump: bool, answer: type | None) -> tuple[list[Any], bool]:
@@ -241,23 +262,23 @@ class IPRoute:
 
     def get_links(self) -> list[Any]:
         """Every link (ip link)."""
-        return self.request(_msg(ifinfmsg), RTM_GETLINK, NLM_F_DUMP)
+        return self.dump(ifinfmsg, RTM_GETLINK, socket.AF_UNSPEC)
 
     def get_addr(self, family: int = socket.AF_INET, index: int | None = None) -> list[Any]:
         """Every address of `family` (ip addr), or only those of link `index`."""
-        found = self.request(_msg(ifaddrmsg, family=family), RTM_GETADDR, NLM_F_DUMP)
+        found = self.dump(ifaddrmsg, RTM_GETADDR, family)
         return found if index is None else [a for a in found if a["index"] == index]
 
     def get_routes(self, family: int = socket.AF_INET, table: int | None = None) -> list[Any]:
         """Every route of `family` (ip route show table all), or those of one table."""
-        found = self.request(_msg(rtmsg, family=family), RTM_GETROUTE, NLM_F_DUMP)
+        found = self.dump(rtmsg, RTM_GETROUTE, family)
         if table is None:
             return found
         return [r for r in found if (r.get("RTA_TABLE") or r["table"]) == table]
 
     def get_neighbours(self, family: int = socket.AF_INET) -> list[Any]:
         """The neighbour table (ip neigh), or with AF_BRIDGE the bridges' FDB (bridge fdb)."""
-        return self.request(_msg(ndmsg, family=family), RTM_GETNEIGH, NLM_F_DUMP)
+        return self.dump(ndmsg, RTM_GETNEIGH, family)
 
 
 def _headers(data: bytes) -> Iterator[tuple[int, int, int, int]]:

@@ -130,6 +130,10 @@ class Netlink:
         msg = self._link_msg(netns, name, fields_only=True)
         return None if msg is None else msg["index"]
 
+    def has_link(self, netns: str | None, name: str) -> bool:
+        """Whether `netns` has a link of that name (its index asked, no attribute read)."""
+        return self._index(netns, name) is not None
+
     def _need_index(self, netns: str | None, name: str) -> int:
         index = self._index(netns, name)
         if index is None:

@@ -90,6 +90,10 @@ def test_up_twice_changes_nothing_and_down_leaves_nothing(cluster: Runner) -> No
     second = cluster.json("up", *SMALL)
     assert second["changed"] is False
     assert sorted(processes(cluster.prefix)) == pids
+    pods = sum(len(n["pods"]) for n in first["nodes"])
+    names = ", ".join(n["name"] for n in first["nodes"])
+    text = cluster.run("up", *SMALL)  # the summary counts what the status reads
+    assert text.returncode == 0 and f"Nodes: {names}; {pods} pods." in " ".join(text.stdout.split())
     first.pop("changed"), second.pop("changed")
     assert second == first
     down = cluster.run("down")
