@@ -111,6 +111,7 @@ class LiveLab:
     done: tuple[int, ...] = ()
     log: deque[Change] = field(default_factory=lambda: deque(maxlen=LOG_SIZE))
     _objects: dict[str | None, dict[ObjKey, dict[str, Any]]] = field(default_factory=dict)
+    current: Snapshot = field(default_factory=lambda: Snapshot(frozenset(), {}))  # as of now
     _lit: dict[Key, float] = field(default_factory=dict)  # highlighted key: until when
 
     def snapshot(self) -> Snapshot:
@@ -127,7 +128,7 @@ class LiveLab:
     def start(self, readings: dict[str | None, Observed]) -> None:
         """The state when watching starts: nothing counts as changed."""
         self.seen = dict(readings)
-        snap = self.snapshot()
+        snap = self.current = self.snapshot()
         self._objects = {n: objects(ns, self.seen[n]) for n, ns in snap.spaces.items()}
         self.done = self._done(snap)
 
@@ -141,7 +142,7 @@ class LiveLab:
                 changes.append(Change(gone, "netns", gone, "removed", at=at))
         appeared = [n for n in readings if n not in self.seen]
         self.seen.update(readings)
-        snap = self.snapshot()
+        snap = self.current = self.snapshot()
         for name, ns in snap.spaces.items():
             # Every namespace is compared, not only those read: a veth's peer is named from
             # the other end, so moving one end changes how the other one reads.
