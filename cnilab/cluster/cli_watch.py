@@ -38,12 +38,13 @@ def watch(
         "--highlight", min=0.0, max=60.0, help="Seconds a change stays highlighted.")] = 3.0,
     lang: LangOption = None,
 ) -> None:
-    """Show the cluster live: every node, pod, the LAN gateway, redrawn at every kernel change.
+    """Show the cluster live, redrawn at every kernel change.
 
-    Whoever makes the change: `cluster up` / `down`, `ip` typed by hand, `cnilab cluster shell`.
-    Per node: ens3, cni0, ip_forward, the default route, a route to every other node's pod CIDR,
-    pods ready. For a live demo: `sudo cnilab cluster watch` on the projector, `sudo cnilab
-    cluster shell node01` in a second terminal. Ctrl-C stops.
+    Every node, pod, the LAN gateway and the outside world, whoever makes the change: `cluster
+    up` / `down`, `ip` typed by hand, `cnilab cluster shell`. Per node: ens3, cni0, ip_forward,
+    the default route, a route to every other node's pod CIDR, pods ready. For a live demo:
+    `sudo cnilab cluster watch` on the projector, `sudo cnilab cluster shell node01` in a second
+    terminal. Ctrl-C stops.
 
     \b
     Examples:
