@@ -135,6 +135,12 @@ class LiveLab:
     def update(self, readings: dict[str | None, Observed], vanished: Iterable[str],
                at: float) -> list[Change]:
         """Take new readings (namespaces new or read again) and gone namespaces; the changes."""
+        vanished = [n for n in vanished if n in self.seen]
+        if not vanished and all(n in self.seen and self.seen[n] == r
+                                for n, r in readings.items()):
+            # Read again and found as it was (an ARP entry going STALE, a message about
+            # something the view does not show): no need to compare every namespace again.
+            return []
         changes: list[Change] = []
         for gone in vanished:
             if self.seen.pop(gone, None) is not None:

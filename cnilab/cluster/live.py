@@ -177,6 +177,8 @@ class ClusterLive(LiveLab):
                at: float) -> list[Change]:
         """The lab's changes (one per object), then one `checks` change per node that moved."""
         changes = super().update(readings, vanished, at)
+        if not changes:  # the checks are read from the objects: none changed, none moved
+            return changes
         before, self.view = _objects(self.view), cluster_view(self.current, self.prefix)
         after = _objects(self.view)
         moved = [c for ns in sorted(before.keys() | after.keys())

@@ -6,10 +6,9 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from helpers import WAIT, Cnilab, Watching, ip
+from helpers import WAIT, Cnilab, Watching, cpu_ticks, ip
 
 
 @pytest.fixture
@@ -28,12 +27,6 @@ def watching(cnilab: Cnilab) -> Iterator[Watching]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def cpu_ticks(pid: int) -> int:
-    """User + system CPU time the process used so far, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def test_changes_typed_with_ip_each_arrive_as_one_event(cnilab: Cnilab) -> None:

@@ -80,6 +80,14 @@ def test_a_pod_route_removed_is_one_route_change_and_one_checks_change() -> None
     assert live.lit(13.0) == set()
 
 
+def test_a_namespace_read_again_unchanged_is_no_change_and_no_new_comparison() -> None:
+    live = live_now()
+    before = live.current
+    # An ARP entry going STALE wakes the view; what it shows is as it was.
+    assert live.update({CP: recorded()[CP], NODE01: recorded()[NODE01]}, [], at=1.0) == []
+    assert live.current is before and not live.log
+
+
 def test_a_node_gone_takes_its_checks_and_its_pods_become_orphans() -> None:
     live = live_now()
     changes = live.update({}, [NODE01], at=1.0)
