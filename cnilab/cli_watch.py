@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
@@ -37,20 +37,25 @@ def follows(topo: Topology, every: bool) -> Callable[[str], bool]:
     return follow
 
 
-def state_line(live: LiveLab, topo: Topology) -> dict[str, Any]:
-    """The first JSON line: the lab as it is when watching starts."""
-    state = live.snapshot().to_dict()
+def observed_state(live: LiveLab) -> dict[str, Any]:
+    """What is watched now as plain data: the snapshot, with each namespace's ARP and FDB."""
+    state = live.current.to_dict()
     for name, seen in live.seen.items():
         space = state["spaces"][name or ""]
         space["neighbours"] = [asdict(n) for n in seen.neighbours]
         space["fdb"] = [asdict(f) for f in seen.fdb]
+    return state
+
+
+def state_line(live: LiveLab, topo: Topology) -> dict[str, Any]:
+    """The first JSON line: the lab as it is when watching starts."""
     return {"kind": "state", "lab": topo.lab_id, "in_place": topo.in_place,
             "steps": {str(s.number): s.number in live.done for s in live.steps},
-            "state": state}
+            "state": observed_state(live)}
 
 
 @contextmanager
-def _signals() -> Iterator[int]:
+def wake_on_signals() -> Iterator[int]:
     """A descriptor that wakes the loop on any signal (SIGWINCH: redraw); SIGTERM stops it."""
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
@@ -109,7 +114,6 @@ def watch(
       sudo cnilab watch --json-lines
     """
     from cnilab.kernel import require_privileges
-    from cnilab.kernel.events import NamespaceEvents
     from cnilab.steps import LAST_STEP, build_steps
     from cnilab.watch import LiveLab
 
@@ -118,37 +122,50 @@ def watch(
         require_privileges()
         steps = build_steps(topo)[:LAST_STEP]
         live = LiveLab(steps, frozenset({topo.node}), highlight)
-        try:
-            with _signals() as wake, NamespaceEvents(
-                    follows(topo, every), own=topo.in_place, nat_in=[topo.node],
-                    wake_fd=wake) as events:
-                live.start({ns: events.read(ns) for ns in events.start()})
-                if json_lines:
-                    out(json.dumps(state_line(live, topo), ensure_ascii=False), raw=True)
-                    run(events, live, _print_json, timed=False)
-                else:
-                    titles = {s.number: lesson_in(lang).step(s.number).title for s in steps}
-                    _screen(events, live, topo, titles, lang)
-        except KeyboardInterrupt:
-            return  # Ctrl-C is how watching ends: no message, exit 0
-        except BrokenPipeError:  # `cnilab watch --json-lines | head`
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+
+        def view(events: NamespaceEvents) -> Callable[[], Any]:
+            from cnilab.render.live import render_live
+
+            titles = {s.number: lesson_in(lang).step(s.number).title for s in steps}
+            return lambda: render_live(live, topo, titles, lang, live.lit(time.monotonic()),
+                                       len(events.watched))
+
+        follow_live(live, follows(topo, every), lambda: state_line(live, topo),
+                    None if json_lines else view, own=topo.in_place, nat_in=[topo.node])
 
 
-def _print_json(changes: list[Change]) -> None:
+def follow_live(live: LiveLab, follow: Callable[[str], bool], state: Callable[[], dict[str, Any]],
+                view: Callable[[NamespaceEvents], Callable[[], Any]] | None, own: bool = False,
+                nat_in: Collection[str | None] = ()) -> None:
+    """Watch the namespaces `follow` accepts until Ctrl-C (then return: exit 0).
+
+    view None: the `state` line, then a JSON line per change; else the screen `view` draws.
+    """
+    from cnilab.kernel.events import NamespaceEvents
+
+    try:
+        with wake_on_signals() as wake, NamespaceEvents(
+                follow, own=own, nat_in=nat_in, wake_fd=wake) as events:
+            live.start({ns: events.read(ns) for ns in events.start()})
+            if view is None:
+                out(json.dumps(state(), ensure_ascii=False), raw=True)
+                run(events, live, print_changes, timed=False)
+            else:
+                _screen(events, live, view(events))
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how watching ends: no message, exit 0
+    except BrokenPipeError:  # `cnilab watch --json-lines | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+
+
+def print_changes(changes: list[Change]) -> None:
+    """One JSON line per change (`--json-lines`)."""
     for c in changes:
         out(json.dumps(c.to_dict(), ensure_ascii=False), raw=True)
 
 
-def _screen(events: NamespaceEvents, live: LiveLab, topo: Topology, titles: dict[int, str],
-            lang: str) -> None:
+def _screen(events: NamespaceEvents, live: LiveLab, view: Callable[[], Any]) -> None:
     from rich.live import Live
-
-    from cnilab.render.live import render_live
-
-    def view() -> Any:
-        return render_live(live, topo, titles, lang, live.lit(time.monotonic()),
-                           len(events.watched))
 
     if not console().is_terminal:  # a log, not a screen: one picture per change
         out(view())

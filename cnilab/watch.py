@@ -111,6 +111,7 @@ class LiveLab:
     done: tuple[int, ...] = ()
     log: deque[Change] = field(default_factory=lambda: deque(maxlen=LOG_SIZE))
     _objects: dict[str | None, dict[ObjKey, dict[str, Any]]] = field(default_factory=dict)
+    current: Snapshot = field(default_factory=lambda: Snapshot(frozenset(), {}))  # as of now
     _lit: dict[Key, float] = field(default_factory=dict)  # highlighted key: until when
 
     def snapshot(self) -> Snapshot:
@@ -127,13 +128,19 @@ class LiveLab:
     def start(self, readings: dict[str | None, Observed]) -> None:
         """The state when watching starts: nothing counts as changed."""
         self.seen = dict(readings)
-        snap = self.snapshot()
+        snap = self.current = self.snapshot()
         self._objects = {n: objects(ns, self.seen[n]) for n, ns in snap.spaces.items()}
         self.done = self._done(snap)
 
     def update(self, readings: dict[str | None, Observed], vanished: Iterable[str],
                at: float) -> list[Change]:
         """Take new readings (namespaces new or read again) and gone namespaces; the changes."""
+        vanished = [n for n in vanished if n in self.seen]
+        if not vanished and all(n in self.seen and self.seen[n] == r
+                                for n, r in readings.items()):
+            # Read again and found as it was (an ARP entry going STALE, a message about
+            # something the view does not show): no need to compare every namespace again.
+            return []
         changes: list[Change] = []
         for gone in vanished:
             if self.seen.pop(gone, None) is not None:
@@ -141,7 +148,7 @@ class LiveLab:
                 changes.append(Change(gone, "netns", gone, "removed", at=at))
         appeared = [n for n in readings if n not in self.seen]
         self.seen.update(readings)
-        snap = self.snapshot()
+        snap = self.current = self.snapshot()
         for name, ns in snap.spaces.items():
             # Every namespace is compared, not only those read: a veth's peer is named from
             # the other end, so moving one end changes how the other one reads.

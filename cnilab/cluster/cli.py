@@ -23,6 +23,7 @@ from cnilab.cluster.cli_base import (
 )
 from cnilab.cluster.cli_quiz import quiz
 from cnilab.cluster.cli_trace import trace
+from cnilab.cluster.cli_watch import watch
 from cnilab.console import JsonOption, LangOption, guarded, lang_of, out, out_json
 from cnilab.errors import CnilabError
 
@@ -42,6 +43,7 @@ Examples:
   sudo cnilab cluster up          # controlplane and node01, 2 pods each
   sudo cnilab cluster exec controlplane -- ip route
   sudo cnilab cluster quiz
+  sudo cnilab cluster watch       # live, as the kernel changes (a second terminal types)
   sudo cnilab cluster down
 """
 
@@ -313,3 +315,4 @@ def shell(
 
 cluster_app.command()(quiz)
 cluster_app.command()(trace)
+cluster_app.command()(watch)

@@ -71,7 +71,7 @@ def render_live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: 
     parts: list[RenderableType] = [Rule(escape(t("watch.title", lang, lab=topo.lab_id)),
                                         align="left")]
     if live.seen:
-        parts.append(render_diagram(live.snapshot(), topo, lit, lang))
+        parts.append(render_diagram(live.current, topo, lit, lang))
     else:
         parts.append(Text(t("watch.waiting", lang), style="dim"))
     learned = _learned(live, lit, lang)

@@ -2,57 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import queue
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from helpers import Cnilab
-
-Event = dict[str, Any]
-WAIT = 15.0  # seconds: a bound for a busy shared machine, not a speed claim
-
-
-class Watching:
-    """A running `watch --json-lines`, its lines read by a thread into a queue."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[Event] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def next_line(self) -> Event:
-        """The next JSON line (fails after WAIT seconds or at the end of the output)."""
-        line = self.lines.get(timeout=WAIT)
-        assert line is not None, "watch ended early: " + (self.proc.stderr.read()
-                                                          if self.proc.stderr else "")
-        event = json.loads(line)
-        self.seen.append(event)
-        return event
-
-    def until(self, match: Callable[[Event], bool]) -> Event:
-        """Read lines until one matches."""
-        while True:
-            event = self.next_line()
-            if match(event):
-                return event
-
-    def count(self, netns: str, kind: str, name: str) -> int:
-        """How many change lines so far are about this object."""
-        return sum(1 for e in self.seen
-                   if (e.get("netns"), e.get("kind"), e.get("name")) == (netns, kind, name))
+from helpers import WAIT, Cnilab, Watching, cpu_ticks, ip
 
 
 @pytest.fixture
@@ -71,17 +27,6 @@ def watching(cnilab: Cnilab) -> Iterator[Watching]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def ip(*args: str) -> None:
-    """`ip`, as an instructor types it (cnilab is not involved)."""
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
-def cpu_ticks(pid: int) -> int:
-    """User + system CPU time the process used so far, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def test_changes_typed_with_ip_each_arrive_as_one_event(cnilab: Cnilab) -> None:
