@@ -143,7 +143,8 @@ def describe(c: Change, lang: str) -> str:
     if c.kind != "checks":
         return describe_change(c, lang)
     if c.change != "changed":
-        return t(f"watch.{c.change}", lang, kind=c.kind, name=c.name, netns=c.netns)
+        return t(f"watch.{c.change}", lang, kind=t("watch.kind_checks", lang), name=c.name,
+                 netns=c.netns)
 
     def mark(ok: object) -> str:
         return "✔" if ok else "✘"

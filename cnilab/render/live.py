@@ -54,14 +54,30 @@ def _learned(live: LiveLab, lit: Collection[Key], lang: str) -> list[Text]:
     return lines
 
 
+# A link's flags as `ip link` prints them, the same words in every language.
+FLAG_WORDS = {"up": ("DOWN", "UP"), "carrier": ("NO-CARRIER", "LOWER_UP")}
+
+
+def _value(key: str, value: object) -> str:
+    """One field's value as `ip` shows it: UP/DOWN, addresses joined, '-' for none."""
+    if isinstance(value, bool) and key in FLAG_WORDS:
+        return FLAG_WORDS[key][value]
+    if value is None or value == [] or value == ():
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
 def describe_change(c: Change, lang: str) -> str:
-    """One change in words: '~ link veth-red in red: up True → False'."""
+    """One change in words: '~ link veth-red in red: up UP → DOWN'."""
     if c.kind == "steps":
         done = ", ".join(str(n) for n in (c.new or {}).get("done", ())) or t("watch.none", lang)
         return t("watch.steps_done", lang, done=done)
-    what = ", ".join(f"{k} {(c.old or {}).get(k)} → {v}" for k, v in (c.new or {}).items())
+    what = ", ".join(f"{k} {_value(k, (c.old or {}).get(k))} → {_value(k, v)}"
+                     for k, v in (c.new or {}).items())
     name = " ".join(rule_tokens(c.name)) if c.kind == "nat" else c.name  # as the diagram shows it
-    return t(f"watch.{c.change}", lang, kind=c.kind, name=name,
+    return t(f"watch.{c.change}", lang, kind=t(f"watch.kind_{c.kind}", lang), name=name,
              netns=_where(c.netns, lang), what=what)
 
 

@@ -129,11 +129,11 @@ def test_learned_addresses_and_the_changes_show_on_screen_in_both_languages() ->
                                                   "v-net-0"),))
     live.update({RED: link_down({RED: red}, RED, "veth-red"), NODE: node}, [], at=1.0)
     titles = {n: f"title {n}" for n in range(1, 9)}
-    for lang, words in (("en", ("Last changes", "~ link veth-red in rec-red: up True → False",
+    for lang, words in (("en", ("Last changes", "~ link veth-red in rec-red: up UP → DOWN",
                                 "ARP 192.168.15.2 is at aa:bb:cc:00:00:02",
                                 "bridge v-net-0 learned aa:bb:cc:00:00:02 behind port "
                                 "veth-blue-br")),
-                        ("ko", ("최근 변화", "~ rec-red의 link veth-red: up True → False"))):
+                        ("ko", ("최근 변화", "~ rec-red의 링크 veth-red: up UP → DOWN"))):
         console = Console(width=200, record=True, color_system=None, file=io.StringIO())
         console.print(render_live(live, TOPO, titles, lang, live.lit(1.0), watched=4))
         text = console.export_text()
