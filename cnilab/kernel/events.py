@@ -45,7 +45,6 @@ NETLINK_ROUTE, NETLINK_NETFILTER, NFNLGRP_NFTABLES = 0, 12, 7
 RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR = 16, 17, 20, 21
 RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWNEIGH, RTM_DELNEIGH = 24, 25, 28, 29
 RTM_NEWNETCONF, RTM_DELNETCONF = 80, 81
-NLMSG_HDR = struct.Struct("=IHHII")
 NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
 AF_BRIDGE = 7
 
@@ -107,12 +106,10 @@ class Batch:
 
 def parts_of(data: bytes) -> set[str]:
     """Which parts the rtnetlink messages in `data` change (their headers are enough)."""
+    from cnilab.kernel.iproute import headers
+
     found: set[str] = set()
-    offset = 0
-    while offset + NLMSG_HDR.size <= len(data):
-        length, kind, _, _, _ = NLMSG_HDR.unpack_from(data, offset)
-        if length < NLMSG_HDR.size:
-            break
+    for kind, _, _, _ in headers(data):
         if kind in (RTM_NEWLINK, RTM_DELLINK):
             # A link going down or away takes its routes with it, and IPv4 announces no
             # RTM_DELROUTE for those: read routes (and neighbours) again with the links.
@@ -123,7 +120,6 @@ def parts_of(data: bytes) -> set[str]:
             found.add(NEIGHBOURS)
         elif kind in (RTM_NEWNETCONF, RTM_DELNETCONF):
             found.add(SYSCTLS)
-        offset += (length + 3) & ~3
     return found
 
 

@@ -59,6 +59,7 @@ from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: E402
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
 from pyroute2.netlink.rtnl.ndmsg import ndmsg  # noqa: E402
+from pyroute2.netlink.rtnl.nsidmsg import nsidmsg  # noqa: E402
 from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: E402
 
 
@@ -76,10 +77,12 @@ CREATE = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL  # a new object; EEXIST if it is 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWNEIGH, RTM_GETNEIGH = 24, 25, 26, 28, 30
+RTM_NEWNSID, RTM_GETNSID = 88, 90
+NSID_NOT_ASSIGNED = 0xFFFFFFFF  # (u32)-1: the namespace has given the other one no id
 IFF_UP, RT_TABLE_MAIN, RT_SCOPE_UNIVERSE, RT_SCOPE_NOWHERE, RTN_UNICAST = 0x1, 254, 0, 255, 1
 HEADER = struct.Struct("=IHHII")
 ANSWERS: dict[int, type] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg,
-                            RTM_NEWNEIGH: ndmsg}
+                            RTM_NEWNEIGH: ndmsg, RTM_NEWNSID: nsidmsg}
 _DUMPS: dict[tuple[type, int, int], bytearray] = {}  # dump requests, encoded once
 # IPRoute's keywords for `link set` and the attribute each one is.
 LINK_ATTRS = {"ifname": "IFLA_IFNAME", "ifalias": "IFLA_IFALIAS", "master": "IFLA_MASTER",
@@ -150,7 +153,7 @@ class IPRoute:
         interrupted = False
         while True:
             data = self.sock.recv(1 << 16)
-            for kind, flags, offset, length in _headers(data):
+            for kind, flags, offset, length in headers(data):
                 if HEADER.unpack_from(data, offset)[3] != seq:
                     continue  # the answer to an earlier request that was given up on
                 interrupted |= bool(flags & NLM_F_DUMP_INTR)
@@ -258,6 +261,18 @@ class IPRoute:
         kind, flags = command
         return self.request(msg, kind, flags & ~NLM_F_REQUEST)
 
+    def get_nsid(self, fd: int) -> int | None:
+        """RTM_GETNSID: the id this socket's namespace gives the namespace open as `fd`, or
+        None (no id given; an old kernel without RTM_GETNSID)."""
+        msg = _msg(nsidmsg, rtgen_family=socket.AF_UNSPEC)
+        msg["attrs"].append(("NETNSA_FD", fd))
+        try:
+            found = self.request(msg, RTM_GETNSID)
+        except NetlinkError:
+            return None
+        nsid = found[0].get_attr("NETNSA_NSID") if found else None
+        return None if nsid is None or nsid == NSID_NOT_ASSIGNED else nsid
+
     # -- dumps ---------------------------------------------------------------------------------
 
     def get_links(self) -> list[Any]:
@@ -281,7 +296,7 @@ class IPRoute:
         return self.dump(ndmsg, RTM_GETNEIGH, family)
 
 
-def _headers(data: bytes) -> Iterator[tuple[int, int, int, int]]:
+def headers(data: bytes) -> Iterator[tuple[int, int, int, int]]:
     """(type, flags, offset, length) of each netlink message in one datagram."""
     offset = 0
     while offset + HEADER.size <= len(data):

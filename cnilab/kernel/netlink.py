@@ -25,8 +25,6 @@ from cnilab.kernel.messages import (
     to_link,
 )
 from cnilab.kernel.netns import (
-    NSID_NOT_ASSIGNED,
-    ask_nsid,
     netns_path,
     open_rtnl_socket,
     run_in_netns,
@@ -362,8 +360,8 @@ class Netlink:
     def nsid_map(self, netns: str | None, others: list[str | None]) -> dict[int, str | None]:
         """The ids `netns` knows the other namespaces by (RTM_GETNSID), for veth peers."""
         found: dict[int, str | None] = {}
-        sock = self._ipr(netns).sock  # the namespace's socket: its answers come in order
-        for seq, other in enumerate(others, 1):
+        ipr = self._ipr(netns)
+        for other in others:
             if other == netns:
                 continue
             path = "/proc/self/ns/net" if other is None else netns_path(other)
@@ -372,10 +370,10 @@ class Netlink:
             except OSError:
                 continue
             try:
-                nsid = ask_nsid(sock, fd, seq)
+                nsid = ipr.get_nsid(fd)
             finally:
                 os.close(fd)
-            if nsid is not None and nsid != NSID_NOT_ASSIGNED:
+            if nsid is not None:
                 found[nsid] = other
         return found
 

@@ -256,27 +256,3 @@ def read_text(path: str) -> str:
 def _write(path: str, value: str) -> None:
     with open(path, "w", encoding="ascii") as f:
         f.write(value)
-
-
-# RTM_GETNSID: the id one namespace gives another (a veth's IFLA_LINK_NETNSID names it).
-NSID_NOT_ASSIGNED = 0xFFFFFFFF
-RTM_NEWNSID, RTM_GETNSID, NETNSA_NSID, NETNSA_FD = 88, 90, 1, 3
-
-
-def ask_nsid(sock: socket.socket, fd: int, seq: int) -> int | None:
-    """RTM_GETNSID for a namespace file: the id this socket's namespace gives it, if any."""
-    body = struct.pack("=B3x", socket.AF_UNSPEC) + struct.pack("=HHI", 8, NETNSA_FD, fd)
-    sock.send(struct.pack("=IHHII", 16 + len(body), RTM_GETNSID, 1, seq, 0) + body)
-    data = sock.recv(4096)
-    length, mtype = struct.unpack_from("=IH", data)
-    if mtype != RTM_NEWNSID:
-        return None  # an error (an old kernel without RTM_GETNSID): the index pairs decide
-    offset = 16 + 4
-    while offset + 4 <= length:
-        alen, atype = struct.unpack_from("=HH", data, offset)
-        if alen < 4:
-            break
-        if atype == NETNSA_NSID:
-            return struct.unpack_from("=I", data, offset + 4)[0]
-        offset += (alen + 3) & ~3
-    return None
