@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cnilab.cli_lab import lesson_in, topology_of
-from cnilab.console import LangOption, console, guarded, lang_of, out
+from cnilab.console import (
+    HighlightOption,
+    JsonLinesOption,
+    LangOption,
+    console,
+    guarded,
+    lang_of,
+    out,
+)
 
 if TYPE_CHECKING:
     from cnilab.kernel.events import NamespaceEvents, Observed
@@ -93,13 +101,10 @@ def run(events: NamespaceEvents, live: LiveLab, show: Callable[[list[Change]], N
 @watch_app.command()
 def watch(
     ctx: typer.Context,
-    json_lines: Annotated[bool, typer.Option(
-        "--json-lines", help="Print the state as one JSON line, then one JSON line per change.")
-    ] = False,
+    json_lines: JsonLinesOption = False,
     every: Annotated[bool, typer.Option(
         "--all", help="Follow every namespace under /run/netns, not only the lab's.")] = False,
-    highlight: Annotated[float, typer.Option(
-        "--highlight", min=0.0, max=60.0, help="Seconds a change stays highlighted.")] = 3.0,
+    highlight: HighlightOption = 3.0,
     lang: LangOption = None,
 ) -> None:
     """Show the lab live, redrawn at every change in the kernel.

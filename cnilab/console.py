@@ -44,6 +44,11 @@ PortOption = Annotated[Optional[int], typer.Option(
     "--port", help="Send a TCP SYN (or UDP, with --proto udp) to this port, not a ping.")]
 ProtoOption = Annotated[Optional[str], typer.Option(
     "--proto", help="icmp (default without --port), tcp (default with it) or udp.")]
+# `watch` and `cluster watch`.
+JsonLinesOption = Annotated[bool, typer.Option(
+    "--json-lines", help="Print the state as one JSON line, then one JSON line per change.")]
+HighlightOption = Annotated[float, typer.Option(
+    "--highlight", min=0.0, max=60.0, help="Seconds a change stays highlighted.")]
 
 FIRST_STEP, LAST_STEP = 1, 9  # steps 1-8 and the bonus 9 (cnilab.steps.BONUS_STEP; a test checks)
 StepArgument = Annotated[int, typer.Argument(

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from cnilab.cluster.cli_base import cluster_lang, cluster_opts
-from cnilab.console import LangOption, console, guarded, lang_of
+from cnilab.console import HighlightOption, JsonLinesOption, LangOption, console, guarded, lang_of
 
 if TYPE_CHECKING:
     from cnilab.cluster.live import ClusterLive
@@ -31,11 +31,8 @@ def state_line(live: ClusterLive) -> dict[str, Any]:
 
 def watch(
     ctx: typer.Context,
-    json_lines: Annotated[bool, typer.Option(
-        "--json-lines", help="Print the state as one JSON line, then one JSON line per change.")
-    ] = False,
-    highlight: Annotated[float, typer.Option(
-        "--highlight", min=0.0, max=60.0, help="Seconds a change stays highlighted.")] = 3.0,
+    json_lines: JsonLinesOption = False,
+    highlight: HighlightOption = 3.0,
     lang: LangOption = None,
 ) -> None:
     """Show the cluster live, redrawn at every kernel change.
