@@ -186,6 +186,7 @@ class Runtime:
         On failure the namespace goes again; the failed call is the last-but-rollback one."""
         self._check_new(name)
         net = net or self.network(plugin)
+        _check_ports(net, ports)
         self.ensure_node()
         netns = self.pod_netns(name)
         sandbox = [AddNetns(None, netns), LinkUp(netns, "lo")]  # lo: what `loopback` does
@@ -227,6 +228,7 @@ class Runtime:
         if same_netns(path, "/proc/self/ns/net"):  # never give the machine's own a pod's route
             raise ConfigError.of("cni_sandbox_is_host", path=path)
         net = net or self.network(plugin)
+        _check_ports(net, ports)
         self.ensure_node()
         return self._attach(name, path, net, ports, mac, ip)
 
@@ -342,3 +344,11 @@ class Runtime:
         """The node and every pod, as the kernel shows them (NAT rules of the node)."""
         spaces = [self.node, *(p.netns for p in self.pods())]
         return self.kernel.observe(spaces, nat_in=[self.node])
+
+
+def _check_ports(net: NetworkList, ports: Sequence[PortMapping]) -> None:
+    """Refuse --port before anything is made when no plugin of the chain publishes ports (the
+    lesson chains portmap only when the reference plugins speak CNI 1.0.0: not 0.9's)."""
+    if ports and not any(p.get("type") == "portmap" for p in net.plugins):
+        raise ConfigError.of("cni_no_portmap", network=net.name,
+                             plugins=", ".join(str(p.get("type")) for p in net.plugins))

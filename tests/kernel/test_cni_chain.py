@@ -89,6 +89,12 @@ def test_a_conflist_file_or_a_network_by_name(cni: Cnilab, tmp_path: Path) -> No
     missing = cni.run("cni", "add", "c", "--network", "nope", "--conf-dir", str(tmp_path))
     assert missing.returncode == 2 and "no network named 'nope'" in missing.stderr
     assert "mine" in missing.stderr
+    # No plugin of this chain publishes ports (as the lesson's own chain on CNI 0.4.0 systems,
+    # Debian 11 and Ubuntu 22.04, where portmap is left out): one line, nothing made.
+    ports = cni.run("cni", "add", "p", "--conflist", str(path), "--port", "8080:80")
+    assert ports.returncode == 2 and len(ports.stderr.strip().splitlines()) == 1, ports.stderr
+    assert "--port needs the portmap plugin" in ports.stderr and "mine has cnilab" in ports.stderr
+    assert f"{cni.prefix}pod-p" not in prefixed_netns(cni.prefix)
     path.write_text("{")
     broken = cni.run("cni", "add", "d", "--conflist", str(path))
     assert broken.returncode == 2 and "not JSON" in broken.stderr
