@@ -18,6 +18,7 @@ from cnilab.errors import CnilabError
 from cnilab.kernel import Kernel, has_privileges, list_netns
 from cnilab.ledger import Ledger
 from cnilab.ops import AddBridge, AddRule, AddVeth
+from cnilab.packages import install_command
 from cnilab.steps import build_steps, setup_ops
 from cnilab.topology import Topology
 
@@ -34,13 +35,15 @@ class Check:
     detail: str  # a sentence key: "doctor.KEY", or "error.KEY" for a cnilab error
     params: dict[str, Any] = field(default_factory=dict)
     hint: str | None = None  # a sentence key of section [doctor_hint]
+    hint_params: dict[str, Any] = field(default_factory=dict)
 
     def text(self, lang: str) -> tuple[str, str | None]:
         """The detail and the hint in `lang`."""
         from cnilab.i18n import t
 
         return (t(self.detail, lang, **self.params),
-                None if self.hint is None else t(f"doctor_hint.{self.hint}", lang))
+                None if self.hint is None else t(f"doctor_hint.{self.hint}", lang,
+                                                 **self.hint_params))
 
 
 def _try(name: str, fn: Callable[[], object], ok: str, hint: str) -> Check:
@@ -64,7 +67,8 @@ def run_doctor(topo: Topology, kernel: Kernel, ledger: Ledger) -> list[Check]:
     checks.append(_iptables_check(kernel, privileged))
     ip = shutil.which("ip") or shutil.which("ip", path=SBIN)
     checks.append(Check("iproute2", True, "doctor.ip", {"path": ip}) if ip
-                  else Check("iproute2", False, "doctor.no_ip", hint="install_iproute2"))
+                  else Check("iproute2", False, "doctor.no_ip", hint="install_iproute2",
+                             hint_params={"install": install_command("iproute2")}))
     if privileged:
         checks += _kernel_features(kernel, shutil.which("iptables") is not None)
         checks.append(_collisions(topo, kernel, ledger))
@@ -82,7 +86,8 @@ def _iptables_check(kernel: Kernel, privileged: bool) -> Check:
     in_sbin = shutil.which("iptables", path=SBIN)
     if in_sbin and not privileged:  # installed; only root's PATH (and rights) reach it
         return Check("iptables", True, "doctor.iptables_needs_root", {"path": in_sbin})
-    return Check("iptables", False, "doctor.no_iptables", hint="install_iptables")
+    return Check("iptables", False, "doctor.no_iptables", hint="install_iptables",
+                 hint_params={"install": install_command("iptables")})
 
 
 def _kernel_features(kernel: Kernel, iptables: bool) -> list[Check]:

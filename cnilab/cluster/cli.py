@@ -26,6 +26,7 @@ from cnilab.cluster.cli_trace import trace
 from cnilab.cluster.cli_watch import watch
 from cnilab.console import JsonOption, LangOption, guarded, lang_of, out, out_json
 from cnilab.errors import CnilabError
+from cnilab.packages import install_command
 
 if TYPE_CHECKING:
     from cnilab.cluster.plan import ClusterPlan
@@ -253,7 +254,8 @@ def target(ctx: typer.Context, name: str) -> tuple[str, str]:
     if not os.path.exists(netns_path(choices[name])):
         raise CnilabError.of("cluster_netns_gone", netns=choices[name])
     if shutil.which("ip") is None or shutil.which("unshare") is None:
-        raise CnilabError.of("cluster_no_ip_unshare")
+        raise CnilabError.of("cluster_no_ip_unshare",
+                             install=install_command("iproute2", "util-linux"))
     return choices[name], name
 
 

@@ -34,6 +34,7 @@ from cnilab.errors import ConfigError, MissingTool
 from cnilab.kernel import Kernel, netns_path
 from cnilab.ledger import Ledger, identity, run_dir
 from cnilab.ops import OPS, AddNetns, LinkUp, Op, StartServer, registry_of
+from cnilab.packages import install_command
 from cnilab.probes import Proof, http_get
 
 # The ops the runtime's ledger reads back: the engine's and the runtime's own.
@@ -114,7 +115,8 @@ class Runtime:
         if plugin not in PLUGINS:
             raise ConfigError.of("cni_unknown_plugin", plugin=plugin)
         if plugin != "cnilab" and find_reference(plugin) is None:
-            raise MissingTool.of("cni_no_reference", plugin=plugin)
+            raise MissingTool.of("cni_no_reference", plugin=plugin,
+                                  install=install_command("containernetworking-plugins"))
         version = lesson.VERSION
         ref = find_reference("tuning" if plugin == "cnilab" else plugin)
         if ref is not None:  # which spec versions the installed reference plugins speak

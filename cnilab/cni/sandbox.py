@@ -16,6 +16,7 @@ from cnilab.errors import ConfigError, MissingTool
 from cnilab.kernel import Kernel, netns_path
 from cnilab.ledger import Ledger
 from cnilab.ops import AddNetns, LinkUp
+from cnilab.packages import install_command
 
 
 class Sandbox:
@@ -51,7 +52,8 @@ class Sandbox:
             return str(ours)
         exe = find_reference(plugin)
         if exe is None:
-            raise MissingTool.of("cni_no_reference", plugin=plugin)
+            raise MissingTool.of("cni_no_reference", plugin=plugin,
+                                  install=install_command("containernetworking-plugins"))
         return exe
 
     @property

@@ -1,6 +1,7 @@
 """The only package that talks to the kernel: netlink (pyroute2), iptables, /proc, processes.
 
-It imports nothing of cnilab above it (only errors and the plain data of state). Modules:
+It imports nothing of cnilab above it (only errors, packages for install hints and the plain
+data of state). Modules:
 netns (namespaces, setns threads, sysctls), netlink (links, addresses, routes), iptables,
 processes (the web server) and sockets (`ss`-like socket listing).
 """

@@ -14,6 +14,7 @@ import subprocess
 
 from cnilab.errors import KernelError, MissingTool
 from cnilab.kernel.netns import netns_path, run_in_netns
+from cnilab.packages import install_command
 
 
 def which(program: str) -> str | None:
@@ -34,7 +35,7 @@ def find() -> str | None:
 def require(binary: str | None) -> str:
     """The binary, or MissingTool saying how to install it."""
     if binary is None:
-        raise MissingTool.of("no_iptables")
+        raise MissingTool.of("no_iptables", install=install_command("iptables"))
     return binary
 
 

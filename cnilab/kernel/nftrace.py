@@ -21,6 +21,7 @@ from cnilab.errors import KernelError, MissingTool
 from cnilab.kernel.iptables import which
 from cnilab.kernel.netns import netns_path
 from cnilab.kernel.nfnetlink import attrs, be32, messages, open_socket, text
+from cnilab.packages import install_command
 
 NFNLGRP_NFTRACE = 9
 NFT_MSG_TRACE = (10 << 8) | 17  # NFNL_SUBSYS_NFTABLES, NFT_MSG_TRACE
@@ -58,7 +59,7 @@ def find_nft() -> str:
     """The nft binary, or MissingTool saying how to install it."""
     binary = which("nft")
     if binary is None:
-        raise MissingTool.of("no_nft")
+        raise MissingTool.of("no_nft", install=install_command("nftables"))
     return binary
 
 

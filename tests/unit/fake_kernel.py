@@ -188,11 +188,9 @@ class FakeKernel:
         self._space(netns).sysctls[key] = value
 
     def require_iptables(self) -> str:
-        if not self.has_iptables:
-            from cnilab.errors import MissingTool
+        from cnilab.kernel.iptables import require  # the real error and its install hint
 
-            raise MissingTool.of("no_iptables")
-        return "/usr/sbin/iptables"
+        return require("/usr/sbin/iptables" if self.has_iptables else None)
 
     def iptables(self, netns: Where, args: list[str], missing_ok: bool = False) -> str:
         self._log("iptables", netns, list(args))
