@@ -60,6 +60,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade 'pip>=21.3'  # editable installs from pyproject.toml; Debian 11 has 20.3
 	$(BIN)/pip install -q -e '.[test]'
+	# Bytecode for every module now: where PYTHONDONTWRITEBYTECODE is set (many container
+	# images set it) Python would otherwise compile each module from source at every start.
+	$(BIN)/python -m compileall -q -j 0 $(VENV) cnilab > /dev/null
 	touch $(STAMP)
 
 deps: system-deps $(STAMP)
