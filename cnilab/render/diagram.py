@@ -152,11 +152,14 @@ def _panel(title: str, body: RenderableType, new: bool) -> Panel:
 
 
 def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = (),
-                   lang: str = "en") -> RenderableType:
-    """The lab as it exists in the kernel now; what `keys` name is marked '+' in yellow."""
+                   lang: str = "en", compact: bool | None = None) -> RenderableType:
+    """The lab as it exists in the kernel now; what `keys` name is marked '+' in yellow.
+    compact: None picks it from the terminal's height; True/False forces it."""
     if not snap.ns(topo.node) and not any(snap.ns(topo.netns(c)) for c in topo.containers) \
             and not (topo.internet and snap.ns(topo.internet)):
         return Text(t("ui.nothing_yet", lang), style="dim")
+    if compact is not None:
+        return _diagram(snap, topo, keys, lang, compact)
     return _Fitted(lambda compact: _diagram(snap, topo, keys, lang, compact))
 
 

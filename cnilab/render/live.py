@@ -4,10 +4,11 @@ the last changes; what changed in the last seconds is highlighted.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
@@ -81,22 +82,56 @@ def describe_change(c: Change, lang: str) -> str:
              netns=_where(c.netns, lang), what=what)
 
 
+# How much of the live view a terminal gets, fullest first: (diagram compact, steps as a
+# table, ARP/FDB lines, change lines). At 80x24 the full lab needs about 45 lines.
+LEVELS = ((False, True, 99, 8), (False, False, 4, 4), (True, False, 2, 3), (True, False, 0, 2),
+          (True, False, 0, 1))
+
+
 def render_live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: str,
                 lit: Collection[Key], watched: int) -> RenderableType:
-    """The whole screen of `cnilab watch`."""
+    """The whole screen of `cnilab watch`, as much of it as the terminal's height holds."""
+    return _Fit([partial(_live, live, topo, titles, lang, lit, watched, *level)
+                 for level in LEVELS])
+
+
+class _Fit:
+    """The first of `views` that fits the terminal's height (the last one if none does)."""
+
+    def __init__(self, views: Sequence[Callable[[], RenderableType]]) -> None:
+        self.views = views
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        room = (options.height or console.height) if console.is_terminal else 0
+        for build in self.views:
+            view = build()
+            if not room or len(console.render_lines(view, options.update(height=None),
+                                                    pad=False)) <= room:
+                break
+        yield view
+
+
+def _live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: str,
+          lit: Collection[Key], watched: int, compact: bool, table: bool, learned_lines: int,
+          change_lines: int) -> RenderableType:
     parts: list[RenderableType] = [Rule(escape(t("watch.title", lang, lab=topo.lab_id)),
                                         align="left")]
     if live.seen:
-        parts.append(render_diagram(live.current, topo, lit, lang))
+        parts.append(render_diagram(live.current, topo, lit, lang, compact=compact))
     else:
         parts.append(Text(t("watch.waiting", lang), style="dim"))
-    learned = _learned(live, lit, lang)
-    if learned:
-        parts += [Text(t("watch.learned", lang), style="bold"), *learned]
-    parts.append(render_steps([s.number for s in live.steps], live.done, titles, lang, lit))
+    learned = sorted(_learned(live, lit, lang), key=lambda line: line.style != NEW)
+    if learned and learned_lines:
+        parts += [Text(t("watch.learned", lang), style="bold"), *learned[:learned_lines]]
+    if table:
+        parts.append(render_steps([s.number for s in live.steps], live.done, titles, lang, lit))
+    else:
+        done = ", ".join(str(n) for n in sorted(live.done)) or t("watch.none", lang)
+        new = any(k[0] == "step" for k in lit)
+        parts.append(Text(t("watch.steps_done", lang, done=done), style=NEW if new else ""))
     if live.log:
         parts.append(Text(t("watch.changes", lang), style="bold"))
-        for c in live.log:
+        for c in list(live.log)[-change_lines:]:
             new = c.key() in lit or (c.kind == "steps" and any(k[0] == "step" for k in lit))
             parts.append(Text(describe_change(c, lang), style=NEW if new else "dim"))
     parts.append(Text(t("watch.footer", lang, count=watched), style="dim"))

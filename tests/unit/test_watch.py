@@ -9,6 +9,7 @@ import struct
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from cnilab.kernel.events import (
@@ -139,3 +140,25 @@ def test_learned_addresses_and_the_changes_show_on_screen_in_both_languages() ->
         text = console.export_text()
         for words_seen in words:
             assert words_seen in text, (lang, words_seen)
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_at_80x24_the_screen_fits_and_keeps_the_last_change(lang: str) -> None:
+    """A terminal too short for everything (the full view is ~45 lines) gets the steps on one
+    line, fewer learned addresses and the compact diagram, never the change cut off."""
+    live = live_at("after-step-8.json")
+    readings = recorded("after-step-8.json")
+    live.update({RED: link_down(readings, RED, "veth-red")}, [], at=1.0)
+    titles = {n: f"title {n}" for n in range(1, 9)}
+    view = render_live(live, TOPO, titles, lang, live.lit(1.0), watched=4)
+    tall = Console(width=80, height=200, record=True, color_system=None, file=io.StringIO(),
+                   force_terminal=True)
+    tall.print(view)
+    short = Console(width=80, height=24, record=True, color_system=None, file=io.StringIO(),
+                    force_terminal=True)
+    short.print(view)
+    full, fitted = tall.export_text().splitlines(), short.export_text().splitlines()
+    assert len(full) > 24 and len(fitted) <= 24
+    change = "~ link veth-red in rec-red: up UP → DOWN" if lang == "en" else \
+        "~ rec-red의 링크 veth-red: up UP → DOWN"
+    assert change in fitted and any("veth-red" in line for line in fitted[:20])
