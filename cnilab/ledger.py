@@ -138,8 +138,12 @@ class Ledger:
         parsed = self._parsed()
         _test_kill(True, entry)
         self._dir()
+        # No cache until the line is both written and taken: a Ctrl-C in between would leave
+        # a line on disk the cache lacks, and forget() (which drops by the cache) would keep it.
+        self._cache = None
         append_file(self.path, (line + "\n").encode())
         parsed.take(line.encode(), self.registry)
+        self._cache = parsed
         _test_kill(False, entry)
 
     def _drop_lines(self, drop: set[int]) -> None:

@@ -126,3 +126,25 @@ def test_the_ledger_section_holds_only_the_ledgers_sentences() -> None:
                "bad_proof"}
     for lang in LANGS:
         assert set(catalog(lang)["ledger"]) == allowed  # a merge once moved cni_* keys here
+
+
+def test_a_ctrl_c_right_after_a_line_is_written_still_lets_forget_drop_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window of the trace's Ctrl-C test: the intent is on disk, the interrupt comes before
+    the ledger took it in; forget() must still find and drop that line."""
+    import cnilab.ledger as ledger_module
+
+    ledger = ledger_with(tmp_path, {"seq": 1, **GOOD.to_dict()}, {"done": 1})
+    other = AddNetns(None, "blue")
+    real = ledger_module.append_file
+
+    def interrupted(path: Path, data: bytes) -> None:
+        real(path, data)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ledger_module, "append_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ledger.record(other)
+    monkeypatch.setattr(ledger_module, "append_file", real)
+    ledger.forget([other])
+    assert ledger.ops() == [GOOD] and "blue" not in ledger.path.read_text()
