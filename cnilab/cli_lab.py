@@ -113,7 +113,7 @@ def status(
     Example:
       sudo cnilab status --json
     """
-    from cnilab.render import render_diagram
+    from cnilab.render.diagram import render_diagram
     from cnilab.render.live import render_steps
 
     with guarded(ctx, lang, record):

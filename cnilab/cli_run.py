@@ -56,7 +56,7 @@ def _print_plan(lab: Lab, numbers: list[int], lesson: Lesson, lang: str) -> None
     from rich.markup import escape
 
     from cnilab.i18n import t
-    from cnilab.render import render_commands
+    from cnilab.render.commands import render_commands
     from cnilab.steps import setup_ops
 
     stage = setup_ops(lab.topo)

@@ -132,7 +132,7 @@ def _print_plan(plan: ClusterPlan, lang: str) -> None:
 
     from cnilab.i18n import t
     from cnilab.lesson import get
-    from cnilab.render import render_commands
+    from cnilab.render.commands import render_commands
 
     lesson = get("cluster")
     assert lesson.steps is not None

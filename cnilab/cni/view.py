@@ -109,7 +109,7 @@ def report_json(calls: Sequence[Call], lang: str, added: Added | None = None,
 def diagram(rt: Runtime, lang: str) -> None:
     """The node and the pods as the kernel shows them now."""
     from cnilab.cni.bridge import host_veth_name
-    from cnilab.render import render_diagram
+    from cnilab.render.diagram import render_diagram
     from cnilab.topology import Container, Topology
 
     pods = []

@@ -1,6 +1,6 @@
-"""Rich renderables: diagrams of observed state, command listings, step reports, lesson text."""
+"""Rich renderables: diagrams of observed state (diagram), command listings (commands), step
+reports (report), lesson text (prose), the live views (live, trace).
 
-from cnilab.render.commands import render_commands, render_proofs
-from cnilab.render.diagram import render_diagram
-
-__all__ = ["render_commands", "render_diagram", "render_proofs"]
+Import from the module: this package loads nothing itself, so `teardown` (prose only) does not
+pay for the diagram's Rich tables.
+"""

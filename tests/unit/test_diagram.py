@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from cnilab.render import render_diagram
+from cnilab.render.diagram import render_diagram
 from cnilab.state import Snapshot
 from cnilab.steps import build_steps
 from cnilab.topology import default_topology
