@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -139,7 +138,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MOD
     """Replace `path` with `data`: a random temp name made with O_EXCL|O_NOFOLLOW beside it,
     its mode set on the open file, then renamed over the old one (never half a file)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")  # secrets.token_hex's way
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  PRIVATE_MODE)
     try:
