@@ -109,7 +109,12 @@ def parts_of(data: bytes) -> set[str]:
     from cnilab.kernel.iproute import headers
 
     found: set[str] = set()
-    for kind, _, _, _ in headers(data):
+    for kind, _, offset, length in headers(data):
+        # The family is the first byte after the header (ifinfomsg, ndmsg). IPv6's own link and
+        # neighbour news (router solicitations, DAD, MLD: a burst from every new pod for ~30 s)
+        # changes nothing the view shows, and a node of a hundred pods is costly to read again.
+        if length > 16 and data[offset + 16] == socket.AF_INET6:
+            continue
         if kind in (RTM_NEWLINK, RTM_DELLINK):
             # A link going down or away takes its routes with it, and IPv4 announces no
             # RTM_DELROUTE for those: read routes (and neighbours) again with the links.

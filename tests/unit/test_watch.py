@@ -64,6 +64,8 @@ def test_netlink_headers_say_which_parts_to_read_again() -> None:
     assert parts_of(nlmsg(16)) == {LINKS, NEIGHBOURS}  # a link: its routes may have gone too
     assert parts_of(nlmsg(20) + nlmsg(24)) == {LINKS}  # an address, a route
     assert parts_of(nlmsg(28, b"\x07" + b"\0" * 11)) == {NEIGHBOURS}  # FDB (AF_BRIDGE)
+    # IPv6's own news (a new pod's router solicitations, DAD, MLD) is read as nothing to redo
+    assert parts_of(nlmsg(28, b"\x0a" + b"\0" * 11) + nlmsg(16, b"\x0a" + b"\0" * 15)) == set()
     assert parts_of(nlmsg(80)) == {SYSCTLS}  # RTM_NEWNETCONF: ip_forward
     assert parts_of(nlmsg(20)[:10]) == set()  # a cut header is no message
     assert NAT not in parts_of(nlmsg(16) + nlmsg(29) + nlmsg(81))
