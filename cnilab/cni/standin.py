@@ -14,14 +14,12 @@ import argparse
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from cnilab.errors import KernelError
 from cnilab.ops import Kernel, Key, Op, Proof
 from cnilab.state import Snapshot
 
@@ -49,19 +47,12 @@ class StartStandIn(Op):
     pidfile: str = ""
 
     def apply(self, kernel: Kernel) -> None:
+        from cnilab.kernel.processes import spawn
+
         Path(self.pidfile).unlink(missing_ok=True)
-        proc = subprocess.Popen([sys.executable, "-m", MARKER, "--name", self.name,
-                                 "--pidfile", self.pidfile], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True)
-        deadline = time.monotonic() + 5
-        while running_pid(self.pidfile, self.name) is None:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                detail = (proc.communicate()[1] or b"").decode(errors="replace").strip()
-                raise KernelError(f"the stand-in container {self.name} did not start: "
-                                  f"{detail.splitlines()[-1] if detail else 'no message'}")
-            time.sleep(0.01)
+        spawn([sys.executable, "-m", MARKER, "--name", self.name, "--pidfile", self.pidfile],
+              lambda: running_pid(self.pidfile, self.name) is not None,
+              f"the stand-in container {self.name}")
 
     def undo(self, kernel: Kernel) -> None:
         pid = running_pid(self.pidfile, self.name)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cnilab.errors import KernelError
@@ -32,14 +33,20 @@ def start_server(run_dir: Path, netns: str | None, port: int, body: str) -> None
     path.unlink(missing_ok=True)
     argv = [sys.executable, "-m", MARKER, "--port", str(port), "--body", body,
             "--pidfile", str(path), *(["--netns", netns] if netns else [])]
+    spawn(argv, path.exists, f"the web server on port {port}")
+
+
+def spawn(argv: list[str], ready: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Start a detached process (its own session: a Ctrl-C to cnilab does not reach it) and
+    wait until `ready()`; KernelError with its last line of stderr if it dies or takes too long."""
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 5
-    while not path.exists():
+    deadline = time.monotonic() + timeout
+    while not ready():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             detail = (proc.communicate()[1] or b"").decode(errors="replace").strip()
-            raise KernelError(f"the web server on port {port} did not start: "
+            raise KernelError(f"{what} did not start: "
                               f"{detail.splitlines()[-1] if detail else 'no message'}")
         time.sleep(0.01)
 
