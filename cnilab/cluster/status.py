@@ -11,6 +11,7 @@ from typing import Any
 
 from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.plan import LAN_BRIDGE, POD_IF, UPLINK, WORLD_IF
+from cnilab.kernel import list_netns
 from cnilab.kernel.sockets import TcpSocket, tcp_sockets
 from cnilab.state import Link, Namespace, Snapshot
 
@@ -61,7 +62,7 @@ def _bridges(ns: Namespace) -> list[dict[str, Any]]:
 def summary(cluster: Cluster) -> tuple[list[str], int]:
     """The nodes whose namespace exists, and how many pods' namespaces do (what `up` prints):
     /run/netns listed, no namespace read (a thousand pods take seconds to read)."""
-    plan, present = cluster.plan, cluster.kernel.observe(()).netns
+    plan, present = cluster.plan, list_netns()
     return ([n.name for n in plan.nodes if plan.netns(n) in present],
             sum(plan.pod_netns(p) in present for p in plan.all_pods()))
 

@@ -124,9 +124,9 @@ def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_
                 pin = True
         # The node routes between pods and the world: forwarding stays on (as the reference).
         SetSysctl(node, "net.ipv4.ip_forward", "1").apply(k)
-    bridge_mac = None  # read again below unless pinned here: an unpinned bridge follows its
-    if pin:  # lowest port's MAC, so the veth added below may change it
-        bridge_mac = _pin_mac(k, node, bc.bridge)
+    # The bridge's MAC is reused for the result only when pinned here: an unpinned bridge
+    # follows its lowest port's MAC, so the veth added below may change it.
+    bridge_mac = _pin_mac(k, node, bc.bridge) if pin else None
     if br is None or not br.up:
         LinkUp(node, bc.bridge).apply(k)
     # The pod end is created directly in the pod's namespace: the node may have its own eth0.
@@ -174,7 +174,7 @@ def _pin_mac(k: Kernel, node: str | None, bridge: str) -> str | None:
 def _result(k: Kernel, bc: BridgeConfig, node: str | None, path: str, ifname: str, host: str,
             ips: list[IPv4Interface], gateways: list[Any], routes: list[dict[str, str]],
             got: Mapping[str, Any], bridge_mac: str | None) -> dict[str, Any]:
-    """The ADD result; `bridge_mac`: the bridge's, when already read (pinned or seen)."""
+    """The ADD result; `bridge_mac`: the bridge's, when this ADD pinned it (else read)."""
     interfaces: list[dict[str, Any]] = []
     for where, name, sandbox in ((node, bc.bridge, None), (node, host, None),
                                  (path, ifname, path)):

@@ -83,7 +83,7 @@ IFF_UP, RT_TABLE_MAIN, RT_SCOPE_UNIVERSE, RT_SCOPE_NOWHERE, RTN_UNICAST = 0x1, 2
 HEADER = struct.Struct("=IHHII")
 ANSWERS: dict[int, type] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg,
                             RTM_NEWNEIGH: ndmsg, RTM_NEWNSID: nsidmsg}
-_DUMPS: dict[tuple[type, int, int], bytearray] = {}  # dump requests, encoded once
+_DUMPS: dict[tuple[type, int, int], bytes] = {}  # dump requests, encoded once
 # IPRoute's keywords for `link set` and the attribute each one is.
 LINK_ATTRS = {"ifname": "IFLA_IFNAME", "ifalias": "IFLA_IFALIAS", "master": "IFLA_MASTER",
               "mtu": "IFLA_MTU", "address": "IFLA_ADDRESS"}
@@ -112,18 +112,10 @@ class IPRoute:
                 answer: type | None = None) -> list[Any]:
         """Send `msg` as message type `kind`; the answers decoded (as `answer` if given).
         NetlinkError if refused."""
-        found: list[Any] = []
-        for _ in range(3):  # a dump the kernel marks interrupted (changed meanwhile) is redone
-            self._seq += 1
-            msg["header"]["type"] = kind
-            msg["header"]["flags"] = NLM_F_REQUEST | flags
-            msg["header"]["sequence_number"] = self._seq
-            msg.reset()
-            msg.encode()
-            self.sock.send(msg.data)
-            found, interrupted = self._answers(self._seq, bool(flags & NLM_F_DUMP), answer)
-            if not interrupted:
-                break
+        msg["header"].update(type=kind, flags=NLM_F_REQUEST | flags)
+        msg.reset()
+        msg.encode()
+        found = self._exchange(bytearray(msg.data), bool(flags & NLM_F_DUMP), answer)
         if kind & 3 != 2 and self._on_change is not None:  # not an RTM_GET*: a change
             self._on_change(elsewhere or kind == RTM_DELLINK)
         return found
@@ -132,18 +124,21 @@ class IPRoute:
         """Every object of a kind (RTM_GETLINK, ...): the same request each time, so encoded
         once by pyroute2 and sent again with only its sequence number changed."""
         key = (cls, kind, family)
-        data = _DUMPS.get(key)
-        if data is None:
+        if key not in _DUMPS:
             msg = _msg(cls, family=family)
             msg["header"].update(type=kind, flags=NLM_F_REQUEST | NLM_F_DUMP)
             msg.encode()
-            data = _DUMPS[key] = bytearray(msg.data)
+            _DUMPS[key] = bytes(msg.data)
+        return self._exchange(bytearray(_DUMPS[key]), True, None)
+
+    def _exchange(self, data: bytearray, dump: bool, answer: type | None) -> list[Any]:
+        """Send an encoded request under a new sequence number; its answers."""
         found: list[Any] = []
         for _ in range(3):  # a dump the kernel marks interrupted (changed meanwhile) is redone
             self._seq += 1
             struct.pack_into("=I", data, 8, self._seq)  # nlmsghdr's sequence number
             self.sock.send(data)
-            found, interrupted = self._answers(self._seq, True, None)
+            found, interrupted = self._answers(self._seq, dump, answer)
             if not interrupted:
                 break
         return found

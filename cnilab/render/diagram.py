@@ -6,18 +6,19 @@ highlighted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
+from functools import partial
 from ipaddress import IPv4Interface
 
 from rich.columns import Columns
-from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
-from rich.measure import Measurement
+from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 from rich.tree import Tree
 
 from cnilab.i18n import t
 from cnilab.ops import Key, rule_tokens
+from cnilab.render.fit import FirstFit
 from cnilab.state import Link, Namespace, Snapshot
 from cnilab.topology import Topology
 
@@ -123,29 +124,6 @@ def _connected(ns: Namespace, dst: str, gateway: str | None, dev: str | None) ->
                                     for a in link.addresses)
 
 
-class _Fitted:
-    """The full picture, or in a terminal too short for it, the compact one.
-
-    Compact leaves out only what the rest implies: loopback up with 127.0.0.1, the routes the
-    kernel makes for an address's own subnet (unless new), the ARP entries' states. At 80x24
-    run-all's pause must show the whole picture of the step just run.
-    """
-
-    def __init__(self, build: Callable[[bool], RenderableType]) -> None:
-        self.build = build
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        full = self.build(False)
-        room = console.height - 1 if console.is_terminal else 0  # a prompt goes below it
-        if room and len(console.render_lines(full, options, pad=False)) > room:
-            yield self.build(True)
-        else:
-            yield full
-
-    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        return Measurement.get(console, options, self.build(False))
-
-
 def _panel(title: str, body: RenderableType, new: bool) -> Panel:
     return Panel(body, title=title, title_align="left", expand=False,
                  border_style=NEW if new else "blue")
@@ -160,7 +138,12 @@ def render_diagram(snap: Snapshot, topo: Topology, keys: Collection[Key] = (),
         return Text(t("ui.nothing_yet", lang), style="dim")
     if compact is not None:
         return _diagram(snap, topo, keys, lang, compact)
-    return _Fitted(lambda compact: _diagram(snap, topo, keys, lang, compact))
+    # In a terminal too short for the full picture, the compact one: it leaves out only what
+    # the rest implies (loopback up with 127.0.0.1, the routes the kernel makes for an
+    # address's own subnet unless new, the ARP entries' states). At 80x24 run-all's pause must
+    # show the whole picture of the step just run, a prompt below it.
+    return FirstFit([partial(_diagram, snap, topo, keys, lang, False),
+                     partial(_diagram, snap, topo, keys, lang, True)], reserve=1)
 
 
 def _diagram(snap: Snapshot, topo: Topology, keys: Collection[Key], lang: str,

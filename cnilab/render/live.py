@@ -4,11 +4,11 @@ the last changes; what changed in the last seconds is highlighted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
-from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
@@ -17,6 +17,7 @@ from rich.text import Text
 from cnilab.i18n import t
 from cnilab.ops import Key, rule_tokens
 from cnilab.render.diagram import NEW, render_diagram
+from cnilab.render.fit import FirstFit
 from cnilab.topology import Topology
 
 if TYPE_CHECKING:  # the model reaches the kernel's data types; rendering needs only their shape
@@ -91,24 +92,8 @@ LEVELS = ((False, True, 99, 8), (False, False, 4, 4), (True, False, 2, 3), (True
 def render_live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: str,
                 lit: Collection[Key], watched: int) -> RenderableType:
     """The whole screen of `cnilab watch`, as much of it as the terminal's height holds."""
-    return _Fit([partial(_live, live, topo, titles, lang, lit, watched, *level)
-                 for level in LEVELS])
-
-
-class _Fit:
-    """The first of `views` that fits the terminal's height (the last one if none does)."""
-
-    def __init__(self, views: Sequence[Callable[[], RenderableType]]) -> None:
-        self.views = views
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        room = (options.height or console.height) if console.is_terminal else 0
-        for build in self.views:
-            view = build()
-            if not room or len(console.render_lines(view, options.update(height=None),
-                                                    pad=False)) <= room:
-                break
-        yield view
+    return FirstFit([partial(_live, live, topo, titles, lang, lit, watched, *level)
+                     for level in LEVELS])
 
 
 def _live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: str,
