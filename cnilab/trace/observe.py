@@ -104,13 +104,14 @@ class Owner(Protocol):
     def snapshot(self) -> Snapshot: ...
 
 
-def clean_leftovers(owner: Owner) -> list[AddTraceTable]:
-    """Remove the tables of a trace that was killed before it could (they are in the ledger)."""
-    left = [op for op in owner.ledger.ops() if isinstance(op, AddTraceTable)]
-    for op in reversed(left):
-        op.undo(owner.kernel)
-    owner.ledger.forget(left)
-    return left
+def clean_leftovers(owner: Owner) -> None:
+    """Remove the tables of a trace that was killed before it could (they are in the ledger);
+    a table of that name without our mark stays (the trace then says it is taken)."""
+    left = [r for r in owner.ledger.records() if isinstance(r.op, AddTraceTable)]
+    for record in reversed(left):
+        if record.owned(owner.kernel):
+            record.op.undo(owner.kernel)
+    owner.ledger.forget([r.op for r in left])
 
 
 def observe(owner: Owner, site: Site, source: str, dst: str, proto: str | None,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cnilab.errors import CnilabError, CollisionError, KernelError
-from cnilab.ops import Kernel, Op
-from cnilab.state import Snapshot
+from cnilab.ops import Kernel, Op, Proof
+from cnilab.state import TAG, Snapshot
 
 TABLE = "cnilab_trace"
 
@@ -52,6 +52,16 @@ class AddTraceTable(Op):
             left = [f for f in self.families.split() if f in present]
             if left:
                 k.nft(self.netns, self._delete(left), missing_ok=True)
+
+    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+        # Every table of that name still here carries our comment, set in the transaction that
+        # made it: ours even when the trace was killed before its completion line, and never
+        # one someone else made after a trace was killed before its nft ran.
+        k = _nft(kernel)
+        present = {f for f, name in k.nft_tables(self.netns) if name == TABLE}
+        mark = f'comment "{TAG}"'
+        return all(mark in k.nft(self.netns, f"list table {f} {TABLE}", missing_ok=True)
+                   for f in self.families.split() if f in present)
 
     @staticmethod
     def _delete(families: list[str]) -> str:

@@ -196,7 +196,7 @@ class Walk:
 def walk(obs: Any, vis: dict[str | None, list[Visit]], which: str, start: str | None,
          lookup: Lookup) -> Walk:
     """Follow one direction from `start`, through the veth each time it left by."""
-    plan, before = obs.plan, obs.before
+    plan = obs.plan
     result = Walk([], [])
     ns: str | None = start
     seen: set[str | None] = set()
@@ -210,17 +210,23 @@ def walk(obs: Any, vis: dict[str | None, list[Visit]], which: str, start: str | 
         if any(v.at("inet", "input") for v in vs):
             result.delivered, result.delivered_at = True, ns
             break
-        nxt = None
-        for v in reversed(vs):
-            dev = v.oif if v.ours and v.chain == "postrouting" else None
-            peer = peer_of(before, ns, dev) if dev else None
-            if peer and peer[0] != ns and first_pass(plan, vis.get(peer[0], []), which):
-                nxt = peer[0]
-                break
+        nxt = _next_namespace(obs, vis, ns, vs, which)
         if nxt is None:
             break
-        ns = nxt
+        ns = nxt[0]  # a 1-tuple: the next namespace may be None (this one, in place)
     return result
+
+
+def _next_namespace(obs: Any, vis: dict[str | None, list[Visit]], ns: str | None,
+                    vs: list[Visit], which: str) -> tuple[str | None] | None:
+    """The namespace at the other end of the veth the packet left `ns` by, if seen there."""
+    for v in reversed(vs):
+        if not (v.oif and v.ours and v.chain == "postrouting"):
+            continue
+        peer = peer_of(obs.before, ns, v.oif)
+        if peer and peer[0] != ns and first_pass(obs.plan, vis.get(peer[0], []), which):
+            return (peer[0],)
+    return None
 
 
 def hops_in(obs: Any, ns: str | None, vs: list[Visit], all_visits: list[Visit],

@@ -267,10 +267,47 @@ def test_in_place_a_killed_trace_is_removed_by_teardown_from_the_node(cnilab: Cn
     inside = ("nsenter", f"--net=/run/netns/{node}")
     assert cnilab.run("--in-place", "run-all", "--yes", "--no-proof",
                       wrap=inside).returncode == 0
+    # In place the node is "this namespace" (None): the walk goes through it, not stops there.
+    done = cnilab.run("--in-place", "trace", "red", "192.168.15.2", "--json", wrap=inside)
+    seen = json.loads(done.stdout)
+    assert done.returncode == 0 and seen["delivered"], done.stdout
+    assert list(dict.fromkeys(h["netns"] for h in seen["hops"])) == [
+        cnilab.prefix + "red", None, cnilab.prefix + "blue"], seen["hops"]
     assert _killed_trace(cnilab, signal.SIGKILL, *inside) == -signal.SIGKILL
     assert "cnilab_trace" in _trace_tables(*inside)
     assert cnilab.run("--in-place", "teardown", wrap=inside).returncode == 0
     assert "cnilab_trace" not in _trace_tables(*inside)
+    assert "MASQUERADE" not in sh(*inside, "iptables", "-t", "nat", "-S")
+    assert prefixed_netns(cnilab.prefix) == [node]
+
+
+@pytest.mark.parametrize("where", ["ledger:1", "ledger-before:2"])
+def test_in_place_a_trace_killed_around_its_nft_leaves_only_what_is_provably_ours(
+        cnilab: Cnilab, where: str) -> None:
+    """Killed after the node's intent (before nft ran: someone else then takes the name) or
+    after nft made the tables but before the completion line (they carry our comment)."""
+    node = cnilab.prefix + "node"
+    subprocess.run(["ip", "netns", "add", node], check=True)
+    inside = ("nsenter", f"--net=/run/netns/{node}")
+    assert cnilab.run("--in-place", "run-all", "--yes", "--no-proof",
+                      wrap=inside).returncode == 0
+    hooked = Cnilab(cnilab.prefix, cnilab.run_dir, {"CNILAB_TEST_KILL_AT": where})
+    done = hooked.run("--in-place", "trace", "red", "192.168.15.2", wrap=inside)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    ledger = (cnilab.run_dir / f"{cnilab.topo.lab_id}.jsonl").read_text()
+    assert '"op": "AddTraceTable", "netns": null' in ledger and '"done"' not in ledger[
+        ledger.index("AddTraceTable"):]
+    made = "cnilab_trace" in _trace_tables(*inside)
+    assert made == (where == "ledger-before:2")
+    if not made:  # someone else's table of that name, after the kill
+        sh(*inside, "nft", "create table inet cnilab_trace; add chain inet cnilab_trace mine")
+        again = cnilab.run("--in-place", "trace", "red", "192.168.15.2", wrap=inside)
+        assert again.returncode == 4 and "cnilab_trace already exists" in again.stderr
+        assert "chain mine" in sh(*inside, "nft", "list", "table", "inet", "cnilab_trace")
+    torn = cnilab.run("--in-place", "teardown", wrap=inside)
+    assert torn.returncode == 0, torn.stderr
+    left = _trace_tables(*inside)
+    assert ("table inet cnilab_trace" in left) == (not made), left
     assert "MASQUERADE" not in sh(*inside, "iptables", "-t", "nat", "-S")
     assert prefixed_netns(cnilab.prefix) == [node]
 

@@ -156,7 +156,8 @@ def test_trace_tables_match_the_probe_and_are_recorded_as_ops() -> None:
     ops = trace_ops(plan, snap)
     node = ops[0]
     assert node.families == "inet arp bridge" and ops[1].families == "inet arp"
-    assert node.script.startswith("create table inet cnilab_trace;")
+    # The comment marks the table as ours in the transaction that makes it.
+    assert node.script.startswith('create table inet cnilab_trace { comment "cnilab"; };')
     assert "icmp id 4242 meta nftrace set 1" in node.script
     assert "ether type arp meta nftrace set 1" in node.script
     assert node.command(None) == f"ip netns exec rec-cnilab-host nft '{node.script}'"
