@@ -148,3 +148,15 @@ def cpu_ticks(pid: int) -> int:
     """User + system CPU time the process used so far, in clock ticks."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+def goes_idle(pid: int, windows: int = 15, ticks: int = 2) -> bool:
+    """Whether some one-second window (of the first `windows`) costs the process at most
+    `ticks`: a polling loop never has one; a process asleep in select() has one as soon as the
+    kernel's own news is over (new interfaces' IPv6 start-up: DAD, router solicitations)."""
+    for _ in range(windows):
+        before = cpu_ticks(pid)
+        threading.Event().wait(1.0)
+        if cpu_ticks(pid) - before <= ticks:
+            return True
+    return False
