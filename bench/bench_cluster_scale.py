@@ -9,32 +9,24 @@ each measure (default 1: the big cluster takes tens of seconds on a loaded machi
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
+
+import common
+from common import CNILAB, Timing
 
 RUNS = int(os.environ.get("BENCH_SCALE_RUNS", "1"))
 PREFIX = f"bsc{os.getpid() % 100000}-"
-CNILAB = [str(Path(sys.executable).with_name("cnilab"))]
-if not Path(CNILAB[0]).exists():
-    CNILAB = [sys.executable, "-m", "cnilab"]
-ENV = {**os.environ, "CNILAB_RUN_DIR": tempfile.mkdtemp(prefix="cnilab-bench-scale-")}
+ENV = common.bench_env("scale")
 BEFORE = {"up": 45.6, "down": 0.9, "pod50": 46.0, "pod250": 56.0}  # issue 13's figures
 
-Timing = tuple[float, float]  # wall s, CPU s
 
-
-def timed(argv: list[str], stdin: str | None = None) -> Timing:
-    """Wall and CPU (children, user + system) seconds of one command."""
-    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    subprocess.run(argv, check=True, capture_output=True, env=ENV, input=stdin, text=True)
-    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+def timed(argv: list[str]) -> Timing:
+    """Wall and CPU seconds of one command (common.timed)."""
+    return common.timed(argv, env=ENV)
 
 
 def cluster(*args: str) -> list[str]:

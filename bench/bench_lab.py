@@ -10,22 +10,17 @@ CPU time stays near what the wall time would be on an idle one.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
+
+import common
+from common import CNILAB
 
 RUNS = int(os.environ.get("BENCH_RUNS", "11"))
 PREFIX = f"bench{os.getpid() % 100000}-"
-CNILAB = [str(Path(sys.executable).with_name("cnilab"))]
-if not Path(CNILAB[0]).exists():
-    CNILAB = [sys.executable, "-m", "cnilab"]
-ENV = {**os.environ, "CNILAB_RUN_DIR": tempfile.mkdtemp(prefix="cnilab-bench-"),
-       "LANG": "C.UTF-8"}
+ENV = common.bench_env("lab", LANG="C.UTF-8")
 # Measured on this machine before issue 13's work (medians, a lab up): the figures it quotes.
 BEFORE = {"--help": 172, "status": 667, "step 3": 575, "lab": 8.6}
 
@@ -38,12 +33,8 @@ def sh(argv: list[str], check: bool = True) -> str:
 
 
 def timed(*argvs: list[str]) -> Timing:
-    """Wall and CPU (children, user + system) milliseconds of running these one after another."""
-    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    for argv in argvs:
-        subprocess.run(argv, check=True, capture_output=True, env=ENV)
-    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    """Wall and CPU milliseconds of running these one after another (common.timed)."""
+    wall, cpu = common.timed(*argvs, env=ENV)
     return wall * 1000, cpu * 1000
 
 
@@ -113,10 +104,10 @@ def main() -> None:
     m = {k: medians(v) for k, v in rows.items()}
     print(f"\ncnilab lab benchmark: medians of {RUNS} runs (ms); load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'what':<44}{'wall':>7}{'cpu':>7}  {'baseline':<36}target")
+    print(f"{'what':<44}{'wall':>7}{'cpu':>7}  {'baseline':<40}target")
 
     def row(label: str, key: str, baseline: str, target: str) -> None:
-        print(f"{label:<44}{m[key][0]:>7.0f}{m[key][1]:>7.0f}  {baseline:<36}{target}")
+        print(f"{label:<44}{m[key][0]:>7.0f}{m[key][1]:>7.0f}  {baseline:<40}{target}")
 
     floor = f"floor {m['typer'][1]:.0f} cpu (python+typer)"
     row("cnilab --help", "--help", f"{BEFORE['--help']} before; {floor}", "< 100 ms")
@@ -124,9 +115,9 @@ def main() -> None:
     row("cnilab step 3 again (lab up)", "step 3", f"{BEFORE['step 3']} before", "< 300 ms")
     lab, bash_ms = m["lab"], m["bash"]
     print(f"{'run-all --yes --no-proof + teardown':<44}{lab[0]:>7.0f}{lab[1]:>7.0f}  "
-          f"{'bash ' + f'{bash_ms[0]:.0f} wall, {bash_ms[1]:.0f} cpu':<36}<= 4x bash")
+          f"{'bash ' + f'{bash_ms[0]:.0f} wall, {bash_ms[1]:.0f} cpu':<40}<= 4x bash")
     print(f"{'  ratio to the bash script (wall, cpu)':<44}{lab[0] / bash_ms[0]:>7.1f}"
-          f"{lab[1] / bash_ms[1]:>7.1f}  {str(BEFORE['lab']) + 'x before':<36}<= 4.0")
+          f"{lab[1] / bash_ms[1]:>7.1f}  {str(BEFORE['lab']) + 'x before':<40}<= 4.0")
     row("run-all --yes (packet proofs) + teardown", "proofs", "(proofs have no bash twin)", "")
     print(f"{'python -c pass / import typer (the floor)':<44}{m['python'][0]:>7.0f}"
           f"{m['python'][1]:>7.0f}  {m['typer'][0]:.0f} wall, {m['typer'][1]:.0f} cpu (typer)")

@@ -8,21 +8,17 @@ the published port (DNAT), and removes everything at the end. Prints medians; ta
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
+
+import common
+from common import CNILAB
 
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 PREFIX = f"btr{os.getpid() % 100000}-"
-CNILAB = [str(Path(sys.executable).with_name("cnilab"))]
-if not Path(CNILAB[0]).exists():
-    CNILAB = [sys.executable, "-m", "cnilab"]
-ENV = {**os.environ, "CNILAB_RUN_DIR": tempfile.mkdtemp(prefix="cnilab-bench-")}
+ENV = common.bench_env("trace")
 
 
 def run(argv: list[str]) -> None:
@@ -31,19 +27,10 @@ def run(argv: list[str]) -> None:
 
 
 def median_ms(argv: list[str]) -> tuple[float, float]:
-    """Median wall time and median CPU time (user + sys) of a command, in milliseconds.
-
-    The CPU time does not grow when other work shares the machine; the wall time does.
-    """
-    walls, cpus = [], []
-    for _ in range(RUNS):
-        used = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        run(argv)
-        walls.append((time.perf_counter() - start) * 1000)
-        now = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append((now.ru_utime - used.ru_utime + now.ru_stime - used.ru_stime) * 1000)
-    return statistics.median(walls), statistics.median(cpus)
+    """Median wall time and median CPU time (user + sys) of a command, in milliseconds."""
+    runs = [common.timed(argv, env=ENV) for _ in range(RUNS)]
+    return (statistics.median(w for w, _ in runs) * 1000,
+            statistics.median(c for _, c in runs) * 1000)
 
 
 def main() -> None:
