@@ -8,11 +8,15 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnilab.cluster.cluster import Cluster, cluster_ledger
+from cnilab.cluster.plan import build_plan
 from cnilab.cni.exec import config_version, find_reference, invoke
 from cnilab.kernel import Kernel
 from cnilab.state import Snapshot
@@ -160,3 +164,21 @@ def goes_idle(pid: int, windows: int = 15, ticks: int = 2) -> bool:
         if cpu_ticks(pid) - before <= ticks:
             return True
     return False
+
+
+@contextmanager
+def cluster_up(run_dir: Path) -> Iterator[Cluster]:
+    """A two-node cluster (a pod each) under a unique prefix, brought down and swept even when
+    a test fails."""
+    from tests.conftest import remove_prefixed_netns
+
+    prefix = f"ct{uuid.uuid4().hex[:6]}-"
+    c = Cluster(build_plan(2, 1, prefix), ledger=cluster_ledger(prefix, str(run_dir)))
+    try:
+        with c.locked():
+            c.up()
+        yield c
+    finally:
+        with c.locked():
+            c.down()
+        remove_prefixed_netns(prefix)

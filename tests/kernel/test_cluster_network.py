@@ -4,36 +4,24 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
-from pathlib import Path
 
 import pytest
+from helpers import cluster_up
 
 from cnilab import probes
 from cnilab.cluster import components
-from cnilab.cluster.cluster import Cluster, cluster_ledger
-from cnilab.cluster.plan import build_plan
+from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.status import read_status
 from cnilab.kernel.sockets import tcp_sockets
-from tests.conftest import remove_prefixed_netns
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A cluster under a unique prefix, brought down (and swept) even when a test fails."""
-    prefix = f"ct{uuid.uuid4().hex[:6]}-"
-    run_dir: Path = tmp_path_factory.mktemp("cluster-run")
-    c = Cluster(build_plan(2, 1, prefix), ledger=cluster_ledger(prefix, str(run_dir)))
-    try:
-        with c.locked():
-            c.up()
+    run_dir = tmp_path_factory.mktemp("cluster-run")
+    with cluster_up(run_dir) as c:
         yield c
-    finally:
-        with c.locked():
-            c.down()
-        remove_prefixed_netns(prefix)
 
 
 def ip(*args: str) -> str:

@@ -6,32 +6,21 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import cluster_up
 
-from cnilab.cluster.cluster import Cluster, cluster_ledger
-from cnilab.cluster.plan import build_plan
-from tests.conftest import remove_prefixed_netns
+from cnilab.cluster.cluster import Cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Path]]:
-    """A cluster under a unique prefix, brought down (and swept) even when a test fails."""
-    prefix = f"ct{uuid.uuid4().hex[:6]}-"
-    run_dir: Path = tmp_path_factory.mktemp("cluster-trace-run")
-    c = Cluster(build_plan(2, 1, prefix), ledger=cluster_ledger(prefix, str(run_dir)))
-    try:
-        with c.locked():
-            c.up()
+    run_dir = tmp_path_factory.mktemp("cluster-trace-run")
+    with cluster_up(run_dir) as c:
         yield c, run_dir
-    finally:
-        with c.locked():
-            c.down()
-        remove_prefixed_netns(prefix)
 
 
 def trace(c: Cluster, run_dir: Path, *args: str) -> dict[str, Any]:
