@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from cnilab.cli import app, app_for, command_named
 from cnilab.cli_scenario import scenario_app
 from cnilab.cluster.cli import cluster_app
 from cnilab.cni.cli import cni_app
+from tests.unit.cold_start import run_cold
 
 runner = CliRunner()
 COMMANDS = ["step", "run-all", "teardown", "status", "doctor", "shell", "lessons", "explain",
@@ -60,12 +60,8 @@ def test_version() -> None:
 
 
 def test_help_and_version_never_import_pyroute2() -> None:
-    code = ("import sys\nfrom cnilab.cli import app\n"
-            "for args in (['--help'], ['--version'], ['run-all', '--dry-run']):\n"
-            "    try:\n        app(args)\n    except SystemExit:\n        pass\n"
-            "print('pyroute2' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip().splitlines()[-1] == "False"
+    _, loaded = run_cold(["--help"], ["--version"], ["run-all", "--dry-run"])
+    assert not [m for m in loaded if m.startswith("pyroute2")], loaded
 
 
 def test_step_number_out_of_range_is_rejected() -> None:

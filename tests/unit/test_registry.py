@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +12,7 @@ from cnilab.cluster.plan import build_plan
 from cnilab.i18n import lessons_dir
 from cnilab.lesson import LESSONS, get, names
 from cnilab.topology import default_topology
+from tests.unit.cold_start import run_cold
 
 runner = CliRunner()
 
@@ -88,14 +87,9 @@ def test_lessons_json_lists_every_lesson_in_order_with_its_steps_and_teardown() 
 
 
 def test_explain_loads_neither_pyroute2_nor_the_kernel_module() -> None:
-    code = ("import sys\nfrom cnilab.cli import app\n"
-            "for args in (['explain', 'cni', '2'], ['explain', 'cluster', '3', '--json'],\n"
-            "             ['explain', '8', '--lang', 'ko']):\n"
-            "    try:\n        app(args)\n    except SystemExit:\n        pass\n"
-            "print([m for m in sys.modules if m.startswith(('pyroute2', 'cnilab.kernel'))])")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    _, loaded = run_cold(["explain", "cni", "2"], ["explain", "cluster", "3", "--json"],
+                         ["explain", "8", "--lang", "ko"])
+    assert loaded == []
 
 
 @pytest.mark.parametrize("lang", ["en", "ko"])

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +33,7 @@ from cnilab.scenario.grade import CAUSES, Context, route_to
 from cnilab.scenario.record import read_record, write_record
 from cnilab.state import Link, Namespace, Route, Snapshot
 from cnilab.topology import default_topology
+from tests.unit.cold_start import run_cold
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 PLACEHOLDER = re.compile(r"{(\w+)}")
@@ -130,13 +129,9 @@ def test_every_scenario_command_has_help_with_an_example(command: str) -> None:
 
 
 def test_help_lists_scenario_and_loads_no_kernel_module() -> None:
-    code = ("import sys\nfrom cnilab.cli import app\n"
-            "for args in (['--help'], ['scenario', '--help'], ['scenario', 'list']):\n"
-            "    try:\n        app(args)\n    except SystemExit:\n        pass\n"
-            "print('pyroute2' in sys.modules, 'cnilab.kernel' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "scenario" in done.stdout
-    assert done.stdout.strip().splitlines()[-1] == "False False"
+    printed, loaded = run_cold(["--help"], ["scenario", "--help"], ["scenario", "list"])
+    assert "scenario" in printed
+    assert loaded == []  # neither pyroute2 nor cnilab.kernel
 
 
 # -- fault ops -----------------------------------------------------------------------------------
