@@ -5,7 +5,6 @@ The kernel-facing half is cnilab.kernel.events, the model cnilab.watch, the scre
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -25,6 +24,7 @@ from cnilab.console import (
     guarded,
     lang_of,
     out,
+    out_json_line,
 )
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def follow_live(live: LiveLab, follow: Callable[[str], bool], state: Callable[[]
                 follow, own=own, nat_in=nat_in, wake_fd=wake) as events:
             live.start({ns: events.read(ns) for ns in events.start()})
             if view is None:
-                out(json.dumps(state(), ensure_ascii=False), raw=True)
+                out_json_line(state())
                 run(events, live, print_changes, timed=False)
             else:
                 _screen(events, live, view(events))
@@ -166,7 +166,7 @@ def follow_live(live: LiveLab, follow: Callable[[str], bool], state: Callable[[]
 def print_changes(changes: list[Change]) -> None:
     """One JSON line per change (`--json-lines`)."""
     for c in changes:
-        out(json.dumps(c.to_dict(), ensure_ascii=False), raw=True)
+        out_json_line(c.to_dict())
 
 
 def _screen(events: NamespaceEvents, live: LiveLab, view: Callable[[], Any]) -> None:

@@ -116,6 +116,13 @@ def out_json(data: Any) -> None:
     out(json.dumps(data, ensure_ascii=False, indent=2), raw=True)
 
 
+def out_json_line(data: Any) -> None:
+    """Print `data` as one JSON line (--json-lines: a line per change, for a pipe)."""
+    import json
+
+    out(json.dumps(data, ensure_ascii=False), raw=True)
+
+
 def command_line(ctx: typer.Context) -> str:
     """How to call cnilab again on the same lab: as it was called, with --prefix, --config ...
 

@@ -6,7 +6,6 @@ sentence comes from lessons/ui in the user's language; --json prints one JSON ob
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.console import JsonOption, LangOption, guarded, lang_of, opts, out
+from cnilab.console import JsonOption, LangOption, guarded, lang_of, opts, out, out_json_line
 
 if TYPE_CHECKING:
     from cnilab.cni.chain import NetworkList
@@ -186,8 +185,7 @@ def none(ctx: typer.Context,
             made = rt.standin(pod)
         pid = made.netns.split("/")[2]
         if as_json:
-            out(json.dumps({"ok": True, "pod": pod, "pid": int(pid), "netns": made.netns}),
-                raw=True)
+            out_json_line({"ok": True, "pod": pod, "pid": int(pid), "netns": made.netns})
             return
         view.section(10, lang)
         out(view.ui("cni_standin", lang, pod=pod, pid=pid, netns=made.netns))
@@ -348,8 +346,7 @@ def install(ctx: typer.Context, folder: Annotated[str, typer.Option(
             raise PermissionDenied.of("cni_install_failed", folder=folder,
                                       reason=e.strerror or str(e)) from None
         if as_json:
-            out(json.dumps({"ok": True, "wrote": [str(p) for p in paths]}, ensure_ascii=False),
-                raw=True)
+            out_json_line({"ok": True, "wrote": [str(p) for p in paths]})
             return
         for path in paths:
             out(ui("cni_wrote", lang, path=path))
@@ -374,7 +371,7 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
             undone = rt.teardown()
         what = [op.undo_command(rt.node) or op.command(rt.node) for op in undone]
         if as_json:
-            out(json.dumps({"ok": True, "removed": what}, ensure_ascii=False), raw=True)
+            out_json_line({"ok": True, "removed": what})
             return
         for line in what:
             out(f"{ui('removed', lang)}: {escape(line)}")
