@@ -51,15 +51,10 @@ def trace(
     """
     with guarded(ctx, lang, record):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
-        from cnilab.trace.plan import check_args
-        from cnilab.trace.run import run_trace
+        from cnilab.trace.run import trace
         from cnilab.trace.site import lab_site
 
-        site = lab_site(lab.topo)
-        check_args(site, source, to, proto, port)  # bad input: one line, nothing touched
-        with lab.locked():
-            result, _, _ = run_trace(lab, site, source, to, proto, port)
-        show_trace(result, lang, as_json)
+        show_trace(trace(lab, lab_site(lab.topo), source, to, proto, port), lang, as_json)
 
 
 def show_trace(result: TraceResult, lang: str, as_json: bool) -> None:

@@ -35,9 +35,11 @@ def trace(
       sudo cnilab cluster trace node01 172.17.0.24 --port 6443
     """
     from cnilab.cli_trace import show_trace
-    from cnilab.cluster.tracing import trace_cluster
+    from cnilab.cluster.tracing import cluster_site
+    from cnilab.trace.run import trace
 
     lang = cluster_lang(ctx, lang)
     with guarded(ctx, lang):
-        result = trace_cluster(existing(ctx), source, to, proto, port)
+        cluster = existing(ctx)
+        result = trace(cluster, cluster_site(cluster.plan), source, to, proto, port)
         show_trace(result, lang_of(ctx, lang), as_json)

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from cnilab.cluster.plan import LAN, OUTSIDE_HOST, ClusterPlan
 from cnilab.trace.site import LOOPBACK, Site
-
-if TYPE_CHECKING:
-    from cnilab.cluster.cluster import Cluster
-    from cnilab.trace.verdict import TraceResult
 
 
 def cluster_site(plan: ClusterPlan) -> Site:
@@ -24,15 +18,3 @@ def cluster_site(plan: ClusterPlan) -> Site:
     roles[plan.world_netns] = "world"
     return Site(roles, (LAN, plan.pod_network, OUTSIDE_HOST.network, LOOPBACK),
                 plan.world_netns, (LAN, plan.pod_network))
-
-
-def trace_cluster(cluster: Cluster, source: str, to: str, proto: str | None,
-                  port: int | None) -> TraceResult:
-    """One trace in the cluster: arguments checked first, then run under the cluster's lock."""
-    from cnilab.trace.plan import check_args
-    from cnilab.trace.run import run_trace
-
-    site = cluster_site(cluster.plan)
-    check_args(site, source, to, proto, port)  # bad input: one line, nothing touched
-    with cluster.locked():
-        return run_trace(cluster, site, source, to, proto, port)[0]

@@ -228,6 +228,12 @@ class Kernel(Netlink):
 
         return tables(netns)
 
+    def nft_table(self, netns: str | None, family: str, table: str) -> str:
+        """One nftables table as nft lists it; "" when it is not there."""
+        from cnilab.kernel.nftrace import list_table
+
+        return list_table(netns, family, table)
+
     def nft_rules(self, netns: str | None, family: str, table: str
                   ) -> dict[int, tuple[str, int, str]]:
         """handle -> (chain, position, text) of one nftables table's rules."""

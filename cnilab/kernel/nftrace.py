@@ -94,7 +94,7 @@ def tables(netns: str | None) -> list[tuple[str, str]]:
 
 def rule_texts(netns: str | None, family: str, table: str) -> dict[int, tuple[str, int, str]]:
     """handle -> (chain, position in the chain, rule as nft prints it) for one table."""
-    out = _list_table(netns, family, table)
+    out = list_table(netns, family, table)
     found: dict[int, tuple[str, int, str]] = {}
     chain, position = "", 0
     for line in out.splitlines():
@@ -109,7 +109,8 @@ def rule_texts(netns: str | None, family: str, table: str) -> dict[int, tuple[st
     return found
 
 
-def _list_table(netns: str | None, family: str, table: str) -> str:
+def list_table(netns: str | None, family: str, table: str) -> str:
+    """One table as `nft -a list table` prints it (with handles); "" when it is gone."""
     # `-a` must come before the command: nft takes options, then one command string.
     if netns is not None and not os.path.exists(netns_path(netns)):
         return ""

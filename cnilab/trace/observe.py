@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -102,16 +103,14 @@ class Owner(Protocol):
     ledger: Ledger
 
     def snapshot(self) -> Snapshot: ...
+    def locked(self) -> AbstractContextManager[Any]: ...
 
 
 def clean_leftovers(owner: Owner) -> None:
     """Remove the tables of a trace that was killed before it could (they are in the ledger);
     a table of that name without our mark stays (the trace then says it is taken)."""
-    left = [r for r in owner.ledger.records() if isinstance(r.op, AddTraceTable)]
-    for record in reversed(left):
-        if record.owned(owner.kernel):
-            record.op.undo(owner.kernel)
-    owner.ledger.forget([r.op for r in left])
+    owner.ledger.teardown(owner.kernel,
+                          [op for op in owner.ledger.ops() if isinstance(op, AddTraceTable)])
 
 
 def observe(owner: Owner, site: Site, source: str, dst: str, proto: str | None,

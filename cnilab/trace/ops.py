@@ -15,6 +15,7 @@ from cnilab.ops import Kernel, Op, Proof
 from cnilab.state import TAG, Snapshot
 
 TABLE = "cnilab_trace"
+OURS = f'comment "{TAG}"'  # set in the transaction that makes a table: the kernel's mark of ours
 
 
 class TraceKernel(Kernel, Protocol):
@@ -22,6 +23,7 @@ class TraceKernel(Kernel, Protocol):
 
     def nft(self, netns: str | None, script: str, missing_ok: bool = False) -> str: ...
     def nft_tables(self, netns: str | None) -> list[tuple[str, str]]: ...
+    def nft_table(self, netns: str | None, family: str, table: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -54,13 +56,12 @@ class AddTraceTable(Op):
                 k.nft(self.netns, self._delete(left), missing_ok=True)
 
     def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
-        # Every table of that name still here carries our comment, set in the transaction that
-        # made it: ours even when the trace was killed before its completion line, and never
-        # one someone else made after a trace was killed before its nft ran.
+        # Every table of that name still here carries OURS: ours even when the trace was
+        # killed before its completion line, and never one someone else made after a trace
+        # was killed before its nft ran.
         k = _nft(kernel)
         present = {f for f, name in k.nft_tables(self.netns) if name == TABLE}
-        mark = f'comment "{TAG}"'
-        return all(mark in k.nft(self.netns, f"list table {f} {TABLE}", missing_ok=True)
+        return all(OURS in k.nft_table(self.netns, f, TABLE)
                    for f in self.families.split() if f in present)
 
     @staticmethod

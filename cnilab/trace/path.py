@@ -210,22 +210,22 @@ def walk(obs: Any, vis: dict[str | None, list[Visit]], which: str, start: str | 
         if any(v.at("inet", "input") for v in vs):
             result.delivered, result.delivered_at = True, ns
             break
-        nxt = _next_namespace(obs, vis, ns, vs, which)
-        if nxt is None:
+        peer = _next_peer(obs, vis, ns, vs, which)
+        if peer is None:
             break
-        ns = nxt[0]  # a 1-tuple: the next namespace may be None (this one, in place)
+        ns = peer[0]  # may be None: this namespace, the node in place
     return result
 
 
-def _next_namespace(obs: Any, vis: dict[str | None, list[Visit]], ns: str | None,
-                    vs: list[Visit], which: str) -> tuple[str | None] | None:
-    """The namespace at the other end of the veth the packet left `ns` by, if seen there."""
+def _next_peer(obs: Any, vis: dict[str | None, list[Visit]], ns: str | None,
+               vs: list[Visit], which: str) -> tuple[str | None, str] | None:
+    """The other end (namespace, name) of the veth the packet left `ns` by, if seen there."""
     for v in reversed(vs):
         if not (v.oif and v.ours and v.chain == "postrouting"):
             continue
         peer = peer_of(obs.before, ns, v.oif)
         if peer and peer[0] != ns and first_pass(obs.plan, vis.get(peer[0], []), which):
-            return (peer[0],)
+            return peer
     return None
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 
 from cnilab.errors import ConfigError
-from cnilab.state import TAG, Snapshot
-from cnilab.trace.ops import TABLE, AddTraceTable
+from cnilab.state import Snapshot
+from cnilab.trace.ops import OURS, TABLE, AddTraceTable
 from cnilab.trace.site import Site
 
 PROTOS = ("icmp", "tcp", "udp")
@@ -84,9 +84,7 @@ def matches(plan: TracePlan) -> tuple[str, ...]:
 
 
 def _table(family: str, chains: list[tuple[str, int, tuple[str, ...]]]) -> list[str]:
-    # The comment is the kernel's mark of ours, made in the same transaction as the table: a
-    # trace killed before its completion line leaves a table teardown can still prove ours.
-    cmds = [f'create table {family} {TABLE} {{ comment "{TAG}"; }}']
+    cmds = [f"create table {family} {TABLE} {{ {OURS}; }}"]
     for hook, prio, marks in chains:
         cmds.append(f"add chain {family} {TABLE} {hook} "
                     f"{{ type filter hook {hook} priority {prio}; }}")

@@ -1,18 +1,20 @@
-"""One trace, start to end: observe under the owner's lock, then read what was seen."""
+"""One trace, start to end: arguments checked, observed under the owner's lock, then read."""
 
 from __future__ import annotations
 
-from cnilab.trace.observe import KernelLookup, Observation, Owner, observe
+from cnilab.trace.observe import KernelLookup, Owner, observe
+from cnilab.trace.plan import check_args
 from cnilab.trace.site import Site
 from cnilab.trace.verdict import TraceResult, analyse
 
 
-def run_trace(owner: Owner, site: Site, source: str, to: str, proto: str | None = None,
-              port: int | None = None) -> tuple[TraceResult, Observation, KernelLookup]:
-    """Trace one packet from `source` (a role) to `to`; the result, and what it was read from.
+def trace(owner: Owner, site: Site, source: str, to: str, proto: str | None = None,
+          port: int | None = None) -> TraceResult:
+    """Trace one packet from `source` (a role) to `to` in the eight-step Lab or a Cluster.
 
-    `owner` (the eight-step Lab or a Cluster) must be held locked by the caller.
+    Bad input is refused in one line before anything is touched; the rest holds the lock.
     """
-    obs = observe(owner, site, source, to, proto, port)
-    lookup = KernelLookup(owner.kernel)
-    return analyse(obs, lookup, site), obs, lookup
+    check_args(site, source, to, proto, port)
+    with owner.locked():
+        obs = observe(owner, site, source, to, proto, port)
+        return analyse(obs, KernelLookup(owner.kernel), site)
