@@ -320,11 +320,6 @@ def _listening(tcp: str) -> tuple[int, ...]:
     return tuple(sorted({s.local_port for s in parse_proc_tcp(tcp) if s.state == LISTEN}))
 
 
-def listening_ports(netns: str | None) -> tuple[int, ...]:
-    """TCP ports something listens on inside `netns`."""
-    return _listening(run_in_netns(netns, lambda: _netns.read_text(TCP)))
-
-
 def _open_proc(path: str) -> int:
     """A /proc file for reading, and for writing where it can be written (a sysctl)."""
     try:

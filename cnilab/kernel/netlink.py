@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)  # "already gone"
-NETLINK_ROUTE, NETLINK_BUFFER = 0, 1 << 20
-
 
 
 class Netlink:

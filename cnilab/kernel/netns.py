@@ -230,11 +230,6 @@ def read_sysctl(netns: str | None, key: str) -> str:
     return run_in_netns(netns, lambda: read_text(sysctl_path(key)))
 
 
-def write_sysctl(netns: str | None, key: str, value: str) -> None:
-    """Write a sysctl inside `netns` (pyroute2 has no sysctl API)."""
-    run_in_netns(netns, lambda: _write(sysctl_path(key), value))
-
-
 def sysctl_path(key: str) -> str:
     """net.ipv4.ip_forward -> /proc/sys/net/ipv4/ip_forward."""
     return "/proc/sys/" + key.replace(".", "/")
@@ -251,8 +246,3 @@ def read_text(path: str) -> str:
     """A small text file (/proc), stripped."""
     with open(path, encoding="ascii") as f:
         return f.read().strip()
-
-
-def _write(path: str, value: str) -> None:
-    with open(path, "w", encoding="ascii") as f:
-        f.write(value)

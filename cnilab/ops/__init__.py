@@ -48,4 +48,3 @@ __all__ = [
 OPS: dict[str, type[Op]] = registry_of(
     AddNetns, AddBridge, AddVeth, MoveToNetns, SetMaster, SetMac, AddAddress, LinkUp, AddRoute,
     SetSysctl, AddRule, StartServer)
-Op.default_registry = OPS

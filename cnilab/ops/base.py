@@ -54,8 +54,6 @@ class Op:
     outlives_netns: ClassVar[bool] = False
     # Undone before everything else: a process inside a namespace keeps that namespace alive.
     undo_first: ClassVar[bool] = False
-    # What from_dict reads without a registry: cnilab.ops.OPS, set where OPS is listed.
-    default_registry: ClassVar[Mapping[str, type[Op]]] = {}
 
     def prepare(self, kernel: Kernel) -> Op:
         """The op as the ledger records it before applying (e.g. with a value to restore)."""
@@ -137,17 +135,16 @@ class Op:
         """Raise BadEntry if a field read from a ledger is not something this op may act on."""
 
     @staticmethod
-    def from_dict(data: Any, registry: Mapping[str, type[Op]] | None = None) -> Op:
+    def from_dict(data: Any, registry: Mapping[str, type[Op]]) -> Op:
         """Rebuild an op from its ledger form; BadEntry (one reason) when it is not one.
 
-        Only the classes in `registry` (default OPS) are known; every field is type-checked and
+        Only the classes in `registry` (a lesson's ops) are known; every field is type-checked and
         no string may hold a control character (a NUL would cut a name short in the kernel).
         """
         if not isinstance(data, dict):
             raise BadEntry("not_object")
         name = data.get("op")
-        known_ops = Op.default_registry if registry is None else registry
-        cls = known_ops.get(name) if isinstance(name, str) else None
+        cls = registry.get(name) if isinstance(name, str) else None
         if cls is None:
             raise BadEntry("unknown_op", op=str(name)[:40])
         known = {f.name: f for f in fields(cls)}
@@ -246,7 +243,6 @@ def shell_join(argv: list[str]) -> str:
 def ns_of(snap: Snapshot, name: str | None) -> Namespace:
     """The observed namespace `name`, or an empty one when it was not seen."""
     return snap.ns(name) or Namespace(name)
-
 
 
 def registry_of(*classes: type[Op]) -> dict[str, type[Op]]:

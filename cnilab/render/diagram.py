@@ -173,6 +173,4 @@ def _diagram(snap: Snapshot, topo: Topology, keys: Collection[Key], lang: str,
         rows.append(_panel(t("ui.diagram_outside", lang, name=topo.internet),
                            _namespace_body(inet, topo, keys, None, lang, compact),
                            ("netns", topo.internet) in keys))
-    if not rows:
-        return Text(t("ui.nothing_yet", lang), style="dim")
-    return Group(*rows)
+    return Group(*rows)  # not empty: render_diagram said "nothing yet" before

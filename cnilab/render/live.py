@@ -117,7 +117,6 @@ def _live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: str,
     if live.log:
         parts.append(Text(t("watch.changes", lang), style="bold"))
         for c in list(live.log)[-change_lines:]:
-            new = c.key() in lit or (c.kind == "steps" and any(k[0] == "step" for k in lit))
-            parts.append(Text(describe_change(c, lang), style=NEW if new else "dim"))
+            parts.append(Text(describe_change(c, lang), style=NEW if c.key() in lit else "dim"))
     parts.append(Text(t("watch.footer", lang, count=watched), style="dim"))
     return Group(*parts)
