@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from cnilab.cni.spec import IFNAME_MAX, bad_name_char, ifname_problem
 from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
 from cnilab.ledger import identity
 
 LESSON = "eight-steps"
-IFNAMSIZ = 16  # the kernel's buffer for an interface name, NUL included: 15 bytes usable
 
 
 @dataclass(frozen=True)
@@ -173,25 +172,21 @@ def _iface(data: dict[str, Any], key: str, default: IPv4Interface | None) -> IPv
         raise ConfigError.of("cfg_bad_cidr", key=key, value=value, detail=e) from e
 
 
-def _bad_char(ch: str) -> bool:
-    # A NUL would cut the name short in the kernel (and in /run/netns): "red\0x" acts on red.
-    return ch == "/" or ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
-
-
 def check_ifname(name: str, what: str) -> None:
-    """Refuse a name the kernel would refuse as an interface name (dev_valid_name's rules)."""
-    if not name:
+    """Refuse a name the kernel would refuse as an interface name (spec.ifname_problem)."""
+    why = ifname_problem(name)
+    if why == "empty":
         raise ConfigError.of("cfg_empty_name", what=what)
-    if any(_bad_char(ch) or ch == ":" for ch in name) or name in (".", ".."):
+    if why == "chars":
         raise ConfigError.of("cfg_bad_chars", what=what, name=name)
-    if len(name.encode()) >= IFNAMSIZ:
+    if why == "long":
         raise ConfigError.of("cfg_long_name", what=what, name=name, size=len(name.encode()),
-                             limit=IFNAMSIZ - 1)
+                             limit=IFNAME_MAX)
 
 
 def check_netns_name(name: str, what: str) -> None:
     """Refuse a namespace name that cannot be a file under /run/netns."""
-    if not name or name in (".", "..") or any(_bad_char(ch) for ch in name):
+    if not name or name in (".", "..") or any(bad_name_char(ch) for ch in name):
         raise ConfigError.of("cfg_bad_netns", what=what, name=name)
     if len(name) > 64:
         raise ConfigError.of("cfg_long_netns", what=what, name=name)

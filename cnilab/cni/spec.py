@@ -10,6 +10,7 @@ import json
 import re
 import sys
 import traceback
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, ip_address, ip_interface
@@ -91,15 +92,30 @@ class Environment:
     path: tuple[str, ...] = ()
 
 
+def bad_name_char(ch: str) -> bool:
+    """A character no kernel name may hold: '/', whitespace, a control character."""
+    # A NUL would cut the name short in the kernel (and in /run/netns): "red\0x" acts on red.
+    return ch == "/" or ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def ifname_problem(name: str) -> str | None:
+    """Why the kernel would refuse `name` as an interface name (dev_valid_name's rules): "empty",
+    "chars" (also '.' and '..'), "long"; None when it would not."""
+    if not name:
+        return "empty"
+    if any(bad_name_char(ch) or ch == ":" for ch in name) or name in (".", ".."):
+        return "chars"
+    return "long" if len(name.encode()) > IFNAME_MAX else None
+
+
 def check_ifname(name: str, what: str = "CNI_IFNAME") -> str | None:
     """Why `name` cannot be a Linux interface name, or None when it can."""
-    if not name or name in (".", ".."):
-        return f"{what} is empty or '.'/'..'"
-    if len(name.encode()) > IFNAME_MAX:
-        return f"{what} {name!r} is longer than {IFNAME_MAX} bytes"
-    if any(c in name for c in "/: \t\n"):
-        return f"{what} {name!r} contains '/', ':' or whitespace"
-    return None
+    why = ifname_problem(name)
+    return None if why is None else {
+        "empty": f"{what} is empty",
+        "chars": f"{what} {name!r} is '.'/'..' or contains '/', ':', whitespace or a control "
+                 "character",
+        "long": f"{what} {name!r} is longer than {IFNAME_MAX} bytes"}[why]
 
 
 def parse_cni_args(text: str) -> dict[str, str]:

@@ -267,3 +267,17 @@ def test_a_plugin_call_loads_pyroute2s_messages_only_and_no_asyncio(tmp_path: Pa
     # the netlink message classes, not pyroute2's IPRoute, NDB, IPDB or its event loop
     assert set(ast.literal_eval(pyroute2)) <= {"pyroute2.netlink", "pyroute2.common",
                                               "pyroute2.config", "pyroute2.requests"}
+
+
+@pytest.mark.parametrize("name", ["cni0\x00x", "cni0\r", "a\u200bb", "a:b", "a/b", ".", ""])
+def test_a_name_the_kernel_would_cut_or_refuse_is_refused_by_the_plugin_and_the_lab(
+        name: str) -> None:
+    """One rule for both (a NUL would make "cni0\\0x" act on cni0)."""
+    from cnilab.cni.spec import check_ifname
+    from cnilab.errors import ConfigError
+    from cnilab.topology import check_ifname as lab_check
+
+    assert check_ifname(name, "bridge") is not None
+    with pytest.raises(ConfigError):
+        lab_check(name, "bridge")
+    assert check_ifname("cni0", "bridge") is None
