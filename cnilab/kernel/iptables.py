@@ -14,17 +14,7 @@ import subprocess
 
 from cnilab.errors import KernelError, MissingTool
 from cnilab.kernel.netns import netns_path, run_in_netns
-from cnilab.packages import install_command
-
-
-def which(program: str) -> str | None:
-    """A program's path on PATH, or None when it is not installed."""
-    # shutil.which would import shutil (bz2, lzma, fnmatch): every CNI plugin call pays imports.
-    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
-        path = os.path.join(folder or ".", program)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
+from cnilab.packages import install_command, which
 
 
 def find() -> str | None:

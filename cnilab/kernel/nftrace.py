@@ -18,10 +18,9 @@ import subprocess
 from dataclasses import dataclass
 
 from cnilab.errors import KernelError, MissingTool
-from cnilab.kernel.iptables import which
 from cnilab.kernel.netns import netns_path
 from cnilab.kernel.nfnetlink import attrs, be32, messages, open_socket, text
-from cnilab.packages import install_command
+from cnilab.packages import install_command, which
 
 NFNLGRP_NFTRACE = 9
 NFT_MSG_TRACE = (10 << 8) | 17  # NFNL_SUBSYS_NFTABLES, NFT_MSG_TRACE

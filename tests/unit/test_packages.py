@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def on_path(*tools: str) -> object:
-    """A shutil.which that finds only `tools`."""
+    """A packages.which that finds only `tools`."""
     return lambda name, *a, **kw: f"/usr/bin/{name}" if name in tools else None
 
 
@@ -28,12 +27,12 @@ def on_path(*tools: str) -> object:
 ])
 def test_the_command_follows_the_package_manager(monkeypatch: pytest.MonkeyPatch,
                                                  tools: tuple[str, ...], expected: str) -> None:
-    monkeypatch.setattr(shutil, "which", on_path(*tools))
+    monkeypatch.setattr(packages, "which", on_path(*tools))
     assert packages.install_command("iptables", "iproute2") == expected
 
 
 def test_a_missing_tool_hint_in_both_languages(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shutil, "which", on_path("dnf"))
+    monkeypatch.setattr(packages, "which", on_path("dnf"))
     with pytest.raises(MissingTool) as caught:
         iptables.require(None)
     assert caught.value.render("en")[1] == "install it: sudo dnf install iptables-nft"
