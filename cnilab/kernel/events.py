@@ -187,8 +187,7 @@ class NamespaceEvents:
         self._iptables = _iptables.find()
         # iptables-nft announces rule changes on NFNLGRP_NFTABLES; the legacy backend says
         # nothing, so there NAT rules are read again whenever anything else changes.
-        self._nft = self._iptables is not None and (
-            _iptables.backend(self._iptables) == "nf_tables")
+        self._nft = _iptables.is_nft(self._iptables)  # as the Kernel decides it: no process
         self._selector = selectors.DefaultSelector()
         self._sockets: dict[str | None, list[socket.socket]] = {}
         self._pending: dict[str, float] = {}  # created names not mounted yet: give-up time
