@@ -26,7 +26,7 @@ def trusted(st: os.stat_result) -> bool:
     return st.st_uid in (0, os.geteuid())
 
 
-def _check_parents(path: Path) -> None:
+def check_parents(path: Path) -> None:
     """Every folder above `path` that exists: trusted, and writable by others only if sticky
     (as /tmp is: there no one else can rename or remove what is ours)."""
     for parent in reversed(path.parents):
@@ -48,7 +48,7 @@ def safe_dir(path: str | os.PathLike[str], mode: int = DIR_MODE) -> Path:
     folder (no symlink), trusted, writable by no one else. An existing folder's mode is never
     changed: it may be shared (CNILAB_RUN_DIR=/tmp), so one others can write is refused."""
     path = Path(os.path.abspath(path))
-    _check_parents(path)
+    check_parents(path)
     missing = []
     here = path
     while not os.path.lexists(here):

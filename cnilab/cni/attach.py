@@ -5,7 +5,6 @@ killed at any point is torn down by the one teardown path.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from typing import Any, ClassVar
 from cnilab.cni.chain import Attachment, NetworkList, Runner, parse_list
 from cnilab.errors import CollisionError
 from cnilab.ops import Kernel, Key, Op, Proof
+from cnilab.runfiles import safe_dir, trusted
 from cnilab.state import Snapshot
 
 
@@ -27,14 +27,11 @@ class StateDir(Op):
     path: str = ""
 
     def apply(self, kernel: Kernel) -> None:
-        Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(self.path, 0o700)
-        st = os.lstat(self.path)
-        # Never adopt a folder someone else made (or a symlink planted in its place).
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-            raise CollisionError.of("taken", what=f"folder {self.path}")
-        os.chmod(self.path, 0o700)  # whatever the umask was
+        try:
+            safe_dir(self.path, 0o700)  # 0700 whatever the umask; its parents checked
+        except CollisionError:
+            # Never adopt a folder someone else made (or a symlink planted in its place).
+            raise CollisionError.of("taken", what=f"folder {self.path}") from None
 
     def undo(self, kernel: Kernel) -> None:
         if os.path.isdir(self.path) and not os.path.islink(self.path):
@@ -42,12 +39,12 @@ class StateDir(Op):
 
     def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
         # Killed before the completion line: the folder is ours if it is a real folder of
-        # ours (root's, 0700, inside cnilab's own run directory), never a planted symlink.
+        # root's (runfiles.trusted), never a planted symlink.
         try:
             st = os.lstat(self.path)
         except OSError:
             return done
-        return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+        return stat.S_ISDIR(st.st_mode) and trusted(st)
 
     def satisfied(self, snap: Snapshot) -> bool:
         return os.path.isdir(self.path)

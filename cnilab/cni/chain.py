@@ -20,7 +20,8 @@ from typing import Any
 from cnilab.cni import spec
 from cnilab.cni.exec import Call, find_plugin, invoke
 from cnilab.cni.spec import CniError
-from cnilab.errors import ConfigError
+from cnilab.errors import CollisionError, ConfigError
+from cnilab.runfiles import PRIVATE_MODE, read_file, safe_dir, write_atomic
 
 CACHE_KIND = "cni.dev/attachment"
 CONF_SUFFIXES = (".conflist", ".conf", ".json")
@@ -218,39 +219,19 @@ class Runner:
                                                                         att.args],
                  "capabilityArgs": dict(att.capability_args), "config": json.loads(
                      net.to_json()), "result": dict(result)}
-        self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_private(self.cache_path(net, att), json.dumps(entry, indent=1).encode())
+        safe_dir(self.cache_dir, 0o700)
+        write_atomic(self.cache_path(net, att), json.dumps(entry, indent=1).encode(),
+                     PRIVATE_MODE)
 
 
 def read_cache(path: Path) -> dict[str, Any] | None:
-    """A cache entry, or None when there is none (or it is not ours to read)."""
+    """A cache entry, or None when there is none (or it is not ours to read: runfiles)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+        raw = read_file(path)
+        data = json.loads(raw) if raw is not None and len(raw) <= MAX_CONF_BYTES else None
+    except (CollisionError, ValueError):
         return None
-    with os.fdopen(fd, "rb") as f:
-        try:
-            data = json.loads(f.read(MAX_CONF_BYTES))
-        except ValueError:
-            return None
     return data if isinstance(data, dict) and data.get("kind") == CACHE_KIND else None
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a root-only file whole: a random temp name (O_EXCL, O_NOFOLLOW), renamed into place.
-
-    The folder is the runtime's own (0700); the mode is set on the open file whatever the umask.
-    """
-    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def cni_path(*folders: str | os.PathLike[str]) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cnilab.cni.spec import INVALID_CONFIG, CniError
 from cnilab.errors import CollisionError
-from cnilab.runfiles import safe_dir, trusted, write_atomic
+from cnilab.runfiles import check_parents, safe_dir, trusted, write_atomic
 
 # Each executable calls one function of cnilab.cni.entry, which answers VERSION before importing
 # anything else.
@@ -64,18 +64,14 @@ def _precompile() -> None:
 
 def _target_dir(folder: str | os.PathLike[str]) -> Path:
     """The bin folder, made (0755) if missing; refused when others could swap what we write:
-    writable by group or others without the sticky bit, or a symlink another user planted."""
+    it or a folder above it writable by others without the sticky bit, another user's, or a
+    symlink another user planted (runfiles.check_parents). A root-owned symlink is followed."""
     target = Path(os.path.abspath(folder))
     if not os.path.lexists(target):
         return safe_dir(target)
-    link = os.lstat(target)
-    if stat.S_ISLNK(link.st_mode) and not trusted(link):
-        raise CollisionError.of("unsafe_link", path=target)
-    st = os.stat(target)
-    if not stat.S_ISDIR(st.st_mode):
+    check_parents(target / "cnilab")  # every folder above the executable, the bin folder too
+    if not target.is_dir():
         raise CollisionError.of("unsafe_not_dir", path=target)
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-        raise CollisionError.of("unsafe_writable", path=target)
     return target
 
 

@@ -24,7 +24,7 @@ from cnilab.cni import network as lesson
 from cnilab.cni import spec
 from cnilab.cni.attach import AttachNetwork, StateDir
 from cnilab.cni.bridge import PrependRoute, same_netns
-from cnilab.cni.chain import NetworkList, reference_path, write_private
+from cnilab.cni.chain import NetworkList, reference_path
 from cnilab.cni.exec import Call, config_version, find_reference, invoke, traced
 from cnilab.cni.install import install
 from cnilab.cni.network import IFNAME, PortMapping
@@ -36,6 +36,7 @@ from cnilab.ledger import Ledger, identity, run_dir
 from cnilab.ops import OPS, AddNetns, LinkUp, Op, StartServer, registry_of
 from cnilab.packages import install_command
 from cnilab.probes import Proof, http_get
+from cnilab.runfiles import PRIVATE_MODE, safe_dir, write_atomic
 
 # The ops the runtime's ledger reads back: the engine's and the runtime's own.
 CNI_OPS = {**OPS, **registry_of(StateDir, AttachNetwork, StartStandIn, PrependRoute)}
@@ -169,10 +170,10 @@ class Runtime:
         self.ledger.apply(missing, self.kernel)
         self.kernel.close_netns(self.world)
         install(self.bin)
-        self.conf_dir.mkdir(mode=0o700, exist_ok=True)
+        safe_dir(self.conf_dir, 0o700)
         conflist = json.loads(self.network().to_json())
-        write_private(self.conf_dir / f"10-{lesson.NETWORK}.conflist",
-                      json.dumps(conflist, indent=2).encode())
+        write_atomic(self.conf_dir / f"10-{lesson.NETWORK}.conflist",
+                     json.dumps(conflist, indent=2).encode(), PRIVATE_MODE)
 
     def _check_new(self, name: str) -> None:
         if not spec.ID_RE.match(name) or len(name) > POD_NAME_MAX:

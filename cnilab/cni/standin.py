@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from cnilab.errors import CnilabError
 from cnilab.ops import Kernel, Key, Op, Proof
+from cnilab.runfiles import PRIVATE_MODE, open_file, read_file
 from cnilab.state import Snapshot
 
 MARKER = "cnilab.cni.standin"  # teardown checks /proc/PID/cmdline for it before a signal
@@ -30,9 +32,9 @@ CLONE_NEWNET = 0x40000000
 def running_pid(pidfile: str | os.PathLike[str], name: str) -> int | None:
     """The stand-in's PID if it is alive and really ours (the PID not reused by another)."""
     try:
-        pid = int(Path(pidfile).read_text())
+        pid = int(read_file(pidfile) or b"")  # never through a planted link (runfiles)
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
+    except (OSError, ValueError, CnilabError):
         return None
     return pid if MARKER.encode() in cmdline and name.encode() in cmdline else None
 
@@ -108,7 +110,7 @@ def main() -> None:
         sys.exit(f"{MARKER}: unshare: {os.strerror(ctypes.get_errno())}")
     _lo_up()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    fd = os.open(args.pidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = open_file(args.pidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
     with os.fdopen(fd, "w") as f:
         f.write(str(os.getpid()))
     try:

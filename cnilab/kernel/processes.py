@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cnilab.errors import KernelError
+from cnilab.errors import CollisionError, KernelError
+from cnilab.runfiles import read_file
 
 # The web server's module name, which teardown looks for in /proc/PID/cmdline. Not imported
 # from it: that would load http.server (and email, ssl) into every CNI plugin call.
@@ -55,7 +56,11 @@ def stop_server(run_dir: Path, netns: str | None, port: int) -> None:
     """Stop the web server cnilab started there, by its PID, and only if it is ours."""
     path = pidfile(run_dir, netns, port)
     try:
-        pid = int(path.read_text())
+        raw = read_file(path)
+    except CollisionError:
+        return  # not a file cnilab wrote (a planted link): nothing to signal, nothing to remove
+    try:
+        pid = int(raw or b"")
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (FileNotFoundError, ValueError, ProcessLookupError):
         path.unlink(missing_ok=True)

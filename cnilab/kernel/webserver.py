@@ -14,6 +14,8 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from cnilab.runfiles import open_file
+
 # Teardown checks /proc/PID/cmdline for it before sending a signal.
 MARKER = "cnilab.kernel.webserver"
 
@@ -49,11 +51,9 @@ def serve(netns: str | None, port: int, body: str, pidfile: Path) -> None:
             pass  # no terminal to write to: cnilab starts us detached
 
     server = _Server(("0.0.0.0", port), Handler)
-    # Written as root: never through a link someone planted there (O_EXCL, O_NOFOLLOW), never
-    # group- or other-writable whatever the umask (fchmod); the caller removed any old one.
-    fd = os.open(pidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o644)
-    os.fchmod(fd, 0o644)
+    # Written as root (runfiles: no planted link followed, the mode whatever the umask); new
+    # (O_EXCL): the caller removed any old one.
+    fd = open_file(pidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(str(os.getpid()))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

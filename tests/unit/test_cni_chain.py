@@ -13,12 +13,13 @@ from typer.testing import CliRunner
 
 from cnilab.cli import app
 from cnilab.cni.attach import AttachNetwork, StateDir
-from cnilab.cni.chain import find, load, parse_list, read_cache, write_private
+from cnilab.cni.chain import find, load, parse_list, read_cache
 from cnilab.cni.cli import cni_app
 from cnilab.cni.runtime import CNI_OPS
 from cnilab.errors import ConfigError
 from cnilab.ledger import Ledger
 from cnilab.ops import Op
+from cnilab.runfiles import PRIVATE_MODE, write_atomic
 from tests.unit.fake_kernel import FakeKernel
 
 CONFLIST = {"cniVersion": "1.0.0", "name": "chained", "plugins": [
@@ -87,7 +88,8 @@ def test_cache_file_is_root_only_whatever_the_umask(tmp_path: Path) -> None:
     old = os.umask(0)
     try:
         path = tmp_path / "net-id-eth0"
-        write_private(path, json.dumps({"kind": "cni.dev/attachment", "result": {}}).encode())
+        write_atomic(path, json.dumps({"kind": "cni.dev/attachment", "result": {}}).encode(),
+                     PRIVATE_MODE)
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o600
