@@ -76,6 +76,11 @@ class Link:
     carrier: bool | None = None  # IFF_LOWER_UP: a veth has it only while both ends are up
 
 
+def first_ip(link: Link | None) -> str | None:
+    """A link's first address without its prefix length; None without a link or an address."""
+    return link.addresses[0].split("/")[0] if link is not None and link.addresses else None
+
+
 @dataclass(frozen=True)
 class Neighbour:
     """One entry of a namespace's neighbour (ARP) table, as `ip neigh` shows it."""

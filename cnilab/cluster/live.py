@@ -17,10 +17,10 @@ from typing import Any
 
 from cnilab.cluster.plan import LAN_NETNS, NODE_IF, POD_BRIDGE, POD_IF, WORLD_NETNS
 from cnilab.kernel.events import Observed
-from cnilab.state import Link, Namespace, Snapshot
+from cnilab.state import Link, Namespace, Snapshot, first_ip
+from cnilab.steps import FORWARDING
 from cnilab.watch import Change, LiveLab, diff
 
-FORWARD = "net.ipv4.ip_forward"
 CHECKS = ("lan", "bridge", "forward", "default", "routes", "pods")  # in the lesson's order
 
 
@@ -67,7 +67,7 @@ class NodeView:
     @property
     def ip(self) -> str | None:
         """ens3's address, without its prefix length."""
-        return _address(self.lan)
+        return first_ip(self.lan)
 
     @property
     def pod_cidr(self) -> str | None:
@@ -102,10 +102,6 @@ class NodeView:
         }
 
 
-def _address(link: Link | None) -> str | None:
-    return link.addresses[0].split("/")[0] if link is not None and link.addresses else None
-
-
 @dataclass(frozen=True)
 class ClusterView:
     """The cluster in the observed state: nodes with their pods, LAN gateway, outside world."""
@@ -124,7 +120,7 @@ class ClusterView:
 def _node(name: str, ns: Namespace, pods: list[PodView]) -> NodeView:
     default = next((r for r in ns.routes if r.dst == "default"), None)
     return NodeView(name, ns.name or "", ns.link(NODE_IF), ns.link(POD_BRIDGE),
-                    ns.sysctls.get(FORWARD) == "1", default.gateway if default else None,
+                    ns.sysctls.get(FORWARDING) == "1", default.gateway if default else None,
                     {r.dst: r.gateway for r in ns.routes if r.gateway},
                     tuple(sorted(pods, key=lambda p: (len(p.name), p.name))))
 
@@ -148,7 +144,7 @@ def cluster_view(snap: Snapshot, prefix: str) -> ClusterView:
             eth0 = ns.link(POD_IF)
             pod = netns[len(prefix):]
             pods.setdefault(found.group(1), []).append(
-                PodView(pod, netns, _address(eth0), bool(eth0 and eth0.up)))
+                PodView(pod, netns, first_ip(eth0), bool(eth0 and eth0.up)))
     others += [p.netns for node, ps in pods.items() if node not in nodes for p in ps]
     views = tuple(_node(n, nodes[n], pods.get(n, [])) for n in sorted(nodes))
     return ClusterView(prefix, views, snap.ns(lan_name), snap.ns(world_name),

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cnilab.cluster.live import ClusterLive, ClusterView, NodeView
-from cnilab.cluster.plan import LAN_BRIDGE, UPLINK, WORLD_IF, lab_id
+from cnilab.cluster.plan import LAN_BRIDGE, LAN_NETNS, UPLINK, WORLD_IF, WORLD_NETNS, lab_id
 from cnilab.i18n import t
 from cnilab.ops import Key
 from cnilab.render.diagram import NEW
@@ -127,7 +127,7 @@ def _addr(ns: Namespace | None, name: str) -> str:
 def render_edges(view: ClusterView, lang: str, lit: Collection[Key]) -> list[Text]:
     """The LAN gateway and the outside world, a line each."""
     lan, world = view.lan, view.world
-    lan_name, world_name = view.prefix + "cnilab-lan", view.prefix + "cnilab-world"
+    lan_name, world_name = view.prefix + LAN_NETNS, view.prefix + WORLD_NETNS
     ports = sum(1 for ln in lan.links if ln.master == LAN_BRIDGE) if lan else 0
     gateway = t("cluster_watch.gateway", lang, netns=lan_name, bridge=LAN_BRIDGE,
                 ip=_addr(lan, LAN_BRIDGE), ports=ports, uplink=UPLINK, uplink_ip=_addr(lan, UPLINK))

@@ -13,11 +13,7 @@ from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.plan import LAN_BRIDGE, POD_IF, UPLINK, WORLD_IF
 from cnilab.kernel import list_netns
 from cnilab.kernel.sockets import TcpSocket, tcp_sockets
-from cnilab.state import Link, Namespace, Snapshot
-
-
-def _ip(link: Link | None) -> str | None:
-    return link.addresses[0].split("/")[0] if link is not None and link.addresses else None
+from cnilab.state import Link, Namespace, Snapshot, first_ip
 
 
 def _lan_link(ns: Namespace, lan_netns: str) -> Link | None:
@@ -85,12 +81,12 @@ def read_status(cluster: Cluster, snap: Snapshot | None = None) -> dict[str, Any
             pod_ns = snap.ns(plan.pod_netns(pod))
             if pod_ns is not None:
                 pods.append({"name": pod.name, "netns": plan.pod_netns(pod),
-                             "ip": _ip(pod_ns.link(POD_IF))})
+                             "ip": first_ip(pod_ns.link(POD_IF))})
         nodes.append({
             "name": node.name,
             "netns": plan.netns(node),
             "interface": lan_link.name if lan_link else None,
-            "ip": _ip(lan_link),
+            "ip": first_ip(lan_link),
             "mac": lan_link.mac if lan_link else None,
             "pod_cidr": (str(IPv4Interface(pod_bridge.addresses[0]).network)
                          if pod_bridge else None),
@@ -108,11 +104,12 @@ def read_status(cluster: Cluster, snap: Snapshot | None = None) -> dict[str, Any
         "nodes": nodes,
         "gateway": {
             "netns": plan.lan_netns,
-            "ip": _ip(switch),
-            "uplink": _ip(lan.link(UPLINK)) if lan else None,
+            "ip": first_ip(switch),
+            "uplink": first_ip(lan.link(UPLINK)) if lan else None,
             "nat": list(lan.nat or ()) if lan else [],
         },
         "lan": {"bridge": LAN_BRIDGE if switch else None,
                 "ports": [ln.name for ln in lan.links if ln.master == LAN_BRIDGE] if lan else []},
-        "outside": {"netns": plan.world_netns, "ip": _ip(world.link(WORLD_IF)) if world else None},
+        "outside": {"netns": plan.world_netns,
+                    "ip": first_ip(world.link(WORLD_IF)) if world else None},
     }

@@ -35,9 +35,8 @@ from cnilab.ops import (
 )
 from cnilab.ops import Kernel as KernelLike
 from cnilab.state import Snapshot
-from cnilab.steps import Step
+from cnilab.steps import FORWARDING, Step
 
-FORWARD = "net.ipv4.ip_forward"
 GONE_PORT = ("vethgone", "vethgone-c")  # the veth of a container that came and went
 
 
@@ -114,7 +113,7 @@ def gateway_ops(plan: ClusterPlan) -> list[Op]:
         *(LinkUp(world, n) for n in ("lo", WORLD_IF)),
         # The gateway routes between the LAN and the outside, and hides the LAN behind its
         # uplink address: the outside has no route back to 172.17.0.0/16.
-        SetSysctl(lan, FORWARD, "1"),
+        SetSysctl(lan, FORWARDING, "1"),
         AddRule(lan, "nat", "POSTROUTING", ("-s", str(LAN), "-o", UPLINK, "-j", "MASQUERADE")),
         *(AddRoute(plan.netns(node), "default", str(GATEWAY.ip)) for node in plan.nodes),
     ]
@@ -143,7 +142,7 @@ def route_ops(plan: ClusterPlan, node: Node) -> list[Op]:
     return [
         # The node forwards between cni0 and ens3; pod traffic leaving the pod network takes the
         # node's address (as flannel's ipMasq does), pod-to-pod traffic keeps its own.
-        SetSysctl(ns, FORWARD, "1"),
+        SetSysctl(ns, FORWARDING, "1"),
         AddRule(ns, "nat", "POSTROUTING", ("-s", str(node.pod_cidr), "!", "-d",
                                            str(plan.pod_network), "-j", "MASQUERADE")),
         *(AddRoute(ns, str(other.pod_cidr), str(other.address.ip))

@@ -36,16 +36,17 @@ class AddRule(Op):
     spec: tuple[str, ...] = ()
     comment: str = TAG
 
-    def _rule(self) -> list[str]:
+    def rule(self) -> list[str]:
+        """The rule's words after the chain, with cnilab's comment."""
         # The comment goes before the target, where `iptables -S` prints it.
         j = self.spec.index("-j") if "-j" in self.spec else len(self.spec)
         return [*self.spec[:j], "-m", "comment", "--comment", self.comment, *self.spec[j:]]
 
     def apply(self, kernel: Kernel) -> None:
-        kernel.iptables(self.netns, ["-t", self.table, "-A", self.chain, *self._rule()])
+        kernel.iptables(self.netns, ["-t", self.table, "-A", self.chain, *self.rule()])
 
     def undo(self, kernel: Kernel) -> None:
-        kernel.iptables(self.netns, ["-t", self.table, "-D", self.chain, *self._rule()],
+        kernel.iptables(self.netns, ["-t", self.table, "-D", self.chain, *self.rule()],
                         missing_ok=True)
 
     def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
@@ -57,10 +58,10 @@ class AddRule(Op):
         return rules is not None and any(rule_tokens(r) == want for r in rules)
 
     def argv(self) -> list[str]:
-        return ["iptables", "-t", self.table, "-A", self.chain, *self._rule()]
+        return ["iptables", "-t", self.table, "-A", self.chain, *self.rule()]
 
     def undo_argv(self) -> list[str] | None:
-        return ["iptables", "-t", self.table, "-D", self.chain, *self._rule()]
+        return ["iptables", "-t", self.table, "-D", self.chain, *self.rule()]
 
     def highlights(self) -> tuple[Key, ...]:
         # The rule itself, as observed rules compare: step 9's rule is new, step 8's is not.

@@ -17,11 +17,10 @@ from cnilab.cluster.plan import GATEWAY, OUTSIDE_HOST, ClusterPlan
 from cnilab.errors import ConfigError
 from cnilab.ops import AddAddress, AddRule, Op, SetSysctl
 from cnilab.scenario.faults import DelAddress, DelRoute, DelRule, LinkDown, NoMaster, SetPolicy
-from cnilab.steps import LAST_STEP, build_steps
+from cnilab.steps import FORWARDING, LAST_STEP, build_steps
 from cnilab.topology import Container, Topology
 
 LAB, CLUSTER = "eight-steps", "cluster"  # the lesson a scenario breaks
-FORWARD = "net.ipv4.ip_forward"
 BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"  # exists only with br_netfilter
 Plan = Union[Topology, ClusterPlan]
 
@@ -97,7 +96,7 @@ def _lab(plan: Plan) -> Topology:
 
 
 def _no_forwarding(plan: Plan) -> list[Op]:
-    return [SetSysctl(_lab(plan).node, FORWARD, "0")]
+    return [SetSysctl(_lab(plan).node, FORWARDING, "0")]
 
 
 def _port_down(plan: Plan) -> list[Op]:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from cnilab.errors import KernelError
-from cnilab.ops import AddRule, Kernel, Key, Op, Proof, registry_of
+from cnilab.ops import AddRule, Kernel, Key, Op, Proof, ns_of, registry_of
 from cnilab.scenario.record import SUFFIX, read_record, remove_record, write_record
-from cnilab.state import TAG, Link, Namespace, Snapshot
+from cnilab.state import TAG, Link, Snapshot
 
 
 class FaultKernel(Kernel, Protocol):
@@ -32,11 +32,6 @@ def _k(kernel: Kernel) -> FaultKernel:
     return cast(FaultKernel, kernel)
 
 
-def _link(snap: Snapshot, netns: str | None, name: str) -> Link | None:
-    ns = snap.ns(netns) or Namespace(netns)
-    return ns.link(name)
-
-
 @dataclass(frozen=True)
 class LinkDown(Op):
     """ip link set NAME down"""
@@ -50,7 +45,7 @@ class LinkDown(Op):
         kernel.set_up(self.netns, self.name)
 
     def satisfied(self, snap: Snapshot) -> bool:
-        link = _link(snap, self.netns, self.name)
+        link = ns_of(snap, self.netns).link(self.name)
         return link is not None and not link.up
 
     def argv(self) -> list[str]:
@@ -77,7 +72,7 @@ class NoMaster(Op):
         kernel.set_master(self.netns, self.name, self.master)
 
     def satisfied(self, snap: Snapshot) -> bool:
-        link = _link(snap, self.netns, self.name)
+        link = ns_of(snap, self.netns).link(self.name)
         return link is not None and link.master != self.master
 
     def argv(self) -> list[str]:
@@ -104,7 +99,7 @@ class DelRoute(Op):
         _k(kernel).replace_route(self.netns, self.dst, self.gateway)  # idempotent
 
     def satisfied(self, snap: Snapshot) -> bool:
-        ns = snap.ns(self.netns) or Namespace(self.netns)
+        ns = ns_of(snap, self.netns)
         return not any(r.dst == self.dst and r.gateway == self.gateway for r in ns.routes)
 
     def argv(self) -> list[str]:
@@ -133,7 +128,7 @@ class DelAddress(Op):
             kernel.add_address(self.netns, self.dev, self.cidr)
 
     def satisfied(self, snap: Snapshot) -> bool:
-        link = _link(snap, self.netns, self.dev)
+        link = ns_of(snap, self.netns).link(self.dev)
         return link is None or self.cidr not in link.addresses
 
     def argv(self) -> list[str]:
@@ -162,7 +157,7 @@ class DelRule(Op):
         self._added().undo(kernel)  # iptables -D, the very rule AddRule made
 
     def undo(self, kernel: Kernel) -> None:
-        check = ["-t", self.table, "-C", self.chain, *self._added().argv()[5:]]
+        check = ["-t", self.table, "-C", self.chain, *self._added().rule()]
         try:
             kernel.iptables(self.netns, check)  # -C exits 1 when the rule is not there
         except KernelError:
@@ -172,7 +167,7 @@ class DelRule(Op):
         return not self._added().satisfied(snap)
 
     def argv(self) -> list[str]:
-        return ["iptables", "-t", self.table, "-D", self.chain, *self._added().argv()[5:]]
+        return ["iptables", "-t", self.table, "-D", self.chain, *self._added().rule()]
 
     def undo_argv(self) -> list[str] | None:
         return self._added().argv()

@@ -18,11 +18,12 @@ from cnilab import probes
 from cnilab.cluster.plan import GATEWAY, OUTSIDE_HOST, POD_IF, ClusterPlan
 from cnilab.i18n import t
 from cnilab.kernel import Kernel
-from cnilab.ops import rule_tokens
+from cnilab.ops import ns_of, rule_tokens
 from cnilab.probes import Proof
-from cnilab.scenario.catalog import BRIDGE_NF, FORWARD, Plan, red_blue
+from cnilab.scenario.catalog import BRIDGE_NF, Plan, red_blue
 from cnilab.scenario.faults import policy_of
-from cnilab.state import Namespace, Route, Snapshot
+from cnilab.state import Namespace, Route, Snapshot, first_ip
+from cnilab.steps import FORWARDING
 from cnilab.topology import Topology
 
 ELSEWHERE = "198.51.100.1"  # TEST-NET-2: "any address off the lab", only looked up, never sent to
@@ -70,7 +71,7 @@ class Context:
 
     def ns(self, name: str | None) -> Namespace:
         """An observed namespace (empty when it is gone)."""
-        return self.snap.ns(name) or Namespace(name)
+        return ns_of(self.snap, name)
 
 
 def route_to(routes: tuple[Route, ...], address: str) -> Route | None:
@@ -122,12 +123,6 @@ def lab_probes(topo: Topology) -> list[Probe]:
     return jobs
 
 
-def _pod_ip(snap: Snapshot, netns: str) -> str | None:
-    ns = snap.ns(netns)
-    link = ns.link(POD_IF) if ns else None
-    return link.addresses[0].split("/")[0] if link and link.addresses else None
-
-
 def cluster_probes(plan: ClusterPlan, snap: Snapshot) -> list[Probe]:
     """A healthy cluster: pods reach each other across nodes and on one node, and the outside."""
     cp, n1 = plan.nodes[0], plan.nodes[1]
@@ -136,7 +131,7 @@ def cluster_probes(plan: ClusterPlan, snap: Snapshot) -> list[Probe]:
         (first[0], p) for p in plan.pods(cp)[1:2]]
     jobs: list[Probe] = []
     for src, dst in pairs:
-        ip = _pod_ip(snap, plan.pod_netns(dst))
+        ip = first_ip(ns_of(snap, plan.pod_netns(dst)).link(POD_IF))
         jobs.append(_ping(plan.pod_netns(src), src.name, ip, dst.name) if ip else
                     _no_address(plan.pod_netns(src), src.name, dst.name))
     for pod in first:
@@ -158,7 +153,7 @@ def _topo(ctx: Context) -> Topology:
 
 
 def _forwarding(ctx: Context) -> Cause:
-    value = ctx.ns(_topo(ctx).node).sysctls.get(FORWARD)
+    value = ctx.ns(_topo(ctx).node).sysctls.get(FORWARDING)
     return Cause("forwarding", {"node": ctx.values["node"]}, value == "1")
 
 

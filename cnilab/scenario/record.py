@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cnilab.errors import CollisionError
-from cnilab.runfiles import read_file, safe_dir, write_atomic
+from cnilab.runfiles import PRIVATE_MODE, read_file, safe_dir, write_atomic
 
-MODE = 0o600  # the scenario's name is the answer: only root reads it
 SUFFIX = ".scenario.json"
 
 
@@ -27,7 +26,7 @@ def record_path(ledger: Path) -> Path:
 def write_record(path: Path, data: dict[str, Any]) -> None:
     """Replace the file at `path` with `data` as JSON, atomically, mode 0600."""
     safe_dir(path.parent)
-    write_atomic(path, json.dumps(data).encode(), MODE)
+    write_atomic(path, json.dumps(data).encode(), PRIVATE_MODE)  # the name is the answer
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
