@@ -163,8 +163,7 @@ class Scenarios:
         except CnilabError:
             # Refused before anything was made (a name taken): leave no record behind.
             if [type(op) for op in ledger.ops()] == [ScenarioRecord]:
-                record.undo(kernel)
-                ledger.clear()
+                ledger.teardown(kernel)
             raise
         ledger.apply(scenario.faults(self._plan(scenario)), kernel)
 
