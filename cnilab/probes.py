@@ -18,6 +18,7 @@ from cnilab.errors import KernelError
 from cnilab.kernel import run_in_netns
 from cnilab.steps import BONUS_STEP, PUBLISHED_PORT, web_server
 from cnilab.topology import Container, Topology
+from cnilab.trace.packets import echo_request
 
 TIMEOUT = 1.0
 
@@ -53,16 +54,6 @@ def _sentence(key: str, params: dict[str, Any], lang: str) -> str:
     return t(f"proof.{key}", lang, **filled)
 
 
-def icmp_checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of an ICMP message."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
 def ping(netns: str | None, address: str, timeout: float = TIMEOUT, tries: int = 2,
          ident: int | None = None) -> str | None:
     """ICMP echo from `netns` to `address`; None on a reply, else why not (in English)."""
@@ -74,10 +65,7 @@ def ping(netns: str | None, address: str, timeout: float = TIMEOUT, tries: int =
         return e.message
     with sock:
         for seq in range(1, tries + 1):
-            header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-            payload = b"cnilab-probe"
-            checksum = icmp_checksum(header + payload)
-            packet = struct.pack("!BBHHH", 8, 0, checksum, ident, seq) + payload
+            packet = echo_request(ident, seq, b"cnilab-probe")
             try:
                 sock.sendto(packet, (address, 0))
             except OSError as e:

@@ -9,6 +9,17 @@ from typing import Any
 
 ICMP, TCP, UDP = 1, 6, 17
 ECHO_REPLY, DEST_UNREACH, ECHO_REQUEST, TIME_EXCEEDED = 0, 3, 8, 11
+
+
+def echo_request(ident: int, seq: int, payload: bytes) -> bytes:
+    """An ICMP echo request, its checksum (RFC 1071) filled in: for a raw socket to send."""
+    data = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, ident, seq) + payload
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return struct.pack("!BBHHH", ECHO_REQUEST, 0, ~total & 0xFFFF, ident, seq) + payload
 SYN, RST, ACK = 0x02, 0x04, 0x10
 ARP_REQUEST, ARP_REPLY = 1, 2
 ETH_ARP = 0x0806

@@ -16,8 +16,7 @@ import time
 from dataclasses import dataclass
 
 from cnilab.kernel import run_in_netns
-from cnilab.probes import icmp_checksum
-from cnilab.trace.packets import DEST_UNREACH, ECHO_REPLY, ECHO_REQUEST, TIME_EXCEEDED
+from cnilab.trace.packets import DEST_UNREACH, ECHO_REPLY, TIME_EXCEEDED, echo_request
 from cnilab.trace.plan import TracePlan
 
 TIMEOUT = 1.0  # long enough for a lab round trip with ARP; a dead path is decided after it
@@ -72,9 +71,7 @@ class Probe:
 
     def _icmp(self, deadline: float) -> ProbeResult:
         ident = self.plan.ident
-        header = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, ident, 1)
-        packet = struct.pack("!BBHHH", ECHO_REQUEST, 0, icmp_checksum(header + PAYLOAD), ident,
-                             1) + PAYLOAD
+        packet = echo_request(ident, 1, PAYLOAD)
         try:
             self.sock.sendto(packet, (self.plan.dst, 0))
         except OSError as e:
