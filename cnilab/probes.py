@@ -11,6 +11,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,15 +55,24 @@ def _sentence(key: str, params: dict[str, Any], lang: str) -> str:
     return t(f"proof.{key}", lang, **filled)
 
 
+def _socket_in(netns: str | None, make: Callable[[], socket.socket]
+               ) -> tuple[socket.socket | None, str]:
+    """A socket made inside `netns`; (None, why) when the namespace or the address is gone (a
+    student removed it): a failed probe, not a traceback."""
+    try:
+        return run_in_netns(netns, make), ""
+    except (KernelError, OSError) as e:
+        return None, getattr(e, "message", None) or getattr(e, "strerror", None) or str(e)
+
+
 def ping(netns: str | None, address: str, timeout: float = TIMEOUT, tries: int = 2,
          ident: int | None = None) -> str | None:
     """ICMP echo from `netns` to `address`; None on a reply, else why not (in English)."""
     ident = os.getpid() & 0xFFFF if ident is None else ident
-    try:
-        sock = run_in_netns(netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
-                                                         socket.IPPROTO_ICMP))
-    except KernelError as e:  # the namespace is gone (a student removed it): no packet at all
-        return e.message
+    sock, why = _socket_in(netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
+                                                        socket.IPPROTO_ICMP))
+    if sock is None:
+        return why
     with sock:
         for seq in range(1, tries + 1):
             packet = echo_request(ident, seq, b"cnilab-probe")
@@ -93,17 +103,13 @@ def seen_source(client_ns: str | None, server_ns: str | None, server_ip: str,
         s.listen(1)
         return s
 
-    try:
-        listener = run_in_netns(server_ns, listen)
-    except (KernelError, OSError) as e:  # the namespace or the address is gone
-        why = getattr(e, "message", None) or getattr(e, "strerror", None) or str(e)
+    listener, why = _socket_in(server_ns, listen)
+    if listener is None:
         return None, ("", {"text": why})
-    try:
-        client = run_in_netns(client_ns,
-                              lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-    except KernelError as e:
+    client, why = _socket_in(client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    if client is None:
         listener.close()
-        return None, ("", {"text": e.message})
+        return None, ("", {"text": why})
     with listener, client:
         client.settimeout(timeout)
         try:
@@ -122,8 +128,10 @@ def ping_seen_by(src_ns: str | None, dst_ns: str | None, address: str, ident: in
     """Ping `address` from src_ns while dst_ns watches: (the source dst_ns saw, why no reply)."""
     # A raw ICMP socket gets a copy of every ICMP packet its namespace receives, echo requests
     # included: the outside host's view of the packet, whether or not its reply can go back.
-    watcher = run_in_netns(dst_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
-                                                         socket.IPPROTO_ICMP))
+    watcher, why = _socket_in(dst_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
+                                                            socket.IPPROTO_ICMP))
+    if watcher is None:
+        return None, why
     with watcher:
         why_not = ping(src_ns, address, timeout, ident=ident)
         watcher.setblocking(False)
@@ -212,10 +220,10 @@ def http_get(client_ns: str | None, host: str, port: int, timeout: float = TIMEO
              ) -> tuple[str | None, str | None]:
     """A plain HTTP GET from `client_ns`; (body, None) or (None, why not)."""
 
-    def request() -> socket.socket:
-        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-
-    with run_in_netns(client_ns, request) as sock:
+    sock, why = _socket_in(client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    if sock is None:
+        return None, why
+    with sock:
         sock.settimeout(timeout)
         try:
             sock.connect((host, port))

@@ -447,3 +447,18 @@ def test_doctor_checks_the_machine_for_real_and_sees_leftovers(cnilab: Cnilab) -
     assert cnilab.run("step", "1").returncode == 0
     second = cnilab.run("doctor")
     assert second.returncode == 1 and "✘ leftovers" in second.stdout
+
+
+def test_every_probe_from_or_to_a_namespace_that_is_gone_fails_with_a_reason(
+        prefix: str) -> None:
+    """A student may remove a namespace: the probes say so, they never raise."""
+    gone, here = prefix + "gone", prefix + "here"
+    subprocess.run(["ip", "netns", "add", here], check=True)
+    subprocess.run(["ip", "-n", here, "link", "set", "lo", "up"], check=True)
+    assert probes.ping(gone, "192.168.15.2")
+    assert probes.seen_source(gone, here, "127.0.0.1")[0] is None  # the client's is gone
+    assert probes.seen_source(here, gone, "127.0.0.1")[0] is None  # the listener's is gone
+    seen, why = probes.ping_seen_by(here, gone, "127.0.0.1", 4242)
+    assert seen is None and why
+    body, why = probes.http_get(gone, "192.168.15.2", 80)
+    assert body is None and why
