@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.console import JsonOption, LangOption, guarded, lang_of, opts, out, out_json
+from cnilab.console import (
+    JsonOption,
+    LangOption,
+    command_line,
+    guarded,
+    lang_of,
+    out,
+    out_json,
+)
 from cnilab.errors import CnilabError, ConfigError
 
 if TYPE_CHECKING:
@@ -58,14 +66,9 @@ def _scenarios(ctx: typer.Context) -> Scenarios:
 
 
 def _values(ctx: typer.Context, running: Running) -> dict[str, str]:
-    """The running scenario's names, and how this student calls cnilab (with --config too)."""
-    import shlex
-
-    values = running.values
-    config = opts(ctx).config
-    if config is not None:
-        values["cnilab"] += f" --config {shlex.quote(str(config))}"
-    return values
+    """The running scenario's names, and how this student calls cnilab (console.command_line:
+    the same program, --prefix, --config and sudo as typed)."""
+    return {**running.values, "cnilab": command_line(ctx)}
 
 
 @scenario_app.command("list")
@@ -83,7 +86,7 @@ def list_(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = No
     from rich.table import Table
 
     from cnilab.i18n import t
-    from cnilab.scenario.catalog import SCENARIOS, invocation
+    from cnilab.scenario.catalog import SCENARIOS
     from cnilab.scenario.text import title
 
     with guarded(ctx, lang):
@@ -100,7 +103,7 @@ def list_(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = No
         for r in rows:
             table.add_row(r["name"], escape(r["title"]), r["lesson"], STARS[r["difficulty"]])
         out(table)
-        start_line = t("scenario.list_start", lang, cnilab=invocation(opts(ctx).prefix or ""))
+        start_line = t("scenario.list_start", lang, cnilab=command_line(ctx))
         out(_para(escape(start_line)))
 
 
