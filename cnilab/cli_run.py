@@ -53,23 +53,11 @@ def _report_json(report: StepReport, lab: Lab, lesson: Lesson, lang: str) -> dic
 
 
 def _print_plan(lab: Lab, numbers: list[int], lesson: Lesson, lang: str) -> None:
-    from rich.markup import escape
-
-    from cnilab.i18n import t
-    from cnilab.render.commands import render_commands
+    from cnilab.render.commands import render_plan
     from cnilab.steps import setup_ops
 
-    stage = setup_ops(lab.topo)
-    if stage and 1 in numbers:
-        out(f"[dim]# {escape(t('ui.stage', lang))}[/]")
-        out(render_commands(stage, None))
-    for n in numbers:
-        # `# step N:` exactly: scripts (and older copies of the equivalence test) split the plan
-        # there, and run what comes before it on this machine.
-        out(f"[dim]# {escape(t('ui.plan_step', lang, number=n))}: "
-            f"{escape(lesson.step(n).title)}[/]")
-        out(render_commands(lab.step(n).ops, lab.topo.node))
-
+    out(*render_plan([(n, lesson.step(n).title, lab.step(n).ops) for n in numbers],
+                     lab.topo.node, lang, setup_ops(lab.topo) if 1 in numbers else ()))
 
 
 @run_app.command()

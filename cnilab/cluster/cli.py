@@ -128,18 +128,13 @@ def up(
 
 def _print_plan(plan: ClusterPlan, lang: str) -> None:
     """Every command of `up`, under the lesson section that explains it."""
-    from rich.markup import escape
-
-    from cnilab.i18n import t
     from cnilab.lesson import get
-    from cnilab.render.commands import render_commands
+    from cnilab.render.commands import render_plan
 
     lesson = get("cluster")
     assert lesson.steps is not None
-    for step in lesson.steps(plan):
-        title = lesson.section(step.number, lang).title
-        out(f"[dim]# {escape(t('ui.plan_step', lang, number=step.number))}: {escape(title)}[/]")
-        out(render_commands(step.ops, None, lang))
+    out(*render_plan([(s.number, lesson.section(s.number, lang).title, s.ops)
+                      for s in lesson.steps(plan)], None, lang))
 
 
 @cluster_app.command()

@@ -109,6 +109,22 @@ def render_commands(ops: Sequence[Op], here: str | None, lang: str = "en") -> Re
     return Listing(command_lines(ops, here) or ["# " + t("ui.nothing_to_do", lang)])
 
 
+def render_plan(steps: Sequence[tuple[int, str, Sequence[Op]]], here: str | None, lang: str,
+                stage: Sequence[Op] = ()) -> list[RenderableType]:
+    """A dry run: the stage (made on this machine first), then each step's commands under its
+    `# step N: title` line (exactly: scripts split a plan there, the equivalence test too)."""
+    def heading(text: str) -> Text:
+        return Text("# " + text, style="dim")
+
+    parts: list[RenderableType] = []
+    if stage:
+        parts += [heading(t("ui.stage", lang)), render_commands(stage, None, lang)]
+    for number, title, ops in steps:
+        parts += [heading(f"{t('ui.plan_step', lang, number=number)}: {title}"),
+                  render_commands(ops, here, lang)]
+    return parts
+
+
 def render_proofs(proofs: Sequence[Proof], lang: str = "en") -> RenderableType:
     """One line per proof: passed or failed, the claim, and what was seen."""
     lines = []
