@@ -34,7 +34,7 @@ from cnilab.kernel.netns import (
     read_sysctl,
     run_in_netns,
 )
-from cnilab.state import Route
+from cnilab.state import FdbEntry, Neighbour, Route
 
 # rtnetlink multicast groups, in the bind() bitmask form of <linux/rtnetlink.h>.
 RTMGRP_LINK, RTMGRP_NEIGH, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x4, 0x10, 0x40
@@ -45,8 +45,6 @@ NETLINK_ROUTE, NETLINK_NETFILTER, NFNLGRP_NFTABLES = 0, 12, 7
 RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR = 16, 17, 20, 21
 RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWNEIGH, RTM_DELNEIGH = 24, 25, 28, 29
 RTM_NEWNETCONF, RTM_DELNETCONF = 80, 81
-NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
-AF_BRIDGE = 7
 
 IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE, IN_Q_OVERFLOW = 0x40, 0x80, 0x100, 0x200, 0x4000
 IN_NONBLOCK, IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
@@ -59,24 +57,6 @@ ALL = frozenset((LINKS, NEIGHBOURS, SYSCTLS, NAT))
 QUIET, LONGEST = 0.02, 0.1  # one `ip` command's messages: a burst that ends after 20 ms of quiet
 RETRY, GIVE_UP = 0.01, 2.0  # a new name under /run/netns is a namespace once it is mounted
 BUFFER = 1 << 20
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    """An ARP entry: the MAC address the namespace learned for an IP address."""
-
-    ip: str
-    dev: str | None
-    mac: str | None  # None while unresolved (INCOMPLETE, FAILED)
-
-
-@dataclass(frozen=True)
-class FdbEntry:
-    """A MAC address a bridge learned behind one of its ports (`bridge fdb`, learned only)."""
-
-    mac: str
-    port: str | None
-    bridge: str | None
 
 
 @dataclass(frozen=True)
@@ -148,29 +128,6 @@ def is_netns(path: str) -> bool:
         return False
 
 
-class _Reader(Netlink):
-    """Netlink dumps of what the lab view shows beyond links and routes: ARP and the FDB."""
-
-    def neighbours(self, netns: str | None, names: dict[int, str]) -> tuple[Neighbour, ...]:
-        """The ARP table (`ip neigh`), without the kernel's NOARP entries (multicast, lo)."""
-        found = []
-        for m in self._ipr(netns).get_neighbours(family=socket.AF_INET):
-            if m["state"] & (NUD_NOARP | NUD_PERMANENT) or not m.get("dst"):
-                continue
-            found.append(Neighbour(m.get("dst"), names.get(m["ifindex"]), m.get("lladdr")))
-        return tuple(sorted(found, key=lambda n: (n.dev or "", n.ip)))
-
-    def fdb(self, netns: str | None, names: dict[int, str]) -> tuple[FdbEntry, ...]:
-        """The MACs bridges learned (`bridge fdb`), without the permanent and static ones."""
-        found = []
-        for m in self._ipr(netns).get_neighbours(family=AF_BRIDGE):
-            if m["state"] & (NUD_NOARP | NUD_PERMANENT) or not m.get("master"):
-                continue
-            found.append(FdbEntry(m.get("lladdr"), names.get(m["ifindex"]),
-                                  names.get(m.get("master"))))
-        return tuple(sorted(found, key=lambda f: (f.bridge or "", f.mac)))
-
-
 class NamespaceEvents:
     """Follow namespaces (named ones that `follow` accepts, and our own if asked) and their changes.
 
@@ -183,7 +140,7 @@ class NamespaceEvents:
         self._own = own
         self._nat_in = set(nat_in)
         self._wake_fd = wake_fd
-        self._reader = _Reader()
+        self._reader = Netlink()
         self._iptables = _iptables.find()
         # iptables-nft announces rule changes on NFNLGRP_NFTABLES; the legacy backend says
         # nothing, so there NAT rules are read again whenever anything else changes.
@@ -369,6 +326,18 @@ class NamespaceEvents:
 
     # -- reading -------------------------------------------------------------------------------
 
+    def _learned_arp(self, netns: str | None, names: dict[int, str]) -> tuple[Neighbour, ...]:
+        # What traffic taught the namespace: not the entries someone set by hand (PERMANENT).
+        found = self._reader.read_neighbours(netns, names)
+        return tuple(sorted((n for n in found if n.state != "PERMANENT"),
+                            key=lambda n: (n.dev or "", n.ip)))
+
+    def _learned_fdb(self, netns: str | None, names: dict[int, str]) -> tuple[FdbEntry, ...]:
+        # What the bridges learned: not their ports' own addresses (local, permanent).
+        found = self._reader.read_fdb(netns, names)
+        return tuple(sorted((f for f in found if not f.local),
+                            key=lambda f: (f.bridge or "", f.mac)))
+
     def read(self, netns: str | None, parts: Collection[str] = ALL,
              current: Observed | None = None) -> Observed:
         """Read again the given parts of one namespace; the others are kept from `current`."""
@@ -381,8 +350,8 @@ class NamespaceEvents:
                 seen = replace(seen, links=links, routes=routes)
             names = {link.index: link.name for link, _, _ in seen.links}
             if NEIGHBOURS in parts:
-                seen = replace(seen, neighbours=self._reader.neighbours(netns, names),
-                               fdb=self._reader.fdb(netns, names))
+                seen = replace(seen, neighbours=self._learned_arp(netns, names),
+                               fdb=self._learned_fdb(netns, names))
             if SYSCTLS in parts:
                 seen = replace(seen, sysctls={k: read_sysctl(netns, k) for k in OBSERVED_SYSCTLS})
             if NAT in parts and netns in self._nat_in and self._iptables is not None:

@@ -17,14 +17,12 @@ from cnilab.kernel.events import (
     NAT,
     NEIGHBOURS,
     SYSCTLS,
-    FdbEntry,
-    Neighbour,
     Observed,
     parse_inotify,
     parts_of,
 )
 from cnilab.render.live import render_live
-from cnilab.state import Snapshot
+from cnilab.state import FdbEntry, Neighbour, Snapshot
 from cnilab.steps import LAST_STEP, build_steps
 from cnilab.topology import default_topology
 from cnilab.watch import LiveLab
@@ -126,8 +124,8 @@ def test_a_namespace_gone_is_one_change_not_one_per_object() -> None:
 def test_learned_addresses_and_the_changes_show_on_screen_in_both_languages() -> None:
     live = live_at("after-step-8.json")
     readings = recorded("after-step-8.json")
-    red = replace(readings[RED], neighbours=(Neighbour("192.168.15.2", "veth-red",
-                                                       "aa:bb:cc:00:00:02"),))
+    red = replace(readings[RED], neighbours=(Neighbour("192.168.15.2", "aa:bb:cc:00:00:02",
+                                                       "veth-red", "REACHABLE"),))
     node = replace(readings[NODE], fdb=(FdbEntry("aa:bb:cc:00:00:02", "veth-blue-br",
                                                   "v-net-0"),))
     live.update({RED: link_down({RED: red}, RED, "veth-red"), NODE: node}, [], at=1.0)
