@@ -151,6 +151,7 @@ def follow_live(live: LiveLab, follow: Callable[[str], bool], state: Callable[[]
     try:
         with wake_on_signals() as wake, NamespaceEvents(
                 follow, own=own, nat_in=nat_in, wake_fd=wake) as events:
+            live.nsid_map = events.nsid_map
             live.start({ns: events.read(ns) for ns in events.start()})
             if view is None:
                 out_json_line(state())

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cnilab.kernel.events import Observed
-from cnilab.kernel.messages import with_peer
+from cnilab.kernel.messages import NsidMap, resolve_peers
 from cnilab.ops import Key
 from cnilab.state import Namespace, Snapshot
 from cnilab.steps import Step
@@ -113,16 +113,16 @@ class LiveLab:
     _objects: dict[str | None, dict[ObjKey, dict[str, Any]]] = field(default_factory=dict)
     current: Snapshot = field(default_factory=lambda: Snapshot(frozenset(), {}))  # as of now
     _lit: dict[Key, float] = field(default_factory=dict)  # highlighted key: until when
+    nsid_map: NsidMap | None = None  # names veth peers across namespaces (None: a recording)
 
     def snapshot(self) -> Snapshot:
         """The watched state as a Snapshot (veth peers named across namespaces, as in observe())."""
-        raw = {name: seen.links for name, seen in self.seen.items()}
+        named = resolve_peers({name: seen.links for name, seen in self.seen.items()},
+                              self.nsid_map)
         spaces = {}
         for name, seen in self.seen.items():
-            links = tuple(with_peer(name, link, peer, local, raw)
-                          for link, peer, local in seen.links)
             nat = seen.nat if name in self.nat_in else None
-            spaces[name] = Namespace(name, links, seen.routes, seen.sysctls, nat)
+            spaces[name] = Namespace(name, named[name], seen.routes, seen.sysctls, nat)
         return Snapshot(frozenset(n for n in self.seen if n is not None), spaces)
 
     def start(self, readings: dict[str | None, Observed]) -> None:

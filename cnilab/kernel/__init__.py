@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from cnilab.kernel import iptables as _iptables
 from cnilab.kernel import netns as _netns
 from cnilab.kernel import processes
-from cnilab.kernel.messages import RawLinks, with_peer
+from cnilab.kernel.messages import RawLinks, resolve_peers
 from cnilab.kernel.netlink import Netlink
 from cnilab.kernel.netns import (
     OBSERVED_SYSCTLS,
@@ -293,22 +293,8 @@ class Kernel(Netlink):
             spaces[name] = Namespace(name, (), routes, sysctls, nat, ports,
                                      self.read_neighbours(name, names), fdb)
             self._seen[name] = (asked, links, spaces[name])
-        # Where a veth's peer may be: the namespaces holding a veth whose index and peer index
-        # mirror it. Only those are asked for their id (a node with a hundred pods would
-        # otherwise ask each pod about every other pod: a million questions for a cluster).
-        ends: dict[tuple[int, int | None], list[str | None]] = {}
-        for name, links in raw.items():
-            for ln, peer, _ in links:
-                if ln.kind == "veth":
-                    ends.setdefault((ln.index, peer), []).append(name)
-        for name, links in raw.items():
-            maybe = dict.fromkeys(other for ln, peer, nsid in links
-                                  if ln.kind == "veth" and nsid is not None
-                                  for other in ends.get((peer or 0, ln.index), ()) if other != name)
-            nsids = self.nsid_map(name, list(maybe)) if maybe else {}
-            resolved = tuple(with_peer(name, link, peer, nsid, raw, nsids)
-                             for link, peer, nsid in links)
-            spaces[name] = replace(spaces[name], links=resolved)
+        for name, named in resolve_peers(raw, self.nsid_map).items():
+            spaces[name] = replace(spaces[name], links=named)
         return Snapshot(present, spaces)
 
 

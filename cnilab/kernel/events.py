@@ -148,6 +148,7 @@ class NamespaceEvents:
         self._selector = selectors.DefaultSelector()
         self._sockets: dict[str | None, list[socket.socket]] = {}
         self._pending: dict[str, float] = {}  # created names not mounted yet: give-up time
+        self._nsids: dict[tuple[str | None, str | None], int | None] = {}  # see nsid_map
         self._inotify = -1
 
     def __enter__(self) -> NamespaceEvents:
@@ -229,6 +230,21 @@ class NamespaceEvents:
             self._selector.unregister(sock)
             sock.close()
         self._reader.close_netns(netns)
+        self._forget_nsids(netns)
+
+    def _forget_nsids(self, netns: str | None, only_as_asker: bool = False) -> None:
+        self._nsids = {k: v for k, v in self._nsids.items()
+                       if k[0] != netns and (only_as_asker or k[1] != netns)}
+
+    def nsid_map(self, netns: str | None, others: list[str | None]) -> dict[int, str | None]:
+        """The ids `netns` knows `others` by (Netlink.nsid_map), remembered: an id holds while
+        both namespaces live, and a new veth between them shows as a change of `netns`'s links
+        (which forgets what `netns` was told)."""
+        missing = [o for o in others if (netns, o) not in self._nsids]
+        if missing:
+            found = {o: nsid for nsid, o in self._reader.nsid_map(netns, missing).items()}
+            self._nsids.update({(netns, o): found.get(o) for o in missing})
+        return {nsid: o for o in others if (nsid := self._nsids[netns, o]) is not None}
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -346,6 +362,7 @@ class NamespaceEvents:
         seen = current or Observed()
         try:
             if LINKS in parts:
+                self._forget_nsids(netns, only_as_asker=True)
                 links, routes = self._reader.read_links_routes(netns)
                 seen = replace(seen, links=links, routes=routes)
             names = {link.index: link.name for link, _, _ in seen.links}

@@ -5,9 +5,13 @@ Pure functions and tables: the recorded netlink messages of the unit tests go th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cnilab.state import Link
+
+# The ids namespace `netns` knows `others` by (RTM_GETNSID): nsid -> name.
+NsidMap = Callable[["str | None", "list[str | None]"], "dict[int, str | None]"]
 
 IFF_UP, IFF_LOOPBACK, IFF_LOWER_UP = 0x1, 0x8, 0x10000
 NUD = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
@@ -72,3 +76,27 @@ def with_peer(netns: str | None, link: Link, peer: int | None, nsid: int | None,
             if ln.kind == "veth" and ln.index == peer and (back == link.index or nsid in nsids):
                 return Link(**{**link.__dict__, "peer": f"{other or '.'}:{ln.name}"})
     return link
+
+
+def resolve_peers(raw: dict[str | None, RawLinks], nsid_map: NsidMap | None
+                  ) -> dict[str | None, tuple[Link, ...]]:
+    """Every namespace's links with their veth peers named (with_peer).
+
+    Only the namespaces holding a veth whose index and peer index mirror one are asked for
+    their id (a node of a hundred pods would otherwise ask each pod about every other pod: a
+    million questions for a cluster); without `nsid_map` (a recording) the pair alone decides.
+    """
+    ends: dict[tuple[int, int | None], list[str | None]] = {}
+    for name, links in raw.items():
+        for ln, peer, _ in links:
+            if ln.kind == "veth":
+                ends.setdefault((ln.index, peer), []).append(name)
+    resolved = {}
+    for name, links in raw.items():
+        maybe = dict.fromkeys(other for ln, peer, nsid in links
+                              if ln.kind == "veth" and nsid is not None
+                              for other in ends.get((peer or 0, ln.index), ()) if other != name)
+        nsids = nsid_map(name, list(maybe)) if maybe and nsid_map else {}
+        resolved[name] = tuple(with_peer(name, link, peer, nsid, raw, nsids)
+                               for link, peer, nsid in links)
+    return resolved

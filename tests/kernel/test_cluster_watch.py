@@ -154,3 +154,20 @@ def test_a_cluster_made_and_removed_while_watching_is_followed(cluster: ClusterR
             w.proc.kill()
             w.proc.wait()
     assert prefixed_netns(p) == []
+
+
+def test_the_state_names_every_veth_peer_as_a_snapshot_does(cluster: ClusterRunner) -> None:
+    """Interface indexes repeat from node to node: a peer is told apart by its namespace's id."""
+    from cnilab.kernel import Kernel
+
+    assert cluster.run("up", "--nodes", "3", "--pods-per-node", "2").returncode == 0
+    w = cluster.watch()
+    try:
+        spaces = w.next_line()["state"]["spaces"]
+    finally:
+        stop(w)
+    names = [n for n in spaces if n.startswith(cluster.prefix)]
+    snap = Kernel().observe(tuple(names))
+    for name in names:
+        assert {ln["name"]: ln["peer"] for ln in spaces[name]["links"]} == {
+            ln.name: ln.peer for ln in snap.spaces[name].links}, name
