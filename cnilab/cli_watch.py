@@ -126,7 +126,7 @@ def watch(
         topo, lang = topology_of(ctx), lang_of(ctx, lang)
         require_privileges()
         steps = build_steps(topo)[:LAST_STEP]
-        live = LiveLab(steps, frozenset({topo.node}), highlight)
+        live = LiveLab(steps, highlight_for=highlight)
 
         def view(events: NamespaceEvents) -> Callable[[], Any]:
             from cnilab.render.live import render_live

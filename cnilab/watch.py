@@ -105,7 +105,6 @@ class LiveLab:
     """The lab as the events say it is now, the changes of the last seconds, the steps done."""
 
     steps: tuple[Step, ...]
-    nat_in: frozenset[str | None] = frozenset()
     highlight_for: float = 3.0
     seen: dict[str | None, Observed] = field(default_factory=dict)
     done: tuple[int, ...] = ()
@@ -121,8 +120,8 @@ class LiveLab:
                               self.nsid_map)
         spaces = {}
         for name, seen in self.seen.items():
-            nat = seen.nat if name in self.nat_in else None
-            spaces[name] = Namespace(name, named[name], seen.routes, seen.sysctls, nat)
+            # NAT is read only where it is watched (NamespaceEvents' nat_in): None elsewhere.
+            spaces[name] = Namespace(name, named[name], seen.routes, seen.sysctls, seen.nat)
         return Snapshot(frozenset(n for n in self.seen if n is not None), spaces)
 
     def start(self, readings: dict[str | None, Observed]) -> None:

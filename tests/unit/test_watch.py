@@ -41,7 +41,7 @@ def recorded(name: str) -> dict[str | None, Observed]:
 
 
 def live_at(name: str) -> LiveLab:
-    live = LiveLab(build_steps(TOPO)[:LAST_STEP], frozenset({NODE}), highlight_for=3.0)
+    live = LiveLab(build_steps(TOPO)[:LAST_STEP], highlight_for=3.0)
     live.start(recorded(name))
     return live
 
