@@ -162,14 +162,17 @@ class LiveLab:
         if done != self.done:
             changes.append(Change(None, "steps", "done", "changed", {"done": list(self.done)},
                                   {"done": list(done)}, at))
+            for n in set(done) - set(self.done):  # each step the kernel now satisfies, lit
+                self._lit["step", "", str(n)] = at + self.highlight_for
             self.done = done
+        self.record(changes, at)
+        return changes
+
+    def record(self, changes: list[Change], at: float) -> None:
+        """Log the changes and light what each names for `highlight_for` seconds."""
         for c in changes:
             self.log.append(c)
             self._lit[c.key()] = at + self.highlight_for
-            if c.kind == "steps":
-                for n in set(done) - set(c.old["done"] if c.old else ()):
-                    self._lit["step", "", str(n)] = at + self.highlight_for
-        return changes
 
     def _done(self, snap: Snapshot) -> tuple[int, ...]:
         return tuple(s.number for s in self.steps if s.done(snap))

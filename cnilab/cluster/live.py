@@ -179,7 +179,5 @@ class ClusterLive(LiveLab):
         after = _objects(self.view)
         moved = [c for ns in sorted(before.keys() | after.keys())
                  for c in diff(ns, before.get(ns, {}), after.get(ns, {}), at)]
-        for c in moved:
-            self.log.append(c)
-            self._lit[c.key()] = at + self.highlight_for
+        self.record(moved, at)
         return changes + moved
