@@ -51,8 +51,8 @@ def trace(
     """
     with guarded(ctx, lang, record):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
+        from cnilab.lab import lab_site
         from cnilab.trace.run import trace
-        from cnilab.trace.site import lab_site
 
         show_trace(trace(lab, lab_site(lab.topo), source, to, proto, port), lang, as_json)
 

@@ -23,6 +23,7 @@ from cnilab.steps import (
 )
 from cnilab.topology import LESSON, Topology
 from cnilab.trace.ops import AddTraceTable
+from cnilab.trace.site import LOOPBACK, Site
 
 # The ops a lab's ledger reads back: the steps', a killed trace's table and a scenario's faults
 # (teardown removes them).
@@ -205,3 +206,15 @@ def _sysctl_files_forwarding() -> list[str]:
             except OSError:
                 continue
     return found
+
+
+def lab_site(topo: Topology) -> Site:
+    """The eight-step lab: host (the node), its containers, the internet (isolated mode)."""
+    roles: dict[str | None, str] = {topo.node: "host"}
+    roles.update({topo.netns(c): c.name for c in topo.containers})
+    nets = [topo.subnet, LOOPBACK]
+    if topo.internet is not None:
+        roles[topo.internet] = "internet"
+        # In place, the uplink is the machine's own network: never a trace's target.
+        nets.append(topo.uplink_address.network)
+    return Site(roles, tuple(nets), topo.internet, (topo.subnet,), topo.in_place)

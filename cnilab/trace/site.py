@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
-from cnilab.topology import Topology
-
 LOOPBACK = IPv4Network("127.0.0.0/8")
 
 
@@ -31,14 +29,3 @@ class Site:
                 return ns
         raise KeyError(role)
 
-
-def lab_site(topo: Topology) -> Site:
-    """The eight-step lab: host (the node), its containers, the internet (isolated mode)."""
-    roles: dict[str | None, str] = {topo.node: "host"}
-    roles.update({topo.netns(c): c.name for c in topo.containers})
-    nets = [topo.subnet, LOOPBACK]
-    if topo.internet is not None:
-        roles[topo.internet] = "internet"
-        # In place, the uplink is the machine's own network: never a trace's target.
-        nets.append(topo.uplink_address.network)
-    return Site(roles, tuple(nets), topo.internet, (topo.subnet,), topo.in_place)

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from cnilab.errors import ConfigError
-from cnilab.lab import LAB_OPS
+from cnilab.lab import LAB_OPS, lab_site
 from cnilab.ledger import Ledger
 from cnilab.ops import AddNetns, Op
 from cnilab.render.trace import render_trace
@@ -23,7 +23,6 @@ from cnilab.trace.ops import AddTraceTable
 from cnilab.trace.packets import parse
 from cnilab.trace.plan import check_args, plan_trace, trace_ops
 from cnilab.trace.report import to_json
-from cnilab.trace.site import lab_site
 from cnilab.trace.verdict import TraceResult, analyse
 
 RECORDED = Path(__file__).parent / "recorded"
