@@ -114,16 +114,16 @@ class Lab:
             self.kernel.require_iptables()
         if self.topo.in_place and number == 8:
             report.notes += forwarding_notes(snap, self.topo)
-        report.staged = self._apply(stage)
+        report.staged = self.apply(stage)
         before: list[Proof] = []
         rules: list[Op] = [op for op in missing if isinstance(op, AddRule)]
         if prove and number == 8 and rules and self.topo.internet is not None:
             # Routes and forwarding first, then a packet, then the rule: the outside host sees
             # 192.168.15.1 and cannot answer. That is what MASQUERADE is for.
-            report.applied = self._apply([op for op in missing if op not in rules])
+            report.applied = self.apply([op for op in missing if op not in rules])
             before = probes.unmasqueraded(self.topo)
             missing = rules
-        report.applied += self._apply(missing)
+        report.applied += self.apply(missing)
         # Without pauses no one else changes the lab: what our ops did not touch stands.
         report.after = self._last = self.snapshot(reuse=reuse)
         if not step.done(report.after):
@@ -142,14 +142,15 @@ class Lab:
             snap = self.snapshot()
             stage = [op for op in setup_ops(self.topo) if not op.satisfied(snap)]
             self.ledger.check_free(stage, snap, self.kernel)
-            self._apply(stage)
+            self.apply(stage)
         return reports
 
     def proofs(self, number: int) -> list[Proof]:
         """The packet proofs that become possible once step `number` is done."""
         return probes.step_proofs(self.topo, number)
 
-    def _apply(self, ops: Iterable[Op]) -> list[Op]:
+    def apply(self, ops: Iterable[Op]) -> list[Op]:
+        """Apply ops through the ledger, the lab's mode recorded before its first op."""
         self.ledger.set_mode(self.topo.in_place)
         return self.ledger.apply(ops, self.kernel)
 
@@ -217,4 +218,4 @@ def lab_site(topo: Topology) -> Site:
         roles[topo.internet] = "internet"
         # In place, the uplink is the machine's own network: never a trace's target.
         nets.append(topo.uplink_address.network)
-    return Site(roles, tuple(nets), topo.internet, (topo.subnet,), topo.in_place)
+    return Site(roles, tuple(nets), topo.internet, (topo.subnet,))

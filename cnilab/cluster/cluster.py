@@ -118,13 +118,13 @@ class Cluster:
         if any(isinstance(op, AddRule) for op in missing):
             self.kernel.require_iptables()
         if recorded_plan(self.ledger, self.plan.prefix) is None:  # (a scenario records first)
-            self._apply([PlanCluster(None, len(self.plan.nodes), self.plan.pods_per_node,
+            self.apply([PlanCluster(None, len(self.plan.nodes), self.plan.pods_per_node,
                                      str(self.plan.pod_network))])
-        report.network = self._apply(missing)
+        report.network = self.apply(missing)
         live = components.running()
         start = [op for op in self.component_ops() if op.token not in live]
         try:
-            report.components = self._apply(start)
+            report.components = self.apply(start)
         finally:
             components.wait_ready()
         report.pods = self._attach_pods()
@@ -140,7 +140,7 @@ class Cluster:
         snap = self.snapshot()
         store = pods.IpamStore(None, pods.store_dir(self.ledger))
         if not store.satisfied(snap):
-            self._apply([store])
+            self.apply([store])
         attached = []
         for node in self.plan.nodes:
             for pod in self.plan.pods(node):
@@ -151,7 +151,7 @@ class Cluster:
                 ops: list[Op] = [attach]
                 if ns not in snap.netns:
                     ops.insert(0, AddNetns(None, ns))
-                self._apply(ops)
+                self.apply(ops)
                 attached.append(pod.name)
         return attached
 
@@ -162,7 +162,8 @@ class Cluster:
             raise ConfigError.of("cluster_other_up", nodes=len(up.nodes), pods=up.pods_per_node,
                                  network=up.pod_network)
 
-    def _apply(self, ops: Iterable[Op]) -> list[Op]:
+    def apply(self, ops: Iterable[Op]) -> list[Op]:
+        """Apply ops through the ledger (each recorded before it is made)."""
         return self.ledger.apply(ops, self.kernel)
 
     # -- down ------------------------------------------------------------------------------------

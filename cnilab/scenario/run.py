@@ -154,18 +154,16 @@ class Scenarios:
 
     def _build(self, ledger: Ledger, record: ScenarioRecord, scenario: Scenario,
                build: Callable[[], object]) -> None:
-        kernel = self.cluster.kernel if scenario.lesson == CLUSTER else self.lab.kernel
-        if scenario.lesson != CLUSTER:
-            ledger.set_mode(False)
-        ledger.apply([record], kernel)  # first: every later command (and teardown) finds it
+        target = self.cluster if scenario.lesson == CLUSTER else self.lab
+        target.apply([record])  # first: every later command (and teardown) finds it
         try:
             build()
         except CnilabError:
             # Refused before anything was made (a name taken): leave no record behind.
             if [type(op) for op in ledger.ops()] == [ScenarioRecord]:
-                ledger.teardown(kernel)
+                ledger.teardown(target.kernel)
             raise
-        ledger.apply(scenario.faults(self._plan(scenario)), kernel)
+        target.apply(scenario.faults(self._plan(scenario)))
 
     # -- grading and help ------------------------------------------------------------------------
 

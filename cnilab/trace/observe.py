@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cnilab.errors import CnilabError
 from cnilab.kernel.conntrack import Connection, Tuple
 from cnilab.kernel.nftrace import TraceEvent, find_nft
-from cnilab.ops import rule_tokens, shell_join
+from cnilab.ops import Op, rule_tokens, shell_join
 from cnilab.state import RouteDecision, Snapshot
 from cnilab.trace.ops import AddTraceTable
 from cnilab.trace.plan import TracePlan, plan_trace, trace_ops
@@ -103,6 +104,7 @@ class Owner(Protocol):
     ledger: Ledger
 
     def snapshot(self) -> Snapshot: ...
+    def apply(self, ops: Iterable[Op]) -> list[Op]: ...
     def locked(self) -> AbstractContextManager[Any]: ...
 
 
@@ -120,18 +122,16 @@ def observe(owner: Owner, site: Site, source: str, dst: str, proto: str | None,
     clean_leftovers(owner)
     before = owner.snapshot()
     plan = plan_trace(site, before, source, dst, proto, port)
-    kernel, ledger, made = owner.kernel, owner.ledger, []
+    kernel, made = owner.kernel, []
     probe = Probe(plan)
     try:
         with kernel.trace_listener(list(plan.watch)) as listener:
-            if site.in_place is not None:
-                ledger.set_mode(site.in_place)
             for op in trace_ops(plan, before):
                 # Counted as made before nft runs: a Ctrl-C while nft works may still leave
                 # the table (undo is harmless if not); one the kernel refused is not ours.
                 made.append(op)
                 try:
-                    ledger.apply([op], kernel)  # recorded in the ledger before it is made
+                    owner.apply([op])  # recorded in the ledger before it is made
                 except CnilabError:
                     made.pop()
                     raise
@@ -144,7 +144,7 @@ def observe(owner: Owner, site: Site, source: str, dst: str, proto: str | None,
     finally:
         probe.close()
         _undo_all(made, kernel)
-        ledger.forget(made)
+        owner.ledger.forget(made)
     return Observation(plan, before, after, events, result, conntrack)
 
 

@@ -20,7 +20,6 @@ class Site:
     networks: tuple[IPv4Network, ...]  # a trace sends only to these: the lab's own subnets
     outside: str | None = None  # the outside world's namespace
     private: tuple[IPv4Network, ...] = field(default=())  # the outside cannot answer these
-    in_place: bool | None = None  # the eight-step lab's mode (its ledger records it)
 
     def netns(self, role: str) -> str | None:
         """The namespace of a role; KeyError when there is none."""
