@@ -23,7 +23,20 @@ from typing import cast
 
 from cnilab.errors import KernelError
 from cnilab.kernel import iptables as _iptables
-from cnilab.kernel.messages import RawLinks
+from cnilab.kernel.messages import (
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELNEIGH,
+    RTM_DELNETCONF,
+    RTM_DELROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWNEIGH,
+    RTM_NEWNETCONF,
+    RTM_NEWROUTE,
+    RawLinks,
+    headers,
+)
 from cnilab.kernel.netlink import Netlink
 from cnilab.kernel.netns import (
     LIBC,
@@ -34,6 +47,7 @@ from cnilab.kernel.netns import (
     read_sysctl,
     run_in_netns,
 )
+from cnilab.kernel.nfnetlink import NETLINK_NETFILTER
 from cnilab.state import FdbEntry, Neighbour, Route
 
 # rtnetlink multicast groups, in the bind() bitmask form of <linux/rtnetlink.h>.
@@ -41,10 +55,7 @@ RTMGRP_LINK, RTMGRP_NEIGH, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x4, 0x1
 RTNLGRP_IPV4_NETCONF = 24  # a change of ip_forward arrives here as RTM_NEWNETCONF
 GROUPS = (RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE
           | 1 << (RTNLGRP_IPV4_NETCONF - 1))
-NETLINK_ROUTE, NETLINK_NETFILTER, NFNLGRP_NFTABLES = 0, 12, 7
-RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR = 16, 17, 20, 21
-RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWNEIGH, RTM_DELNEIGH = 24, 25, 28, 29
-RTM_NEWNETCONF, RTM_DELNETCONF = 80, 81
+NETLINK_ROUTE, NFNLGRP_NFTABLES = 0, 7
 
 IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE, IN_Q_OVERFLOW = 0x40, 0x80, 0x100, 0x200, 0x4000
 IN_NONBLOCK, IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
@@ -86,8 +97,6 @@ class Batch:
 
 def parts_of(data: bytes) -> set[str]:
     """Which parts the rtnetlink messages in `data` change (their headers are enough)."""
-    from cnilab.kernel.iproute import headers
-
     found: set[str] = set()
     for kind, _, offset, length in headers(data):
         # The family is the first byte after the header (ifinfomsg, ndmsg). IPv6's own link and

@@ -16,10 +16,27 @@ import socket
 import struct
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from ipaddress import IPv4Network
 from typing import Any
 
+from cnilab.kernel.messages import (
+    HEADER,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELROUTE,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETNEIGH,
+    RTM_GETNSID,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWNEIGH,
+    RTM_NEWNSID,
+    RTM_NEWROUTE,
+    headers,
+)
 from cnilab.kernel.netns import netns_path
 
 
@@ -74,13 +91,8 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x2, 0x4, 0x10, 0x300
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 CREATE = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL  # a new object; EEXIST if it is there
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
-RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
-RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWNEIGH, RTM_GETNEIGH = 24, 25, 26, 28, 30
-RTM_NEWNSID, RTM_GETNSID = 88, 90
 NSID_NOT_ASSIGNED = 0xFFFFFFFF  # (u32)-1: the namespace has given the other one no id
 IFF_UP, RT_TABLE_MAIN, RT_SCOPE_UNIVERSE, RT_SCOPE_NOWHERE, RTN_UNICAST = 0x1, 254, 0, 255, 1
-HEADER = struct.Struct("=IHHII")
 ANSWERS: dict[int, type] = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg,
                             RTM_NEWNEIGH: ndmsg, RTM_NEWNSID: nsidmsg}
 _DUMPS: dict[tuple[type, int, int], bytes] = {}  # dump requests, encoded once
@@ -289,17 +301,6 @@ class IPRoute:
     def get_neighbours(self, family: int = socket.AF_INET) -> list[Any]:
         """The neighbour table (ip neigh), or with AF_BRIDGE the bridges' FDB (bridge fdb)."""
         return self.dump(ndmsg, RTM_GETNEIGH, family)
-
-
-def headers(data: bytes) -> Iterator[tuple[int, int, int, int]]:
-    """(type, flags, offset, length) of each netlink message in one datagram."""
-    offset = 0
-    while offset + HEADER.size <= len(data):
-        length, kind, flags, _, _ = HEADER.unpack_from(data, offset)
-        if length < HEADER.size:
-            return
-        yield kind, flags, offset, length
-        offset += (length + 3) & ~3
 
 
 def _msg(cls: type, **fields: Any) -> Any:

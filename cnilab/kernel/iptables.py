@@ -14,6 +14,7 @@ import subprocess
 
 from cnilab.errors import KernelError, MissingTool
 from cnilab.kernel.netns import netns_path, run_in_netns
+from cnilab.kernel.nfnetlink import NETLINK_NETFILTER, attrs, be32, messages
 from cnilab.packages import install_command, which
 
 
@@ -61,7 +62,7 @@ def is_nft(binary: str | None) -> bool:
 
 # nf_tables counts every change of a namespace's ruleset: a generation number that one small
 # netlink request reads (NFT_MSG_GETGEN). While it stays the same, rules read earlier hold.
-NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN = 12, 10, 16
+NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN, NFTA_GEN_ID = 10, 16, 1
 GETGEN = struct.pack("=IHHIIBBH", 20, NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN, 1, 0, 0,
                      socket.AF_UNSPEC, 0, 0)
 
@@ -81,11 +82,9 @@ def generation(sock: socket.socket) -> int | None:
     """The ruleset's generation in the socket's namespace; None if the kernel does not say."""
     with contextlib.suppress(OSError, struct.error):
         sock.send(GETGEN)
-        data = sock.recv(4096)
-        # nlmsghdr (16) + nfgenmsg (4), then NFTA_GEN_ID first: length, type, u32 big-endian.
-        length, kind = struct.unpack_from("=IH", data)
-        if kind >> 8 == NFNL_SUBSYS_NFTABLES and length >= 28:
-            return int(struct.unpack_from("!I", data, 24)[0])
+        for kind, _, payload in messages(sock.recv(4096)):
+            if kind >> 8 == NFNL_SUBSYS_NFTABLES:
+                return be32(attrs(payload[4:]).get(NFTA_GEN_ID))  # after the nfgenmsg
     return None
 
 

@@ -5,10 +5,19 @@ Pure functions and tables: the recorded netlink messages of the unit tests go th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cnilab.state import Link
+
+HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+RTM_NEWNETCONF, RTM_DELNETCONF = 80, 81
+RTM_NEWNSID, RTM_GETNSID = 88, 90
 
 # The ids namespace `netns` knows `others` by (RTM_GETNSID): nsid -> name.
 NsidMap = Callable[["str | None", "list[str | None]"], "dict[int, str | None]"]
@@ -100,3 +109,14 @@ def resolve_peers(raw: dict[str | None, RawLinks], nsid_map: NsidMap | None
         resolved[name] = tuple(with_peer(name, link, peer, nsid, raw, nsids)
                                for link, peer, nsid in links)
     return resolved
+
+
+def headers(data: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """(type, flags, offset, length) of each netlink message in one datagram."""
+    offset = 0
+    while offset + HEADER.size <= len(data):
+        length, kind, flags, _, _ = HEADER.unpack_from(data, offset)
+        if length < HEADER.size:
+            return
+        yield kind, flags, offset, length
+        offset += (length + 3) & ~3

@@ -14,6 +14,7 @@ import struct
 from collections.abc import Iterator
 
 from cnilab.errors import KernelError
+from cnilab.kernel.messages import HEADER, headers
 from cnilab.kernel.netns import run_in_netns
 
 NETLINK_NETFILTER = 12
@@ -50,13 +51,8 @@ def open_socket(netns: str | None, groups: tuple[int, ...] = ()) -> socket.socke
 
 def messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
     """(type, flags, payload after the nlmsghdr) for each netlink message in `data`."""
-    offset = 0
-    while offset + 16 <= len(data):
-        length, mtype, flags, _seq, _pid = struct.unpack_from("=IHHII", data, offset)
-        if length < 16:
-            return
-        yield mtype, flags, data[offset + 16:offset + length]
-        offset += (length + 3) & ~3
+    for mtype, flags, offset, length in headers(data):
+        yield mtype, flags, data[offset + HEADER.size:offset + length]
 
 
 def attrs(data: bytes) -> Attrs:
