@@ -96,6 +96,18 @@ def find_reference(name: str, dirs: Sequence[str] | None = None) -> str | None:
     return None
 
 
+def require_reference(name: str) -> str:
+    """Where a reference plugin is installed; MissingTool (how to install it) when it is not."""
+    exe = find_reference(name)
+    if exe is None:
+        from cnilab.errors import MissingTool
+        from cnilab.packages import install_command
+
+        raise MissingTool.of("cni_no_reference", plugin=name,
+                             install=install_command("containernetworking-plugins"))
+    return exe
+
+
 def find_plugin(name: str, cni_path: Sequence[str]) -> str:
     """The executable called `name` in the CNI_PATH folders (error 103 when there is none)."""
     if "/" in name or not name or name in (".", ".."):

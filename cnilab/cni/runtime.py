@@ -25,16 +25,22 @@ from cnilab.cni import spec
 from cnilab.cni.attach import AttachNetwork, StateDir
 from cnilab.cni.bridge import PrependRoute, same_netns
 from cnilab.cni.chain import NetworkList, reference_path
-from cnilab.cni.exec import Call, config_version, find_reference, invoke, traced
+from cnilab.cni.exec import (
+    Call,
+    config_version,
+    find_reference,
+    invoke,
+    require_reference,
+    traced,
+)
 from cnilab.cni.install import install
 from cnilab.cni.network import IFNAME, PortMapping
 from cnilab.cni.spec import CniError
 from cnilab.cni.standin import StartStandIn, running_pid
-from cnilab.errors import ConfigError, MissingTool
+from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel, netns_path
 from cnilab.ledger import Ledger, identity, run_dir
 from cnilab.ops import OPS, AddNetns, LinkUp, Op, StartServer, registry_of
-from cnilab.packages import install_command
 from cnilab.probes import Proof, http_get
 from cnilab.runfiles import PRIVATE_MODE, safe_dir, write_atomic
 
@@ -115,11 +121,8 @@ class Runtime:
         """The lesson's network, with cnilab or the reference bridge as its main plugin."""
         if plugin not in PLUGINS:
             raise ConfigError.of("cni_unknown_plugin", plugin=plugin)
-        if plugin != "cnilab" and find_reference(plugin) is None:
-            raise MissingTool.of("cni_no_reference", plugin=plugin,
-                                  install=install_command("containernetworking-plugins"))
         version = lesson.VERSION
-        ref = find_reference("tuning" if plugin == "cnilab" else plugin)
+        ref = find_reference("tuning") if plugin == "cnilab" else require_reference(plugin)
         if ref is not None:  # which spec versions the installed reference plugins speak
             version = config_version(invoke(ref, "VERSION", {"cniVersion": lesson.VERSION}))
         return lesson.lesson_network(plugin, str(self.data_dir), version)

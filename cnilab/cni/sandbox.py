@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from cnilab.cni.chain import reference_path
-from cnilab.cni.exec import Call, find_reference, invoke
+from cnilab.cni.exec import Call, invoke, require_reference
 from cnilab.cni.install import install
-from cnilab.errors import ConfigError, MissingTool
+from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel, netns_path
 from cnilab.ledger import Ledger
 from cnilab.ops import AddNetns, LinkUp
-from cnilab.packages import install_command
 
 
 class Sandbox:
@@ -50,11 +49,7 @@ class Sandbox:
         ours = self.bin / plugin
         if ours.exists():
             return str(ours)
-        exe = find_reference(plugin)
-        if exe is None:
-            raise MissingTool.of("cni_no_reference", plugin=plugin,
-                                  install=install_command("containernetworking-plugins"))
-        return exe
+        return require_reference(plugin)
 
     @property
     def cni_path(self) -> list[str]:
