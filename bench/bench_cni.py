@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cnilab.cni.exec import find_reference
-from cnilab.cni.sandbox import Sandbox
+from tests.kernel.cni_sandbox import Sandbox
 
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 PREFIX = f"bcni{os.getpid() % 100000}-"

@@ -50,7 +50,7 @@ def cnilab(*args: str, prefix: str = PREFIX) -> list[str]:
 
 def bash_script(prefix: str) -> list[str]:
     """The lab typed by bash from cnilab's own plan: the stage, the steps on the node, teardown."""
-    from cnilab.topology import default_topology
+    from cnilab.lab.topology import default_topology
 
     plan = sh(cnilab("run-all", "--dry-run", "--lang", "en", prefix=prefix))
     stage, marker, steps = plan.partition("# step 1:")
@@ -73,7 +73,7 @@ def main() -> None:
     """Measure and print the table."""
     if os.geteuid() != 0:
         sys.exit("bench_lab: run as root (the lab needs namespaces)")
-    from cnilab.topology import default_topology
+    from cnilab.lab.topology import default_topology
 
     bash = bash_script(PREFIX + "b")
     rows: dict[str, list[Timing]] = {}

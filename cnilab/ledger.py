@@ -13,16 +13,15 @@ import fcntl
 import itertools
 import json
 import os
-import re
 import signal
-import string
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnilab.errors import CnilabError, CollisionError, LockedError
-from cnilab.ops import OPS, AddAddress, Kernel, Key, Op, Proof, describe
+from cnilab.names import identity
+from cnilab.ops import OPS, AddAddress, Evidence, KernelApi, Key, Op, describe
 from cnilab.records import Parsed, Problem, Record
 from cnilab.runfiles import PRIVATE_MODE, append_file, open_file, read_file, safe_dir, write_atomic
 from cnilab.state import TAG, Snapshot
@@ -31,35 +30,11 @@ RUN_DIR = "/run/cnilab"
 RUN_DIR_ENV = "CNILAB_RUN_DIR"  # tests point this at their own directory
 
 
-_LESSON = re.compile(r"[a-z][a-z0-9-]*\Z")
-_KEPT = frozenset(string.ascii_letters + string.digits + "-_")
-_MAX_ESCAPED = 120  # a file name has 255 bytes: longer escaped prefixes are hashed instead
-
 
 def run_dir() -> Path:
     """Where ledgers, locks and server PID files live (CNILAB_RUN_DIR, else /run/cnilab)."""
     return Path(os.environ.get(RUN_DIR_ENV) or RUN_DIR)
 
-
-def identity(lesson: str, prefix: str) -> str:
-    """A lab's ledger name: the lesson and the exact prefix; two prefixes never share one.
-
-    Letters, digits, `-` and `_` stay; any other byte becomes %XX (`.`, `%`, `@` too), so the
-    escaped prefix names one prefix only. The unprefixed lab is the bare lesson name, which no
-    prefixed one can be (those have an `@`); a prefix too long to escape is hashed after `#`,
-    which an escaped prefix never contains.
-    """
-    if not _LESSON.match(lesson):
-        raise ValueError(f"not a lesson name: {lesson!r}")
-    if not prefix:
-        return lesson
-    data = prefix.encode("utf-8", "surrogatepass")
-    escaped = "".join(chr(b) if chr(b) in _KEPT else f"%{b:02X}" for b in data)
-    if len(escaped) > _MAX_ESCAPED:
-        import hashlib  # OpenSSL's, ~4 ms: only for a name that needs escaping
-
-        escaped = "#" + hashlib.sha256(data).hexdigest()
-    return f"{lesson}@{escaped}"
 
 
 @dataclass
@@ -78,9 +53,9 @@ class Ledger:
     and {"done": N} once the kernel call succeeded.
     """
 
-    def __init__(self, lab_id: str, run_dir: str | None = None,
+    def __init__(self, lab_id: str, folder: str | None = None,
                  ops: Mapping[str, type[Op]] = OPS) -> None:
-        root = Path(run_dir) if run_dir else globals()["run_dir"]()
+        root = Path(folder) if folder else run_dir()
         self.lab_id = lab_id
         self.path = root / f"{lab_id}.jsonl"
         self.lock_path = root / f"{lab_id}.lock"
@@ -89,10 +64,10 @@ class Ledger:
         self._dir_checked = False
 
     @classmethod
-    def for_lesson(cls, lesson: str, prefix: str, run_dir: str | None = None,
+    def for_lesson(cls, lesson: str, prefix: str, folder: str | None = None,
                    ops: Mapping[str, type[Op]] = OPS) -> Ledger:
         """The ledger of `lesson` run under exactly `prefix` (see identity()); `ops`: its ops."""
-        return cls(identity(lesson, prefix), run_dir, ops)
+        return cls(identity(lesson, prefix), folder, ops)
 
     def _dir(self) -> None:
         """The run directory, made or checked once (mode 0755, root's, no symlink)."""
@@ -177,7 +152,7 @@ class Ledger:
         self._append({"seq": seq, **op.to_dict()})
         return seq
 
-    def note(self, seq: int, proof: Proof) -> None:
+    def note(self, seq: int, proof: Evidence) -> None:
         """Write down what the kernel showed of op `seq`'s object while it was made."""
         self._append({"mark": seq, "proof": proof})
 
@@ -215,7 +190,7 @@ class Ledger:
         """Every recorded op that can be read, oldest first (see problems for the others)."""
         return [r.op for r in self._parsed().records]
 
-    def owns(self, key: Key, kernel: Kernel | None = None) -> bool:
+    def owns(self, key: Key, kernel: KernelApi | None = None) -> bool:
         """Whether a recorded op made the object named by `key` and it is provably ours.
 
         With a kernel, the kernel's marks decide (Op.owned); without one, completion does.
@@ -232,14 +207,14 @@ class Ledger:
         self.path.unlink(missing_ok=True)
         self._cache = Parsed()
 
-    def apply(self, ops: Iterable[Op], kernel: Kernel) -> list[Op]:
+    def apply(self, ops: Iterable[Op], kernel: KernelApi) -> list[Op]:
         """Apply ops, each written down before the kernel call, its completion after."""
         done = []
         for op in ops:
             op = op.prepare(kernel)
             seq = self.record(op)  # intent first: a crash after this is still torn down
 
-            def note(proof: Proof, seq: int = seq) -> None:
+            def note(proof: Evidence, seq: int = seq) -> None:
                 self.note(seq, proof)
 
             try:
@@ -253,7 +228,7 @@ class Ledger:
             done.append(op)
         return done
 
-    def teardown(self, kernel: Kernel, ops: Sequence[Op] | None = None) -> Teardown:
+    def teardown(self, kernel: KernelApi, ops: Sequence[Op] | None = None) -> Teardown:
         """Undo `ops` (default: every recorded op) whose objects are provably ours, in
         teardown_plan's order, then forget them. An undo the kernel refuses stays recorded (run
         teardown again) while the rest still goes; the first refusal is raised at the end."""
@@ -285,7 +260,7 @@ class Ledger:
             raise failed[0][1]
         return report
 
-    def undo(self, kernel: Kernel, ops: Sequence[Op] | None = None) -> list[Op]:
+    def undo(self, kernel: KernelApi, ops: Sequence[Op] | None = None) -> list[Op]:
         """teardown(): the ops undone."""
         return self.teardown(kernel, ops).undone
 
@@ -300,7 +275,7 @@ class Ledger:
                 chosen.append(record)
         return chosen
 
-    def is_ours(self, key: Key, snap: Snapshot, kernel: Kernel | None = None) -> bool:
+    def is_ours(self, key: Key, snap: Snapshot, kernel: KernelApi | None = None) -> bool:
         """Provably ours: a link with our alias in the kernel; a namespace we recorded making
         (with a kernel: still the very one, by its inode)."""
         if key[0] == "link":
@@ -309,7 +284,7 @@ class Ledger:
             return link is not None and link.alias == TAG
         return self.owns(key, kernel)
 
-    def check_free(self, ops: Iterable[Op], snap: Snapshot, kernel: Kernel | None = None
+    def check_free(self, ops: Iterable[Op], snap: Snapshot, kernel: KernelApi | None = None
                    ) -> None:
         """Refuse, before touching anything, names and addresses that exist and are not ours."""
         for op in ops:

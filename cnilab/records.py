@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnilab.ops import BadEntry, Kernel, Op, Proof
+from cnilab.ops import BadEntry, Evidence, KernelApi, Op
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,10 @@ class Record:
     seq: int | None
     op: Op
     done: bool = False
-    proof: Proof | None = None  # noted while the op ran (a namespace's inode)
+    proof: Evidence | None = None  # noted while the op ran (a namespace's inode)
     lines: list[int] = field(default_factory=list)  # the file's lines that make this record
 
-    def owned(self, kernel: Kernel) -> bool:
+    def owned(self, kernel: KernelApi) -> bool:
         """Whether what the op made is provably ours now (Op.owned)."""
         return self.op.owned(kernel, self.done, self.proof)
 

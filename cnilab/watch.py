@@ -4,7 +4,7 @@ done.
 Fed by cnilab.kernel.events (namespaces appearing, parts read again after the kernel announced a
 change); it turns each new reading into changes, one per object (a link, an address, a route, a
 neighbour, an FDB entry, a sysctl, a NAT rule), by comparing it with the previous one. No
-printing here: cli_watch prints the changes as JSON lines or redraws render/live.
+printing here: cli/watch.py prints the changes as JSON lines or redraws render/live.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from typing import Any
 
 from cnilab.kernel.events import Observed
 from cnilab.kernel.messages import NsidMap, resolve_peers
-from cnilab.ops import Key
+from cnilab.ops import Key, Step
 from cnilab.state import Namespace, Snapshot
-from cnilab.steps import Step
 
 ObjKey = tuple[str, str, str]  # kind, name, what tells two of the same name apart (dev, route)
 LOG_SIZE = 8

@@ -19,11 +19,10 @@ from cnilab.cluster.steps import UnplugLastPort, network_ops
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel, require_privileges
 from cnilab.ledger import Ledger
-from cnilab.ops import OPS, AddNetns, AddRule, Op, registry_of
-from cnilab.ops import Kernel as KernelLike
-from cnilab.scenario.faults import FAULT_OPS
+from cnilab.ops import OPS, AddNetns, AddRule, KernelApi, Op, registry_of
+from cnilab.ops.faults import FAULT_OPS
+from cnilab.ops.trace import AddTraceTable
 from cnilab.state import Snapshot
-from cnilab.trace.ops import AddTraceTable
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class PlanCluster(Op):
     pods_per_node: int = 0
     pod_network: str = ""
 
-    def apply(self, kernel: KernelLike) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         pass
 
     def satisfied(self, snap: Snapshot) -> bool:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from cnilab.errors import KernelError
 from cnilab.kernel import run_in_netns
-from cnilab.ops import Kernel, Op, Proof
+from cnilab.ops import Evidence, KernelApi, Op
 from cnilab.state import Snapshot
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ class StartComponent(Op):
                                  detail=e.strerror or e) from e
         return made
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         socks = run_in_netns(self.netns, self._sockets)
         fds = [s.fileno() for s in socks]
         read_end, write_end = os.pipe()
@@ -168,16 +168,16 @@ class StartComponent(Op):
                 s.close()
         _pending.append((read_end, child.pid, self.token))
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         stop({self.token: running().get(self.token, [])})
 
     @classmethod
-    def undo_together(cls, ops: Sequence[Op], kernel: Kernel) -> None:
+    def undo_together(cls, ops: Sequence[Op], kernel: KernelApi) -> None:
         # One pass over /proc and one wait for all of them: a cluster has hundreds.
         live = running()
         stop({op.token: live.get(op.token, []) for op in ops if isinstance(op, StartComponent)})
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         return True  # stop() signals only processes whose command line carries our token
 
     def satisfied(self, snap: Snapshot) -> bool:

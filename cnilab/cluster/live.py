@@ -4,7 +4,7 @@ what the cluster lesson checks (LAN address, cni0, forwarding, routes to the oth
 Built on the lab's live model (cnilab.watch.LiveLab: readings in, one Change per object out); this
 adds, from the same observed state, a view per node and a `checks` change when a node's checks
 move. Names come from the namespaces that exist, never from the plan: a cluster made or resized
-while watching shows as it is. No printing here: cluster/cli_watch prints, cluster/live_view draws.
+while watching shows as it is. No printing here: cli/watch.py prints, render/cluster.py draws.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 from cnilab.cluster.plan import LAN_NETNS, NODE_IF, POD_BRIDGE, POD_IF, WORLD_NETNS
 from cnilab.kernel.events import Observed
+from cnilab.ops import FORWARDING
 from cnilab.state import Link, Namespace, Snapshot, first_ip
-from cnilab.steps import FORWARDING
 from cnilab.watch import Change, LiveLab, diff
 
 CHECKS = ("lan", "bridge", "forward", "default", "routes", "pods")  # in the lesson's order

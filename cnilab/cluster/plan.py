@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from cnilab.errors import ConfigError
-from cnilab.topology import check_netns_name
+from cnilab.names import check_netns_name
 
 LAN = IPv4Network("172.17.0.0/16")
 GATEWAY = IPv4Interface("172.17.0.1/16")

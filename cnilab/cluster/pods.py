@@ -17,7 +17,7 @@ from typing import Any
 from cnilab.cluster.plan import POD_BRIDGE, POD_IF, ClusterPlan, Node, Pod
 from cnilab.kernel import netns_path
 from cnilab.ledger import Ledger
-from cnilab.ops import Kernel, Op, Proof
+from cnilab.ops import Evidence, KernelApi, Op
 from cnilab.runfiles import safe_dir
 from cnilab.state import Snapshot
 
@@ -55,13 +55,13 @@ class IpamStore(Op):
 
     path: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         safe_dir(self.path)
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         # Made in the cluster's run directory, where no one else writes.
         return done or Path(self.path).is_dir()
 
@@ -80,13 +80,13 @@ class AttachPod(Op):
     pod: str = ""
     config: str = ""  # the network config as JSON: the ledger keeps plain data
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         from cnilab.cni import plugin
 
         plugin.add(json.loads(self.config), self.pod, self.netns or "", POD_IF,
                    node=self.node_netns, kernel=kernel)  # type: ignore[arg-type]
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         from cnilab.cni import plugin
 
         plugin.delete(json.loads(self.config), self.pod, self.netns or "", POD_IF,

@@ -21,21 +21,22 @@ from cnilab.cluster.plan import (
     Node,
 )
 from cnilab.ops import (
+    FORWARDING,
     AddAddress,
     AddBridge,
     AddNetns,
     AddRoute,
     AddRule,
     AddVeth,
+    KernelApi,
     LinkUp,
     Op,
     SetMac,
     SetMaster,
     SetSysctl,
+    Step,
 )
-from cnilab.ops import Kernel as KernelLike
 from cnilab.state import Snapshot
-from cnilab.steps import FORWARDING, Step
 
 GONE_PORT = ("vethgone", "vethgone-c")  # the veth of a container that came and went
 
@@ -52,7 +53,7 @@ class UnplugLastPort(Op):
 
     bridge: str = ""
 
-    def apply(self, kernel: KernelLike) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         port, peer = GONE_PORT
         kernel.delete_link(self.netns, port)  # left by an `up` killed right here
         kernel.add_link(self.netns, port, "veth", peer)

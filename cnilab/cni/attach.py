@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from cnilab.cni.chain import Attachment, NetworkList, Runner, parse_list
 from cnilab.errors import CollisionError
-from cnilab.ops import Kernel, Key, Op, Proof
+from cnilab.ops import Evidence, KernelApi, Key, Op
 from cnilab.runfiles import safe_dir, trusted
 from cnilab.state import Snapshot
 
@@ -26,18 +26,18 @@ class StateDir(Op):
 
     path: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         try:
             safe_dir(self.path, 0o700)  # 0700 whatever the umask; its parents checked
         except CollisionError:
             # Never adopt a folder someone else made (or a symlink planted in its place).
             raise CollisionError.of("taken", what=f"folder {self.path}") from None
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         if os.path.isdir(self.path) and not os.path.islink(self.path):
             shutil.rmtree(self.path, ignore_errors=True)
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         # Killed before the completion line: the folder is ours if it is a real folder of
         # root's (runfiles.trusted), never a planted symlink.
         try:
@@ -106,17 +106,17 @@ class AttachNetwork(Op):
         """The result ADD cached, if it got that far."""
         return self.runner().cached_result(self.net(), self.attachment())
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         self.runner().add(self.net(), self.attachment())
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         # DEL touches only what carries this attachment's container ID: a random 256-bit ID
         # only this runtime used (its lease files, the veth named by its hash, the rules tagged
         # with it), in a sandbox checked against its inode below. So an ADD killed before its
         # completion line (maybe mid-plugin) is still DELeted: the plugin may have made it all.
         return True
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         if self.netns is not None and not os.path.exists(_path(self.netns)):
             return  # the node is gone, and its bridge, veth ends and rules with it
         att = self.attachment()

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cnilab.cni import spec
 from cnilab.cni.exec import delegate
 from cnilab.cni.spec import CniError
-from cnilab.ops import AddRule, Op
-from cnilab.ops import Kernel as OpsKernel
+from cnilab.ops import AddRule, KernelApi, Op
 from cnilab.state import Snapshot
 
 if TYPE_CHECKING:
@@ -127,7 +126,7 @@ class PrependRoute(Op):
     gateway: str = ""
     dev: str = ""
 
-    def apply(self, kernel: OpsKernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.add_route(self.netns, self.dst, self.gateway, dev=self.dev, prepend=True)
 
     def satisfied(self, snap: Snapshot) -> bool:

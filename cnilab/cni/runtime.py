@@ -39,9 +39,10 @@ from cnilab.cni.spec import CniError
 from cnilab.cni.standin import StartStandIn, running_pid
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel, netns_path
-from cnilab.ledger import Ledger, identity, run_dir
+from cnilab.lab.probes import Proof, http_get
+from cnilab.ledger import Ledger, run_dir
+from cnilab.names import identity
 from cnilab.ops import OPS, AddNetns, LinkUp, Op, StartServer, registry_of
-from cnilab.probes import Proof, http_get
 from cnilab.runfiles import PRIVATE_MODE, safe_dir, write_atomic
 
 # The ops the runtime's ledger reads back: the engine's and the runtime's own.

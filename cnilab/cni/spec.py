@@ -10,13 +10,13 @@ import json
 import re
 import sys
 import traceback
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, ip_address, ip_interface
 from typing import Any, Optional
 
 from cnilab.errors import CnilabError
+from cnilab.names import IFNAME_MAX, ifname_problem
 
 SUPPORTED_VERSIONS = ("1.0.0", "1.1.0")
 LATEST = SUPPORTED_VERSIONS[-1]
@@ -43,7 +43,6 @@ ADDRESS_UNAVAILABLE = 111
 
 # SPEC.md: container IDs and network names; Linux: interface names (IFNAMSIZ 16, NUL included).
 ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-IFNAME_MAX = 15
 VERSION_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}$")
 
 # What each command requires from the environment (SPEC.md, "Parameters").
@@ -91,21 +90,6 @@ class Environment:
     args: dict[str, str] = field(default_factory=dict)
     path: tuple[str, ...] = ()
 
-
-def bad_name_char(ch: str) -> bool:
-    """A character no kernel name may hold: '/', whitespace, a control character."""
-    # A NUL would cut the name short in the kernel (and in /run/netns): "red\0x" acts on red.
-    return ch == "/" or ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
-
-
-def ifname_problem(name: str) -> str | None:
-    """Why the kernel would refuse `name` as an interface name (dev_valid_name's rules): "empty",
-    "chars" (also '.' and '..'), "long"; None when it would not."""
-    if not name:
-        return "empty"
-    if any(bad_name_char(ch) or ch == ":" for ch in name) or name in (".", ".."):
-        return "chars"
-    return "long" if len(name.encode()) > IFNAME_MAX else None
 
 
 def check_ifname(name: str, what: str = "CNI_IFNAME") -> str | None:

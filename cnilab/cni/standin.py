@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from cnilab.errors import CnilabError
-from cnilab.ops import Kernel, Key, Op, Proof
+from cnilab.ops import Evidence, KernelApi, Key, Op
 from cnilab.runfiles import PRIVATE_MODE, open_file, read_file
 from cnilab.state import Snapshot
 
@@ -48,7 +48,7 @@ class StartStandIn(Op):
     name: str = ""
     pidfile: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         from cnilab.kernel.processes import spawn
 
         Path(self.pidfile).unlink(missing_ok=True)
@@ -56,7 +56,7 @@ class StartStandIn(Op):
               lambda: running_pid(self.pidfile, self.name) is not None,
               f"the stand-in container {self.name}")
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         pid = running_pid(self.pidfile, self.name)
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -68,7 +68,7 @@ class StartStandIn(Op):
                 time.sleep(0.01)
         Path(self.pidfile).unlink(missing_ok=True)
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         return True  # undo signals only a process whose command line is ours (running_pid)
 
     def satisfied(self, snap: Snapshot) -> bool:

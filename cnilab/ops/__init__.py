@@ -1,6 +1,6 @@
 """Operations: typed, frozen, each one kernel change that can apply, undo, print and check itself.
 
-base: the Kernel protocol and Op; links: namespaces, links, addresses, routes; netfilter:
+base: the KernelApi protocol and Op; links: namespaces, links, addresses, routes; netfilter:
 iptables rules; system: sysctls and processes. `from cnilab.ops import X` finds each of them.
 """
 
@@ -9,11 +9,12 @@ from __future__ import annotations
 from cnilab.ops.base import (
     ENTRY_KEYS,
     BadEntry,
-    Kernel,
+    Evidence,
+    KernelApi,
     Key,
     Note,
     Op,
-    Proof,
+    Step,
     describe,
     has_control,
     ns_of,
@@ -34,13 +35,39 @@ from cnilab.ops.links import (
     SetMaster,
 )
 from cnilab.ops.netfilter import AddRule, rule_tokens
-from cnilab.ops.system import SetSysctl, StartServer
+from cnilab.ops.system import FORWARDING, SetSysctl, StartServer
 
 __all__ = [
-    "ENTRY_KEYS", "OPS", "AddAddress", "AddBridge", "AddNetns", "AddRoute", "AddRule", "AddVeth",
-    "BadEntry", "Kernel", "Key", "LinkUp", "MoveToNetns", "Note", "Op", "Proof", "SetMac",
-    "SetMaster", "SetSysctl", "StartServer", "describe", "has_control", "ns_of", "registry_of",
-    "rule_tokens", "same_netns", "shell_join", "tagged",
+    "ENTRY_KEYS",
+    "FORWARDING",
+    "OPS",
+    "AddAddress",
+    "AddBridge",
+    "AddNetns",
+    "AddRoute",
+    "AddRule",
+    "AddVeth",
+    "BadEntry",
+    "Evidence",
+    "KernelApi",
+    "Key",
+    "LinkUp",
+    "MoveToNetns",
+    "Note",
+    "Op",
+    "SetMac",
+    "SetMaster",
+    "SetSysctl",
+    "StartServer",
+    "Step",
+    "describe",
+    "has_control",
+    "ns_of",
+    "registry_of",
+    "rule_tokens",
+    "same_netns",
+    "shell_join",
+    "tagged",
 ]
 
 # Every op of the engine, listed (not collected as a side effect of imports). A lesson with ops

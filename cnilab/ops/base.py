@@ -1,6 +1,6 @@
-"""The base of every operation: the Kernel protocol, Op, reading an op back from a ledger line.
+"""The base of every operation: the KernelApi protocol, Op, reading an op back from a ledger line.
 
-An op never imports pyroute2: it calls the Kernel it is given (cnilab.kernel.Kernel, or anything
+An op never imports pyroute2: it calls the KernelApi it is given (cnilab.kernel.Kernel, or anything
 with the same methods). `netns` is where the op acts; None is the namespace cnilab runs in.
 """
 
@@ -15,15 +15,15 @@ from cnilab.errors import CnilabError
 from cnilab.state import TAG, Link, Namespace, Snapshot
 
 Key = tuple[str, ...]
-Proof = dict[str, Optional[int]]  # what the kernel showed of an object as it was made (an inode)
-Note = Callable[[Proof], None]
+Evidence = dict[str, Optional[int]]  # what the kernel showed of an object as it was made (an inode)
+Note = Callable[[Evidence], None]
 
 
-class Kernel(Protocol):
+class KernelApi(Protocol):
     """What ops need from the kernel module."""
 
     def add_netns(self, name: str, on_made: Note | None = None) -> None: ...
-    def netns_id(self, name: str) -> Proof | None: ...
+    def netns_id(self, name: str) -> Evidence | None: ...
     def remove_netns(self, name: str) -> None: ...
     def get_link(self, netns: str | None, name: str) -> Link | None: ...
     def add_link(self, netns: str | None, name: str, kind: str,
@@ -41,6 +41,16 @@ class Kernel(Protocol):
     def read_sysctl(self, netns: str | None, key: str) -> str: ...
     def write_sysctl(self, netns: str | None, key: str, value: str) -> None: ...
     def iptables(self, netns: str | None, args: list[str], missing_ok: bool = False) -> str: ...
+    # the scenarios' faults
+    def set_down(self, netns: str | None, name: str) -> None: ...
+    def set_nomaster(self, netns: str | None, name: str) -> None: ...
+    def delete_address(self, netns: str | None, dev: str, cidr: str) -> bool: ...
+    def delete_route(self, netns: str | None, dst: str, gateway: str) -> bool: ...
+    def replace_route(self, netns: str | None, dst: str, gateway: str) -> None: ...
+    # the trace's nftables table
+    def nft(self, netns: str | None, script: str, missing_ok: bool = False) -> str: ...
+    def nft_tables(self, netns: str | None) -> list[tuple[str, str]]: ...
+    def nft_table(self, netns: str | None, family: str, table: str) -> str: ...
     def close(self) -> None: ...
 
 
@@ -55,28 +65,28 @@ class Op:
     # Undone before everything else: a process inside a namespace keeps that namespace alive.
     undo_first: ClassVar[bool] = False
 
-    def prepare(self, kernel: Kernel) -> Op:
+    def prepare(self, kernel: KernelApi) -> Op:
         """The op as the ledger records it before applying (e.g. with a value to restore)."""
         return self
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         """Make the change."""
         raise NotImplementedError
 
-    def apply_noting(self, kernel: Kernel, note: Note) -> None:
+    def apply_noting(self, kernel: KernelApi, note: Note) -> None:
         """Apply; `note` records, before the object is named, what will prove it ours."""
         self.apply(kernel)
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         """Reverse the change. Default: it disappears with its link or namespace."""
 
     @classmethod
-    def undo_together(cls, ops: Sequence[Op], kernel: Kernel) -> None:
+    def undo_together(cls, ops: Sequence[Op], kernel: KernelApi) -> None:
         """Undo several ops of this class (one pass over /proc for many processes, say)."""
         for op in ops:
             op.undo(kernel)
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         """Whether what this op made is provably ours (undo may remove it).
 
         Default: its completion was recorded. An intent alone never is: cnilab may have been
@@ -215,7 +225,7 @@ def describe(key: Key) -> str:
     return f"{key[0]} {key[-1]}{where}"
 
 
-def same_netns(current: Proof | None, proof: Proof) -> bool:
+def same_netns(current: Evidence | None, proof: Evidence) -> bool:
     """Whether a namespace seen now is the one noted: same inode and device, and same cookie
     when both have one (an inode number can be reused once its namespace is gone; a cookie
     cannot)."""
@@ -226,7 +236,7 @@ def same_netns(current: Proof | None, proof: Proof) -> bool:
         current.get("cookie") == proof.get("cookie"))
 
 
-def tagged(kernel: Kernel, netns: str | None, name: str) -> bool | None:
+def tagged(kernel: KernelApi, netns: str | None, name: str) -> bool | None:
     """Whether the link carries our alias; None when there is no such link (or namespace)."""
     try:
         link = kernel.get_link(netns, name)
@@ -248,3 +258,19 @@ def ns_of(snap: Snapshot, name: str | None) -> Namespace:
 def registry_of(*classes: type[Op]) -> dict[str, type[Op]]:
     """The ledger names of op classes (their class names), for a ledger to read them back."""
     return {cls.__name__: cls for cls in classes}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a lesson: the ops that make it, in order; done when the kernel holds them all."""
+
+    number: int
+    ops: tuple[Op, ...]
+
+    def done(self, snap: Snapshot) -> bool:
+        """Whether the kernel already holds everything this step makes."""
+        return all(op.satisfied(snap) for op in self.ops)
+
+    def missing(self, snap: Snapshot) -> tuple[Op, ...]:
+        """The ops whose result the kernel does not hold yet."""
+        return tuple(op for op in self.ops if not op.satisfied(snap))

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from cnilab.ops.base import (
     BadEntry,
-    Kernel,
+    Evidence,
+    KernelApi,
     Key,
     Note,
     Op,
-    Proof,
     ns_of,
     same_netns,
     shell_join,
@@ -25,18 +25,18 @@ class AddNetns(Op):
 
     name: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.add_netns(self.name)
 
-    def apply_noting(self, kernel: Kernel, note: Note) -> None:
+    def apply_noting(self, kernel: KernelApi, note: Note) -> None:
         # The namespace's inode is noted before it gets its name under /run/netns, so a crash
         # between the two still leaves the proof that the name, if it exists, is ours.
         kernel.add_netns(self.name, on_made=note)
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         kernel.remove_netns(self.name)
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         # The namespace we made, still there: the same inode (and cookie, never reused) as noted.
         return proof is not None and same_netns(kernel.netns_id(self.name), proof)
 
@@ -67,13 +67,13 @@ class AddBridge(Op):
 
     name: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.add_link(self.netns, self.name, "bridge")
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         kernel.delete_link(self.netns, self.name)
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         return tagged(kernel, self.netns, self.name) is True
 
     def satisfied(self, snap: Snapshot) -> bool:
@@ -98,15 +98,15 @@ class AddVeth(Op):
     peer: str = ""
     peer_netns: str | None = None
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.add_link(self.netns, self.name, "veth", peer=self.peer, peer_netns=self.peer_netns)
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         # Either end may have moved away; deleting the end still here takes the pair with it.
         if not kernel.delete_link(self.netns, self.name):
             kernel.delete_link(self.peer_netns or self.netns, self.peer)
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         # The end undo deletes (this one, else the peer) carries our alias.
         here = tagged(kernel, self.netns, self.name)
         return here if here is not None else tagged(
@@ -136,7 +136,7 @@ class MoveToNetns(Op):
     name: str = ""
     target: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.move_link(self.netns, self.name, self.target)
 
     def satisfied(self, snap: Snapshot) -> bool:
@@ -156,7 +156,7 @@ class SetMaster(Op):
     name: str = ""
     master: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.set_master(self.netns, self.name, self.master)
 
     def satisfied(self, snap: Snapshot) -> bool:
@@ -177,7 +177,7 @@ class SetMac(Op):
     name: str = ""
     mac: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.set_mac(self.netns, self.name, self.mac)
 
     def satisfied(self, snap: Snapshot) -> bool:
@@ -195,7 +195,7 @@ class AddAddress(Op):
     dev: str = ""
     cidr: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.add_address(self.netns, self.dev, self.cidr)
 
     def satisfied(self, snap: Snapshot) -> bool:
@@ -215,7 +215,7 @@ class LinkUp(Op):
 
     name: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.set_up(self.netns, self.name)
 
     def satisfied(self, snap: Snapshot) -> bool:
@@ -236,7 +236,7 @@ class AddRoute(Op):
     dst: str = "default"
     gateway: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.add_route(self.netns, self.dst, self.gateway)
 
     def satisfied(self, snap: Snapshot) -> bool:

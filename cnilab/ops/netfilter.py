@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from cnilab.ops.base import Kernel, Key, Op, Proof, ns_of
+from cnilab.ops.base import Evidence, KernelApi, Key, Op, ns_of
 from cnilab.state import TAG, Snapshot
 
 _IMPLIED = {("-m", "tcp"), ("-m", "udp")}  # `iptables -S` adds these after -p tcp / -p udp
@@ -42,14 +42,14 @@ class AddRule(Op):
         j = self.spec.index("-j") if "-j" in self.spec else len(self.spec)
         return [*self.spec[:j], "-m", "comment", "--comment", self.comment, *self.spec[j:]]
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.iptables(self.netns, ["-t", self.table, "-A", self.chain, *self.rule()])
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         kernel.iptables(self.netns, ["-t", self.table, "-D", self.chain, *self.rule()],
                         missing_ok=True)
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         return True  # -D deletes only a rule carrying our comment: the kernel's mark is checked
 
     def satisfied(self, snap: Snapshot) -> bool:

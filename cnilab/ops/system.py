@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from cnilab.ops.base import Kernel, Key, Op, Proof, ns_of
+from cnilab.ops.base import Evidence, KernelApi, Key, Op, ns_of
 from cnilab.state import Snapshot
+
+FORWARDING = "net.ipv4.ip_forward"  # the sysctl that lets a node route between its interfaces
 
 
 @dataclass(frozen=True)
@@ -17,13 +19,13 @@ class SetSysctl(Op):
     value: str = ""
     previous: str | None = None
 
-    def prepare(self, kernel: Kernel) -> Op:
+    def prepare(self, kernel: KernelApi) -> Op:
         return SetSysctl(self.netns, self.key, self.value, kernel.read_sysctl(self.netns, self.key))
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.write_sysctl(self.netns, self.key, self.value)
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         if self.previous is not None:
             kernel.write_sysctl(self.netns, self.key, self.previous)
 
@@ -51,13 +53,13 @@ class StartServer(Op):
     port: int = 80
     body: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.start_server(self.netns, self.port, self.body)
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         kernel.stop_server(self.netns, self.port)
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         return True  # stop_server signals only a process whose command line carries our mark
 
     def satisfied(self, snap: Snapshot) -> bool:

@@ -17,10 +17,10 @@ from rich.text import Text
 from rich.tree import Tree
 
 from cnilab.i18n import t
+from cnilab.lab.topology import Topology
 from cnilab.ops import Key, rule_tokens
 from cnilab.render.fit import FirstFit
 from cnilab.state import Link, Namespace, Snapshot
-from cnilab.topology import Topology
 
 NEW = "bold yellow"
 

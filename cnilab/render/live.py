@@ -15,10 +15,10 @@ from rich.table import Table
 from rich.text import Text
 
 from cnilab.i18n import t
+from cnilab.lab.topology import Topology
 from cnilab.ops import Key, rule_tokens
 from cnilab.render.diagram import NEW, render_diagram
 from cnilab.render.fit import FirstFit
-from cnilab.topology import Topology
 
 if TYPE_CHECKING:  # the model reaches the kernel's data types; rendering needs only their shape
     from cnilab.watch import Change, LiveLab

@@ -11,16 +11,16 @@ from rich.panel import Panel
 from rich.rule import Rule
 from rich.text import Text
 
-from cnilab.grade import Fact
 from cnilab.i18n import t
+from cnilab.lab.grade import Fact
+from cnilab.lab.topology import Topology
 from cnilab.lessons import StepText
 from cnilab.render.commands import render_commands, render_proofs
 from cnilab.render.diagram import render_diagram
 from cnilab.render.prose import Prose
-from cnilab.topology import Topology
 
 if TYPE_CHECKING:  # the lab reaches the kernel; `cnilab explain` must not load it
-    from cnilab.lab import StepReport
+    from cnilab.lab.lab import StepReport
 
 
 def step_rule(label: str, title: str) -> Rule:

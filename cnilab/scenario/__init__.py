@@ -1,6 +1,5 @@
 """Troubleshooting scenarios: the lab (or the cluster) with one fault, graded from the kernel.
 
-Kept light on purpose: the lab's and the cluster's op registries import `cnilab.scenario.faults`
-(their ledgers read fault ops back), so importing this package must not pull in the lab, the
-cluster or the probes.
+The faults themselves are engine ops (ops/faults.py): the lab's and the cluster's ledgers read
+them back without importing this package.
 """

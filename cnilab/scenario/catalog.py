@@ -15,10 +15,11 @@ from typing import Union
 
 from cnilab.cluster.plan import GATEWAY, OUTSIDE_HOST, ClusterPlan
 from cnilab.errors import ConfigError
-from cnilab.ops import AddAddress, AddRule, Op, SetSysctl
-from cnilab.scenario.faults import DelAddress, DelRoute, DelRule, LinkDown, NoMaster, SetPolicy
-from cnilab.steps import FORWARDING, LAST_STEP, build_steps
-from cnilab.topology import Container, Topology
+from cnilab.lab import LAST_STEP
+from cnilab.lab.steps import build_steps
+from cnilab.lab.topology import Container, Topology
+from cnilab.ops import FORWARDING, AddAddress, AddRule, Op, SetSysctl
+from cnilab.ops.faults import DelAddress, DelRoute, DelRule, LinkDown, NoMaster, SetPolicy
 
 LAB, CLUSTER = "eight-steps", "cluster"  # the lesson a scenario breaks
 BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"  # exists only with br_netfilter

@@ -14,17 +14,16 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from cnilab import probes
 from cnilab.cluster.plan import GATEWAY, OUTSIDE_HOST, POD_IF, ClusterPlan
 from cnilab.i18n import t
 from cnilab.kernel import Kernel
-from cnilab.ops import ns_of, rule_tokens
-from cnilab.probes import Proof
+from cnilab.lab import probes
+from cnilab.lab.probes import Proof
+from cnilab.lab.topology import Topology
+from cnilab.ops import FORWARDING, ns_of, rule_tokens
+from cnilab.ops.faults import policy_of
 from cnilab.scenario.catalog import BRIDGE_NF, Plan, red_blue
-from cnilab.scenario.faults import policy_of
 from cnilab.state import Namespace, Route, Snapshot, first_ip
-from cnilab.steps import FORWARDING
-from cnilab.topology import Topology
 
 ELSEWHERE = "198.51.100.1"  # TEST-NET-2: "any address off the lab", only looked up, never sent to
 

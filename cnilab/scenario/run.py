@@ -1,6 +1,6 @@
 """Start, grade, hint and stop a scenario. No printing, no exiting.
 
-A scenario is a lesson's own build (the eight steps through cnilab.lab.Lab, or the cluster
+A scenario is a lesson's own build (the eight steps through cnilab.lab.lab.Lab, or the cluster
 through cnilab.cluster.cluster.Cluster) followed by its fault, applied through the same ledger.
 The ledger's first entry is a ScenarioRecord: that is how every command finds the running
 scenario, and why `teardown` (or `cluster down`) removes its record file with everything else.
@@ -17,9 +17,13 @@ from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.plan import ClusterPlan, build_plan
 from cnilab.errors import CnilabError, ConfigError, MissingTool
 from cnilab.kernel import require_privileges
-from cnilab.lab import Lab
+from cnilab.lab import LAST_STEP
+from cnilab.lab.lab import Lab
+from cnilab.lab.steps import setup_ops
+from cnilab.lab.topology import Topology
 from cnilab.ledger import Ledger
 from cnilab.ops import Op
+from cnilab.ops.faults import ScenarioRecord, read_record, record_path, write_record
 from cnilab.scenario.catalog import (
     BRIDGE_NF,
     CLUSTER,
@@ -30,7 +34,6 @@ from cnilab.scenario.catalog import (
     params,
     red_blue,
 )
-from cnilab.scenario.faults import ScenarioRecord
 from cnilab.scenario.grade import (
     Context,
     Verdict,
@@ -39,9 +42,6 @@ from cnilab.scenario.grade import (
     lab_probes,
     run_probes,
 )
-from cnilab.scenario.record import read_record, record_path, write_record
-from cnilab.steps import LAST_STEP, setup_ops
-from cnilab.topology import Topology
 
 CLUSTER_NODES, CLUSTER_PODS = 2, 2  # controlplane and node01, two pods each
 

@@ -6,19 +6,18 @@ Everything the kernel showed is kept as plain data (an Observation), so the read
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cnilab.errors import CnilabError
-from cnilab.kernel.conntrack import Connection, Tuple
+from cnilab.kernel.conntrack import Connection
 from cnilab.kernel.nftrace import TraceEvent, find_nft
 from cnilab.ops import Op, rule_tokens, shell_join
+from cnilab.ops.trace import AddTraceTable
 from cnilab.state import RouteDecision, Snapshot
-from cnilab.trace.ops import AddTraceTable
 from cnilab.trace.plan import TracePlan, plan_trace, trace_ops
 from cnilab.trace.probe import TIMEOUT, Probe, ProbeResult
 from cnilab.trace.site import Site
@@ -170,53 +169,3 @@ def _undo_all(made: list[AddTraceTable], kernel: Kernel) -> None:
 def _ours(plan: TracePlan, conn: Connection) -> bool:
     proto = {"icmp": 1, "tcp": 6, "udp": 17}[plan.proto]
     return conn.proto == proto and conn.orig.sport == plan.ident
-
-
-def to_dict(obs: Observation, lookup: KernelLookup | None = None) -> dict[str, Any]:
-    """An observation as plain data (with the lookups made while reading it): a recording."""
-    return {
-        "plan": asdict(obs.plan),
-        "before": obs.before.to_dict(), "after": obs.after.to_dict(),
-        "events": [asdict(e) for evs in obs.events.values() for e in evs],
-        "probe": asdict(obs.probe),
-        "conntrack": [{"netns": ns, **asdict(c)} for ns, cs in obs.conntrack.items() for c in cs],
-        "routes": {k: asdict(v) for k, v in (lookup.routes if lookup else {}).items()},
-        "rules": dict(lookup.rules) if lookup else {},
-    }
-
-
-def from_dict(data: dict[str, Any]) -> Observation:
-    """An observation back from its recording."""
-    plan = data["plan"]
-    events: dict[str | None, list[TraceEvent]] = {ns: [] for ns in plan["watch"]}
-    for e in data["events"]:
-        events.setdefault(e["netns"], []).append(TraceEvent(**e))
-    conntrack: dict[str | None, list[Connection]] = {}
-    for c in data["conntrack"]:
-        conntrack.setdefault(c["netns"], []).append(Connection(
-            c["proto"], Tuple(**c["orig"]), Tuple(**c["reply"]), c["snat"], c["dnat"]))
-    return Observation(
-        TracePlan(**{**plan, "watch": tuple(plan["watch"])}),
-        Snapshot.from_json(json.dumps(data["before"])),
-        Snapshot.from_json(json.dumps(data["after"])), events,
-        ProbeResult(**data["probe"]), conntrack)
-
-
-class RecordedLookup:
-    """The answers a recording kept, asked again in a unit test (no kernel)."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.routes = {k: RouteDecision(**v) for k, v in data.get("routes", {}).items()}
-        self.rules: dict[str, str] = data.get("rules", {})
-
-    def route(self, netns: str | None, dst: str, src: str | None = None,
-              iif: str | None = None) -> RouteDecision:
-        """The recorded answer; a question the recording never asked is an error, not a guess."""
-        key = route_key(netns, dst, src, iif)
-        if key not in self.routes:
-            raise KeyError(f"this recording never asked: ip route get {key}")
-        return self.routes[key]
-
-    def rule(self, netns: str | None, family: str, table: str, handle: int) -> str | None:
-        """The recorded rule text."""
-        return self.rules.get(rule_key(netns, family, table, handle)) or None

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from cnilab.kernel.nftrace import TraceEvent
+from cnilab.ops.trace import TABLE
 from cnilab.state import Link, RouteDecision, Snapshot
-from cnilab.trace.ops import TABLE
 from cnilab.trace.packets import ACK, ECHO_REPLY, ECHO_REQUEST, ICMP, RST, SYN, Packet, parse
 from cnilab.trace.plan import TracePlan
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 
 from cnilab.errors import ConfigError
+from cnilab.ops.trace import OURS, TABLE, AddTraceTable
 from cnilab.state import Snapshot
-from cnilab.trace.ops import OURS, TABLE, AddTraceTable
 from cnilab.trace.site import Site
 
 PROTOS = ("icmp", "tcp", "udp")

@@ -19,9 +19,9 @@ from cnilab.cluster.cluster import Cluster, cluster_ledger
 from cnilab.cluster.plan import build_plan
 from cnilab.cni.exec import config_version, find_reference, invoke
 from cnilab.kernel import Kernel
+from cnilab.lab.steps import observed_namespaces
+from cnilab.lab.topology import Topology, default_topology
 from cnilab.state import Snapshot
-from cnilab.steps import observed_namespaces
-from cnilab.topology import Topology, default_topology
 
 
 @dataclass

@@ -20,13 +20,13 @@ SMALL = ("--nodes", "2", "--pods-per-node", "1")
 
 
 class Runner:
-    """`python -m cnilab.cluster --prefix P ...` with a private CNILAB_RUN_DIR."""
+    """`python -m cnilab cluster --prefix P ...` with a private CNILAB_RUN_DIR."""
 
     def __init__(self, prefix: str, run_dir: Path) -> None:
         self.prefix, self.run_dir = prefix, run_dir
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "cnilab.cluster", "--prefix", self.prefix, *args]
+        return [sys.executable, "-m", "cnilab", "cluster", "--prefix", self.prefix, *args]
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "CNILAB_RUN_DIR": str(self.run_dir), "LANG": "C.UTF-8",

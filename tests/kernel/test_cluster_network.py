@@ -10,11 +10,11 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 from helpers import cluster_up
 
-from cnilab import probes
 from cnilab.cluster import components
 from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.status import read_status
 from cnilab.kernel.sockets import tcp_sockets
+from cnilab.lab import probes
 
 
 @pytest.fixture(scope="module")

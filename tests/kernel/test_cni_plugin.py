@@ -17,7 +17,7 @@ import pytest
 from cnilab.cni import spec
 from cnilab.cni.bridge import attachment_hash, host_veth_name
 from cnilab.cni.exec import Call
-from cnilab.cni.sandbox import Sandbox
+from tests.kernel.cni_sandbox import Sandbox
 
 SUBNET = "10.77.0.0/24"
 

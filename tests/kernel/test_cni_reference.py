@@ -15,10 +15,10 @@ import pytest
 from helpers import reference_skip
 
 from cnilab.cni import spec
-from cnilab.cni.sandbox import Sandbox
 from cnilab.kernel import run_in_netns
-from cnilab.probes import ping
+from cnilab.lab.probes import ping
 from cnilab.state import Namespace
+from tests.kernel.cni_sandbox import Sandbox
 
 SKIP = reference_skip("bridge", "host-local", "tuning", "portmap")
 pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")

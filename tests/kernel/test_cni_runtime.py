@@ -16,8 +16,8 @@ from cnilab.cni.exec import find_reference
 from cnilab.cni.runtime import Runtime
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel
+from cnilab.lab.probes import ping
 from cnilab.ops import AddNetns
-from cnilab.probes import ping
 
 
 def test_runtime_add_check_del_with_both_plugins(prefix: str, run_dir: Path) -> None:

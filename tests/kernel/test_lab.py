@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import Cnilab, prefixed_netns, root_namespace_state
 
-from cnilab import probes
-from cnilab.steps import build_steps
+from cnilab.lab import probes
+from cnilab.lab.steps import build_steps
 
 
 def test_run_all_builds_every_step_and_proves_it_with_packets(cnilab: Cnilab) -> None:

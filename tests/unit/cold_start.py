@@ -12,7 +12,7 @@ HEAVY = ("pyroute2", "cnilab.kernel")  # what commands that never touch the kern
 def run_cold(*argvs: list[str]) -> tuple[str, list[str]]:
     """Run `cnilab ARGV` for each argv in one fresh interpreter: what it printed, and the
     modules of HEAVY it had loaded by the end."""
-    code = ("import json, sys\nfrom cnilab.cli import app\n"
+    code = ("import json, sys\nfrom cnilab.cli.main import app\n"
             f"for args in {json.dumps([list(a) for a in argvs])}:\n"
             "    try:\n        app(args)\n    except SystemExit:\n        pass\n"
             f"print(json.dumps([m for m in sys.modules if m.startswith({HEAVY!r})]))")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cnilab.cli import app, app_for, command_named
-from cnilab.cli_scenario import scenario_app
-from cnilab.cluster.cli import cluster_app
-from cnilab.cni.cli import cni_app
+from cnilab.cli.cluster import cluster_app
+from cnilab.cli.cni import cni_app
+from cnilab.cli.main import app, app_for, command_named
+from cnilab.cli.scenario import scenario_app
 from tests.unit.cold_start import run_cold
 
 runner = CliRunner()
@@ -164,11 +164,13 @@ def test_practice_and_check_take_1_to_9_too(argv: list[str]) -> None:
     assert "1<=x<=9" in runner.invoke(app, [*argv, "10"]).output.replace(" ", "")
 
 
-def test_console_step_range_is_the_lessons_range() -> None:
-    from cnilab.console import LAST_STEP
-    from cnilab.steps import BONUS_STEP
+def test_the_step_argument_takes_every_step_the_lab_has() -> None:
+    from cnilab.lab import BONUS_STEP
+    from cnilab.lab.steps import build_steps
+    from cnilab.lab.topology import default_topology
 
-    assert LAST_STEP == BONUS_STEP
+    assert len(build_steps(default_topology())) == BONUS_STEP
+    assert runner.invoke(app, ["explain", str(BONUS_STEP + 1)]).exit_code == 2
 
 
 def test_shell_accepts_only_the_labs_places() -> None:
@@ -205,8 +207,8 @@ def test_hints_after_a_run_name_the_command_as_called_with_the_labs_options(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import types
 
-    from cnilab import console
-    from cnilab.console import Options, command_line
+    from cnilab.cli import console
+    from cnilab.cli.console import Options, command_line
 
     ctx = types.SimpleNamespace(find_root=lambda: types.SimpleNamespace(
         obj=Options(config=Path("lab.toml"), prefix="demo-")))

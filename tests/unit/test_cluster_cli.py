@@ -8,7 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from cnilab.cluster.cli import cluster_app
+from cnilab.cli.cluster import cluster_app
 
 runner = CliRunner()
 COMMANDS = ["up", "status", "exec", "shell", "quiz", "down"]
@@ -51,7 +51,7 @@ def test_dry_run_prints_the_commands_of_the_whole_cluster() -> None:
 
 
 def test_importing_the_sub_app_loads_neither_pyroute2_nor_rich() -> None:
-    code = ("import sys\nimport cnilab.cluster.cli\n"
+    code = ("import sys\nimport cnilab.cli.cluster\n"
             "bad = [m for m in sys.modules if m.startswith(('pyroute2', 'rich'))]\n"
             "print(bad)\nsys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -186,7 +186,7 @@ def test_proc_net_tcp_is_parsed_like_ss() -> None:
 def _play(status: dict[str, Any], qid: str, replies: list[str],
           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[Any, str]:
     """The quiz in a terminal, on one question, with these replies typed in turn."""
-    from cnilab.cluster import cli_quiz
+    from cnilab.cli import quiz as cli_quiz
 
     typed = iter(replies)
     monkeypatch.setattr(cli_quiz, "ask", lambda prompt: next(typed))

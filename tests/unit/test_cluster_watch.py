@@ -12,8 +12,8 @@ import pytest
 from rich.console import Console
 
 from cnilab.cluster.live import ClusterLive, follows
-from cnilab.cluster.live_view import render_cluster
 from cnilab.kernel.events import Observed
+from cnilab.render.cluster import render_cluster
 from cnilab.state import Snapshot
 
 RECORDED = Path(__file__).parent / "recorded" / "cluster-2x2.json"

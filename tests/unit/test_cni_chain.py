@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cnilab.cli import app
+from cnilab.cli.cni import cni_app
+from cnilab.cli.main import app
 from cnilab.cni.attach import AttachNetwork, StateDir
 from cnilab.cni.chain import find, load, parse_list, read_cache
-from cnilab.cni.cli import cni_app
 from cnilab.cni.runtime import CNI_OPS
 from cnilab.errors import ConfigError
 from cnilab.ledger import Ledger
@@ -176,7 +176,10 @@ def test_every_sentence_the_cni_commands_print_is_in_its_section(lang: str) -> N
     from cnilab.i18n import catalog
 
     used: set[tuple[str, str]] = set()
-    for source in (P(__file__).parents[2] / "cnilab" / "cni").glob("*.py"):
+    package = P(__file__).parents[2] / "cnilab"
+    sources = [*(package / "cni").glob("*.py"), package / "cli" / "cni.py",
+               package / "render" / "cni.py"]
+    for source in sources:
         text = source.read_text(encoding="utf-8")
         used |= {("ui", k) for k in re.findall(r"\bui\(\s*['\"](\w+)['\"]", text)}
         used |= {("ui", k) for k in re.findall(r"['\"]ui\.(\w+)['\"]", text)}

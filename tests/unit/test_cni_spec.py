@@ -275,7 +275,7 @@ def test_a_name_the_kernel_would_cut_or_refuse_is_refused_by_the_plugin_and_the_
     """One rule for both (a NUL would make "cni0\\0x" act on cni0)."""
     from cnilab.cni.spec import check_ifname
     from cnilab.errors import ConfigError
-    from cnilab.topology import check_ifname as lab_check
+    from cnilab.lab.topology import check_ifname as lab_check
 
     assert check_ifname(name, "bridge") is not None
     with pytest.raises(ConfigError):

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from cnilab.lab.steps import build_steps
+from cnilab.lab.topology import default_topology
 from cnilab.render.diagram import render_diagram
 from cnilab.state import Snapshot
-from cnilab.steps import build_steps
-from cnilab.topology import default_topology
 
 RECORDED = Path(__file__).parent / "recorded"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from cnilab.errors import CollisionError, ConfigError, MissingTool, PrerequisiteError
-from cnilab.lab import Lab
+from cnilab.lab.lab import Lab
+from cnilab.lab.topology import default_topology
 from cnilab.ledger import Ledger
 from cnilab.ops import AddNetns, AddRule
-from cnilab.topology import default_topology
 from tests.unit.fake_kernel import FakeKernel
 
 P = "t-"

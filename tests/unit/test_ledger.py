@@ -13,7 +13,7 @@ from cnilab.cluster.components import StartComponent
 from cnilab.cluster.pods import AttachPod, IpamStore
 from cnilab.ledger import Ledger
 from cnilab.ops import OPS, AddNetns, AddRule, AddVeth, Op, SetSysctl
-from cnilab.scenario.faults import FAULT_OPS
+from cnilab.ops.faults import FAULT_OPS
 
 GOOD = AddNetns(None, "red")
 

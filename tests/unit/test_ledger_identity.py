@@ -9,9 +9,10 @@ import pytest
 from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.plan import build_plan
 from cnilab.cni.runtime import Runtime
-from cnilab.lab import Lab
-from cnilab.ledger import Ledger, identity
-from cnilab.topology import default_topology
+from cnilab.lab.lab import Lab
+from cnilab.lab.topology import default_topology
+from cnilab.ledger import Ledger
+from cnilab.names import identity
 
 PREFIXES = ["", "rz", "rz-", "rz_", "rz.", "rz%2E", "-", "_", ".", "default-", "default",
             "X-", "X-cluster-", "X-cni", "a@b", "a#b", "한국-", "x" * 64, "x" * 63 + "y"]

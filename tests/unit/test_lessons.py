@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cnilab import lessons
-from cnilab.cli import app
+from cnilab.cli.main import app
+from cnilab.cli.registry import LESSONS, names
 from cnilab.compat import tomllib
 from cnilab.i18n import catalog
-from cnilab.lesson import LESSONS, names
 from cnilab.lessons import lessons_dir
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -132,7 +132,7 @@ def test_script_is_standalone_commented_bash() -> None:
 def test_junit_from_a_summary_parses_and_counts_cases(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import xml.etree.ElementTree as ET
 
-    from cnilab.junit import write_junit
+    from cnilab.render.junit import write_junit
 
     summary = [
         {"step": 7, "title": "Up", "ok": True,

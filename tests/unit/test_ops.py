@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from cnilab.lab import LAB_OPS
+from cnilab.lab.lab import LAB_OPS
+from cnilab.lab.steps import build_steps, setup_ops
+from cnilab.lab.topology import default_topology
 from cnilab.ops import AddNetns, AddRule, AddVeth, Op, SetSysctl, rule_tokens
 from cnilab.state import Snapshot
-from cnilab.steps import build_steps, setup_ops
-from cnilab.topology import default_topology
 
 RECORDED = Path(__file__).parent / "recorded"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from cnilab.errors import CollisionError
-from cnilab.lab import Lab
+from cnilab.lab.lab import Lab
+from cnilab.lab.topology import default_topology
 from cnilab.ledger import Ledger
 from cnilab.ops import AddBridge, AddNetns
-from cnilab.topology import default_topology
 from tests.unit.fake_kernel import FakeKernel
 
 P = "t-"

@@ -7,11 +7,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cnilab.cli import app
+from cnilab.cli.main import app
+from cnilab.cli.registry import LESSONS, get, names
 from cnilab.cluster.plan import build_plan
 from cnilab.i18n import lessons_dir
-from cnilab.lesson import LESSONS, get, names
-from cnilab.topology import default_topology
+from cnilab.lab.topology import default_topology
 from tests.unit.cold_start import run_cold
 
 runner = CliRunner()

@@ -11,15 +11,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cnilab.cli import app
+from cnilab.cli.main import app
 from cnilab.cluster.cluster import CLUSTER_OPS
 from cnilab.cluster.plan import build_plan
-from cnilab.lab import LAB_OPS
+from cnilab.lab.lab import LAB_OPS
+from cnilab.lab.topology import default_topology
 from cnilab.ledger import teardown_plan
 from cnilab.ops import AddNetns, AddRule, Op, SetSysctl
-from cnilab.scenario import catalog, text
-from cnilab.scenario.catalog import CLUSTER, SCENARIOS, commands, params
-from cnilab.scenario.faults import (
+from cnilab.ops.faults import (
     DelAddress,
     DelRoute,
     DelRule,
@@ -28,11 +27,13 @@ from cnilab.scenario.faults import (
     ScenarioRecord,
     SetPolicy,
     policy_of,
+    read_record,
+    write_record,
 )
+from cnilab.scenario import catalog, text
+from cnilab.scenario.catalog import CLUSTER, SCENARIOS, commands, params
 from cnilab.scenario.grade import CAUSES, Context, route_to
-from cnilab.scenario.record import read_record, write_record
 from cnilab.state import Link, Namespace, Route, Snapshot
-from cnilab.topology import default_topology
 from tests.unit.cold_start import run_cold
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")

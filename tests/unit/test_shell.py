@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cnilab.shell import shell_argv
+from cnilab.cli.shell import shell_argv
 
 DEBIAN_BASHRC = "PS1='${debian_chroot:+($debian_chroot)}\\u@\\h:\\w\\$ '\n"
 

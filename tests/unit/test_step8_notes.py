@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from cnilab import lab
-from cnilab.lab import forwarding_notes
+from cnilab.lab import lab
+from cnilab.lab.lab import forwarding_notes
+from cnilab.lab.topology import default_topology
 from cnilab.render.report import note_text
 from cnilab.state import Link, Namespace, Snapshot
-from cnilab.topology import default_topology
 
 IN_PLACE = default_topology(in_place=True)
 

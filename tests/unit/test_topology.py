@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cnilab.errors import ConfigError
-from cnilab.topology import default_topology, from_dict, load, validate
+from cnilab.lab.topology import default_topology, from_dict, load, validate
 
 
 def test_defaults_are_the_course_lab() -> None:

@@ -12,18 +12,17 @@ import pytest
 from rich.console import Console
 
 from cnilab.errors import ConfigError
-from cnilab.lab import LAB_OPS, lab_site
+from cnilab.lab.lab import LAB_OPS, lab_site
+from cnilab.lab.topology import default_topology
 from cnilab.ledger import Ledger
 from cnilab.ops import AddNetns, Op
-from cnilab.render.trace import render_trace
+from cnilab.ops.trace import AddTraceTable
+from cnilab.render.trace import render_trace, to_json
 from cnilab.state import Snapshot
-from cnilab.topology import default_topology
-from cnilab.trace.observe import RecordedLookup, from_dict
-from cnilab.trace.ops import AddTraceTable
 from cnilab.trace.packets import parse
 from cnilab.trace.plan import check_args, plan_trace, trace_ops
-from cnilab.trace.report import to_json
 from cnilab.trace.verdict import TraceResult, analyse
+from tests.unit.trace_recording import RecordedLookup, from_dict
 
 RECORDED = Path(__file__).parent / "recorded"
 TOPO = default_topology(prefix="rec-")

@@ -12,7 +12,7 @@ from cnilab.i18n import catalog
 CODE = Path(__file__).resolve().parents[2] / "cnilab"
 T_CALL = re.compile(r"""\bt\(\s*f?["']([a-z_]+)\.([a-z_0-9]+)["']""")
 ERROR_OF = re.compile(r"""\.of\(\s*["']([a-z_0-9]+)["']""")
-UI_CALL = re.compile(r"""\bui\(\s*["']([a-z_0-9]+)["']""")  # cnilab.cni.view.ui: a "ui." key
+UI_CALL = re.compile(r"""\bui\(\s*["']([a-z_0-9]+)["']""")  # cnilab.render.cni.ui: a "ui." key
 
 
 def named_keys() -> set[tuple[str, str]]:

@@ -21,10 +21,11 @@ from cnilab.kernel.events import (
     parse_inotify,
     parts_of,
 )
+from cnilab.lab import LAST_STEP
+from cnilab.lab.steps import build_steps
+from cnilab.lab.topology import default_topology
 from cnilab.render.live import render_live
 from cnilab.state import FdbEntry, Neighbour, Snapshot
-from cnilab.steps import LAST_STEP, build_steps
-from cnilab.topology import default_topology
 from cnilab.watch import LiveLab
 
 RECORDED = Path(__file__).parent / "recorded"

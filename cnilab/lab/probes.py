@@ -17,8 +17,9 @@ from typing import Any
 
 from cnilab.errors import KernelError
 from cnilab.kernel import run_in_netns
-from cnilab.steps import BONUS_STEP, PUBLISHED_PORT, web_server
-from cnilab.topology import Container, Topology
+from cnilab.lab import BONUS_STEP
+from cnilab.lab.steps import PUBLISHED_PORT, web_server
+from cnilab.lab.topology import Container, Topology
 from cnilab.trace.packets import echo_request
 
 TIMEOUT = 1.0

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from cnilab.i18n import t
-from cnilab.ops import Op
+from cnilab.lab.topology import Topology
+from cnilab.ops import Op, Step
 from cnilab.state import Snapshot
-from cnilab.steps import Step
-from cnilab.topology import Topology
 
 
 @dataclass(frozen=True)

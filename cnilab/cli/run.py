@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.cli_lab import lab_of, lesson_in
-from cnilab.console import (
-    LAST_STEP,
+from cnilab.cli.console import (
     JsonOption,
     LangOption,
     RecordOption,
@@ -23,14 +21,17 @@ from cnilab.console import (
     ask,
     command_line,
     guarded,
+    lab_of,
     lang_of,
+    lesson_in,
     out,
     out_json,
 )
 from cnilab.errors import CnilabError, ConfigError, ProofFailed
+from cnilab.lab import BONUS_STEP
 
 if TYPE_CHECKING:
-    from cnilab.lab import Lab, StepReport
+    from cnilab.lab.lab import Lab, StepReport
     from cnilab.lessons import Lesson
 
 run_app = typer.Typer()
@@ -53,8 +54,8 @@ def _report_json(report: StepReport, lab: Lab, lesson: Lesson, lang: str) -> dic
 
 
 def _print_plan(lab: Lab, numbers: list[int], lesson: Lesson, lang: str) -> None:
+    from cnilab.lab.steps import setup_ops
     from cnilab.render.commands import render_plan
-    from cnilab.steps import setup_ops
 
     out(*render_plan([(n, lesson.step(n).title, lab.step(n).ops) for n in numbers],
                      lab.topo.node, lang, setup_ops(lab.topo) if 1 in numbers else ()))
@@ -117,7 +118,7 @@ def _paged(parts: list[Any], lang: str) -> bool:
     diagram) can be taller than the screen: nothing scrolls away unread. False: the student
     stopped.
     """
-    from cnilab.console import console
+    from cnilab.cli.console import console
     from cnilab.i18n import t
 
     screen = console()
@@ -147,9 +148,9 @@ def run_all(
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="Do not pause between steps (automatic without a terminal).")] = False,
     start: Annotated[int, typer.Option(
-        "--from", min=1, max=LAST_STEP, help="First step, 1 to 9.")] = 1,
+        "--from", min=1, max=BONUS_STEP, help="First step, 1 to 9.")] = 1,
     end: Annotated[int, typer.Option(
-        "--to", min=1, max=LAST_STEP, help="Last step, 1 to 9 (9: the bonus).")] = 8,
+        "--to", min=1, max=BONUS_STEP, help="Last step, 1 to 9 (9: the bonus).")] = 8,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print all the commands; touch nothing.")] = False,
     no_proof: Annotated[bool, typer.Option(
@@ -193,7 +194,7 @@ def run_all(
                            as_json)
         finally:
             if junit is not None:
-                from cnilab.junit import write_junit
+                from cnilab.render.junit import write_junit
 
                 write_junit(junit, summary)
             if teardown_:

@@ -1,8 +1,9 @@
 """`cnilab cluster ...`: the cluster networking lesson's commands. Parses, calls, prints.
 
 Only Typer is imported at module level: the main CLI imports this sub-app, and `cnilab --help`
-must stay fast (Rich, pyroute2 and the domain modules load inside the commands). The quiz lives
-in cli_quiz.py, the packet trace in cli_trace.py.
+must stay fast (Rich, pyroute2 and the domain modules load inside the commands).
+Its quiz, trace and watch live in cli/quiz.py, cli/trace.py and cli/watch.py (cli/main.py adds
+them here).
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.cluster.cli_base import (
+from cnilab.cli.console import (
     ClusterOpts,
+    JsonOption,
+    LangOption,
     cluster_lang,
     cluster_opts,
     command_prefix,
     existing,
+    guarded,
+    lang_of,
+    out,
+    out_json,
 )
-from cnilab.cluster.cli_quiz import quiz
-from cnilab.cluster.cli_trace import trace
-from cnilab.cluster.cli_watch import watch
-from cnilab.console import JsonOption, LangOption, guarded, lang_of, out, out_json
 from cnilab.errors import CnilabError
 from cnilab.packages import install_command
 
@@ -128,7 +131,7 @@ def up(
 
 def _print_plan(plan: ClusterPlan, lang: str) -> None:
     """Every command of `up`, under the lesson section that explains it."""
-    from cnilab.lesson import get
+    from cnilab.cli.registry import get
     from cnilab.render.commands import render_plan
 
     lesson = get("cluster")
@@ -147,9 +150,9 @@ def down(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = Non
     Example:
       sudo cnilab cluster down
     """
+    from cnilab.cli.console import warn
     from cnilab.cluster.cluster import Cluster, cluster_ledger
     from cnilab.cluster.plan import build_plan
-    from cnilab.console import warn
     from cnilab.i18n import t
 
     lang = cluster_lang(ctx, lang)
@@ -296,8 +299,8 @@ def shell(
     Example:
       sudo cnilab cluster shell node01   # then: ip route; netstat -natp; exit
     """
+    from cnilab.cli.shell import shell_argv
     from cnilab.i18n import t
-    from cnilab.shell import shell_argv
 
     lang = cluster_lang(ctx, lang)
     with guarded(ctx, lang):
@@ -307,9 +310,3 @@ def shell(
         out(t("cluster.entering", lang, node=hostname, netns=netns))
         sys.stdout.flush()
         os.execvp("ip", _in_node(netns, hostname, argv))
-
-
-
-cluster_app.command()(quiz)
-cluster_app.command()(trace)
-cluster_app.command()(watch)

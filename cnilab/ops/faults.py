@@ -7,29 +7,48 @@ namespaces it simply goes away with them. ScenarioRecord remembers which scenari
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any
 
-from cnilab.errors import KernelError
-from cnilab.ops import AddRule, Kernel, Key, Op, Proof, ns_of, registry_of
-from cnilab.scenario.record import SUFFIX, read_record, remove_record, write_record
-from cnilab.state import TAG, Link, Snapshot
+from cnilab.errors import CollisionError, KernelError
+from cnilab.ops import AddRule, Evidence, KernelApi, Key, Op, ns_of, registry_of
+from cnilab.runfiles import PRIVATE_MODE, read_file, safe_dir, write_atomic
+from cnilab.state import TAG, Snapshot
 
-
-class FaultKernel(Kernel, Protocol):
-    """What fault ops need from the kernel beyond what lab ops need (cnilab.kernel.Kernel)."""
-
-    def set_down(self, netns: str | None, name: str) -> None: ...
-    def set_nomaster(self, netns: str | None, name: str) -> None: ...
-    def delete_address(self, netns: str | None, dev: str, cidr: str) -> bool: ...
-    def delete_route(self, netns: str | None, dst: str, gateway: str) -> bool: ...
-    def replace_route(self, netns: str | None, dst: str, gateway: str) -> None: ...
-    def get_link(self, netns: str | None, name: str) -> Link | None: ...
+# Which scenario is running, and how many hints were shown: one small JSON file in the run dir,
+# written as root with runfiles (0600 whatever the umask), read back only if it is a plain file
+# of ours (never through a symlink someone planted).
+SUFFIX = ".scenario.json"
 
 
-def _k(kernel: Kernel) -> FaultKernel:
-    return cast(FaultKernel, kernel)
+def record_path(ledger: Path) -> Path:
+    """The record of the scenario running on the lab (or cluster) kept in ledger file `ledger`."""
+    return ledger.with_name(ledger.stem + SUFFIX)
+
+
+def write_record(path: Path, data: dict[str, Any]) -> None:
+    """Replace the file at `path` with `data` as JSON, atomically, mode 0600."""
+    safe_dir(path.parent)
+    write_atomic(path, json.dumps(data).encode(), PRIVATE_MODE)  # the name is the answer
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record's data; None when there is none, or it is not a plain file of ours."""
+    try:
+        raw = read_file(path)
+        data = json.loads(raw or b"null")
+    except (CollisionError, ValueError, UnicodeDecodeError):  # planted, or not our JSON
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def remove_record(path: Path) -> None:
+    """Remove the record (a symlink in its place is removed, never followed)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 @dataclass(frozen=True)
@@ -38,10 +57,10 @@ class LinkDown(Op):
 
     name: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
-        _k(kernel).set_down(self.netns, self.name)
+    def apply(self, kernel: KernelApi) -> None:
+        kernel.set_down(self.netns, self.name)
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         kernel.set_up(self.netns, self.name)
 
     def satisfied(self, snap: Snapshot) -> bool:
@@ -65,10 +84,10 @@ class NoMaster(Op):
     name: str = ""
     master: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
-        _k(kernel).set_nomaster(self.netns, self.name)
+    def apply(self, kernel: KernelApi) -> None:
+        kernel.set_nomaster(self.netns, self.name)
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         kernel.set_master(self.netns, self.name, self.master)
 
     def satisfied(self, snap: Snapshot) -> bool:
@@ -92,11 +111,11 @@ class DelRoute(Op):
     dst: str = "default"
     gateway: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
-        _k(kernel).delete_route(self.netns, self.dst, self.gateway)
+    def apply(self, kernel: KernelApi) -> None:
+        kernel.delete_route(self.netns, self.dst, self.gateway)
 
-    def undo(self, kernel: Kernel) -> None:
-        _k(kernel).replace_route(self.netns, self.dst, self.gateway)  # idempotent
+    def undo(self, kernel: KernelApi) -> None:
+        kernel.replace_route(self.netns, self.dst, self.gateway)  # idempotent
 
     def satisfied(self, snap: Snapshot) -> bool:
         ns = ns_of(snap, self.netns)
@@ -119,11 +138,11 @@ class DelAddress(Op):
     dev: str = ""
     cidr: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
-        _k(kernel).delete_address(self.netns, self.dev, self.cidr)
+    def apply(self, kernel: KernelApi) -> None:
+        kernel.delete_address(self.netns, self.dev, self.cidr)
 
-    def undo(self, kernel: Kernel) -> None:
-        link = _k(kernel).get_link(self.netns, self.dev)
+    def undo(self, kernel: KernelApi) -> None:
+        link = kernel.get_link(self.netns, self.dev)
         if link is not None and self.cidr not in link.addresses:
             kernel.add_address(self.netns, self.dev, self.cidr)
 
@@ -153,10 +172,10 @@ class DelRule(Op):
     def _added(self) -> AddRule:
         return AddRule(self.netns, self.table, self.chain, self.spec, self.comment)
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         self._added().undo(kernel)  # iptables -D, the very rule AddRule made
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         check = ["-t", self.table, "-C", self.chain, *self._added().rule()]
         try:
             kernel.iptables(self.netns, check)  # -C exits 1 when the rule is not there
@@ -185,15 +204,15 @@ class SetPolicy(Op):
     policy: str = "DROP"
     previous: str | None = None
 
-    def prepare(self, kernel: Kernel) -> Op:
+    def prepare(self, kernel: KernelApi) -> Op:
         rules = kernel.iptables(self.netns, ["-t", self.table, "-S", self.chain])
         return SetPolicy(self.netns, self.table, self.chain, self.policy,
                          policy_of(rules, self.chain))
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         kernel.iptables(self.netns, ["-t", self.table, "-P", self.chain, self.policy])
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         if self.previous is not None:
             kernel.iptables(self.netns, ["-t", self.table, "-P", self.chain, self.previous])
 
@@ -227,14 +246,14 @@ class ScenarioRecord(Op):
     path: str = ""
     name: str = ""
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         write_record(Path(self.path), {"name": self.name, "hints": 0})
 
-    def undo(self, kernel: Kernel) -> None:
+    def undo(self, kernel: KernelApi) -> None:
         if self.path.endswith(SUFFIX):  # a ledger entry never makes root remove anything else
             remove_record(Path(self.path))
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         # Killed after writing the file but before recording it done: the file proves itself
         # (a plain file of ours, 0600, naming this very scenario; read_record follows no link).
         data = read_record(Path(self.path))

@@ -15,21 +15,25 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cnilab.cli_lab import lesson_in, topology_of
-from cnilab.console import (
+from cnilab.cli.console import (
     HighlightOption,
     JsonLinesOption,
     LangOption,
+    cluster_lang,
+    cluster_opts,
     console,
     guarded,
     lang_of,
+    lesson_in,
     out,
     out_json_line,
+    topology_of,
 )
 
 if TYPE_CHECKING:
+    from cnilab.cluster.live import ClusterLive
     from cnilab.kernel.events import NamespaceEvents, Observed
-    from cnilab.topology import Topology
+    from cnilab.lab.topology import Topology
     from cnilab.watch import Change, LiveLab
 
 watch_app = typer.Typer()
@@ -119,7 +123,8 @@ def watch(
       sudo cnilab watch --json-lines
     """
     from cnilab.kernel import require_privileges
-    from cnilab.steps import LAST_STEP, build_steps
+    from cnilab.lab import LAST_STEP
+    from cnilab.lab.steps import build_steps
     from cnilab.watch import LiveLab
 
     with guarded(ctx, lang):
@@ -180,3 +185,53 @@ def _screen(events: NamespaceEvents, live: LiveLab, view: Callable[[], Any]) -> 
     with Live(view(), console=console(), auto_refresh=False, screen=True,
               redirect_stdout=False, redirect_stderr=False) as screen:
         run(events, live, lambda _: screen.update(view(), refresh=True), timed=True)
+
+
+def cluster_state_line(live: ClusterLive) -> dict[str, Any]:
+    """The first JSON line: the cluster as it is when watching starts, each node's checks."""
+    from cnilab.cluster.plan import lab_id
+
+    return {"kind": "state", "cluster": lab_id(live.prefix), "prefix": live.prefix,
+            "checks": live.view.checks(), "state": observed_state(live)}
+
+
+def cluster_watch(
+    ctx: typer.Context,
+    json_lines: JsonLinesOption = False,
+    highlight: HighlightOption = 3.0,
+    lang: LangOption = None,
+) -> None:
+    """Show the cluster live, redrawn at every kernel change.
+
+    Every node, pod, the LAN gateway and the outside world, whoever makes the change: `cluster
+    up` / `down`, `ip` typed by hand, `cnilab cluster shell`. Per node: ens3, cni0, ip_forward,
+    the default route, a route to every other node's pod CIDR, pods ready. For a live demo:
+    `sudo cnilab cluster watch` on the projector, `sudo cnilab cluster shell node01` in a second
+    terminal. Ctrl-C stops.
+
+    \b
+    Examples:
+      sudo cnilab cluster watch
+      sudo cnilab cluster --prefix demo- watch --json-lines
+    """
+    from cnilab.cluster.live import ClusterLive, follows
+    from cnilab.kernel import require_privileges
+
+    lang = cluster_lang(ctx, lang)
+    with guarded(ctx, lang):
+        lang = lang_of(ctx, lang)
+        require_privileges()
+        prefix = cluster_opts(ctx).prefix or ""
+        live = ClusterLive((), highlight_for=highlight, prefix=prefix)
+
+        def view(events: NamespaceEvents) -> Callable[[], Any]:
+            from cnilab.render.cluster import render_cluster
+
+            screen = console()
+            height = screen.size.height if screen.is_terminal else None
+            return lambda: render_cluster(live, lang, live.lit(time.monotonic()),
+                                          len(events.watched),
+                                          screen.size.height if height else None)
+
+        follow_live(live, follows(prefix), lambda: cluster_state_line(live),
+                    None if json_lines else view)

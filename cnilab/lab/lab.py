@@ -5,15 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from cnilab import probes
 from cnilab.errors import ConfigError, KernelError, PrerequisiteError
 from cnilab.kernel import Kernel, require_privileges
-from cnilab.ledger import Ledger, run_dir
-from cnilab.ops import OPS, AddRule, Op, StartServer, registry_of
-from cnilab.probes import Proof
-from cnilab.scenario.faults import FAULT_OPS
-from cnilab.state import Snapshot
-from cnilab.steps import (
+from cnilab.lab import probes
+from cnilab.lab.probes import Proof
+from cnilab.lab.steps import (
     FORWARDING,
     FreshNodeSysctl,
     Step,
@@ -21,8 +17,12 @@ from cnilab.steps import (
     observed_namespaces,
     setup_ops,
 )
-from cnilab.topology import LESSON, Topology
-from cnilab.trace.ops import AddTraceTable
+from cnilab.lab.topology import LESSON, Topology
+from cnilab.ledger import Ledger, run_dir
+from cnilab.ops import OPS, AddRule, Op, StartServer, registry_of
+from cnilab.ops.faults import FAULT_OPS
+from cnilab.ops.trace import AddTraceTable
+from cnilab.state import Snapshot
 from cnilab.trace.site import LOOPBACK, Site
 
 # The ops a lab's ledger reads back: the steps', a killed trace's table and a scenario's faults

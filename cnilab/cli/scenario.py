@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.console import (
+from cnilab.cli.console import (
     JsonOption,
     LangOption,
     command_line,
@@ -18,11 +18,12 @@ from cnilab.console import (
     lang_of,
     out,
     out_json,
+    topology_of,
 )
 from cnilab.errors import CnilabError, ConfigError
 
 if TYPE_CHECKING:
-    from cnilab.probes import Proof
+    from cnilab.lab.probes import Proof
     from cnilab.scenario.grade import Verdict
     from cnilab.scenario.run import Running, Scenarios
 
@@ -59,7 +60,6 @@ def _para(markup: str) -> Any:
 
 
 def _scenarios(ctx: typer.Context) -> Scenarios:
-    from cnilab.cli_lab import topology_of
     from cnilab.scenario.run import Scenarios
 
     return Scenarios(topology_of(ctx))

@@ -8,22 +8,13 @@ when the trace ends; a trace killed before that is cleaned by the next trace or 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from cnilab.errors import CnilabError, CollisionError, KernelError
-from cnilab.ops import Kernel, Op, Proof
+from cnilab.ops import Evidence, KernelApi, Op
 from cnilab.state import TAG, Snapshot
 
 TABLE = "cnilab_trace"
 OURS = f'comment "{TAG}"'  # set in the transaction that makes a table: the kernel's mark of ours
-
-
-class TraceKernel(Kernel, Protocol):
-    """What the trace op needs beyond the ops' kernel: nft."""
-
-    def nft(self, netns: str | None, script: str, missing_ok: bool = False) -> str: ...
-    def nft_tables(self, netns: str | None) -> list[tuple[str, str]]: ...
-    def nft_table(self, netns: str | None, family: str, table: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -33,18 +24,18 @@ class AddTraceTable(Op):
     families: str = "inet"  # the tables made, space-separated: "inet arp bridge"
     script: str = ""  # the nft commands, ';'-separated, as typed after `nft`
 
-    def apply(self, kernel: Kernel) -> None:
+    def apply(self, kernel: KernelApi) -> None:
         # `create table` (not `add`) fails if a table of that name exists: never adopt one.
         try:
-            _nft(kernel).nft(self.netns, self.script)
+            kernel.nft(self.netns, self.script)
         except KernelError as e:
             if "File exists" in str(e):
                 raise CollisionError.of("trace_taken", table=TABLE,
                                         where=self.netns or "this namespace") from e
             raise
 
-    def undo(self, kernel: Kernel) -> None:
-        k = _nft(kernel)
+    def undo(self, kernel: KernelApi) -> None:
+        k = kernel
         try:
             k.nft(self.netns, self._delete(self.families.split()))
         except CnilabError:
@@ -55,11 +46,11 @@ class AddTraceTable(Op):
             if left:
                 k.nft(self.netns, self._delete(left), missing_ok=True)
 
-    def owned(self, kernel: Kernel, done: bool, proof: Proof | None) -> bool:
+    def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         # Every table of that name still here carries OURS: ours even when the trace was
         # killed before its completion line, and never one someone else made after a trace
         # was killed before its nft ran.
-        k = _nft(kernel)
+        k = kernel
         present = {f for f, name in k.nft_tables(self.netns) if name == TABLE}
         return all(OURS in k.nft_table(self.netns, f, TABLE)
                    for f in self.families.split() if f in present)
@@ -76,10 +67,3 @@ class AddTraceTable(Op):
 
     def undo_argv(self) -> list[str] | None:
         return ["nft", self._delete(self.families.split())]
-
-
-def _nft(kernel: Kernel) -> TraceKernel:
-    if not hasattr(kernel, "nft"):
-        raise TypeError("this kernel cannot run nft")
-    return kernel  # type: ignore[return-value]
-

@@ -1,6 +1,6 @@
 """The teaching commands: lessons, explain, script, practice, check. Parse, call, print.
 
-cnilab.cli puts them at the top level of the main app.
+cnilab.cli.main puts them at the top level of the main app.
 """
 
 from __future__ import annotations
@@ -11,22 +11,24 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.cli_lab import lab_of, lesson_in, topology_of
-from cnilab.console import (
-    LAST_STEP,
+from cnilab.cli.console import (
     JsonOption,
     LangOption,
     StepArgument,
     command_line,
     guarded,
+    lab_of,
     lang_of,
+    lesson_in,
     out,
     out_json,
+    topology_of,
 )
 from cnilab.errors import CnilabError
+from cnilab.lab import BONUS_STEP
 
 if TYPE_CHECKING:
-    from cnilab.lesson import LessonDef
+    from cnilab.cli.registry import LessonDef
 
 teach_app = typer.Typer()
 
@@ -44,8 +46,8 @@ def lessons(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = 
     """
     from rich.markup import escape
 
+    from cnilab.cli.registry import LESSONS
     from cnilab.i18n import t
-    from cnilab.lesson import LESSONS
     from cnilab.scenario import text as scenario_text
     from cnilab.scenario.catalog import SCENARIOS
 
@@ -96,7 +98,7 @@ def _eight_steps_done(ctx: typer.Context) -> list[int] | None:
 
 def _section_of(first: str, second: int | None) -> tuple[LessonDef, int | None]:
     """`explain 8` (the eight steps), `explain cni 2`, or `explain cni` (the lesson's overview)."""
-    from cnilab.lesson import get
+    from cnilab.cli.registry import get
 
     if second is None:
         return (get("eight-steps"), int(first)) if first.isdigit() else (get(first), None)
@@ -172,7 +174,7 @@ def script(
     teardown_: Annotated[bool, typer.Option(
         "--teardown", help="The script that removes the lab instead.")] = False,
     end: Annotated[int, typer.Option(
-        "--to", min=1, max=LAST_STEP, help="Last step, 1 to 9.")] = 8,
+        "--to", min=1, max=BONUS_STEP, help="Last step, 1 to 9.")] = 8,
     lang: LangOption = None,
 ) -> None:
     """Print the lab as a standalone, commented bash script.
@@ -183,7 +185,7 @@ def script(
     Example:
       cnilab script --lang ko > lab.sh && sudo bash lab.sh
     """
-    from cnilab.script import lab_script, teardown_script
+    from cnilab.lab.script import lab_script, teardown_script
 
     with guarded(ctx, lang):
         topo, lang = topology_of(ctx), lang_of(ctx, lang)
@@ -228,7 +230,7 @@ def practice(ctx: typer.Context, number: StepArgument, as_json: JsonOption = Fal
 def check(
     ctx: typer.Context,
     number: Annotated[Optional[int], typer.Argument(
-        help="Step to grade, 1 to 9; default: every step so far.", min=1, max=LAST_STEP,
+        help="Step to grade, 1 to 9; default: every step so far.", min=1, max=BONUS_STEP,
         metavar="[N]", show_default=False)] = None,
     as_json: JsonOption = False,
     lang: LangOption = None,
@@ -242,8 +244,8 @@ def check(
     Example:
       sudo cnilab check 6
     """
-    from cnilab.grade import grade, steps_so_far
     from cnilab.i18n import t
+    from cnilab.lab.grade import grade, steps_so_far
     from cnilab.render.report import render_facts
 
     with guarded(ctx, lang):

@@ -20,8 +20,8 @@ from cnilab.i18n import lessons_dir
 from cnilab.lessons import Lesson, StepText, load
 
 if TYPE_CHECKING:
-    from cnilab.probes import Proof
-    from cnilab.steps import Step
+    from cnilab.lab.probes import Proof
+    from cnilab.ops import Step
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,13 @@ class LessonDef:
 
 
 def _eight_steps(topo: Any) -> Sequence[Step]:
-    from cnilab.steps import build_steps
+    from cnilab.lab.steps import build_steps
 
     return build_steps(topo)
 
 
 def _eight_step_proofs(topo: Any, number: int) -> list[Proof]:
-    from cnilab.probes import step_proofs
+    from cnilab.lab.probes import step_proofs
 
     return step_proofs(topo, number)
 

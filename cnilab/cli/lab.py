@@ -1,6 +1,6 @@
 """The lab's commands: teardown, status, doctor, shell. Parse, call, print.
 
-step and run-all are in cli_run.py.
+step and run-all are in run.py.
 
 Domain modules (and Rich) are imported inside the commands: `cnilab --help` stays fast and never
 loads pyroute2.
@@ -15,47 +15,25 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cnilab.console import (
+from cnilab.cli.console import (
     JsonOption,
     LangOption,
     RecordOption,
     guarded,
+    lab_of,
     lang_of,
-    opts,
+    lesson_in,
     out,
     out_json,
+    topology_of,
     warn,
 )
 from cnilab.errors import CnilabError, ConfigError
 
 if TYPE_CHECKING:
-    from cnilab.lab import Lab
-    from cnilab.lessons import Lesson
-    from cnilab.topology import Topology
+    pass
 
 lab_app = typer.Typer()
-
-
-def topology_of(ctx: typer.Context) -> Topology:
-    """The lab plan from the global options (--config, --prefix, --in-place)."""
-    from cnilab.topology import load
-
-    o = opts(ctx)
-    return load(o.config, prefix=o.prefix, in_place=o.in_place)
-
-
-def lab_of(ctx: typer.Context) -> Lab:
-    """The lab for the global options."""
-    from cnilab.lab import Lab
-
-    return Lab(topology_of(ctx))
-
-
-def lesson_in(lang: str) -> Lesson:
-    """The eight-step lesson in `lang`."""
-    from cnilab import lessons
-
-    return lessons.load("eight-steps", lang)
 
 
 @lab_app.command()
@@ -151,10 +129,10 @@ def doctor(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = N
     """
     from rich.markup import escape
 
-    from cnilab.doctor import run_doctor
     from cnilab.i18n import t
     from cnilab.kernel import Kernel
-    from cnilab.lab import lab_ledger
+    from cnilab.lab.doctor import run_doctor
+    from cnilab.lab.lab import lab_ledger
 
     with guarded(ctx, lang):
         topo, lang = topology_of(ctx), lang_of(ctx, lang)
@@ -224,7 +202,7 @@ def shell(
             target = topo.internet
         else:
             target = topo.netns(topo.container(where))
-        from cnilab.shell import shell_argv
+        from cnilab.cli.shell import shell_argv
 
         argv = shell_argv(f"(cnilab:{where})")
         if target is None:

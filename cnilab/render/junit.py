@@ -12,7 +12,7 @@ def write_junit(path: Path, steps: list[dict[str, Any]]) -> None:
     suite = ET.Element("testsuite", name="cnilab run-all")
     cases = failures = 0
     for s in steps:
-        case = ET.SubElement(suite, "testcase", classname="cnilab.steps",
+        case = ET.SubElement(suite, "testcase", classname="cnilab.lab.steps",
                              name=f"step {s['step']}: {s['title']}")
         cases += 1
         if "error" in s:

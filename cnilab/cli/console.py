@@ -18,9 +18,15 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 import typer
 
 from cnilab.errors import CnilabError, ConfigError
+from cnilab.lab import BONUS_STEP
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from cnilab.cluster.cluster import Cluster
+    from cnilab.lab.lab import Lab
+    from cnilab.lab.topology import Topology
+    from cnilab.lessons import Lesson
 
 
 @dataclass
@@ -50,10 +56,9 @@ JsonLinesOption = Annotated[bool, typer.Option(
 HighlightOption = Annotated[float, typer.Option(
     "--highlight", min=0.0, max=60.0, help="Seconds a change stays highlighted.")]
 
-FIRST_STEP, LAST_STEP = 1, 9  # steps 1-8 and the bonus 9 (cnilab.steps.BONUS_STEP; a test checks)
 StepArgument = Annotated[int, typer.Argument(
-    help="Step number, 1 to 9 (9 is the bonus: port forwarding).", min=FIRST_STEP,
-    max=LAST_STEP, metavar="N")]
+    help="Step number, 1 to 9 (9 is the bonus: port forwarding).", min=1,
+    max=BONUS_STEP, metavar="N")]
 
 
 def opts(ctx: typer.Context) -> Options:
@@ -204,3 +209,70 @@ def _fail(e: CnilabError, lang: str) -> NoReturn:
     hint_text = f" ({t('ui.hint', lang)}: {hint})" if hint else ""
     console(stderr=True).print(f"[bold red]cnilab: error:[/] {escape(message)}{escape(hint_text)}")
     raise typer.Exit(e.exit_code)
+
+
+# What the eight-step lab's commands share: its plan, its owner and its text.
+
+
+def topology_of(ctx: typer.Context) -> Topology:
+    """The lab plan from the global options (--config, --prefix, --in-place)."""
+    from cnilab.lab.topology import load
+
+    o = opts(ctx)
+    return load(o.config, prefix=o.prefix, in_place=o.in_place)
+
+
+def lab_of(ctx: typer.Context) -> Lab:
+    """The lab for the global options."""
+    from cnilab.lab.lab import Lab
+
+    return Lab(topology_of(ctx))
+
+
+def lesson_in(lang: str) -> Lesson:
+    """The eight-step lesson in `lang`."""
+    from cnilab import lessons
+
+    return lessons.load("eight-steps", lang)
+
+
+
+# What every `cnilab cluster` command shares: its options, the cluster that is up, hints.
+
+
+class ClusterOpts:
+    """Options of the sub-app (falling back on the main app's --prefix / --lang)."""
+
+    def __init__(self, prefix: str | None, lang: str | None) -> None:
+        self.prefix, self.lang = prefix, lang
+
+
+def cluster_opts(ctx: typer.Context) -> ClusterOpts:
+    """This invocation's cluster options."""
+    obj = ctx.obj if isinstance(ctx.obj, ClusterOpts) else None
+    return obj or ClusterOpts(None, None)
+
+
+def cluster_lang(ctx: typer.Context, lang: str | None) -> str | None:
+    """The command's --lang, else the sub-app's (`cnilab cluster --lang`), else the main app's."""
+    return lang or cluster_opts(ctx).lang
+
+
+def existing(ctx: typer.Context) -> Cluster:
+    """The cluster that is up (its size is in its ledger), or an error saying how to make one."""
+    from cnilab.cluster.cluster import Cluster, cluster_ledger, recorded_plan
+
+    prefix = cluster_opts(ctx).prefix or ""
+    ledger = cluster_ledger(prefix)
+    plan = recorded_plan(ledger, prefix)
+    if plan is None:
+        if prefix:
+            raise CnilabError.of("cluster_none_up_prefix", prefix=prefix)
+        raise CnilabError.of("cluster_none_up")
+    return Cluster(plan, ledger=ledger)
+
+
+def command_prefix(ctx: typer.Context) -> str:
+    """`cnilab cluster` with this invocation's --prefix, to print in hints."""
+    prefix = cluster_opts(ctx).prefix
+    return "cnilab cluster" + (f" --prefix {prefix}" if prefix else "")

@@ -9,19 +9,19 @@ from collections.abc import Sequence
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
 
+from rich.console import RenderableType
 from rich.markup import escape
 from rich.rule import Rule
 from rich.syntax import Syntax
 from rich.table import Table
 
-from cnilab.console import out
 from cnilab.errors import CnilabError
 from cnilab.i18n import t
 
 if TYPE_CHECKING:
     from cnilab.cni.exec import Call
     from cnilab.cni.runtime import Added, Pod, Runtime
-    from cnilab.probes import Proof
+    from cnilab.lab.probes import Proof
 
 
 def ui(key: str, lang: str, **params: Any) -> str:
@@ -29,54 +29,55 @@ def ui(key: str, lang: str, **params: Any) -> str:
     return escape(t(f"ui.{key}", lang, **params))
 
 
-def section(number: int, lang: str) -> None:
+def section_lines(number: int, lang: str) -> list[Any]:
     """The lesson's step `number`: its title and what it does."""
     from cnilab import lessons
 
     try:
         text = lessons.load("cni", lang).step(number)
     except CnilabError:
-        return
-    out(Rule(f"[bold]{number}[/] · {escape(text.title)}", align="left"))
-    out(f"[dim]{escape(text.what)}[/]")
+        return []
+    return [Rule(f"[bold]{number}[/] · {escape(text.title)}", align="left"),
+            f"[dim]{escape(text.what)}[/]"]
 
 
 def _json(text: str) -> Syntax:
     return Syntax(text, "json", theme="ansi_dark", background_color="default")
 
 
-def show_call(call: Call, lang: str) -> None:
+def call_lines(call: Call, lang: str) -> list[Any]:
     """One plugin call as the runtime made it: environment, stdin, exit code and stdout."""
     table = Table(show_header=False, show_edge=False, box=None)
     for key, value in call.env.items():
         table.add_row(f"[cyan]{key}[/]", escape(value))
-    out(f"[bold]{ui('cni_runs', lang, plugin=call.plugin, command=call.command)}[/]")
-    out(table)
-    out(f"[bold]{ui('cni_stdin', lang)}[/]")
-    out(_json(json.dumps(call.config, indent=2, ensure_ascii=False)))
     verdict = t("ui.cni_exit", lang, code=call.code)
     key = "cni_answered" if call.stdout.strip() else "cni_answered_nothing"
     colour = "green" if call.ok else "red"
-    out(f"[bold {colour}]{ui(key, lang, verdict=verdict, ms=round(call.seconds * 1000))}[/]")
+    lines: list[Any] = [
+        f"[bold]{ui('cni_runs', lang, plugin=call.plugin, command=call.command)}[/]", table,
+        f"[bold]{ui('cni_stdin', lang)}[/]",
+        _json(json.dumps(call.config, indent=2, ensure_ascii=False)),
+        f"[bold {colour}]{ui(key, lang, verdict=verdict, ms=round(call.seconds * 1000))}[/]"]
     if call.stdout.strip():
-        out(_json(call.stdout.strip()))
+        lines.append(_json(call.stdout.strip()))
+    return lines
 
 
-def show_calls(calls: Sequence[Call], lang: str, number: int | None = None) -> None:
+def calls_lines(calls: Sequence[Call], lang: str, number: int | None = None) -> list[Any]:
     """The lesson's section (if any), then every call."""
-    if number is not None:
-        section(number, lang)
+    lines = section_lines(number, lang) if number is not None else []
     for call in calls:
-        show_call(call, lang)
+        lines += call_lines(call, lang)
+    return lines
 
 
-def show_proofs(proofs: Sequence[Proof], lang: str) -> None:
+def proof_lines(proofs: Sequence[Proof], lang: str) -> list[Any]:
     """The proofs with real packets, as the lab shows them."""
     from cnilab.render.commands import render_proofs
 
-    if proofs:
-        out(f"[bold]{ui('proofs', lang)}[/]")
-        out(render_proofs(list(proofs), lang))
+    if not proofs:
+        return []
+    return [f"[bold]{ui('proofs', lang)}[/]", render_proofs(list(proofs), lang)]
 
 
 def call_json(call: Call) -> dict[str, Any]:
@@ -106,11 +107,11 @@ def report_json(calls: Sequence[Call], lang: str, added: Added | None = None,
     return json.dumps(report, ensure_ascii=False)
 
 
-def diagram(rt: Runtime, lang: str) -> None:
+def node_diagram(rt: Runtime, lang: str) -> RenderableType:
     """The node and the pods as the kernel shows them now."""
     from cnilab.cni.bridge import host_veth_name
+    from cnilab.lab.topology import Container, Topology
     from cnilab.render.diagram import render_diagram
-    from cnilab.topology import Container, Topology
 
     pods = []
     for p in rt.pods():
@@ -121,4 +122,4 @@ def diagram(rt: Runtime, lang: str) -> None:
                               host_veth_name(p.network.name, p.container_id, p.ifname)))
     topo = Topology(tuple(pods), node_name=rt.node, internet_name=f"{rt.node}-none",
                     bridge=str(rt.network().plugins[0]["bridge"]))
-    out(render_diagram(rt.observe(), topo, lang=lang))
+    return render_diagram(rt.observe(), topo, lang=lang)

@@ -12,8 +12,18 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cnilab.cluster.cli_base import cluster_lang, command_prefix, existing
-from cnilab.console import JsonOption, LangOption, ask, guarded, lang_of, out, out_json
+from cnilab.cli.console import (
+    JsonOption,
+    LangOption,
+    ask,
+    cluster_lang,
+    command_prefix,
+    existing,
+    guarded,
+    lang_of,
+    out,
+    out_json,
+)
 
 if TYPE_CHECKING:
     from cnilab.cluster.quiz import Graded, Question

@@ -7,10 +7,9 @@ from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from cnilab.cni.spec import IFNAME_MAX, bad_name_char, ifname_problem
 from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
-from cnilab.ledger import identity
+from cnilab.names import IFNAME_MAX, check_netns_name, identity, ifname_problem
 
 LESSON = "eight-steps"
 
@@ -173,7 +172,7 @@ def _iface(data: dict[str, Any], key: str, default: IPv4Interface | None) -> IPv
 
 
 def check_ifname(name: str, what: str) -> None:
-    """Refuse a name the kernel would refuse as an interface name (spec.ifname_problem)."""
+    """Refuse a name the kernel would refuse as an interface name (names.ifname_problem)."""
     why = ifname_problem(name)
     if why == "empty":
         raise ConfigError.of("cfg_empty_name", what=what)
@@ -183,13 +182,6 @@ def check_ifname(name: str, what: str) -> None:
         raise ConfigError.of("cfg_long_name", what=what, name=name, size=len(name.encode()),
                              limit=IFNAME_MAX)
 
-
-def check_netns_name(name: str, what: str) -> None:
-    """Refuse a namespace name that cannot be a file under /run/netns."""
-    if not name or name in (".", "..") or any(bad_name_char(ch) for ch in name):
-        raise ConfigError.of("cfg_bad_netns", what=what, name=name)
-    if len(name) > 64:
-        raise ConfigError.of("cfg_long_netns", what=what, name=name)
 
 
 def _check_host_address(addr: IPv4Interface, what: str) -> None:

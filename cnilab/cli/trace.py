@@ -6,14 +6,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cnilab.cli_lab import lab_of
-from cnilab.console import (
+from cnilab.cli.console import (
     JsonOption,
     LangOption,
     PortOption,
     ProtoOption,
     RecordOption,
+    cluster_lang,
+    existing,
     guarded,
+    lab_of,
     lang_of,
     out,
     out_json,
@@ -51,7 +53,7 @@ def trace(
     """
     with guarded(ctx, lang, record):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
-        from cnilab.lab import lab_site
+        from cnilab.lab.lab import lab_site
         from cnilab.trace.run import trace
 
         show_trace(trace(lab, lab_site(lab.topo), source, to, proto, port), lang, as_json)
@@ -59,7 +61,7 @@ def trace(
 
 def show_trace(result: TraceResult, lang: str, as_json: bool) -> None:
     """Print a trace (Rich or JSON); exit 1 when the packet or its reply did not get through."""
-    from cnilab.trace.report import to_json, verdict_line
+    from cnilab.render.trace import to_json, verdict_line
 
     if as_json:
         out_json(to_json(result, lang))
@@ -69,3 +71,37 @@ def show_trace(result: TraceResult, lang: str, as_json: bool) -> None:
         out(*render_trace(result, lang))
     if not verdict_line(result, lang)[0]:
         raise typer.Exit(1)
+
+
+def cluster_trace(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(
+        metavar="FROM", help="A node (controlplane, node01, ...), a pod (node01-pod1), lan or "
+                             "world.")],
+    to: Annotated[str, typer.Argument(
+        metavar="TO", help="A pod IP (10.244.1.2), a node IP (172.17.0.40) or the outside host "
+                           "(203.0.113.1).")],
+    port: PortOption = None,
+    proto: ProtoOption = None,
+    as_json: JsonOption = False,
+    lang: LangOption = None,
+) -> None:
+    """Follow one real packet through the cluster, hop by hop.
+
+    Pod to pod across nodes, node to node, pod to the outside world: the bridges, the LAN, the
+    routes, netfilter and NAT, the reply. Exit status 0 when the packet (and its reply) got
+    through, 1 when not.
+
+    \b
+    Examples:
+      sudo cnilab cluster trace controlplane-pod1 10.244.1.2
+      sudo cnilab cluster trace node01 172.17.0.24 --port 6443
+    """
+    from cnilab.cluster.tracing import cluster_site
+    from cnilab.trace.run import trace
+
+    lang = cluster_lang(ctx, lang)
+    with guarded(ctx, lang):
+        cluster = existing(ctx)
+        result = trace(cluster, cluster_site(cluster.plan), source, to, proto, port)
+        show_trace(result, lang_of(ctx, lang), as_json)

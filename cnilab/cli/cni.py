@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.console import JsonOption, LangOption, guarded, lang_of, opts, out, out_json_line
+from cnilab.cli.console import JsonOption, LangOption, guarded, lang_of, opts, out, out_json_line
 
 if TYPE_CHECKING:
     from cnilab.cni.chain import NetworkList
@@ -89,8 +89,8 @@ def _finish(calls: list[Call], as_json: bool, lang: str, added: Added | None = N
             **extra: Any) -> None:
     """Print the JSON report if asked; raise the first failed call's error (exit 1), or say
     that a proof failed (exit 9)."""
-    from cnilab.cni.view import report_json
     from cnilab.errors import ProofFailed
+    from cnilab.render.cni import report_json
 
     if as_json:
         out(report_json(calls, lang, added, **extra), raw=True)
@@ -104,7 +104,7 @@ def _finish(calls: list[Call], as_json: bool, lang: str, added: Added | None = N
 def _calls(ctx: typer.Context, lang: str | None, as_json: bool, number: int | None,
            run: Callable[[Runtime], list[Call]], **extra: Any) -> None:
     """Run plugin calls under the runtime's lock; show the lesson section, env and answers."""
-    from cnilab.cni import view
+    from cnilab.render import cni as view
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
@@ -112,14 +112,14 @@ def _calls(ctx: typer.Context, lang: str | None, as_json: bool, number: int | No
         with rt.locked():
             calls = run(rt)
         if not as_json:
-            view.show_calls(calls, lang, number)
+            out(*view.calls_lines(calls, lang, number))
         _finish(calls, as_json, lang, **extra)
 
 
 def _added(ctx: typer.Context, lang: str | None, as_json: bool,
            run: Callable[[Runtime], Added]) -> None:
     """Run an ADD (add or attach) and show the calls, the diagram and the proofs."""
-    from cnilab.cni import view
+    from cnilab.render import cni as view
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
@@ -127,11 +127,11 @@ def _added(ctx: typer.Context, lang: str | None, as_json: bool,
         with rt.locked():
             added = run(rt)
         if not as_json:
-            view.show_calls(added.calls, lang, 1)
+            out(*view.calls_lines(added.calls, lang, 1))
             if added.pod.attach is not None:
-                view.section(4, lang)
-                view.diagram(rt, lang)
-                view.show_proofs(added.proofs, lang)
+                out(*view.section_lines(4, lang))
+                out(view.node_diagram(rt, lang))
+                out(*view.proof_lines(added.proofs, lang))
         _finish(added.calls, as_json, lang, added)
 
 
@@ -176,7 +176,7 @@ def none(ctx: typer.Context,
     Example:
       sudo cnilab cni none box
     """
-    from cnilab.cni import view
+    from cnilab.render import cni as view
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
@@ -187,7 +187,7 @@ def none(ctx: typer.Context,
         if as_json:
             out_json_line({"ok": True, "pod": pod, "pid": int(pid), "netns": made.netns})
             return
-        view.section(10, lang)
+        out(*view.section_lines(10, lang))
         out(view.ui("cni_standin", lang, pod=pod, pid=pid, netns=made.netns))
         out(f"  sudo cnilab cni attach --pid {pid} {pod}")
 
@@ -273,7 +273,7 @@ def delete(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.
     Example:
       sudo cnilab cni del web
     """
-    from cnilab.cni import view
+    from cnilab.render import cni as view
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
@@ -281,8 +281,8 @@ def delete(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.
         with rt.locked():
             calls = rt.delete(pod)
         if not as_json:
-            view.show_calls(calls, lang, 7)
-            view.diagram(rt, lang)
+            out(*view.calls_lines(calls, lang, 7))
+            out(view.node_diagram(rt, lang))
         _finish(calls, as_json, lang, pod=pod)
 
 
@@ -335,8 +335,8 @@ def install(ctx: typer.Context, folder: Annotated[str, typer.Option(
       sudo cnilab cni install --dir /opt/cni/bin
     """
     from cnilab.cni.install import install as write
-    from cnilab.cni.view import ui
     from cnilab.errors import PermissionDenied
+    from cnilab.render.cni import ui
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
@@ -362,7 +362,7 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
     """
     from rich.markup import escape
 
-    from cnilab.cni.view import ui
+    from cnilab.render.cni import ui
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)

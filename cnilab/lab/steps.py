@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cnilab.lab.topology import Container, Topology
 from cnilab.ops import (
     AddAddress,
     AddBridge,
@@ -17,30 +18,12 @@ from cnilab.ops import (
     SetMaster,
     SetSysctl,
     StartServer,
+    Step,
 )
+from cnilab.ops.system import FORWARDING
 from cnilab.state import Snapshot
-from cnilab.topology import Container, Topology
 
-LAST_STEP = 8  # run-all's default end; step 9 (port forwarding) is the bonus
-FORWARDING = "net.ipv4.ip_forward"
-BONUS_STEP = 9
 HTTP_PORT, PUBLISHED_PORT = 80, 8080
-
-
-@dataclass(frozen=True)
-class Step:
-    """One lesson step: the ops that make it, in order."""
-
-    number: int
-    ops: tuple[Op, ...]
-
-    def done(self, snap: Snapshot) -> bool:
-        """Whether the kernel already holds everything this step makes."""
-        return all(op.satisfied(snap) for op in self.ops)
-
-    def missing(self, snap: Snapshot) -> tuple[Op, ...]:
-        """The ops whose result the kernel does not hold yet."""
-        return tuple(op for op in self.ops if not op.satisfied(snap))
 
 
 @dataclass(frozen=True)

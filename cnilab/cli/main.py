@@ -1,8 +1,9 @@
 """The command line, assembled: the main app, its global options, and the lessons' commands.
 
-No logic here: the commands live in cli_lab (the eight steps), cli_teach (lessons, explain,
-script, practice, check), cli_trace, cli_watch (the live view), cni/cli, cluster/cli and
-cli_scenario; all share cnilab.console.
+No logic here: the commands live beside this module, one per command group: lab.py and run.py
+(the eight steps), teach.py (lessons, explain, script, practice, check), trace.py, watch.py (the
+live view), cni.py, cluster.py, quiz.py (the cluster's quiz) and scenario.py; all share
+console.py.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ from typing import Annotated, Any, Optional
 import typer
 
 from cnilab import __version__
-from cnilab.cli_lab import lab_app
-from cnilab.cli_run import run_app
-from cnilab.cli_scenario import scenario_app
-from cnilab.cli_teach import teach_app
-from cnilab.cli_trace import trace_app
-from cnilab.cli_watch import watch_app
-from cnilab.cluster.cli import cluster_app
-from cnilab.cni.cli import cni_app
+from cnilab.cli.cluster import cluster_app
+from cnilab.cli.cni import cni_app
+from cnilab.cli.console import Options, out
+from cnilab.cli.lab import lab_app
+from cnilab.cli.quiz import quiz
+from cnilab.cli.run import run_app
+from cnilab.cli.scenario import scenario_app
+from cnilab.cli.teach import teach_app
+from cnilab.cli.trace import cluster_trace, trace_app
+from cnilab.cli.watch import cluster_watch, watch_app
 from cnilab.compat import evaluate_command_signatures
-from cnilab.console import Options, out
 
 HELP = """Replay, against the real Linux kernel, the eight steps by which a container gets a
 network.
@@ -83,6 +85,10 @@ app.registered_commands += (run_app.registered_commands + lab_app.registered_com
                             + teach_app.registered_commands)
 app.registered_commands += trace_app.registered_commands + watch_app.registered_commands
 # Short lines of their own in `cnilab --help`: the sub-apps' first sentences are longer.
+# The cluster's quiz, trace and watch live beside the lab's own quiz, trace and watch.
+cluster_app.command()(quiz)
+cluster_app.command("trace")(cluster_trace)
+cluster_app.command("watch")(cluster_watch)
 app.add_typer(cni_app, name="cni", short_help="The CNI lesson: play the runtime, call a plugin.")
 app.add_typer(cluster_app, name="cluster",
               short_help="The cluster lesson: nodes, pods, routes, ports, a quiz.")

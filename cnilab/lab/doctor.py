@@ -16,11 +16,11 @@ from typing import Any
 
 from cnilab.errors import CnilabError
 from cnilab.kernel import Kernel, has_privileges, list_netns
+from cnilab.lab.steps import build_steps, setup_ops
+from cnilab.lab.topology import Topology
 from cnilab.ledger import Ledger
 from cnilab.ops import AddBridge, AddRule, AddVeth
 from cnilab.packages import install_command
-from cnilab.steps import build_steps, setup_ops
-from cnilab.topology import Topology
 
 # A normal user's PATH often lacks the sbin folders, where iptables lives on Debian.
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"

@@ -1,0 +1,1 @@
+"""The face: one Typer module per command group, and what they share (console)."""
