@@ -166,11 +166,6 @@ class Ledger:
         if record is not None:
             self._drop_lines(set(record.lines))
 
-    def forget_last(self) -> None:
-        """Drop the newest op (and its proof): its apply failed, so it made nothing to own."""
-        if self._parsed().by_seq:
-            self.forget_intent(max(self._parsed().by_seq))
-
     def forget(self, ops: Iterable[Op]) -> None:
         """Drop these ops' records (they were undone); the rest stays recorded."""
         wanted = list(ops)

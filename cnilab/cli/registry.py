@@ -20,7 +20,7 @@ from cnilab.i18n import lessons_dir
 from cnilab.lessons import Lesson, StepText, load
 
 if TYPE_CHECKING:
-    from cnilab.lab.probes import Proof
+    from cnilab.lab.proofs import Proof
     from cnilab.ops import Step
 
 
@@ -61,7 +61,7 @@ def _eight_steps(topo: Any) -> Sequence[Step]:
 
 
 def _eight_step_proofs(topo: Any, number: int) -> list[Proof]:
-    from cnilab.lab.probes import step_proofs
+    from cnilab.lab.proofs import step_proofs
 
     return step_proofs(topo, number)
 

@@ -23,7 +23,7 @@ from cnilab.cli.console import (
 from cnilab.errors import CnilabError, ConfigError
 
 if TYPE_CHECKING:
-    from cnilab.lab.probes import Proof
+    from cnilab.lab.proofs import Proof
     from cnilab.scenario.grade import Verdict
     from cnilab.scenario.run import Running, Scenarios
 

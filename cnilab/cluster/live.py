@@ -21,8 +21,6 @@ from cnilab.ops import FORWARDING
 from cnilab.state import Link, Namespace, Snapshot, first_ip
 from cnilab.watch import Change, LiveLab, diff
 
-CHECKS = ("lan", "bridge", "forward", "default", "routes", "pods")  # in the lesson's order
-
 
 def _names(prefix: str) -> re.Pattern[str]:
     # controlplane, node01 ... and their pods: controlplane-pod1, node01-pod2 (plan.node_name)
@@ -91,7 +89,7 @@ class NodeView:
         return sum(1 for p in self.pods if p.up and p.ip)
 
     def checks(self, nodes: Iterable[NodeView]) -> dict[str, bool]:
-        """What the cluster lesson checks on this node, check by check (CHECKS)."""
+        """What the cluster lesson checks on this node, check by check, in the lesson's order."""
         return {
             "lan": bool(self.lan and self.lan.up and self.lan.addresses),
             "bridge": bool(self.bridge and self.bridge.up and self.bridge.addresses),

@@ -39,7 +39,7 @@ from cnilab.cni.spec import CniError
 from cnilab.cni.standin import StartStandIn, running_pid
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel, netns_path
-from cnilab.lab.probes import Proof, http_get
+from cnilab.lab.proofs import Proof, http_get
 from cnilab.ledger import Ledger, run_dir
 from cnilab.names import identity
 from cnilab.ops import OPS, AddNetns, LinkUp, Op, StartServer, registry_of

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from cnilab.errors import ConfigError, KernelError, PrerequisiteError
 from cnilab.kernel import Kernel, require_privileges
-from cnilab.lab import probes
-from cnilab.lab.probes import Proof
+from cnilab.lab import proofs
+from cnilab.lab.proofs import Proof
 from cnilab.lab.steps import (
     FORWARDING,
     FreshNodeSysctl,
@@ -121,7 +121,7 @@ class Lab:
             # Routes and forwarding first, then a packet, then the rule: the outside host sees
             # 192.168.15.1 and cannot answer. That is what MASQUERADE is for.
             report.applied = self.apply([op for op in missing if op not in rules])
-            before = probes.unmasqueraded(self.topo)
+            before = proofs.unmasqueraded(self.topo)
             missing = rules
         report.applied += self.apply(missing)
         # Without pauses no one else changes the lab: what our ops did not touch stands.
@@ -147,7 +147,7 @@ class Lab:
 
     def proofs(self, number: int) -> list[Proof]:
         """The packet proofs that become possible once step `number` is done."""
-        return probes.step_proofs(self.topo, number)
+        return proofs.step_proofs(self.topo, number)
 
     def apply(self, ops: Iterable[Op]) -> list[Op]:
         """Apply ops through the ledger, the lab's mode recorded before its first op."""

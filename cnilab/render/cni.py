@@ -21,7 +21,7 @@ from cnilab.i18n import t
 if TYPE_CHECKING:
     from cnilab.cni.exec import Call
     from cnilab.cni.runtime import Added, Pod, Runtime
-    from cnilab.lab.probes import Proof
+    from cnilab.lab.proofs import Proof
 
 
 def ui(key: str, lang: str, **params: Any) -> str:

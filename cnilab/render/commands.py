@@ -14,7 +14,7 @@ from cnilab.i18n import t
 from cnilab.ops import Op
 
 if TYPE_CHECKING:  # probes reach the kernel; rendering a proof needs only its data
-    from cnilab.lab.probes import Proof
+    from cnilab.lab.proofs import Proof
 
 
 def command_lines(ops: Sequence[Op], here: str | None) -> list[str]:

@@ -17,8 +17,8 @@ from typing import Any
 from cnilab.cluster.plan import GATEWAY, OUTSIDE_HOST, POD_IF, ClusterPlan
 from cnilab.i18n import t
 from cnilab.kernel import Kernel
-from cnilab.lab import probes
-from cnilab.lab.probes import Proof
+from cnilab.lab import proofs
+from cnilab.lab.proofs import Proof
 from cnilab.lab.topology import Topology
 from cnilab.ops import FORWARDING, ns_of, rule_tokens
 from cnilab.ops.faults import policy_of
@@ -105,7 +105,7 @@ def run_probes(jobs: list[Probe]) -> list[Proof]:
 
 
 def _ping(src: str, who: str, dst: str, to: str) -> Probe:
-    return lambda: [probes.ping_proof(src, who, dst, to, True)]
+    return lambda: [proofs.ping_proof(src, who, dst, to, True)]
 
 
 def lab_probes(topo: Topology) -> list[Probe]:
@@ -118,7 +118,7 @@ def lab_probes(topo: Topology) -> list[Probe]:
         jobs += [_ping(ns, c.name, gw, "@bridge"),
                  _ping(ns, c.name, str(other.address.ip), other.name),
                  _ping(ns, c.name, outside, "@outside_host")]
-    jobs.append(lambda: probes.nat_sources(topo))
+    jobs.append(lambda: proofs.nat_sources(topo))
     return jobs
 
 

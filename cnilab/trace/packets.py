@@ -21,7 +21,7 @@ def echo_request(ident: int, seq: int, payload: bytes) -> bytes:
     total += total >> 16
     return struct.pack("!BBHHH", ECHO_REQUEST, 0, ~total & 0xFFFF, ident, seq) + payload
 SYN, RST, ACK = 0x02, 0x04, 0x10
-ARP_REQUEST, ARP_REPLY = 1, 2
+ARP_REQUEST = 1
 ETH_ARP = 0x0806
 PROTO_NAMES = {ICMP: "icmp", TCP: "tcp", UDP: "udp"}
 

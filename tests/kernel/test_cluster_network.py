@@ -14,7 +14,7 @@ from cnilab.cluster import components
 from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.status import read_status
 from cnilab.kernel.sockets import tcp_sockets
-from cnilab.lab import probes
+from cnilab.lab import proofs
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +110,9 @@ def test_the_lessons_bridge_text_says_what_the_kernel_shows(cluster: Cluster) ->
 def test_pods_reach_each_other_across_nodes_without_nat(cluster: Cluster) -> None:
     plan = cluster.plan
     cp_pod, n1_pod = (plan.pod_netns(p) for p in plan.all_pods())
-    assert probes.ping(cp_pod, "10.244.1.2") is None
-    assert probes.ping(n1_pod, "10.244.0.2") is None
-    src, seen = probes.seen_source(cp_pod, n1_pod, "10.244.1.2")
+    assert proofs.ping(cp_pod, "10.244.1.2") is None
+    assert proofs.ping(n1_pod, "10.244.0.2") is None
+    src, seen = proofs.seen_source(cp_pod, n1_pod, "10.244.1.2")
     assert src == "10.244.0.2", seen
 
 
@@ -120,9 +120,9 @@ def test_pods_reach_the_outside_through_both_nats(cluster: Cluster) -> None:
     plan = cluster.plan
     world = plan.world_netns
     for pod in plan.all_pods():
-        assert probes.ping(plan.pod_netns(pod), "203.0.113.1") is None
+        assert proofs.ping(plan.pod_netns(pod), "203.0.113.1") is None
         # The node hides the pod behind 172.17.0.x; the gateway hides the LAN behind its uplink.
-        src, seen = probes.seen_source(plan.pod_netns(pod), world, "203.0.113.1")
+        src, seen = proofs.seen_source(plan.pod_netns(pod), world, "203.0.113.1")
         assert src == "203.0.113.2", seen
 
 

@@ -15,7 +15,7 @@ from helpers import Cnilab, prefixed_netns, reference_skip
 
 from cnilab.cni.runtime import Runtime
 from cnilab.kernel import Kernel, run_in_netns
-from cnilab.lab.probes import ping
+from cnilab.lab.proofs import ping
 
 # The lesson chains tuning and portmap only when they speak CNI 1.0.0 (not 0.9, Debian 11).
 CHAIN_SKIP = reference_skip("tuning", "portmap", "bridge", "host-local")

@@ -15,7 +15,7 @@ from helpers import reference_skip
 from cnilab.cni import spec
 from cnilab.cni.bridge import host_veth_name
 from cnilab.cni.exec import Call
-from cnilab.lab.probes import ping
+from cnilab.lab.proofs import ping
 from tests.kernel.cni_sandbox import Sandbox
 
 REFERENCE_SKIP = reference_skip("bridge", "host-local")

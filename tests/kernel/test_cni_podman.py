@@ -30,7 +30,7 @@ from podman_box import (
 
 from cnilab.cni.bridge import host_veth_name
 from cnilab.kernel import Kernel
-from cnilab.lab.probes import http_get, ping
+from cnilab.lab.proofs import http_get, ping
 
 pytestmark = pytest.mark.skipif(
     not (PODMAN and RUNC), reason="the libcni runtime test needs podman and runc "

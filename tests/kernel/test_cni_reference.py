@@ -16,7 +16,7 @@ from helpers import reference_skip
 
 from cnilab.cni import spec
 from cnilab.kernel import run_in_netns
-from cnilab.lab.probes import ping
+from cnilab.lab.proofs import ping
 from cnilab.state import Namespace
 from tests.kernel.cni_sandbox import Sandbox
 

@@ -16,7 +16,7 @@ from cnilab.cni.exec import find_reference
 from cnilab.cni.runtime import Runtime
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel
-from cnilab.lab.probes import ping
+from cnilab.lab.proofs import ping
 from cnilab.ops import AddNetns
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import Cnilab, prefixed_netns, root_namespace_state
 
-from cnilab.lab import probes
+from cnilab.lab import proofs
 from cnilab.lab.steps import build_steps
 
 
@@ -55,8 +55,8 @@ def test_nat_hides_red_from_outside_but_not_from_blue(cnilab: Cnilab) -> None:
     assert cnilab.run("run-all", "--yes", "--no-proof").returncode == 0
     topo = cnilab.topo
     red, blue = (topo.netns(c) for c in topo.containers)
-    outside_saw, _ = probes.seen_source(red, topo.internet, "203.0.113.1")
-    blue_saw, _ = probes.seen_source(red, blue, "192.168.15.2")
+    outside_saw, _ = proofs.seen_source(red, topo.internet, "203.0.113.1")
+    blue_saw, _ = proofs.seen_source(red, blue, "192.168.15.2")
     assert outside_saw == "203.0.113.2"
     assert blue_saw == "192.168.15.1"
 
@@ -75,7 +75,7 @@ def test_the_lecture_rule_without_bridge_exception_rewrites_red_to_blue(cnilab: 
     subprocess.run(["ip", "netns", "exec", node, "iptables", "-t", "nat", "-I", "POSTROUTING",
                     "-s", "192.168.15.0/24", "-j", "MASQUERADE"], check=True)
     red, blue = (topo.netns(c) for c in topo.containers)
-    blue_saw, _ = probes.seen_source(red, blue, "192.168.15.2")
+    blue_saw, _ = proofs.seen_source(red, blue, "192.168.15.2")
     assert blue_saw == "192.168.15.5"
 
 
@@ -455,10 +455,10 @@ def test_every_probe_from_or_to_a_namespace_that_is_gone_fails_with_a_reason(
     gone, here = prefix + "gone", prefix + "here"
     subprocess.run(["ip", "netns", "add", here], check=True)
     subprocess.run(["ip", "-n", here, "link", "set", "lo", "up"], check=True)
-    assert probes.ping(gone, "192.168.15.2")
-    assert probes.seen_source(gone, here, "127.0.0.1")[0] is None  # the client's is gone
-    assert probes.seen_source(here, gone, "127.0.0.1")[0] is None  # the listener's is gone
-    seen, why = probes.ping_seen_by(here, gone, "127.0.0.1", 4242)
+    assert proofs.ping(gone, "192.168.15.2")
+    assert proofs.seen_source(gone, here, "127.0.0.1")[0] is None  # the client's is gone
+    assert proofs.seen_source(here, gone, "127.0.0.1")[0] is None  # the listener's is gone
+    seen, why = proofs.ping_seen_by(here, gone, "127.0.0.1", 4242)
     assert seen is None and why
-    body, why = probes.http_get(gone, "192.168.15.2", 80)
+    body, why = proofs.http_get(gone, "192.168.15.2", 80)
     assert body is None and why
