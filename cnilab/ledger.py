@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from cnilab.errors import CnilabError, CollisionError, LockedError
-from cnilab.names import identity
+from cnilab.names import TAG, Identity
 from cnilab.ops import OPS, AddAddress, Evidence, KernelApi, Key, Op, describe
 from cnilab.records import Parsed, Problem, Record
 from cnilab.runfiles import PRIVATE_MODE, append_file, open_file, read_file, safe_dir, write_atomic
-from cnilab.state import TAG, Snapshot
+from cnilab.state import Snapshot
 
 RUN_DIR = "/run/cnilab"
 RUN_DIR_ENV = "CNILAB_RUN_DIR"  # tests point this at their own directory
@@ -54,9 +54,10 @@ class Ledger:
     """
 
     def __init__(self, lab_id: str, folder: str | None = None,
-                 ops: Mapping[str, type[Op]] = OPS) -> None:
+                 ops: Mapping[str, type[Op]] = OPS, mark: str = TAG) -> None:
         root = Path(folder) if folder else run_dir()
         self.lab_id = lab_id
+        self.mark = mark  # what the lab's links carry as their alias (names.Identity.mark)
         self.path = root / f"{lab_id}.jsonl"
         self.lock_path = root / f"{lab_id}.lock"
         self.registry = ops
@@ -64,10 +65,10 @@ class Ledger:
         self._dir_checked = False
 
     @classmethod
-    def for_lesson(cls, lesson: str, prefix: str, folder: str | None = None,
-                   ops: Mapping[str, type[Op]] = OPS) -> Ledger:
-        """The ledger of `lesson` run under exactly `prefix` (see identity()); `ops`: its ops."""
-        return cls(identity(lesson, prefix), folder, ops)
+    def of(cls, lab: Identity, folder: str | None = None,
+           ops: Mapping[str, type[Op]] = OPS) -> Ledger:
+        """The ledger of one lab (its lesson and exact prefix); `ops`: the ops it records."""
+        return cls(lab.lab_id, folder, ops, lab.mark)
 
     def _dir(self) -> None:
         """The run directory, made or checked once (mode 0755, root's, no symlink)."""
@@ -271,13 +272,24 @@ class Ledger:
         return chosen
 
     def is_ours(self, key: Key, snap: Snapshot, kernel: KernelApi | None = None) -> bool:
-        """Provably ours: a link with our alias in the kernel; a namespace we recorded making
-        (with a kernel: still the very one, by its inode)."""
+        """Provably ours: a link with this lab's mark in the kernel; a namespace we recorded
+        making (with a kernel: still the very one, by its inode)."""
         if key[0] == "link":
             ns = snap.ns(key[1] or None)
             link = ns.link(key[2]) if ns else None
-            return link is not None and link.alias == TAG
+            return link is not None and link.alias == self.mark
         return self.owns(key, kernel)
+
+    def check_no_other_lab(self, ops: Iterable[Op], snap: Snapshot) -> None:
+        """Refuse links these ops name that carry another lab's mark: already there is not done
+        for this lab when another lab made it (two --in-place labs in one namespace). A link a
+        student typed by hand carries no mark and counts as done."""
+        for op in ops:
+            for key in op.claims():
+                other = _other_lab(key, snap)
+                if other is not None and other != self.mark:
+                    raise CollisionError.of("taken_by_lab", what=describe(key),
+                                            lab=other.removeprefix(TAG + ":") or TAG)
 
     def check_free(self, ops: Iterable[Op], snap: Snapshot, kernel: KernelApi | None = None
                    ) -> None:
@@ -287,6 +299,7 @@ class Ledger:
                 exists = (key[1] in snap.netns if key[0] == "netns" else
                           (ns := snap.ns(key[1] or None)) is not None and ns.link(key[2]))
                 if exists and not self.is_ours(key, snap, kernel):
+                    self.check_no_other_lab([op], snap)
                     raise CollisionError.of("taken", what=describe(key))
             if isinstance(op, AddAddress) and (ns := snap.ns(op.netns)) is not None:
                 holder = ns.has_address(op.cidr)
@@ -294,6 +307,16 @@ class Ledger:
                     where = f" in namespace {op.netns}" if op.netns else ""
                     raise CollisionError.of("address_taken", cidr=op.cidr, link=holder.name,
                                             where=where)
+
+
+def _other_lab(key: Key, snap: Snapshot) -> str | None:
+    """The cnilab mark a claimed link carries (any lab's, ours too); None when it has none."""
+    if key[0] != "link":
+        return None
+    ns = snap.ns(key[1] or None)
+    link = ns.link(key[2]) if ns else None
+    alias = link.alias if link else None
+    return alias if alias == TAG or (alias or "").startswith(TAG + ":") else None
 
 
 def _goes_with(op: Op, removed: Collection[str | None]) -> bool:

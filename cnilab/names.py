@@ -10,11 +10,17 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
+from dataclasses import dataclass
 
 from cnilab.errors import ConfigError
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1: the kernel's interface names hold 15 bytes
 NETNS_MAX = 64  # a name under /run/netns that `ip netns` lists and types without trouble
+# A prefix goes before every namespace a lab makes: the longest of them (cnilab-internet,
+# controlplane-pod99) still fits in NETNS_MAX after it.
+PREFIX_MAX = 40
+TAG = "cnilab"  # the mark of the unprefixed labs, and of what the CNI plugin makes for runtimes
+MARK_MAX = 100  # nft keeps 128 bytes of a table comment; iptables 256 of a rule's
 
 _LESSON = re.compile(r"[a-z][a-z0-9-]*\Z")
 _KEPT = frozenset(string.ascii_letters + string.digits + "-_")
@@ -43,6 +49,60 @@ def check_netns_name(name: str, what: str) -> None:
         raise ConfigError.of("cfg_bad_netns", what=what, name=name)
     if len(name) > NETNS_MAX:
         raise ConfigError.of("cfg_long_netns", what=what, name=name)
+
+
+def check_prefix(prefix: str) -> str:
+    """The prefix, if every lesson can put it before its namespace names; else a one-line error.
+
+    The rule of `ip netns` names: a prefix with '/' or '..' would put namespaces outside
+    /run/netns, where `ip netns list` never shows them and nobody removes them; whitespace,
+    control and zero-width characters make names nobody can type back.
+    """
+    if "/" in prefix or ".." in prefix or any(bad_name_char(ch) for ch in prefix):
+        raise ConfigError.of("cfg_bad_prefix", prefix=prefix)
+    if len(prefix.encode("utf-8", "surrogatepass")) > PREFIX_MAX:
+        raise ConfigError.of("cfg_long_prefix", prefix=prefix, limit=PREFIX_MAX)
+    return prefix
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One lab: a lesson run under an exact prefix. Its ledger, lock and run files are named by
+    `lab_id`, its namespaces by `netns()`, and what it makes in the kernel carries `mark`."""
+
+    lesson: str
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
+
+    @property
+    def lab_id(self) -> str:
+        """The name of this lab's ledger and lock (see identity())."""
+        return identity(self.lesson, self.prefix)
+
+    @property
+    def mark(self) -> str:
+        """What this lab's objects carry in the kernel: a link's alias, a rule's or a table's
+        comment. Ours only with this very mark, so that two labs sharing a namespace (two
+        --in-place labs) never take each other's objects for their own.
+
+        The unprefixed labs keep the word of the course's commands, "cnilab": two of them never
+        share a namespace (their namespace names differ, and only the eight-step lab runs in
+        place)."""
+        if not self.prefix:
+            return TAG
+        mark = f"{TAG}:{self.lab_id}"
+        if len(mark) > MARK_MAX:
+            import hashlib
+
+            digest = hashlib.sha256(self.prefix.encode("utf-8", "surrogatepass")).hexdigest()
+            mark = f"{TAG}:{self.lesson}#{digest[:32]}"
+        return mark
+
+    def netns(self, name: str) -> str:
+        """The namespace this lab calls `name`."""
+        return self.prefix + name
 
 
 def identity(lesson: str, prefix: str) -> str:

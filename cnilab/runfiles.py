@@ -68,6 +68,19 @@ def safe_dir(path: str | os.PathLike[str], mode: int = DIR_MODE) -> Path:
     return path
 
 
+def new_dir(path: str | os.PathLike[str], mode: int = DIR_MODE) -> Path:
+    """Make the folder `path` itself, with `mode` (its parents made or checked as safe_dir
+    does); a CollisionError when it exists already: what someone else made is never adopted."""
+    path = Path(os.path.abspath(path))
+    safe_dir(path.parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        raise CollisionError.of("taken", what=f"folder {path}") from None
+    _check_dir(path, mode)
+    return path
+
+
 def _check_dir(folder: Path, mode: int | None) -> None:
     """Refuse a symlink, a non-folder, an untrusted owner, a folder others may write; a folder
     just made gets `mode`."""

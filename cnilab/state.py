@@ -12,8 +12,6 @@ import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-TAG = "cnilab"  # link alias and iptables comment that mark what cnilab made
-
 LISTEN, ESTABLISHED = 0x0A, 0x01
 
 

@@ -20,13 +20,13 @@ from cnilab.cli.console import (
     JsonOption,
     LangOption,
     cluster_lang,
-    cluster_opts,
     command_prefix,
     existing,
     guarded,
     lang_of,
     out,
     out_json,
+    prefix_of,
 )
 from cnilab.errors import CnilabError
 from cnilab.packages import install_command
@@ -104,7 +104,7 @@ def up(
     lang = cluster_lang(ctx, lang)
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
-        plan = build_plan(nodes, pods_per_node, cluster_opts(ctx).prefix or "",
+        plan = build_plan(nodes, pods_per_node, prefix_of(ctx),
                           parse_network(pod_network, "--pod-network"))
         if dry_run:
             _print_plan(plan, lang)
@@ -158,7 +158,7 @@ def down(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = Non
     lang = cluster_lang(ctx, lang)
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
-        prefix = cluster_opts(ctx).prefix or ""
+        prefix = prefix_of(ctx)
         ledger = cluster_ledger(prefix)
         # The plan only names things; down undoes what the ledger lists, whatever the plan.
         cluster = Cluster(build_plan(1, 0, prefix), ledger=ledger)

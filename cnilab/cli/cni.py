@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.cli.console import JsonOption, LangOption, guarded, lang_of, opts, out, out_json_line
+from cnilab.cli.console import (
+    JsonOption,
+    LangOption,
+    guarded,
+    lang_of,
+    out,
+    out_json_line,
+    prefix_of,
+)
 
 if TYPE_CHECKING:
     from cnilab.cni.chain import NetworkList
@@ -24,7 +32,7 @@ if TYPE_CHECKING:
 HELP = """Play the container runtime: make a pod's namespace, run a network's CNI plugins, keep
 the result.
 
-The node is the namespace cnilab-node (with cnilab-world outside it), so nothing on this machine
+The node is the namespace cnilab-cni-node (with cnilab-cni-world outside it), so nothing on this machine
 changes. Kernel commands need root.
 
 \b
@@ -65,7 +73,7 @@ IpOption = Annotated[Optional[str], typer.Option(
 def _runtime(ctx: typer.Context) -> Runtime:
     from cnilab.cni.runtime import Runtime
 
-    return Runtime(prefix=opts(ctx).prefix or "")
+    return Runtime(prefix=prefix_of(ctx))
 
 
 def _network(rt: Runtime, plugin: Plugin, conflist: Path | None, network: str | None,

@@ -148,8 +148,8 @@ def command_line(ctx: typer.Context) -> str:
     words = [name]
     if o.config is not None:
         words += ["--config", str(o.config)]
-    if o.prefix:
-        words += ["--prefix", o.prefix]
+    if prefix := _given_prefix(ctx):
+        words += ["--prefix", prefix]
     if o.in_place:
         words.append("--in-place")
     sudo = "sudo " if os.environ.get("SUDO_USER") and os.geteuid() == 0 else ""
@@ -211,6 +211,26 @@ def _fail(e: CnilabError, lang: str) -> NoReturn:
     raise typer.Exit(e.exit_code)
 
 
+# Every lesson's prefix.
+
+
+def _given_prefix(ctx: typer.Context) -> str | None:
+    """--prefix as typed: the cluster sub-app's own, else the main app's."""
+    obj = ctx.obj
+    return obj.prefix if isinstance(obj, ClusterOpts) else opts(ctx).prefix
+
+
+def prefix_of(ctx: typer.Context) -> str:
+    """This lab's prefix, for every lesson alike: --prefix, else the --config file's `prefix`
+    key; checked by the one rule (names.check_prefix) before anything is made."""
+    from cnilab.names import check_prefix
+
+    given = _given_prefix(ctx)
+    if given is None and opts(ctx).config is not None:
+        return topology_of(ctx).prefix  # read and checked with the rest of the file
+    return check_prefix(given or "")
+
+
 # What the eight-step lab's commands share: its plan, its owner and its text.
 
 
@@ -262,7 +282,7 @@ def existing(ctx: typer.Context) -> Cluster:
     """The cluster that is up (its size is in its ledger), or an error saying how to make one."""
     from cnilab.cluster.cluster import Cluster, cluster_ledger, recorded_plan
 
-    prefix = cluster_opts(ctx).prefix or ""
+    prefix = prefix_of(ctx)
     ledger = cluster_ledger(prefix)
     plan = recorded_plan(ledger, prefix)
     if plan is None:
@@ -273,6 +293,6 @@ def existing(ctx: typer.Context) -> Cluster:
 
 
 def command_prefix(ctx: typer.Context) -> str:
-    """`cnilab cluster` with this invocation's --prefix, to print in hints."""
-    prefix = cluster_opts(ctx).prefix
-    return "cnilab cluster" + (f" --prefix {prefix}" if prefix else "")
+    """`cnilab cluster` as this invocation reaches its cluster again (--prefix, --config), to
+    print in hints."""
+    return command_line(ctx) + " cluster"

@@ -20,13 +20,13 @@ from cnilab.cli.console import (
     JsonLinesOption,
     LangOption,
     cluster_lang,
-    cluster_opts,
     console,
     guarded,
     lang_of,
     lesson_in,
     out,
     out_json_line,
+    prefix_of,
     topology_of,
 )
 
@@ -221,7 +221,7 @@ def cluster_watch(
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
         require_privileges()
-        prefix = cluster_opts(ctx).prefix or ""
+        prefix = prefix_of(ctx)
         live = ClusterLive((), highlight_for=highlight, prefix=prefix)
 
         def view(events: NamespaceEvents) -> Callable[[], Any]:

@@ -19,6 +19,7 @@ from cnilab.cluster.steps import UnplugLastPort, network_ops
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel, require_privileges
 from cnilab.ledger import Ledger
+from cnilab.names import Identity
 from cnilab.ops import OPS, AddNetns, AddRule, KernelApi, Op, registry_of
 from cnilab.ops.faults import FAULT_OPS
 from cnilab.ops.trace import AddTraceTable
@@ -51,7 +52,7 @@ CLUSTER_OPS = {**OPS, **registry_of(PlanCluster, StartComponent, UnplugLastPort,
 
 def cluster_ledger(prefix: str, run_dir: str | None = None) -> Ledger:
     """The ledger of the cluster under exactly `prefix`, reading the cluster's ops."""
-    return Ledger.for_lesson(LESSON, prefix, run_dir, ops=CLUSTER_OPS)
+    return Ledger.of(Identity(LESSON, prefix), run_dir, ops=CLUSTER_OPS)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from cnilab.errors import ConfigError
-from cnilab.names import check_netns_name
+from cnilab.names import Identity, check_netns_name, check_prefix
 
 LAN = IPv4Network("172.17.0.0/16")
 GATEWAY = IPv4Interface("172.17.0.1/16")
@@ -100,6 +100,11 @@ class ClusterPlan:
         return lab_id(self.prefix)
 
     @property
+    def identity(self) -> Identity:
+        """This cluster as a lab: the cluster lesson under its exact prefix (ledger, mark)."""
+        return Identity(LESSON, self.prefix)
+
+    @property
     def lan_netns(self) -> str:
         """The namespace holding the LAN switch and the gateway."""
         return self.prefix + LAN_NETNS
@@ -160,8 +165,7 @@ def build_plan(nodes: int = 2, pods_per_node: int = 2, prefix: str = "",
         raise ConfigError.of("cluster_nodes_range", limit=MAX_NODES, nodes=nodes)
     if not 0 <= pods_per_node <= MAX_PODS_PER_NODE:
         raise ConfigError.of("cluster_pods_range", limit=MAX_PODS_PER_NODE, pods=pods_per_node)
-    if prefix:
-        check_netns_name(prefix, "prefix")
+    check_prefix(prefix)
     if pod_network.prefixlen > 24 or 2 ** (24 - pod_network.prefixlen) < nodes:
         raise ConfigError.of("cluster_few_cidrs", network=pod_network, nodes=nodes)
     for other, key in ((LAN, "cluster_overlap_lan"), (DOCKER0.network, "cluster_overlap_docker0"),

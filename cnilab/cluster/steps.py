@@ -11,7 +11,6 @@ from cnilab.cluster.plan import (
     GATEWAY_UPLINK,
     LAN,
     LAN_BRIDGE,
-    LESSON,
     NODE_IF,
     OUTSIDE_HOST,
     POD_BRIDGE,
@@ -77,10 +76,10 @@ class UnplugLastPort(Op):
 
 def lan_ops(plan: ClusterPlan) -> list[Op]:
     """Section 1: the LAN switch, and every node's ens3 plugged into it."""
-    lan = plan.lan_netns
+    lan, mark = plan.lan_netns, plan.identity.mark
     ops: list[Op] = [
         AddNetns(None, lan),
-        AddBridge(lan, LAN_BRIDGE),
+        AddBridge(lan, LAN_BRIDGE, mark),
         AddAddress(lan, LAN_BRIDGE, str(GATEWAY)),
         *(LinkUp(lan, n) for n in ("lo", LAN_BRIDGE)),
     ]
@@ -89,7 +88,7 @@ def lan_ops(plan: ClusterPlan) -> list[Op]:
         ops += [
             AddNetns(None, ns),
             # The LAN end is named after the node, so `bridge link` in the LAN says who is where.
-            AddVeth(ns, NODE_IF, node.name, peer_netns=lan),
+            AddVeth(ns, NODE_IF, node.name, peer_netns=lan, mark=mark),
             # Every node's MAC differs (as its hostname does): a switch that saw one MAC on two
             # ports would send one node's frames to the other.
             SetMac(ns, NODE_IF, node.mac),
@@ -104,10 +103,10 @@ def lan_ops(plan: ClusterPlan) -> list[Op]:
 
 def gateway_ops(plan: ClusterPlan) -> list[Op]:
     """Section 2: the gateway's way out to an emulated outside world, each node's default route."""
-    lan, world = plan.lan_netns, plan.world_netns
+    lan, world, mark = plan.lan_netns, plan.world_netns, plan.identity.mark
     return [
         AddNetns(None, world),
-        AddVeth(lan, UPLINK, WORLD_IF, peer_netns=world),
+        AddVeth(lan, UPLINK, WORLD_IF, peer_netns=world, mark=mark),
         AddAddress(lan, UPLINK, str(GATEWAY_UPLINK)),
         AddAddress(world, WORLD_IF, str(OUTSIDE_HOST)),
         LinkUp(lan, UPLINK),
@@ -115,22 +114,23 @@ def gateway_ops(plan: ClusterPlan) -> list[Op]:
         # The gateway routes between the LAN and the outside, and hides the LAN behind its
         # uplink address: the outside has no route back to 172.17.0.0/16.
         SetSysctl(lan, FORWARDING, "1"),
-        AddRule(lan, "nat", "POSTROUTING", ("-s", str(LAN), "-o", UPLINK, "-j", "MASQUERADE")),
+        AddRule(lan, "nat", "POSTROUTING", ("-s", str(LAN), "-o", UPLINK, "-j", "MASQUERADE"),
+                mark),
         *(AddRoute(plan.netns(node), "default", str(GATEWAY.ip)) for node in plan.nodes),
     ]
 
 
 def bridge_ops(plan: ClusterPlan, node: Node) -> list[Op]:
     """Section 3 on one node: cni0 for its pods, docker0 up with nothing plugged in."""
-    ns = plan.netns(node)
+    ns, mark = plan.netns(node), plan.identity.mark
     return [
-        AddBridge(ns, POD_BRIDGE),
+        AddBridge(ns, POD_BRIDGE, mark),
         AddAddress(ns, POD_BRIDGE, str(node.bridge_address)),
         LinkUp(ns, POD_BRIDGE),
         # docker0 as on the course's nodes: Docker made it and brought it up, but containerd
         # plugs nothing into it. A bridge without ports has no carrier: UP but not RUNNING
         # (`ifconfig`: flags=4099<UP,BROADCAST,MULTICAST>), and its route is marked linkdown.
-        AddBridge(ns, DOCKER_BRIDGE),
+        AddBridge(ns, DOCKER_BRIDGE, mark),
         AddAddress(ns, DOCKER_BRIDGE, str(DOCKER0)),
         UnplugLastPort(ns, DOCKER_BRIDGE),
         LinkUp(ns, DOCKER_BRIDGE),
@@ -145,7 +145,8 @@ def route_ops(plan: ClusterPlan, node: Node) -> list[Op]:
         # node's address (as flannel's ipMasq does), pod-to-pod traffic keeps its own.
         SetSysctl(ns, FORWARDING, "1"),
         AddRule(ns, "nat", "POSTROUTING", ("-s", str(node.pod_cidr), "!", "-d",
-                                           str(plan.pod_network), "-j", "MASQUERADE")),
+                                           str(plan.pod_network), "-j", "MASQUERADE"),
+                plan.identity.mark),
         *(AddRoute(ns, str(other.pod_cidr), str(other.address.ip))
           for other in plan.nodes if other != node),
     ]
@@ -173,7 +174,7 @@ def lesson_steps(plan: ClusterPlan) -> tuple[Step, ...]:
     from cnilab.cluster.components import component_ops
     from cnilab.ledger import Ledger
 
-    ledger = Ledger.for_lesson(LESSON, plan.prefix)  # only its path: where the IPAM stores go
+    ledger = Ledger.of(plan.identity)  # only its path: where the IPAM stores go
     pod_ops = tuple(op for node in plan.nodes for pod in plan.pods(node)
                     for op in (AddNetns(None, plan.pod_netns(pod)),
                                pods.attach_op(plan, node, pod, ledger)))

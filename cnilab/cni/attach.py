@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from cnilab.cni.chain import Attachment, NetworkList, Runner, parse_list
 from cnilab.errors import CollisionError
 from cnilab.ops import Evidence, KernelApi, Key, Op
-from cnilab.runfiles import safe_dir, trusted
+from cnilab.runfiles import new_dir, trusted
 from cnilab.state import Snapshot
 
 
@@ -27,10 +27,11 @@ class StateDir(Op):
     path: str = ""
 
     def apply(self, kernel: KernelApi) -> None:
+        # Made here, 0700 whatever the umask: a folder that is already there (someone else's,
+        # or a symlink planted in its place) is refused, so teardown never removes it.
         try:
-            safe_dir(self.path, 0o700)  # 0700 whatever the umask; its parents checked
+            new_dir(self.path, 0o700)
         except CollisionError:
-            # Never adopt a folder someone else made (or a symlink planted in its place).
             raise CollisionError.of("taken", what=f"folder {self.path}") from None
 
     def undo(self, kernel: KernelApi) -> None:

@@ -62,10 +62,11 @@ def lesson_network(plugin: str, data_dir: str, version: str = VERSION) -> Networ
     return parse_list({"cniVersion": conf_version, "name": NETWORK, "plugins": plugins}, NETWORK)
 
 
-def world_ops(node: str, world: str) -> list[Op]:
-    """The node's outside world: a namespace linked to the node by a veth uplink."""
+def world_ops(node: str, world: str, mark: str) -> list[Op]:
+    """The node's outside world: a namespace linked to the node by a veth uplink (`mark`: the
+    lesson's, as its alias)."""
     return [AddNetns(None, world), LinkUp(world, "lo"),
-            AddVeth(world, WORLD_IF, UPLINK, node),
+            AddVeth(world, WORLD_IF, UPLINK, node, mark=mark),
             AddAddress(world, WORLD_IF, WORLD_ADDRESS), AddAddress(node, UPLINK, NODE_UPLINK),
             LinkUp(world, WORLD_IF), LinkUp(node, UPLINK)]
 

@@ -41,11 +41,12 @@ from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel, netns_path
 from cnilab.lab.proofs import Proof, http_get
 from cnilab.ledger import Ledger, run_dir
-from cnilab.names import identity
+from cnilab.names import Identity
 from cnilab.ops import OPS, AddNetns, LinkUp, Op, StartServer, registry_of
 from cnilab.runfiles import PRIVATE_MODE, safe_dir, write_atomic
 
 # The ops the runtime's ledger reads back: the engine's and the runtime's own.
+LESSON = "cni"  # the ledger's lesson name
 CNI_OPS = {**OPS, **registry_of(StateDir, AttachNetwork, StartStandIn, PrependRoute)}
 PLUGINS = ("cnilab", "bridge")  # --plugin: ours, or the reference bridge on the same network
 POD_NAME_MAX = 40
@@ -92,16 +93,18 @@ class Runtime:
                  kernel: Kernel | None = None) -> None:
         self.prefix = prefix
         base = Path(root) if root else run_dir()
-        self.lab_id = identity("cni", prefix)  # the lesson and the exact prefix
+        self.identity = Identity(LESSON, prefix)  # checks the prefix before anything is made
+        self.lab_id = self.identity.lab_id
         self.state = base / "cni" / self.lab_id
         self.bin = self.state / "bin"
         self.conf_dir = self.state / "net.d"
         self.data_dir = self.state / "networks"
         self.cache = self.state / "results"
-        self.node = f"{prefix}cnilab-node"
-        self.world = f"{prefix}cnilab-world"
+        # Named for this lesson: the cluster's outside world is <prefix>cnilab-world.
+        self.node = self.identity.netns("cnilab-cni-node")
+        self.world = self.identity.netns("cnilab-cni-world")
         self.kernel = kernel or Kernel(self.state)  # the pods' servers keep PID files there
-        self.ledger = Ledger(self.lab_id, str(base), ops=CNI_OPS)
+        self.ledger = Ledger.of(self.identity, str(base), ops=CNI_OPS)
 
     def locked(self):  # type: ignore[no-untyped-def]
         """Hold this lesson's lock (one runtime at a time, like the eight-step lab)."""
@@ -166,7 +169,8 @@ class Runtime:
     def ensure_node(self) -> None:
         """The runtime's folder, plugins and config, its node and the node's outside world."""
         wanted: list[Op] = [StateDir(None, str(self.state)), AddNetns(None, self.node),
-                            LinkUp(self.node, "lo"), *lesson.world_ops(self.node, self.world)]
+                            LinkUp(self.node, "lo"), *lesson.world_ops(self.node, self.world,
+                                                               self.identity.mark)]
         snap = self.kernel.observe([self.node, self.world])
         self.ledger.check_free(wanted, snap)
         recorded = self.ledger.ops()

@@ -29,7 +29,8 @@ from cnilab.kernel.netns import (
     open_rtnl_socket,
     run_in_netns,
 )
-from cnilab.state import TAG, FdbEntry, Link, Neighbour, Route, RouteDecision
+from cnilab.names import TAG
+from cnilab.state import FdbEntry, Link, Neighbour, Route, RouteDecision
 
 if TYPE_CHECKING:
     from cnilab.kernel.iproute import IPRoute
@@ -139,18 +140,18 @@ class Netlink:
 
     # -- links, addresses, routes ---------------------------------------------------------------
 
-    def add_link(self, netns: str | None, name: str, kind: str,
-                 peer: str | None = None, peer_netns: str | None = None) -> None:
-        """Create a bridge or a veth pair, both ends tagged with the alias 'cnilab'."""
+    def add_link(self, netns: str | None, name: str, kind: str, peer: str | None = None,
+                 peer_netns: str | None = None, alias: str = TAG) -> None:
+        """Create a bridge or a veth pair, both ends tagged with `alias` (the lab's mark)."""
         ipr = self._ipr(netns)
         extra: dict[str, Any] = {}
         if kind == "veth":
             extra["peer"] = {"ifname": peer, **({"net_ns_fd": peer_netns} if peer_netns else {})}
         self._call(f"add link {name}", lambda: ipr.link("add", ifname=name, kind=kind, **extra))
         # The alias is the kernel-side ownership tag; RTM_NEWLINK ignores it, so set it after.
-        self.tag_link(netns, name)
+        self.tag_link(netns, name, alias)
         if peer:
-            self.tag_link(peer_netns or netns, peer)
+            self.tag_link(peer_netns or netns, peer, alias)
 
     def _set_link(self, netns: str | None, name: str, what: str, **attrs: Any) -> None:
         """`ip link set NAME ...`: one RTM_SETLINK that names the link (no index lookup first)."""
@@ -164,9 +165,9 @@ class Netlink:
                 raise KernelError(f"there is no link {name!r} in {where}") from e
             raise KernelError(f"the kernel refused to {what}: {os.strerror(e.code)}") from e
 
-    def tag_link(self, netns: str | None, name: str) -> None:
-        """Mark a link as cnilab's (ip link set NAME alias cnilab)."""
-        self._set_link(netns, name, f"tag {name}", ifalias=TAG)
+    def tag_link(self, netns: str | None, name: str, alias: str = TAG) -> None:
+        """Mark a link as a lab's (ip link set NAME alias MARK)."""
+        self._set_link(netns, name, f"tag {name}", ifalias=alias)
 
     def delete_link(self, netns: str | None, name: str) -> bool:
         """Delete a link; False when it (or its namespace) is already gone."""

@@ -17,7 +17,7 @@ from cnilab.lab.steps import (
     observed_namespaces,
     setup_ops,
 )
-from cnilab.lab.topology import LESSON, Topology
+from cnilab.lab.topology import Topology
 from cnilab.ledger import Ledger, run_dir
 from cnilab.ops import OPS, AddRule, Op, StartServer, registry_of
 from cnilab.ops.faults import FAULT_OPS
@@ -32,7 +32,7 @@ LAB_OPS = {**OPS, **registry_of(FreshNodeSysctl, AddTraceTable), **FAULT_OPS}
 
 def lab_ledger(topo: Topology) -> Ledger:
     """The ledger of the lab `topo` describes (its lesson and exact prefix)."""
-    return Ledger.for_lesson(LESSON, topo.prefix, ops=LAB_OPS)
+    return Ledger.of(topo.identity, ops=LAB_OPS)
 
 
 @dataclass
@@ -105,6 +105,7 @@ class Lab:
                 raise PrerequisiteError.of("prereq", number=number, missing=earlier.number)
         stage = [op for op in setup_ops(self.topo) if not op.satisfied(snap)]
         missing = list(step.missing(snap))
+        self.ledger.check_no_other_lab(step.ops, snap)  # done by another lab is not done here
         if not missing:
             report.after = self._last = snap
             return report

@@ -45,13 +45,13 @@ def setup_ops(topo: Topology) -> tuple[Op, ...]:
     """The isolated lab's stage: the node namespace and an outside world linked to its eth0."""
     if topo.in_place:
         return ()
-    node, inet = topo.node, topo.internet
+    node, inet, mark = topo.node, topo.internet, topo.identity.mark
     assert node is not None and inet is not None
     return (
         AddNetns(None, node),
         FreshNodeSysctl(node, FORWARDING, "0"),
         AddNetns(None, inet),
-        AddVeth(inet, topo.uplink, topo.uplink, peer_netns=node),
+        AddVeth(inet, topo.uplink, topo.uplink, peer_netns=node, mark=mark),
         AddAddress(inet, topo.uplink, str(topo.internet_address)),
         AddAddress(node, topo.uplink, str(topo.uplink_address)),
         LinkUp(inet, "lo"),
@@ -63,12 +63,12 @@ def setup_ops(topo: Topology) -> tuple[Op, ...]:
 
 def build_steps(topo: Topology) -> tuple[Step, ...]:
     """Steps 1..8, and the bonus step 9, for this topology."""
-    node, cs = topo.node, topo.containers
+    node, cs, mark = topo.node, topo.containers, topo.identity.mark
     return (
         Step(1, tuple(AddNetns(None, topo.netns(c)) for c in cs)),
-        Step(2, (AddBridge(node, topo.bridge),
+        Step(2, (AddBridge(node, topo.bridge, mark),
                  AddAddress(node, topo.bridge, str(topo.bridge_address)))),
-        Step(3, tuple(AddVeth(node, c.veth, c.peer) for c in cs)),
+        Step(3, tuple(AddVeth(node, c.veth, c.peer, mark=mark) for c in cs)),
         Step(4, tuple(MoveToNetns(node, c.veth, topo.netns(c)) for c in cs)),
         Step(5, tuple(SetMaster(node, c.peer, topo.bridge) for c in cs)),
         Step(6, tuple(AddAddress(topo.netns(c), c.veth, str(c.address)) for c in cs)),
@@ -81,14 +81,15 @@ def build_steps(topo: Topology) -> tuple[Step, ...]:
                  # `! -o bridge`: with bridge netfilter on, traffic between two containers on the
                  # bridge also crosses POSTROUTING; it must keep its source address.
                  AddRule(node, "nat", "POSTROUTING",
-                         ("-s", str(topo.subnet), "!", "-o", topo.bridge, "-j", "MASQUERADE")))),
+                         ("-s", str(topo.subnet), "!", "-o", topo.bridge, "-j", "MASQUERADE"),
+                         mark))),
         Step(9, (StartServer(topo.netns(server := web_server(topo)), HTTP_PORT,
                              f"Hello from {server.name} ({server.address.ip})"),
                  # `-p tcp` is required: iptables knows --dport only once the protocol is given.
                  AddRule(node, "nat", "PREROUTING",
                          ("-i", topo.uplink, "-p", "tcp", "--dport", str(PUBLISHED_PORT),
                           "-j", "DNAT", "--to-destination",
-                          f"{server.address.ip}:{HTTP_PORT}")))),
+                          f"{server.address.ip}:{HTTP_PORT}"), mark))),
     )
 
 

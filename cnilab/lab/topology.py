@@ -9,7 +9,13 @@ from typing import Any
 
 from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
-from cnilab.names import IFNAME_MAX, check_netns_name, identity, ifname_problem
+from cnilab.names import (
+    IFNAME_MAX,
+    Identity,
+    check_netns_name,
+    check_prefix,
+    ifname_problem,
+)
 
 LESSON = "eight-steps"
 
@@ -71,9 +77,14 @@ class Topology:
         return outer + tuple(self.netns(c) for c in self.containers)
 
     @property
+    def identity(self) -> Identity:
+        """This lab: the eight-step lesson under its exact prefix (names, mark, ledger)."""
+        return Identity(LESSON, self.prefix)
+
+    @property
     def lab_id(self) -> str:
         """The name of this lab's ledger and lock: the lesson and the exact prefix."""
-        return identity(LESSON, self.prefix)
+        return self.identity.lab_id
 
 
 def default_containers() -> tuple[Container, ...]:
@@ -192,8 +203,7 @@ def _check_host_address(addr: IPv4Interface, what: str) -> None:
 
 def validate(topo: Topology) -> Topology:
     """Return the topology if every name and address is usable, else raise ConfigError."""
-    if topo.prefix:
-        check_netns_name(topo.prefix, "prefix")
+    check_prefix(topo.prefix)
     if not topo.containers:
         raise ConfigError.of("cfg_no_containers")
     names = [topo.netns(c) for c in topo.containers]

@@ -12,7 +12,8 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar, Optional, Protocol
 
 from cnilab.errors import CnilabError
-from cnilab.state import TAG, Link, Namespace, Snapshot
+from cnilab.names import TAG
+from cnilab.state import Link, Namespace, Snapshot
 
 Key = tuple[str, ...]
 Evidence = dict[str, Optional[int]]  # what the kernel showed of an object as it was made (an inode)
@@ -26,8 +27,8 @@ class KernelApi(Protocol):
     def netns_id(self, name: str) -> Evidence | None: ...
     def remove_netns(self, name: str) -> None: ...
     def get_link(self, netns: str | None, name: str) -> Link | None: ...
-    def add_link(self, netns: str | None, name: str, kind: str,
-                 peer: str | None = None, peer_netns: str | None = None) -> None: ...
+    def add_link(self, netns: str | None, name: str, kind: str, peer: str | None = None,
+                 peer_netns: str | None = None, alias: str = TAG) -> None: ...
     def delete_link(self, netns: str | None, name: str) -> bool: ...
     def move_link(self, netns: str | None, name: str, target: str) -> None: ...
     def set_master(self, netns: str | None, name: str, master: str) -> None: ...
@@ -236,13 +237,14 @@ def same_netns(current: Evidence | None, proof: Evidence) -> bool:
         current.get("cookie") == proof.get("cookie"))
 
 
-def tagged(kernel: KernelApi, netns: str | None, name: str) -> bool | None:
-    """Whether the link carries our alias; None when there is no such link (or namespace)."""
+def tagged(kernel: KernelApi, netns: str | None, name: str, mark: str) -> bool | None:
+    """Whether the link carries this lab's mark as its alias; None when there is no such link
+    (or namespace)."""
     try:
         link = kernel.get_link(netns, name)
     except CnilabError:  # its namespace is gone
         return None
-    return None if link is None else link.alias == TAG
+    return None if link is None else link.alias == mark
 
 
 def shell_join(argv: list[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cnilab.names import TAG
 from cnilab.ops.base import (
     BadEntry,
     Evidence,
@@ -66,15 +67,16 @@ class AddBridge(Op):
     """ip link add NAME type bridge"""
 
     name: str = ""
+    mark: str = TAG  # the alias that proves the bridge ours: the lab's (names.Identity.mark)
 
     def apply(self, kernel: KernelApi) -> None:
-        kernel.add_link(self.netns, self.name, "bridge")
+        kernel.add_link(self.netns, self.name, "bridge", alias=self.mark)
 
     def undo(self, kernel: KernelApi) -> None:
         kernel.delete_link(self.netns, self.name)
 
     def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
-        return tagged(kernel, self.netns, self.name) is True
+        return tagged(kernel, self.netns, self.name, self.mark) is True
 
     def satisfied(self, snap: Snapshot) -> bool:
         link = ns_of(snap, self.netns).link(self.name)
@@ -97,9 +99,11 @@ class AddVeth(Op):
     name: str = ""
     peer: str = ""
     peer_netns: str | None = None
+    mark: str = TAG  # the alias both ends carry: the lab's (names.Identity.mark)
 
     def apply(self, kernel: KernelApi) -> None:
-        kernel.add_link(self.netns, self.name, "veth", peer=self.peer, peer_netns=self.peer_netns)
+        kernel.add_link(self.netns, self.name, "veth", peer=self.peer, peer_netns=self.peer_netns,
+                        alias=self.mark)
 
     def undo(self, kernel: KernelApi) -> None:
         # Either end may have moved away; deleting the end still here takes the pair with it.
@@ -108,9 +112,9 @@ class AddVeth(Op):
 
     def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         # The end undo deletes (this one, else the peer) carries our alias.
-        here = tagged(kernel, self.netns, self.name)
+        here = tagged(kernel, self.netns, self.name, self.mark)
         return here if here is not None else tagged(
-            kernel, self.peer_netns or self.netns, self.peer) is True
+            kernel, self.peer_netns or self.netns, self.peer, self.mark) is True
 
     def satisfied(self, snap: Snapshot) -> bool:
         found = [snap.find_link(n) for n in (self.name, self.peer)]

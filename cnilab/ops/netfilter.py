@@ -5,8 +5,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from cnilab.names import TAG
 from cnilab.ops.base import Evidence, KernelApi, Key, Op, ns_of
-from cnilab.state import TAG, Snapshot
+from cnilab.state import Snapshot
 
 _IMPLIED = {("-m", "tcp"), ("-m", "udp")}  # `iptables -S` adds these after -p tcp / -p udp
 

@@ -10,11 +10,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnilab.errors import CnilabError, CollisionError, KernelError
+from cnilab.names import TAG
 from cnilab.ops import Evidence, KernelApi, Op
-from cnilab.state import TAG, Snapshot
+from cnilab.state import Snapshot
 
 TABLE = "cnilab_trace"
-OURS = f'comment "{TAG}"'  # set in the transaction that makes a table: the kernel's mark of ours
+
+
+def table_comment(listing: str) -> str | None:
+    """The comment of the table itself in `nft list table ...` (the line right after its
+    header), never a chain's or a rule's further down; None when it has none."""
+    lines = listing.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("table "):
+            nxt = lines[i + 1].strip()
+            if nxt.startswith('comment "') and nxt.endswith('"'):
+                return nxt[len('comment "'):-1]
+            return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -23,6 +36,7 @@ class AddTraceTable(Op):
 
     families: str = "inet"  # the tables made, space-separated: "inet arp bridge"
     script: str = ""  # the nft commands, ';'-separated, as typed after `nft`
+    mark: str = TAG  # the comment each table carries, made in the same transaction: the lab's
 
     def apply(self, kernel: KernelApi) -> None:
         # `create table` (not `add`) fails if a table of that name exists: never adopt one.
@@ -47,12 +61,12 @@ class AddTraceTable(Op):
                 k.nft(self.netns, self._delete(left), missing_ok=True)
 
     def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
-        # Every table of that name still here carries OURS: ours even when the trace was
-        # killed before its completion line, and never one someone else made after a trace
-        # was killed before its nft ran.
+        # Every table of that name still here carries this lab's mark as its own comment: ours
+        # even when the trace was killed before its completion line, and never one someone
+        # else (or another lab) made after a trace was killed before its nft ran.
         k = kernel
         present = {f for f, name in k.nft_tables(self.netns) if name == TABLE}
-        return all(OURS in k.nft_table(self.netns, f, TABLE)
+        return all(table_comment(k.nft_table(self.netns, f, TABLE)) == self.mark
                    for f in self.families.split() if f in present)
 
     @staticmethod

@@ -64,7 +64,7 @@ def params(plan: Plan) -> dict[str, str]:
     topo = plan
     red, blue = red_blue(topo)
     return {
-        "cnilab": invocation(topo.prefix),
+        "cnilab": invocation(topo.prefix), "mark": topo.identity.mark,
         "red": red.name, "blue": blue.name, "red_ns": topo.netns(red), "blue_ns": topo.netns(blue),
         "node": topo.node or "", "internet": topo.internet or "", "bridge": topo.bridge,
         "gw": str(topo.bridge_address.ip), "subnet": str(topo.subnet),
@@ -129,7 +129,7 @@ def _wrong_mask(plan: Plan) -> list[Op]:
 def _no_masquerade(plan: Plan) -> list[Op]:
     topo = _lab(plan)
     rule = masquerade_rule(topo)
-    return [DelRule(rule.netns, rule.table, rule.chain, rule.spec)]
+    return [DelRule(rule.netns, rule.table, rule.chain, rule.spec, rule.comment)]
 
 
 def _bare_masquerade(plan: Plan) -> list[Op]:
@@ -137,8 +137,9 @@ def _bare_masquerade(plan: Plan) -> list[Op]:
     rule = masquerade_rule(topo)
     # The lecture's rule, without `! -o BRIDGE`; bridge netfilter on, as Kubernetes needs it.
     return [SetSysctl(topo.node, BRIDGE_NF, "1"),
-            DelRule(rule.netns, rule.table, rule.chain, rule.spec),
-            AddRule(topo.node, "nat", "POSTROUTING", ("-s", str(topo.subnet), "-j", "MASQUERADE"))]
+            DelRule(rule.netns, rule.table, rule.chain, rule.spec, rule.comment),
+            AddRule(topo.node, "nat", "POSTROUTING", ("-s", str(topo.subnet), "-j", "MASQUERADE"),
+                    topo.identity.mark)]
 
 
 def _forward_drop(plan: Plan) -> list[Op]:
@@ -183,7 +184,7 @@ SCENARIOS: tuple[Scenario, ...] = (
              ((ON_NODE + "iptables -t nat -A POSTROUTING -s {subnet} -o {uplink} "
                          "-j SNAT --to-source {node_ip}",),)),
     Scenario("bare-masquerade", LAB, 3, _bare_masquerade, ("masquerade", "bridge_nf"),
-             (ON_NODE + "iptables -t nat -D POSTROUTING -s {subnet} -m comment --comment cnilab "
+             (ON_NODE + "iptables -t nat -D POSTROUTING -s {subnet} -m comment --comment {mark} "
                         "-j MASQUERADE",
               ON_NODE + "iptables -t nat -A POSTROUTING -s {subnet} ! -o {bridge} -j MASQUERADE"),
              ((ON_NODE + "iptables -t nat -I POSTROUTING -s {subnet} -d {subnet} -j RETURN",),),

@@ -125,7 +125,7 @@ def observe(owner: Owner, site: Site, source: str, dst: str, proto: str | None,
     probe = Probe(plan)
     try:
         with kernel.trace_listener(list(plan.watch)) as listener:
-            for op in trace_ops(plan, before):
+            for op in trace_ops(plan, before, owner.ledger.mark):
                 # Counted as made before nft runs: a Ctrl-C while nft works may still leave
                 # the table (undo is harmless if not); one the kernel refused is not ours.
                 made.append(op)

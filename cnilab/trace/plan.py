@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 
 from cnilab.errors import ConfigError
-from cnilab.ops.trace import OURS, TABLE, AddTraceTable
+from cnilab.ops.trace import TABLE, AddTraceTable
 from cnilab.state import Snapshot
 from cnilab.trace.site import Site
 
@@ -83,8 +83,10 @@ def matches(plan: TracePlan) -> tuple[str, ...]:
     return (f"{plan.proto} sport {plan.ident}", f"{plan.proto} dport {plan.ident}", errors)
 
 
-def _table(family: str, chains: list[tuple[str, int, tuple[str, ...]]]) -> list[str]:
-    cmds = [f"create table {family} {TABLE} {{ {OURS}; }}"]
+def _table(family: str, chains: list[tuple[str, int, tuple[str, ...]]], mark: str
+           ) -> list[str]:
+    # The mark is made in the same transaction as the table: a table is never ours unmarked.
+    cmds = [f'create table {family} {TABLE} {{ comment "{mark}"; }}']
     for hook, prio, marks in chains:
         cmds.append(f"add chain {family} {TABLE} {hook} "
                     f"{{ type filter hook {hook} priority {prio}; }}")
@@ -92,24 +94,26 @@ def _table(family: str, chains: list[tuple[str, int, tuple[str, ...]]]) -> list[
     return cmds
 
 
-def trace_ops(plan: TracePlan, snap: Snapshot) -> list[AddTraceTable]:
-    """One trace table op per watched namespace (inet, arp, and bridge where there is one)."""
+def trace_ops(plan: TracePlan, snap: Snapshot, mark: str) -> list[AddTraceTable]:
+    """One trace table op per watched namespace (inet, arp, and bridge where there is one),
+    each table carrying the lab's `mark`."""
     m = matches(plan)
     ops = []
     for ns in plan.watch:
         observed = snap.ns(ns)
         cmds = _table("inet", [("prerouting", MARK, m), ("output", MARK, m),
                                ("forward", REPORT, ()), ("input", REPORT, ()),
-                               ("postrouting", REPORT, ())])
+                               ("postrouting", REPORT, ())], mark)
         # ARP has its own family: who asks for which address, and who answers.
-        cmds += _table("arp", [("input", 0, ("",)), ("output", 0, ("",))])
+        cmds += _table("arp", [("input", 0, ("",)), ("output", 0, ("",))], mark)
         families = ["inet", "arp"]
         if observed is not None and any(ln.kind == "bridge" for ln in observed.links):
             # The bridge family shows the switching itself: in port, out port(s), flooding.
             cmds += _table("bridge", [("prerouting", MARK, (*m, "ether type arp")),
                                       ("forward", REPORT, ()), ("input", REPORT, ()),
-                                      ("output", REPORT, ()), ("postrouting", REPORT, ())])
+                                      ("output", REPORT, ()), ("postrouting", REPORT, ())],
+                            mark)
             families.append("bridge")
         script = "; ".join(c.replace("  ", " ") for c in cmds)
-        ops.append(AddTraceTable(ns, " ".join(families), script))
+        ops.append(AddTraceTable(ns, " ".join(families), script, mark))
     return ops

@@ -39,7 +39,7 @@ def report(cni: Cnilab, *args: str) -> dict:  # type: ignore[type-arg]
 
 def dnat_rules(prefix: str) -> list[str]:
     """The node's DNAT rules to a pod (portmap's; its shared top chains stay, as on any node)."""
-    node = f"{prefix}cnilab-node"
+    node = f"{prefix}cnilab-cni-node"
     with Kernel() as k:
         rules = k.iptables(node, ["-t", "nat", "-S"]).splitlines()
     return [r for r in rules if "--to-destination" in r]
@@ -140,6 +140,6 @@ def test_detach_after_the_container_died_cleans_the_node_side(cni: Cnilab) -> No
     os.kill(pid, signal.SIGKILL)  # the container dies on its own; its PID may be reused
     assert report(cni, "del", "box")["ok"]  # DEL without CNI_NETNS: the node's side only
     with Kernel() as k:
-        assert k.get_link(f"{cni.prefix}cnilab-node", host_end) is None
+        assert k.get_link(f"{cni.prefix}cnilab-cni-node", host_end) is None
     leases = Runtime(cni.prefix, str(cni.run_dir)).data_dir / "cnilab-pods"
     assert leases.is_dir() and not list(leases.glob("10.*"))

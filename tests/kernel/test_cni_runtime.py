@@ -44,7 +44,7 @@ def test_runtime_add_check_del_with_both_plugins(prefix: str, run_dir: Path) -> 
         assert db.pod.netns not in rt.kernel.observe([db.pod.netns]).netns
     finally:
         removed = rt.teardown()
-    assert AddNetns(None, f"{prefix}cnilab-node") in removed
+    assert AddNetns(None, f"{prefix}cnilab-cni-node") in removed
     assert not any(n.startswith(prefix) for n in rt.kernel.observe([]).netns)
 
 
@@ -112,7 +112,7 @@ def test_sigkill_during_add_leaves_a_pod_that_del_and_teardown_remove(
     assert "cnilab cni del web" in again.stderr
     done = cnilab.run("cni", "del", "web")
     assert done.returncode == 0, done.stderr
-    assert prefixed_netns(prefix) == [f"{prefix}cnilab-node", f"{prefix}cnilab-world"]
+    assert prefixed_netns(prefix) == [f"{prefix}cnilab-cni-node", f"{prefix}cnilab-cni-world"]
     state = Runtime(prefix, str(run_dir)).state
     leases = state / "networks" / "cnilab-pods"
     assert leases.is_dir() == after_plugin  # the plugin ran (and made its store) or not

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cnilab.errors import KernelError
-from cnilab.state import TAG, Link, Namespace, Route, Snapshot
+from cnilab.names import TAG
+from cnilab.state import Link, Namespace, Route, Snapshot
 
 NetnsId = dict[str, Any]
 Where = Any  # str | None: a namespace name, None for the namespace cnilab runs in
@@ -119,7 +120,7 @@ class FakeKernel:
         return self._space(netns).links.get(name)
 
     def add_link(self, netns: Where, name: str, kind: str, peer: str | None = None,
-                 peer_netns: str | None = None) -> None:
+                 peer_netns: str | None = None, alias: str = TAG) -> None:
         self._log("add_link", netns, name, kind, peer, peer_netns)
         space = self._space(netns)
         other = self._space(peer_netns) if peer_netns else space
@@ -127,12 +128,12 @@ class FakeKernel:
             raise KernelError(f"the kernel refused to add link {name}: File exists")
         if kind == "veth":
             assert peer is not None
-            space.links[name] = Link(name, kind, next(self._indexes), alias=TAG,
+            space.links[name] = Link(name, kind, next(self._indexes), alias=alias,
                                      peer=f"{peer_netns}:{peer}" if peer_netns else peer)
             back = f"{netns or '.'}:{name}" if peer_netns else name
-            other.links[peer] = Link(peer, kind, next(self._indexes), alias=TAG, peer=back)
+            other.links[peer] = Link(peer, kind, next(self._indexes), alias=alias, peer=back)
         else:
-            space.links[name] = Link(name, kind, next(self._indexes), alias=TAG)
+            space.links[name] = Link(name, kind, next(self._indexes), alias=alias)
 
     def delete_link(self, netns: Where, name: str) -> bool:
         self._log("delete_link", netns, name)

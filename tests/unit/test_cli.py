@@ -210,8 +210,8 @@ def test_hints_after_a_run_name_the_command_as_called_with_the_labs_options(
     from cnilab.cli import console
     from cnilab.cli.console import Options, command_line
 
-    ctx = types.SimpleNamespace(find_root=lambda: types.SimpleNamespace(
-        obj=Options(config=Path("lab.toml"), prefix="demo-")))
+    root = types.SimpleNamespace(obj=Options(config=Path("lab.toml"), prefix="demo-"))
+    ctx = types.SimpleNamespace(obj=root.obj, find_root=lambda: root)
     monkeypatch.setattr(sys, "argv", [".venv/bin/cnilab", "run-all"])
     monkeypatch.delenv("SUDO_USER", raising=False)
     monkeypatch.setattr("shutil.which", lambda name: None)  # not on PATH: as typed

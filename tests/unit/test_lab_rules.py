@@ -12,6 +12,7 @@ from cnilab.errors import CollisionError, ConfigError, MissingTool, Prerequisite
 from cnilab.lab.lab import Lab
 from cnilab.lab.topology import default_topology
 from cnilab.ledger import Ledger
+from cnilab.names import Identity
 from cnilab.ops import AddNetns, AddRule
 from tests.unit.fake_kernel import FakeKernel
 
@@ -21,7 +22,7 @@ NODE = P + "cnilab-host"
 
 def lab_on(fake: FakeKernel, tmp_path: Path, in_place: bool = False) -> Lab:
     topo = default_topology(prefix=P, in_place=in_place)
-    ledger = Ledger.for_lesson("eight-steps", P, str(tmp_path))
+    ledger = Ledger.of(Identity("eight-steps", P), str(tmp_path))
     return Lab(topo, kernel=fake, ledger=ledger)  # type: ignore[arg-type]
 
 
@@ -124,7 +125,7 @@ def test_in_place_the_lab_is_made_in_the_namespace_cnilab_runs_in(tmp_path: Path
 
 def test_check_free_on_its_own(tmp_path: Path) -> None:
     fake = FakeKernel()
-    ledger = Ledger.for_lesson("eight-steps", P, str(tmp_path))
+    ledger = Ledger.of(Identity("eight-steps", P), str(tmp_path))
     fake.someone_makes_netns("theirs")
     ledger.apply([AddNetns(None, "ours")], fake)  # type: ignore[arg-type]
     snap = fake.observe([None, "ours", "theirs"])

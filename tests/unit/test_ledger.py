@@ -12,6 +12,7 @@ from cnilab.cluster.cluster import CLUSTER_OPS, PlanCluster, cluster_ledger
 from cnilab.cluster.components import StartComponent
 from cnilab.cluster.pods import AttachPod, IpamStore
 from cnilab.ledger import Ledger
+from cnilab.names import Identity
 from cnilab.ops import OPS, AddNetns, AddRule, AddVeth, Op, SetSysctl
 from cnilab.ops.faults import FAULT_OPS
 
@@ -19,7 +20,7 @@ GOOD = AddNetns(None, "red")
 
 
 def ledger_with(tmp_path: Path, *lines: str | dict, lesson: str = "eight-steps") -> Ledger:
-    ledger = Ledger.for_lesson(lesson, "t-", str(tmp_path))
+    ledger = Ledger.of(Identity(lesson, "t-"), str(tmp_path))
     ledger.path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines)
     ledger.path.write_text(text, encoding="utf-8")

@@ -12,14 +12,14 @@ from cnilab.cni.runtime import Runtime
 from cnilab.lab.lab import Lab
 from cnilab.lab.topology import default_topology
 from cnilab.ledger import Ledger
-from cnilab.names import identity
+from cnilab.names import Identity, identity
 
 PREFIXES = ["", "rz", "rz-", "rz_", "rz.", "rz%2E", "-", "_", ".", "default-", "default",
-            "X-", "X-cluster-", "X-cni", "a@b", "a#b", "한국-", "x" * 64, "x" * 63 + "y"]
+            "X-", "X-cluster-", "X-cni", "a@b", "a#b", "한국-", "x" * 40, "x" * 39 + "y"]
 
 
 def test_every_lesson_and_prefix_has_its_own_ledger_file(tmp_path: Path) -> None:
-    paths = {Ledger.for_lesson(lesson, p, str(tmp_path)).path
+    paths = {Ledger.of(Identity(lesson, p), str(tmp_path)).path
              for lesson in ("eight-steps", "cluster", "cni") for p in PREFIXES}
     assert len(paths) == 3 * len(PREFIXES)
     for path in paths:
@@ -34,8 +34,8 @@ def test_the_unprefixed_lab_is_its_own_identity() -> None:
 
 
 def test_a_prefix_ending_in_cluster_does_not_open_the_clusters_ledger(tmp_path: Path) -> None:
-    lab = Ledger.for_lesson("eight-steps", "X-cluster-", str(tmp_path))
-    cluster = Ledger.for_lesson("cluster", "X-", str(tmp_path))
+    lab = Ledger.of(Identity("eight-steps", "X-cluster-"), str(tmp_path))
+    cluster = Ledger.of(Identity("cluster", "X-"), str(tmp_path))
     assert lab.path != cluster.path and lab.lock_path != cluster.lock_path
 
 

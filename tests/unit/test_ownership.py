@@ -11,6 +11,7 @@ from cnilab.errors import CollisionError
 from cnilab.lab.lab import Lab
 from cnilab.lab.topology import default_topology
 from cnilab.ledger import Ledger
+from cnilab.names import Identity
 from cnilab.ops import AddBridge, AddNetns
 from tests.unit.fake_kernel import FakeKernel
 
@@ -24,7 +25,7 @@ def fake() -> FakeKernel:
 
 def lab_on(fake: FakeKernel, tmp_path: Path, in_place: bool = False) -> Lab:
     topo = default_topology(prefix=P, in_place=in_place)
-    return Lab(topo, kernel=fake, ledger=Ledger.for_lesson("eight-steps", P, str(tmp_path)))  # type: ignore[arg-type]
+    return Lab(topo, kernel=fake, ledger=Ledger.of(Identity("eight-steps", P), str(tmp_path)))  # type: ignore[arg-type]
 
 
 def test_an_intent_alone_does_not_make_a_namespace_ours(fake: FakeKernel, tmp_path: Path) -> None:
@@ -92,7 +93,7 @@ def test_a_link_we_made_carries_our_alias_and_is_removed(
     lab = lab_on(fake, tmp_path, in_place=True)
     lab.run_step(1, prove=False)
     lab.run_step(2, prove=False)
-    assert fake.spaces[None].links["v-net-0"].alias == "cnilab"
+    assert fake.spaces[None].links["v-net-0"].alias == "cnilab:eight-steps@t-"
     lab.teardown()
     assert "v-net-0" not in fake.spaces[None].links
     assert fake.list_netns() == frozenset()

@@ -14,6 +14,7 @@ import pytest
 from cnilab.cni.install import install
 from cnilab.errors import CollisionError
 from cnilab.ledger import Ledger
+from cnilab.names import Identity
 from cnilab.ops import AddNetns
 from cnilab.runfiles import safe_dir, write_atomic
 from tests.unit.fake_kernel import FakeKernel
@@ -35,7 +36,7 @@ def umask_000() -> Iterator[None]:
 def test_under_umask_000_the_run_dir_and_its_files_get_their_own_modes(
         tmp_path: Path, umask_000: None) -> None:
     run = tmp_path / "deep" / "run"
-    ledger = Ledger.for_lesson("eight-steps", "t-", str(run))
+    ledger = Ledger.of(Identity("eight-steps", "t-"), str(run))
     fake = FakeKernel()
     with ledger.lock():
         ledger.apply([AddNetns(None, "t-red")], fake)  # type: ignore[arg-type]
@@ -52,7 +53,7 @@ def test_an_existing_run_dir_others_can_write_is_refused_and_left_as_it_is(
         tmp_path: Path, umask_000: None) -> None:
     run = tmp_path / "run"
     run.mkdir(mode=0o777)
-    ledger = Ledger.for_lesson("eight-steps", "", str(run))
+    ledger = Ledger.of(Identity("eight-steps", ""), str(run))
     with pytest.raises(CollisionError, match="can be written by other users"):
         ledger.set_mode(False)
     assert mode(run) == 0o777 and list(run.iterdir()) == []
@@ -75,7 +76,7 @@ def test_a_symlink_where_a_file_goes_is_never_followed(tmp_path: Path, planted: 
     victim.write_text("precious\n")
     run = tmp_path / "run"
     run.mkdir()
-    ledger = Ledger.for_lesson("eight-steps", "", str(run))
+    ledger = Ledger.of(Identity("eight-steps", ""), str(run))
     target = {"ledger": ledger.path, "lock": ledger.lock_path, "run dir": run}[planted]
     if planted == "run dir":
         run.rmdir()

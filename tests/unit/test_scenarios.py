@@ -188,7 +188,7 @@ def test_every_fault_is_built_from_the_topology_and_undoable_through_the_ledger(
     bare = catalog.find("bare-masquerade").faults(topo)
     assert SetSysctl("p-cnilab-host", catalog.BRIDGE_NF, "1") in bare
     assert AddRule("p-cnilab-host", "nat", "POSTROUTING",
-                   ("-s", "192.168.15.0/24", "-j", "MASQUERADE")) in bare
+                   ("-s", "192.168.15.0/24", "-j", "MASQUERADE"), "cnilab:eight-steps@p-") in bare
 
 
 def test_policy_is_read_from_iptables_s() -> None:

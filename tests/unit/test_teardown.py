@@ -11,6 +11,7 @@ from cnilab.cluster.components import StartComponent
 from cnilab.cluster.pods import AttachPod
 from cnilab.errors import KernelError
 from cnilab.ledger import Ledger, teardown_plan
+from cnilab.names import Identity
 from cnilab.ops import (
     AddAddress,
     AddBridge,
@@ -55,7 +56,7 @@ def test_with_the_namespaces_given_only_those_take_their_contents() -> None:
 
 def test_sysctl_in_a_namespace_that_stays_is_restored(tmp_path: Path) -> None:
     fake = FakeKernel()
-    ledger = Ledger.for_lesson("eight-steps", "", str(tmp_path))
+    ledger = Ledger.of(Identity("eight-steps", ""), str(tmp_path))
     ledger.apply([SetSysctl(None, "net.ipv4.ip_forward", "1")], fake)  # type: ignore[arg-type]
     assert fake.spaces[None].sysctls["net.ipv4.ip_forward"] == "1"
     ledger.teardown(fake)  # type: ignore[arg-type]
@@ -65,7 +66,7 @@ def test_sysctl_in_a_namespace_that_stays_is_restored(tmp_path: Path) -> None:
 
 def test_undoing_some_ops_forgets_only_those(tmp_path: Path) -> None:
     fake = FakeKernel()
-    ledger = Ledger.for_lesson("cni", "t-", str(tmp_path))
+    ledger = Ledger.of(Identity("cni", "t-"), str(tmp_path))
     ledger.apply([NODE, RED, LinkUp("red", "lo")], fake)  # type: ignore[arg-type]
     assert ledger.undo(fake, [RED, LinkUp("red", "lo")]) == [RED]  # type: ignore[arg-type]
     assert ledger.ops() == [NODE] and ledger.records()[0].done
@@ -76,7 +77,7 @@ def test_undoing_some_ops_forgets_only_those(tmp_path: Path) -> None:
 
 def test_a_refused_undo_stays_recorded_and_the_rest_still_goes(tmp_path: Path) -> None:
     fake = FakeKernel()
-    ledger = Ledger.for_lesson("eight-steps", "", str(tmp_path))
+    ledger = Ledger.of(Identity("eight-steps", ""), str(tmp_path))
     ledger.apply([NODE, HOST_BRIDGE], fake)  # type: ignore[arg-type]
     fake.refuse.add("delete_link")
     with pytest.raises(KernelError, match="delete_link"):
@@ -89,7 +90,7 @@ def test_a_refused_undo_stays_recorded_and_the_rest_still_goes(tmp_path: Path) -
 
 def test_teardown_is_idempotent(tmp_path: Path) -> None:
     fake = FakeKernel()
-    ledger = Ledger.for_lesson("eight-steps", "", str(tmp_path))
+    ledger = Ledger.of(Identity("eight-steps", ""), str(tmp_path))
     ledger.apply([NODE, HOST_BRIDGE], fake)  # type: ignore[arg-type]
     assert len(ledger.undo(fake)) == 2  # type: ignore[arg-type]
     assert ledger.undo(fake) == []  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from cnilab.errors import ConfigError
 from cnilab.lab.lab import LAB_OPS, lab_site
 from cnilab.lab.topology import default_topology
 from cnilab.ledger import Ledger
+from cnilab.names import Identity
 from cnilab.ops import AddNetns, Op
 from cnilab.ops.trace import AddTraceTable
 from cnilab.render.trace import render_trace, to_json
@@ -151,11 +152,13 @@ def test_trace_tables_match_the_probe_and_are_recorded_as_ops() -> None:
     snap = Snapshot.from_json((RECORDED / "after-step-8.json").read_text())
     plan = plan_trace(SITE, snap, "red", "203.0.113.1", None, None, ident=4242)
     assert plan.watch == ("rec-cnilab-host", "rec-red", "rec-blue", "rec-cnilab-internet")
-    ops = trace_ops(plan, snap)
+    mark = Identity("eight-steps", "rec-").mark
+    ops = trace_ops(plan, snap, mark)
     node = ops[0]
     assert node.families == "inet arp bridge" and ops[1].families == "inet arp"
-    # The comment marks the table as ours in the transaction that makes it.
-    assert node.script.startswith('create table inet cnilab_trace { comment "cnilab"; };')
+    # The lab's mark is the table's comment, made in the same transaction as the table.
+    assert node.mark == mark == "cnilab:eight-steps@rec-"
+    assert node.script.startswith(f'create table inet cnilab_trace {{ comment "{mark}"; }};')
     assert "icmp id 4242 meta nftrace set 1" in node.script
     assert "ether type arp meta nftrace set 1" in node.script
     assert node.command(None) == f"ip netns exec rec-cnilab-host nft '{node.script}'"
@@ -163,7 +166,7 @@ def test_trace_tables_match_the_probe_and_are_recorded_as_ops() -> None:
                                        "cnilab_trace; delete table arp cnilab_trace; delete "
                                        "table bridge cnilab_trace'")
     assert Op.from_dict(json.loads(json.dumps(node.to_dict())), LAB_OPS) == node
-    tcp = trace_ops(plan_trace(SITE, snap, "red", "192.168.15.2", "tcp", 80, 40001), snap)
+    tcp = trace_ops(plan_trace(SITE, snap, "red", "192.168.15.2", "tcp", 80, 40001), snap, mark)
     assert "tcp sport 40001" in tcp[1].script and "tcp dport 40001" in tcp[1].script
 
 
