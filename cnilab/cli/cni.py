@@ -17,6 +17,7 @@ from cnilab.cli.console import (
     JsonOption,
     LangOption,
     guarded,
+    lab_commands,
     lang_of,
     out,
     out_json_line,
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
 HELP = """Play the container runtime: make a pod's namespace, run a network's CNI plugins, keep
 the result.
 
-The node is the namespace cnilab-cni-node (with cnilab-cni-world outside it), so nothing on this machine
-changes. Kernel commands need root.
+The node is the namespace cnilab-cni-node (with cnilab-cni-world outside it), so nothing on this
+machine changes. Kernel commands need root.
 
 \b
 Examples:
@@ -197,7 +198,10 @@ def none(ctx: typer.Context,
             return
         out(*view.section_lines(10, lang))
         out(view.ui("cni_standin", lang, pod=pod, pid=pid, netns=made.netns))
-        out(f"  sudo cnilab cni attach --pid {pid} {pod}")
+        from rich.markup import escape
+
+        attach = lab_commands(ctx, "cni").command(f"sudo cnilab cni attach --pid {pid} {pod}")
+        out(f"  {escape(attach)}")
 
 
 @cni_app.command()

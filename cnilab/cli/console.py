@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cnilab.lab.lab import Lab
     from cnilab.lab.topology import Topology
     from cnilab.lessons import Lesson
+    from cnilab.render.commands import LabCommands
 
 
 @dataclass
@@ -176,7 +177,7 @@ def guarded(ctx: typer.Context, lang: str | None = None,
     except CnilabError as e:
         if opts(ctx).traceback:
             raise
-        _fail(e, lang_of(ctx, lang) if _safe_lang(ctx, lang) else "en")
+        _fail(e, lang_of(ctx, lang) if _safe_lang(ctx, lang) else "en", ctx)
     except KeyboardInterrupt:
         from cnilab.i18n import t
 
@@ -199,12 +200,15 @@ def _safe_lang(ctx: typer.Context, lang: str | None) -> bool:
     return True
 
 
-def _fail(e: CnilabError, lang: str) -> NoReturn:
+def _fail(e: CnilabError, lang: str, ctx: typer.Context) -> NoReturn:
     from rich.markup import escape
 
     from cnilab.i18n import t
+    from cnilab.render.commands import LabCommands
 
     message, hint = e.render(lang)
+    # A hint's `cnilab ...` is typed next: as called, with the --prefix/--config in use.
+    hint = LabCommands(command_line(ctx)).text(hint) if hint else hint
     # "cnilab: error:" stays as is in every language: scripts and searches look for it.
     hint_text = f" ({t('ui.hint', lang)}: {hint})" if hint else ""
     console(stderr=True).print(f"[bold red]cnilab: error:[/] {escape(message)}{escape(hint_text)}")
@@ -231,6 +235,23 @@ def prefix_of(ctx: typer.Context) -> str:
     return check_prefix(given or "")
 
 
+def lab_commands(ctx: typer.Context, lesson: str = "eight-steps") -> LabCommands:
+    """How the commands cnilab prints reach this lab of `lesson`: its real namespace names, on
+    its node when isolated, and cnilab called again with the --prefix/--config in use."""
+    from cnilab.render.commands import LabCommands
+
+    cnilab = command_line(ctx)
+    if lesson != "eight-steps":
+        return LabCommands(cnilab, prefix_of(ctx))
+    topo = topology_of(ctx)
+    course = ("red", "blue")  # the lesson's text names the first two containers as the course
+    names = {name: topo.netns(c) for name, c in zip(course, topo.containers)}
+    names.update({c.name: topo.netns(c) for c in topo.containers})
+    if topo.node and topo.internet:
+        names.update({"cnilab-host": topo.node, "cnilab-internet": topo.internet})
+    return LabCommands(cnilab, topo.prefix, names, topo.node)
+
+
 # What the eight-step lab's commands share: its plan, its owner and its text.
 
 
@@ -249,11 +270,11 @@ def lab_of(ctx: typer.Context) -> Lab:
     return Lab(topology_of(ctx))
 
 
-def lesson_in(lang: str) -> Lesson:
-    """The eight-step lesson in `lang`."""
+def lesson_in(ctx: typer.Context, lang: str, lesson: str = "eight-steps") -> Lesson:
+    """A lesson's text in `lang`, its commands written for this lab (lab_commands)."""
     from cnilab import lessons
 
-    return lessons.load("eight-steps", lang)
+    return lab_commands(ctx, lesson).lesson(lessons.load(lesson, lang))
 
 
 

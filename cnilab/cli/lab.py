@@ -20,6 +20,7 @@ from cnilab.cli.console import (
     LangOption,
     RecordOption,
     guarded,
+    lab_commands,
     lab_of,
     lang_of,
     lesson_in,
@@ -96,7 +97,7 @@ def status(
 
     with guarded(ctx, lang, record):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
-        lesson = lesson_in(lang)
+        lesson = lesson_in(ctx, lang)
         with lab.locked():
             snap = lab.snapshot()
         done = lab.done_steps(snap)
@@ -138,12 +139,14 @@ def doctor(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = N
         topo, lang = topology_of(ctx), lang_of(ctx, lang)
         with Kernel() as kernel:
             checks = run_doctor(topo, kernel, lab_ledger(topo))
+        commands = lab_commands(ctx)
+        texts = [(commands.text(detail), None if hint is None else commands.text(hint))
+                 for detail, hint in (c.text(lang) for c in checks)]
         if as_json:
             out_json({"ok": all(c.ok for c in checks), "checks": [
-                {"name": c.name, "ok": c.ok, "detail": c.text(lang)[0], "hint": c.text(lang)[1]}
-                for c in checks]})
-        for c in checks if not as_json else ():
-            detail, hint = c.text(lang)
+                {"name": c.name, "ok": c.ok, "detail": detail, "hint": hint}
+                for c, (detail, hint) in zip(checks, texts)]})
+        for c, (detail, hint) in zip(checks, texts) if not as_json else ():
             mark = "[green]✔[/]" if c.ok else "[red]✘[/]"
             hint_text = f" [dim]({escape(t('ui.hint', lang))}: {escape(hint)})[/]" if hint else ""
             out(f"{mark} {c.name:<11} {escape(detail)}{hint_text}")

@@ -86,7 +86,7 @@ def step(
 
     with guarded(ctx, lang, record):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
-        lesson = lesson_in(lang)
+        lesson = lesson_in(ctx, lang)
         if dry_run:
             _print_plan(lab, [number], lesson, lang)
             return
@@ -180,7 +180,7 @@ def run_all(
 
     with guarded(ctx, lang, record):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
-        lesson = lesson_in(lang)
+        lesson = lesson_in(ctx, lang)
         numbers = list(range(start, end + 1))
         if not numbers:
             raise ConfigError.of("range", start=start, end=end)

@@ -17,6 +17,7 @@ from cnilab.cli.console import (
     StepArgument,
     command_line,
     guarded,
+    lab_commands,
     lab_of,
     lang_of,
     lesson_in,
@@ -29,6 +30,8 @@ from cnilab.lab import BONUS_STEP
 
 if TYPE_CHECKING:
     from cnilab.cli.registry import LessonDef
+    from cnilab.lessons import Lesson
+    from cnilab.render.commands import LabCommands
 
 teach_app = typer.Typer()
 
@@ -105,7 +108,7 @@ def _section_of(first: str, second: int | None) -> tuple[LessonDef, int | None]:
     return get(first), second
 
 
-def _overview(lesson: LessonDef, lang: str, as_json: bool) -> None:
+def _overview(text: Lesson, name: str, as_json: bool, commands: LabCommands) -> None:
     """A lesson's summary, where it leads, and its steps (`explain LESSON`)."""
     from rich.markup import escape
 
@@ -113,19 +116,19 @@ def _overview(lesson: LessonDef, lang: str, as_json: bool) -> None:
     from cnilab.render.prose import Prose
     from cnilab.render.report import step_rule
 
-    text = lesson.text(lang)
+    lang = text.lang
     steps: list[dict[str, Any]] = [{"number": s.number, "title": s.title}
                                    for s in text.steps]
     if as_json:
-        out_json({"lesson": lesson.name, "title": text.title, "summary": text.summary,
+        out_json({"lesson": name, "title": text.title, "summary": text.summary,
                   "beyond": text.beyond, "steps": steps})
         return
-    out(step_rule(lesson.name, text.title), Prose(text.summary), "")
+    out(step_rule(name, text.title), Prose(text.summary), "")
     if text.beyond:
         out(Prose(text.beyond), "")
     for s in steps:
         out(f"  {s['number']}. {escape(s['title'])}")
-    out("", Prose(t("ui.explain_a_step", lang, lesson=lesson.name)))
+    out("", Prose(commands.text(t("ui.explain_a_step", lang, lesson=name))))
 
 
 @teach_app.command()
@@ -158,9 +161,11 @@ def explain(
         lang = lang_of(ctx, lang)
         lesson, number = _section_of(first, second)
         if number is None:
-            _overview(lesson, lang, as_json)
+            _overview(lesson_in(ctx, lang, lesson.name), lesson.name, as_json,
+                      lab_commands(ctx, lesson.name))
             return
-        text = lesson.section(number, lang)
+        lesson.section(number, lang)  # a number the lesson lacks: one line naming its range
+        text = lesson_in(ctx, lang, lesson.name).step(number)
         if as_json:
             out_json({"lesson": lesson.name, **asdict(text)})
             return
@@ -190,7 +195,7 @@ def script(
     with guarded(ctx, lang):
         topo, lang = topology_of(ctx), lang_of(ctx, lang)
         text = (teardown_script(topo, lang, end) if teardown_
-                else lab_script(topo, lesson_in(lang), lang, end))
+                else lab_script(topo, lesson_in(ctx, lang), lang, end))
         sys.stdout.write(text)
 
 
@@ -213,7 +218,7 @@ def practice(ctx: typer.Context, number: StepArgument, as_json: JsonOption = Fal
 
     with guarded(ctx, lang):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
-        text = lesson_in(lang).step(number)
+        text = lesson_in(ctx, lang).step(number)
         with lab.locked():
             lab.prepare(number)
         key = "ui.practice_in_place" if lab.topo.in_place else "ui.practice_ready"

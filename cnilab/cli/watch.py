@@ -20,6 +20,7 @@ from cnilab.cli.console import (
     JsonLinesOption,
     LangOption,
     cluster_lang,
+    command_line,
     console,
     guarded,
     lang_of,
@@ -136,9 +137,10 @@ def watch(
         def view(events: NamespaceEvents) -> Callable[[], Any]:
             from cnilab.render.live import render_live
 
-            titles = {s.number: lesson_in(lang).step(s.number).title for s in steps}
+            titles = {s.number: lesson_in(ctx, lang).step(s.number).title for s in steps}
+            cnilab = command_line(ctx)
             return lambda: render_live(live, topo, titles, lang, live.lit(time.monotonic()),
-                                       len(events.watched))
+                                       len(events.watched), cnilab)
 
         follow_live(live, follows(topo, every), lambda: state_line(live, topo),
                     None if json_lines else view, own=topo.in_place, nat_in=[topo.node])
@@ -229,9 +231,10 @@ def cluster_watch(
 
             screen = console()
             height = screen.size.height if screen.is_terminal else None
+            cnilab = command_line(ctx)
             return lambda: render_cluster(live, lang, live.lit(time.monotonic()),
                                           len(events.watched),
-                                          screen.size.height if height else None)
+                                          screen.size.height if height else None, cnilab)
 
         follow_live(live, follows(prefix), lambda: cluster_state_line(live),
                     None if json_lines else view)

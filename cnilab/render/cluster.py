@@ -167,14 +167,15 @@ def render_log(log: Sequence[Change], lang: str, lit: Collection[Key],
 
 
 def render_cluster(live: ClusterLive, lang: str, lit: Collection[Key], watched: int,
-                   height: int | None = None) -> RenderableType:
-    """The whole screen of `cnilab cluster watch`; `height`: the lines it must fit in."""
+                   height: int | None = None, cnilab: str = "cnilab") -> RenderableType:
+    """The whole screen of `cnilab cluster watch`; `height`: the lines it must fit in;
+    `cnilab`: how the student calls cnilab on this cluster."""
     view = live.view
     title = Rule(escape(t("cluster_watch.title", lang, cluster=lab_id(view.prefix))),
                  align="left")
     footer = _line(t("cluster_watch.footer", lang, count=watched), "dim")
     if not view.nodes and view.lan is None and view.world is None:
-        body: list[RenderableType] = [_line(t("cluster_watch.waiting", lang), "dim")]
+        body: list[RenderableType] = [_line(t("cluster_watch.waiting", lang, cnilab=cnilab), "dim")]
         room = None if height is None else height - 4
         return Group(title, *body, *render_log(live.log, lang, lit, room), footer)
     others = ([_line(t("cluster_watch.others", lang, names=", ".join(view.others)), "dim")]

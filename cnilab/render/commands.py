@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
@@ -11,6 +12,7 @@ from rich.measure import Measurement
 from rich.text import Text
 
 from cnilab.i18n import t
+from cnilab.lessons import Lesson, StepText
 from cnilab.ops import Op
 
 if TYPE_CHECKING:  # probes reach the kernel; rendering a proof needs only its data
@@ -26,6 +28,82 @@ WORD = re.compile(r"""(?:'[^']*'|"[^"]*"|[^\s'"])+""")  # a shell word, quotes k
 INDENT = "    "
 PROGRAMS = frozenset(("ip", "iptables", "nft", "sysctl", "nsenter", "bash", "sh", "ping",
                       "curl", "bridge", "cnilab", "mkdir", "rm", "echo"))
+
+
+# Run on the node when the lab is isolated: typed on this machine they would act on its own.
+NODE_PROGRAMS = frozenset(("ip", "iptables", "nft", "sysctl", "bridge", "conntrack", "tcpdump",
+                           "ss", "ping", "curl", "netstat", "arp", "route"))
+_NETNS_VERBS = frozenset(("add", "del", "delete", "exec", "list", "identify", "pids", "set",
+                          "attach", "monitor"))
+_CODE = re.compile(r"`([^`\n]+)`")
+
+
+@dataclass(frozen=True)
+class LabCommands:
+    """The course's commands as typed for one lab: its namespaces' real names, bare commands run
+    on its node when it is isolated, and cnilab called as it reaches this lab again (--prefix,
+    --config), so that a command copied from the screen never acts on another lab or the host."""
+
+    cnilab: str = "cnilab"  # e.g. `.venv/bin/cnilab --prefix demo-`
+    prefix: str = ""
+    names: Mapping[str, str] = field(default_factory=dict)  # course name -> this lab's namespace
+    node: str | None = None  # where the lesson's bare commands run; None: right here
+
+    def netns(self, name: str) -> str:
+        """The namespace the course calls `name`, in this lab."""
+        if name in self.names:
+            return self.names[name]
+        if not name or name.startswith(("/", "{", "$", "<")) or name.isupper() or "." in name:
+            return name  # a path, a placeholder (PID, NODE, ...) or an elision
+        return name if name.startswith(self.prefix) else self.prefix + name
+
+    def command(self, line: str) -> str:
+        """One command line (as the lesson writes it) for this lab."""
+        words = WORD.findall(line)
+        sudo = words[:1] == ["sudo"]
+        body = words[1:] if sudo else words
+        if not body:
+            return line
+        if body[0] == "cnilab":  # cnilab names the lab's parts itself: only its options change
+            cnilab = self.cnilab.removeprefix("sudo ") if sudo else self.cnilab
+            return " ".join(["sudo"] * sudo + [cnilab, *body[1:]])
+        names_netns = body[0] == "ip" and any(w in ("-n", "-netns", "netns") for w in body[:3])
+        for i in range(1, len(body)):
+            prev = body[i - 1]
+            if body[0] == "ip" and (prev in ("-n", "-netns") or (
+                    prev == "netns" and body[i] not in _NETNS_VERBS) or (
+                    prev in ("exec", "add", "del", "delete") and body[i - 2:i - 1] == ["netns"])):
+                body[i] = self.netns(body[i])
+            elif body[i].startswith("--net=/run/netns/"):
+                body[i] = "--net=/run/netns/" + self.netns(body[i][len("--net=/run/netns/"):])
+        if self.node and body[0] in NODE_PROGRAMS and not names_netns:
+            body = ["ip", "netns", "exec", self.node, *body]
+        return " ".join(["sudo"] * sudo + body)
+
+    def step_text(self, text: StepText) -> StepText:
+        """A lesson's section with every command in it written for this lab."""
+        def prose(value: str | None) -> str | None:
+            return None if value is None else self.text(value)
+
+        return replace(text, what=self.text(text.what), why=self.text(text.why),
+                       goal=self.text(text.goal), mistake=self.text(text.mistake),
+                       inspect=tuple(self.command(c) for c in text.inspect),
+                       course_note=prose(text.course_note), watch=prose(text.watch))
+
+    def lesson(self, lesson: Lesson) -> Lesson:
+        """A whole lesson's text written for this lab."""
+        beyond = None if lesson.beyond is None else self.text(lesson.beyond)
+        return replace(lesson, summary=self.text(lesson.summary), beyond=beyond,
+                       steps=tuple(self.step_text(s) for s in lesson.steps))
+
+    def text(self, prose: str) -> str:
+        """Prose with every `command` in backquotes written for this lab."""
+        def one(m: re.Match[str]) -> str:
+            words = m.group(1).split()
+            program = words[1] if words[:1] == ["sudo"] and len(words) > 1 else words[0]
+            known = program in PROGRAMS or program in NODE_PROGRAMS
+            return f"`{self.command(m.group(1))}`" if known else m.group(0)
+        return _CODE.sub(one, prose)
 
 
 def highlight(line: str) -> Text:

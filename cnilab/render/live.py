@@ -90,21 +90,22 @@ LEVELS = ((False, True, 99, 8), (False, False, 4, 4), (True, False, 2, 3), (True
 
 
 def render_live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: str,
-                lit: Collection[Key], watched: int) -> RenderableType:
-    """The whole screen of `cnilab watch`, as much of it as the terminal's height holds."""
-    return FirstFit([partial(_live, live, topo, titles, lang, lit, watched, *level)
+                lit: Collection[Key], watched: int, cnilab: str = "cnilab") -> RenderableType:
+    """The whole screen of `cnilab watch`, as much of it as the terminal's height holds;
+    `cnilab`: how the student calls cnilab on this lab (in the hint while nothing is there)."""
+    return FirstFit([partial(_live, live, topo, titles, lang, lit, watched, cnilab, *level)
                      for level in LEVELS])
 
 
 def _live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: str,
-          lit: Collection[Key], watched: int, compact: bool, table: bool, learned_lines: int,
-          change_lines: int) -> RenderableType:
+          lit: Collection[Key], watched: int, cnilab: str, compact: bool, table: bool,
+          learned_lines: int, change_lines: int) -> RenderableType:
     parts: list[RenderableType] = [Rule(escape(t("watch.title", lang, lab=topo.lab_id)),
                                         align="left")]
     if live.seen:
         parts.append(render_diagram(live.current, topo, lit, lang, compact=compact))
     else:
-        parts.append(Text(t("watch.waiting", lang), style="dim"))
+        parts.append(Text(t("watch.waiting", lang, cnilab=cnilab), style="dim"))
     learned = sorted(_learned(live, lit, lang), key=lambda line: line.style != NEW)
     if learned and learned_lines:
         parts += [Text(t("watch.learned", lang), style="bold"), *learned[:learned_lines]]
