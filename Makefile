@@ -16,7 +16,7 @@ PKG_TOOL := $(shell command -v apt-get >/dev/null 2>&1 && echo apt || \
                     { command -v dnf >/dev/null 2>&1 && echo dnf; } || echo other)
 STAMP  := $(VENV)/.installed
 
-.PHONY: help deps system-deps system-deps-apt system-deps-dnf system-deps-other demo test unit lint bench clean
+.PHONY: help deps system-deps system-deps-apt system-deps-dnf system-deps-other demo test unit lint bench docs clean
 
 help:
 	@echo "sudo make demo    install what is missing, then replay the eight steps (isolated lab)"
@@ -24,6 +24,7 @@ help:
 	@echo "make unit         unit tests only (no root)"
 	@echo "make lint         ruff and mypy"
 	@echo "sudo make bench   benchmarks, side by side with the bash / reference-plugin baselines"
+	@echo "make docs         docs/cli.md from every command's --help"
 
 system-deps: system-deps-$(PKG_TOOL)
 
@@ -83,6 +84,10 @@ unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check cnilab tests bench
 	$(BIN)/mypy
+
+# docs/cli.md is the commands' own --help (a test checks it is current).
+docs: $(STAMP)
+	$(BIN)/python -m cnilab.cli.reference > docs/cli.md
 
 bench: deps
 	$(BIN)/python bench/bench_lab.py

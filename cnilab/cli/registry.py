@@ -1,11 +1,11 @@
 """The lesson registry: every lesson, in the order the course teaches them, and what it has.
 
 One place declares, for each lesson, its name (also its text folder, lessons/NAME/{en,ko}.toml),
-where its commands live, its steps as ops built from its plan (where it has them), its packet
-proofs and its teardown. `cnilab lessons` and `cnilab explain` read only this.
+where its commands live, its steps as ops built from its plan (where it has them) and its
+teardown. `cnilab lessons` and `cnilab explain` read only this.
 
-Builders and proofs are imported when called: `cnilab explain` needs no root and must load
-neither pyroute2 nor cnilab.kernel.
+Builders are imported when called: `cnilab explain` needs no root and must load neither pyroute2
+nor cnilab.kernel.
 """
 
 from __future__ import annotations
@@ -20,20 +20,18 @@ from cnilab.i18n import lessons_dir
 from cnilab.lessons import Lesson, StepText, load
 
 if TYPE_CHECKING:
-    from cnilab.lab.proofs import Proof
     from cnilab.ops import Step
 
 
 @dataclass(frozen=True)
 class LessonDef:
-    """One lesson: its name, its commands, its steps from a plan, its proofs, its teardown."""
+    """One lesson: its name, its commands, its steps from a plan, its teardown."""
 
     name: str
     command: str  # the command group that runs it: `cnilab`, `cnilab cni`, `cnilab cluster`
     run: str  # how a student starts it
     teardown: str  # the one command that removes what it made, nothing else
     steps: Callable[[Any], Sequence[Step]] | None = None  # plan -> its steps (ops)
-    proofs: Callable[[Any, int], list[Proof]] | None = None  # (plan, step) -> packet proofs
 
     @property
     def folder(self) -> Path:
@@ -60,12 +58,6 @@ def _eight_steps(topo: Any) -> Sequence[Step]:
     return build_steps(topo)
 
 
-def _eight_step_proofs(topo: Any, number: int) -> list[Proof]:
-    from cnilab.lab.proofs import step_proofs
-
-    return step_proofs(topo, number)
-
-
 def _cluster_steps(plan: Any) -> Sequence[Step]:
     from cnilab.cluster.steps import lesson_steps
 
@@ -74,7 +66,7 @@ def _cluster_steps(plan: Any) -> Sequence[Step]:
 
 LESSONS: tuple[LessonDef, ...] = (
     LessonDef("eight-steps", "cnilab", "sudo cnilab run-all", "sudo cnilab teardown",
-              _eight_steps, _eight_step_proofs),
+              _eight_steps),
     # The CNI lesson's sections are plugin calls a student makes (add, check, del ...), not ops.
     LessonDef("cni", "cnilab cni", "sudo cnilab cni add web", "sudo cnilab cni teardown"),
     LessonDef("cluster", "cnilab cluster", "sudo cnilab cluster up", "sudo cnilab cluster down",

@@ -8,7 +8,6 @@ plan's options, so status, exec, quiz and down know the cluster without being to
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
@@ -17,12 +16,13 @@ from cnilab.cluster.components import StartComponent
 from cnilab.cluster.plan import LESSON, ClusterPlan, build_plan
 from cnilab.cluster.steps import UnplugLastPort, network_ops
 from cnilab.errors import ConfigError
-from cnilab.kernel import Kernel, require_privileges
+from cnilab.kernel import Kernel
 from cnilab.ledger import Ledger
 from cnilab.names import Identity
 from cnilab.ops import OPS, AddNetns, AddRule, KernelApi, Op, registry_of
 from cnilab.ops.faults import FAULT_OPS
 from cnilab.ops.trace import AddTraceTable
+from cnilab.owner import Owner
 from cnilab.state import Snapshot
 
 
@@ -77,7 +77,7 @@ def recorded_plan(ledger: Ledger, prefix: str) -> ClusterPlan | None:
     return build_plan(first.nodes, first.pods_per_node, prefix, IPv4Network(first.pod_network))
 
 
-class Cluster:
+class Cluster(Owner):
     """One cluster (plan + kernel + ledger). Call its methods under `with cluster.locked():`."""
 
     def __init__(self, plan: ClusterPlan, kernel: Kernel | None = None,
@@ -85,11 +85,6 @@ class Cluster:
         self.plan = plan
         self.kernel = kernel or Kernel()
         self.ledger = ledger or cluster_ledger(plan.prefix)
-
-    def locked(self):  # type: ignore[no-untyped-def]
-        """Check privileges, then hold the cluster's lock."""
-        require_privileges()
-        return self.ledger.lock()
 
     def snapshot(self, with_pods: bool = True) -> Snapshot:
         """Observe the cluster's namespaces (NAT rules of the gateway and the nodes)."""
@@ -161,10 +156,6 @@ class Cluster:
                 len(self.plan.nodes), self.plan.pods_per_node, self.plan.pod_network):
             raise ConfigError.of("cluster_other_up", nodes=len(up.nodes), pods=up.pods_per_node,
                                  network=up.pod_network)
-
-    def apply(self, ops: Iterable[Op]) -> list[Op]:
-        """Apply ops through the ledger (each recorded before it is made)."""
-        return self.ledger.apply(ops, self.kernel)
 
     # -- down ------------------------------------------------------------------------------------
 

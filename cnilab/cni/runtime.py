@@ -43,6 +43,7 @@ from cnilab.lab.proofs import Proof, http_get
 from cnilab.ledger import Ledger, run_dir
 from cnilab.names import Identity
 from cnilab.ops import OPS, AddNetns, LinkUp, Op, StartServer, registry_of
+from cnilab.owner import Owner
 from cnilab.runfiles import PRIVATE_MODE, safe_dir, write_atomic
 
 # The ops the runtime's ledger reads back: the engine's and the runtime's own.
@@ -86,7 +87,7 @@ class Added:
     proofs: list[Proof] = field(default_factory=list)
 
 
-class Runtime:
+class Runtime(Owner):
     """The lesson's runtime: a node namespace, pods as namespaces, results cached on disk."""
 
     def __init__(self, prefix: str = "", root: str | None = None,
@@ -105,13 +106,6 @@ class Runtime:
         self.world = self.identity.netns("cnilab-cni-world")
         self.kernel = kernel or Kernel(self.state)  # the pods' servers keep PID files there
         self.ledger = Ledger.of(self.identity, str(base), ops=CNI_OPS)
-
-    def locked(self):  # type: ignore[no-untyped-def]
-        """Hold this lesson's lock (one runtime at a time, like the eight-step lab)."""
-        from cnilab.kernel import require_privileges
-
-        require_privileges()
-        return self.ledger.lock()
 
     def pod_netns(self, pod: str) -> str:
         """The namespace name of a pod."""

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cnilab.errors import ConfigError, KernelError, PrerequisiteError
-from cnilab.kernel import Kernel, require_privileges
+from cnilab.kernel import Kernel
 from cnilab.lab import proofs
 from cnilab.lab.proofs import Proof
 from cnilab.lab.steps import (
@@ -22,6 +22,7 @@ from cnilab.ledger import Ledger, run_dir
 from cnilab.ops import OPS, AddRule, Op, StartServer, registry_of
 from cnilab.ops.faults import FAULT_OPS
 from cnilab.ops.trace import AddTraceTable
+from cnilab.owner import Owner
 from cnilab.state import Snapshot
 from cnilab.trace.site import LOOPBACK, Site
 
@@ -52,7 +53,7 @@ class StepReport:
         return not self.applied
 
 
-class Lab:
+class Lab(Owner):
     """One lab (topology + kernel + ledger). Call its methods under `with lab.locked():`."""
 
     def __init__(self, topo: Topology, kernel: Kernel | None = None,
@@ -66,11 +67,6 @@ class Lab:
                          if isinstance(op, StartServer)}
         self._last: Snapshot | None = None  # the state observed after our own last step
         self.kept: list[Op] = []  # recorded, but not proven ours at the last teardown
-
-    def locked(self):  # type: ignore[no-untyped-def]
-        """Check privileges, then hold the lab's lock."""
-        require_privileges()
-        return self.ledger.lock()
 
     def step(self, number: int) -> Step:
         """Step `number` (1..8)."""
@@ -153,7 +149,7 @@ class Lab:
     def apply(self, ops: Iterable[Op]) -> list[Op]:
         """Apply ops through the ledger, the lab's mode recorded before its first op."""
         self.ledger.set_mode(self.topo.in_place)
-        return self.ledger.apply(ops, self.kernel)
+        return super().apply(ops)
 
     def _check_mode(self) -> None:
         mode = self.ledger.mode()

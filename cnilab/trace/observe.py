@@ -7,16 +7,15 @@ Everything the kernel showed is kept as plain data (an Observation), so the read
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from cnilab.errors import CnilabError
 from cnilab.kernel.conntrack import Connection
 from cnilab.kernel.nftrace import TraceEvent, find_nft
-from cnilab.ops import Op, rule_tokens, shell_join
+from cnilab.ops import rule_tokens, shell_join
 from cnilab.ops.trace import AddTraceTable
+from cnilab.owner import Owner
 from cnilab.state import RouteDecision, Snapshot
 from cnilab.trace.plan import TracePlan, plan_trace, trace_ops
 from cnilab.trace.probe import TIMEOUT, Probe, ProbeResult
@@ -24,7 +23,6 @@ from cnilab.trace.site import Site
 
 if TYPE_CHECKING:
     from cnilab.kernel import Kernel
-    from cnilab.ledger import Ledger
 
 IPTABLES_TABLES = ("filter", "nat", "mangle", "raw", "security")
 
@@ -94,17 +92,6 @@ def route_key(netns: str | None, dst: str, src: str | None, iif: str | None) -> 
 def rule_key(netns: str | None, family: str, table: str, handle: int) -> str:
     """How a rule question is keyed in a recording."""
     return f"{netns or ''}|{family}|{table}|{handle}"
-
-
-class Owner(Protocol):
-    """What a trace runs on: a lesson's kernel, ledger (locked) and snapshot (Lab, Cluster)."""
-
-    kernel: Kernel
-    ledger: Ledger
-
-    def snapshot(self) -> Snapshot: ...
-    def apply(self, ops: Iterable[Op]) -> list[Op]: ...
-    def locked(self) -> AbstractContextManager[Any]: ...
 
 
 def clean_leftovers(owner: Owner) -> None:

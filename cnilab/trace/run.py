@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cnilab.trace.observe import KernelLookup, Owner, observe
+from cnilab.owner import Owner
+from cnilab.trace.observe import KernelLookup, observe
 from cnilab.trace.plan import check_args
 from cnilab.trace.site import Site
 from cnilab.trace.verdict import TraceResult, analyse
