@@ -109,7 +109,7 @@ def test_sigkill_during_add_leaves_a_pod_that_del_and_teardown_remove(
     cnilab = Cnilab(prefix, run_dir)
     again = cnilab.run("cni", "add", "web")
     assert again.returncode == 2 and "already exists" in again.stderr
-    assert "cnilab cni del web" in again.stderr
+    assert f"cnilab --prefix {prefix} cni del web" in again.stderr  # the hint reaches this lab
     done = cnilab.run("cni", "del", "web")
     assert done.returncode == 0, done.stderr
     assert prefixed_netns(prefix) == [f"{prefix}cnilab-cni-node", f"{prefix}cnilab-cni-world"]
