@@ -198,10 +198,11 @@ def none(ctx: typer.Context,
             return
         out(*view.section_lines(10, lang))
         out(view.ui("cni_standin", lang, pod=pod, pid=pid, netns=made.netns))
-        from rich.markup import escape
+        from cnilab.render.commands import Listing
 
-        attach = lab_commands(ctx, "cni").command(f"sudo cnilab cni attach --pid {pid} {pod}")
-        out(f"  {escape(attach)}")
+        # A command to copy: folded between words with ` \` in a terminal, never cut.
+        attach = f"sudo cnilab cni attach --pid {pid} {pod}"
+        out(Listing([lab_commands(ctx, "cni").command(attach)]))
 
 
 @cni_app.command()

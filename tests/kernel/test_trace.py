@@ -299,8 +299,9 @@ def test_in_place_a_trace_killed_around_its_nft_leaves_only_what_is_provably_our
         ledger.index("AddTraceTable"):]
     made = "cnilab_trace" in _trace_tables(*inside)
     assert made == (where == "ledger-before:2")
-    if not made:  # someone else's table of that name, after the kill
-        sh(*inside, "nft", "create table inet cnilab_trace; add chain inet cnilab_trace mine")
+    if not made:  # someone else's table of that name, after the kill; its chain says "cnilab"
+        sh(*inside, "nft", 'create table inet cnilab_trace; add chain inet cnilab_trace mine '
+                           '{ comment "cnilab"; }')
         again = cnilab.run("--in-place", "trace", "red", "192.168.15.2", wrap=inside)
         assert again.returncode == 4 and "cnilab_trace already exists" in again.stderr
         assert "chain mine" in sh(*inside, "nft", "list", "table", "inet", "cnilab_trace")
