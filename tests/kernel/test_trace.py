@@ -24,7 +24,7 @@ from tests.conftest import remove_prefixed_netns
 
 HOP_KEYS = {"netns", "dev", "direction", "src", "dst", "note"}
 MASQ = ["POSTROUTING", "-s", "192.168.15.0/24", "!", "-o", "v-net-0", "-m", "comment",
-        "--comment", "cnilab", "-j", "MASQUERADE"]
+        "--comment", "{mark}", "-j", "MASQUERADE"]  # the lab's own mark: names.Identity.mark
 
 
 @pytest.fixture(scope="module")
@@ -177,13 +177,15 @@ REASONS = [  # (reason, break it, put it back, trace args, where it dies, at, in
 def test_each_reason_is_produced_and_named(
         lab: Cnilab, reason: str, breaks: list[tuple[str, ...]], fixes: list[tuple[str, ...]],
         args: tuple[str, ...], where: str, dev: str | None, in_reply: bool) -> None:
+    mark = lab.topo.identity.mark
     try:
         for role, *argv in breaks:
-            sh(*_in(lab, role, *argv))
+            sh(*_in(lab, role, *(a.format(mark=mark) for a in argv)))
         data = trace(lab, *args)
     finally:
         for role, *argv in fixes:
-            subprocess.run(_in(lab, role, *argv), capture_output=True, check=False)
+            subprocess.run(_in(lab, role, *(a.format(mark=mark) for a in argv)),
+                           capture_output=True, check=False)
     dropped = data["reply"]["dropped"] if in_reply else data["dropped"]
     assert dropped is not None, data
     assert dropped["reason"] == reason, dropped
