@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.cli.console import JsonOption, LangOption, guarded, lang_of, opts, out, out_json_line
+from cnilab.cli.console import (
+    JsonOption,
+    LangOption,
+    guarded,
+    lang_of,
+    opts,
+    out,
+    out_json_line,
+    warn,
+)
 
 if TYPE_CHECKING:
     from cnilab.cni.chain import NetworkList
@@ -368,7 +377,10 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
         lang = lang_of(ctx, lang)
         rt = _runtime(ctx)
         with rt.locked():
+            skipped = rt.ledger.problems  # read before teardown clears the ledger
             undone = rt.teardown()
+        for problem in skipped:
+            warn(problem.render(rt.ledger.path, lang))
         what = [op.undo_command(rt.node) or op.command(rt.node) for op in undone]
         if as_json:
             out_json_line({"ok": True, "removed": what})

@@ -98,3 +98,28 @@ def test_a_read_only_run_folder_is_one_line_and_exit_2_and_makes_nothing(
             assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
             assert "Read-only file system" in done.stderr, (args, done.stderr)
             assert prefixed_netns(cnilab.prefix) == [], args
+
+
+def test_no_lock_file_stays_after_teardown_cni_teardown_or_cluster_down(cnilab: Cnilab) -> None:
+    for make, remove in ((("step", "1"), ("teardown",)),
+                         (("cni", "none", "box"), ("cni", "teardown")),
+                         (None, ("cluster", "down"))):
+        if make is not None:
+            made = cnilab.run(*make)
+            assert made.returncode == 0, made.stderr
+            assert any(p.suffix == ".lock" for p in cnilab.run_dir.iterdir())
+        done = cnilab.run(*remove)
+        assert done.returncode == 0, (remove, done.stderr)
+        assert [p.name for p in cnilab.run_dir.iterdir() if p.is_file()] == [], remove
+    assert prefixed_netns(cnilab.prefix) == []
+
+
+def test_cni_teardown_says_which_ledger_lines_it_could_not_read(cnilab: Cnilab) -> None:
+    from cnilab.cni.runtime import Runtime
+
+    ledger = Runtime(cnilab.prefix, str(cnilab.run_dir)).ledger
+    cnilab.run_dir.mkdir(mode=0o755)
+    ledger.path.write_text('{"in_place": false}\n{"seq": 1, "op": "AddNetns", "netns": nu\n')
+    done = cnilab.run("cni", "teardown")
+    assert done.returncode == 0, done.stderr
+    assert "line 2" in done.stderr and ledger.path.name in done.stderr, done.stderr
