@@ -78,6 +78,8 @@ def console(stderr: bool = False, record: bool = False) -> Console:
 
 
 _recording: list[bool] = [False]  # set by --record before anything is printed
+INTERRUPTED = 130  # the exit status after a Ctrl-C
+interrupt_said: list[bool] = [False]  # the line after a Ctrl-C is printed (cli/entry.py reads it)
 
 
 def out(*objects: Any, raw: bool = False) -> None:
@@ -183,16 +185,14 @@ def guarded(ctx: typer.Context, lang: str | None = None,
             raise
         _fail(e, lang_of(ctx, lang) if _safe_lang(ctx, lang) else "en")
     except KeyboardInterrupt:
-        from cnilab.i18n import t
-
         import signal
 
-        from cnilab.cli import entry
+        from cnilab.i18n import t
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: not a second line
         console(stderr=True).print("cnilab: " + t("error.interrupted", lang_of(ctx, lang)))
-        entry.said[0] = True
-        raise typer.Exit(entry.INTERRUPTED) from None
+        interrupt_said[0] = True  # cli/entry.py prints it otherwise
+        raise typer.Exit(INTERRUPTED) from None
     finally:
         if saved is not None:
             _save(saved, ctx, lang)

@@ -3,7 +3,7 @@ importing Typer, Rich or the lessons, ends with one line and exit status 130.
 
 It imports nothing before the command line is loaded: the line is printed from here when the
 interrupt came outside a command's guard (console.guarded prints its own, in the command's
-language).
+language, and says so in console.interrupt_said).
 """
 
 from __future__ import annotations
@@ -12,8 +12,13 @@ import os
 import signal
 import sys
 
-INTERRUPTED = 130
-said = [False]  # set by console.guarded once it printed the line
+INTERRUPTED = 130  # console.INTERRUPTED: this module imports nothing of the command line
+
+
+def _said() -> bool:
+    """Whether console.guarded already printed the line (read without importing it)."""
+    console = sys.modules.get("cnilab.cli.console")
+    return bool(console and console.interrupt_said[0])
 
 
 def main() -> None:
@@ -25,7 +30,7 @@ def main() -> None:
     except KeyboardInterrupt:
         _interrupted()
     except SystemExit as e:
-        if e.code == INTERRUPTED and not said[0]:
+        if e.code == INTERRUPTED and not _said():
             _interrupted()  # Typer turns a Ctrl-C outside a command's guard into a bare exit
         raise
 
