@@ -119,6 +119,26 @@ def open_file(path: str | os.PathLike[str], flags: int, mode: int = FILE_MODE) -
     return fd
 
 
+def read_small(path: str | os.PathLike[str], limit: int) -> bytes:
+    """A file a user names (a config): a regular file (a FIFO would hang, /dev/zero never
+    end) of at most `limit` bytes. OSError otherwise: EISDIR, ENODEV (not a plain file),
+    EFBIG (too big), or what open() or read() said."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.ENODEV, "not a plain file", str(path))
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+    return data
+
+
 def same_file(fd: int, path: str | os.PathLike[str]) -> bool:
     """Whether `path` (not followed) is the very file open as `fd`."""
     try:
