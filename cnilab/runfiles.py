@@ -1,6 +1,7 @@
 """Files cnilab writes as root: explicit modes whatever the umask, opened with O_NOFOLLOW,
 rewritten through a random temp name made with O_EXCL and renamed into place; never a symlink
-followed, never a file or folder another user planted adopted.
+followed, never a file or folder another user planted adopted. A line is appended whole or not
+at all; a full, read-only or missing folder is one ConfigError (exit 2), never an OSError.
 
 Root ignores file permissions, so each check is on ownership and kind, not on access: a file
 cnilab trusts belongs to root or to the user running cnilab (tests run it unprivileged).

@@ -130,3 +130,27 @@ def test_an_output_file_that_cannot_be_written_fails_when_begun(
     with pytest.raises(ConfigError, match="cannot write"):
         Output(tmp_path / where)  # "": the folder itself
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_lock_file_removed_between_open_and_flock_is_opened_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    from cnilab import ledger as ledger_module
+
+    ledger = Ledger.for_lesson("eight-steps", "t-", str(tmp_path))
+    real, calls = fcntl.flock, []
+
+    def flock(fd: int, how: int) -> None:
+        if not calls:  # its last holder removed it just after we opened it
+            ledger.lock_path.unlink()
+        calls.append(fd)
+        real(fd, how)
+
+    monkeypatch.setattr(ledger_module.fcntl, "flock", flock)
+    with ledger.lock():
+        held = os.stat(ledger.lock_path)
+        assert len(calls) == 2  # the stale file was let go, the one under the name is held
+        with open(ledger.lock_path) as f:
+            assert f.read() == str(os.getpid())
+    assert held.st_nlink == 1
