@@ -85,13 +85,31 @@ def check_netns(path: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as e:
         raise ConfigError.of("cni_no_sandbox", path=path, reason=e.strerror) from None
+    kind: int | None
     try:
         kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
     except OSError as e:
         if e.errno not in (errno.ENOTTY, errno.EINVAL):
             raise ConfigError.of("cni_no_sandbox", path=path, reason=e.strerror) from None
-        kind = None
+        # Not a namespace, or a kernel before 4.11: then any file on nsfs will do.
+        on_nsfs = os.fstat(fd).st_dev == os.stat("/proc/self/ns/net").st_dev
+        kind = CLONE_NEWNET if on_nsfs and e.errno == errno.ENOTTY and _old_kernel() else None
     finally:
         os.close(fd)
     if kind != CLONE_NEWNET:
         raise ConfigError.of("cni_not_netns", path=path)
+
+
+def _old_kernel() -> bool:
+    """Whether the kernel predates NS_GET_NSTYPE (4.11): it answers ENOTTY on a namespace."""
+    try:
+        fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
