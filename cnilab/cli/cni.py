@@ -344,7 +344,7 @@ def install(ctx: typer.Context, folder: Annotated[str, typer.Option(
       sudo cnilab cni install --dir /opt/cni/bin
     """
     from cnilab.cni.install import install as write
-    from cnilab.errors import PermissionDenied
+    from cnilab.errors import ConfigError, PermissionDenied
     from cnilab.render.cni import ui
 
     with guarded(ctx, lang):
@@ -354,6 +354,11 @@ def install(ctx: typer.Context, folder: Annotated[str, typer.Option(
         except OSError as e:
             raise PermissionDenied.of("cni_install_failed", folder=folder,
                                       reason=e.strerror or str(e)) from None
+        except ConfigError as e:  # runfiles: a folder it cannot write
+            if e.key != "cannot_write":
+                raise
+            raise PermissionDenied.of("cni_install_failed", folder=folder,
+                                      reason=e.params["reason"]) from None
         if as_json:
             out_json_line({"ok": True, "wrote": [str(p) for p in paths]})
             return
