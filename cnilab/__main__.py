@@ -1,5 +1,5 @@
 """Allow `python -m cnilab`."""
 
-from cnilab.cli.main import main
+from cnilab.cli.entry import main
 
 main()

@@ -23,7 +23,17 @@ from cnilab.errors import CnilabError, CollisionError, LockedError
 from cnilab.names import TAG, Identity
 from cnilab.ops import OPS, AddAddress, Evidence, KernelApi, Key, Op, describe
 from cnilab.records import Parsed, Problem, Record
-from cnilab.runfiles import PRIVATE_MODE, append_file, open_file, read_file, safe_dir, write_atomic
+from cnilab.runfiles import (
+    FILE_MODE,
+    PRIVATE_MODE,
+    append_file,
+    open_file,
+    read_file,
+    safe_dir,
+    same_file,
+    unwritable,
+    write_atomic,
+)
 from cnilab.state import Snapshot
 
 RUN_DIR = "/run/cnilab"
@@ -61,6 +71,7 @@ class Ledger:
         self.path = root / f"{lab_id}.jsonl"
         self.lock_path = root / f"{lab_id}.lock"
         self.registry = ops
+        self.private = False  # root-only (0600): set for a ledger that may name an answer
         self._cache: Parsed | None = None
         self._dir_checked = False
 
@@ -80,23 +91,44 @@ class Ledger:
     def lock(self) -> Iterator[None]:
         """Hold this lab for the duration; a second cnilab process gets LockedError at once.
 
-        The lock file is never removed: a process may hold it open, and a new file of the same
-        name would let a third process hold "the" lock beside it.
+        A lock file is ours only while its name still leads to the file we locked (checked after
+        flock: a file removed meanwhile is opened again). Released with no ledger left (after a
+        teardown), it is removed while still held: a process that opened it before then finds
+        it gone once it holds it, and opens the new one.
         """
         self._dir()
-        fd = open_file(self.lock_path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+        fd = self._locked_fd()
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                raise LockedError.of("locked", pid=holder) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             self._cache = None
             yield
         finally:
-            os.close(fd)  # closing drops the flock
+            try:
+                if not os.path.lexists(self.path) and same_file(fd, self.lock_path):
+                    self.lock_path.unlink()
+            finally:
+                os.close(fd)  # closing drops the flock
+
+    def _locked_fd(self) -> int:
+        """The lock file, opened and held (flock), still under its name."""
+        while True:
+            try:
+                fd = open_file(self.lock_path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+            except OSError as e:  # a read-only or full run folder
+                raise unwritable(self.lock_path, e) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise LockedError.of("locked", pid=holder) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if same_file(fd, self.lock_path):
+                return fd
+            os.close(fd)  # removed by its last holder after we opened it: open the new one
 
     def _parsed(self) -> Parsed:
         if self._cache is None:
@@ -117,7 +149,9 @@ class Ledger:
         # No cache until the line is both written and taken: a Ctrl-C in between would leave
         # a line on disk the cache lacks, and forget() (which drops by the cache) would keep it.
         self._cache = None
-        append_file(self.path, (line + "\n").encode())
+        private = self.private or any(r.op.private for r in parsed.records) or (
+            entry.get("op") in {name for name, cls in self.registry.items() if cls.private})
+        append_file(self.path, (line + "\n").encode(), self._mode(private))
         parsed.take(line.encode(), self.registry)
         self._cache = parsed
         _test_kill(False, entry)
@@ -130,8 +164,13 @@ class Ledger:
         if all(id(r) in dropped for r in self._parsed().records):
             self.clear()
             return
-        write_atomic(self.path, b"".join(kept))
+        write_atomic(self.path, b"".join(kept), self._mode(
+            any(r.op.private for r in self._parsed().records)))
         self._cache = None
+
+    def _mode(self, private: bool) -> int:
+        """The ledger file's mode: 0600 when it names something secret (a scenario's fault)."""
+        return PRIVATE_MODE if private or self.private else FILE_MODE
 
     @property
     def problems(self) -> list[Problem]:
@@ -198,6 +237,12 @@ class Ledger:
         """Whether anything is recorded."""
         return self._parsed().lines > 0
 
+    def only_mode(self) -> bool:
+        """Whether the ledger holds its mode line and nothing else: a run cut before its first
+        op made nothing (clear() removes it)."""
+        parsed = self._parsed()
+        return parsed.lines > 0 and not parsed.records and not parsed.problems
+
     def clear(self) -> None:
         """Forget everything (after a complete teardown)."""
         self.path.unlink(missing_ok=True)
@@ -209,16 +254,24 @@ class Ledger:
         for op in ops:
             op = op.prepare(kernel)
             seq = self.record(op)  # intent first: a crash after this is still torn down
+            unwritten: list[CnilabError] = []
 
-            def note(proof: Evidence, seq: int = seq) -> None:
-                self.note(seq, proof)
+            def note(proof: Evidence, seq: int = seq,
+                     unwritten: list[CnilabError] = unwritten) -> None:
+                try:
+                    self.note(seq, proof)
+                except CnilabError as e:  # the run folder is full: the object may exist
+                    unwritten.append(e)
+                    raise
 
             try:
                 op.apply_noting(kernel, note)
-            except CnilabError:
+            except CnilabError as e:
                 # The kernel refused: nothing was made, and the name may be someone else's now.
-                # (A Ctrl-C or a crash keeps the intent: undo is idempotent, the name was free.)
-                self.forget_intent(seq)
+                # (A Ctrl-C, a crash or a proof left unwritten keeps the intent: undo is
+                # idempotent, the name was free.)
+                if e not in unwritten:
+                    self.forget_intent(seq)
                 raise
             self.complete(seq)  # only now is what it made proven ours
             done.append(op)

@@ -63,7 +63,7 @@ class Parsed:
         self.lines += 1
         try:
             entry = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):  # e.g. a line cut by a power loss
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # e.g. a cut line
             self.problems.append(Problem(self.lines, "bad_json"))
             return
         try:

@@ -1,6 +1,7 @@
 """Files cnilab writes as root: explicit modes whatever the umask, opened with O_NOFOLLOW,
 rewritten through a random temp name made with O_EXCL and renamed into place; never a symlink
-followed, never a file or folder another user planted adopted.
+followed, never a file or folder another user planted adopted. A line is appended whole or not
+at all; a full, read-only or missing folder is one ConfigError (exit 2), never an OSError.
 
 Root ignores file permissions, so each check is on ownership and kind, not on access: a file
 cnilab trusts belongs to root or to the user running cnilab (tests run it unprivileged).
@@ -8,12 +9,13 @@ cnilab trusts belongs to root or to the user running cnilab (tests run it unpriv
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 from pathlib import Path
 
-from cnilab.errors import CollisionError
+from cnilab.errors import CollisionError, ConfigError
 
 DIR_MODE = 0o755
 FILE_MODE = 0o644
@@ -61,6 +63,9 @@ def safe_dir(path: str | os.PathLike[str], mode: int = DIR_MODE) -> Path:
             os.mkdir(folder, 0o700)
         except FileExistsError:
             _check_dir(folder, None)
+            continue
+        except OSError as e:  # a read-only or full file system
+            raise unwritable(folder, e) from None
         else:
             _check_dir(folder, mode)
     if not missing:
@@ -128,6 +133,36 @@ def open_file(path: str | os.PathLike[str], flags: int, mode: int = FILE_MODE) -
     return fd
 
 
+def read_small(path: str | os.PathLike[str], limit: int) -> bytes:
+    """A file a user names (a config): a regular file (a FIFO would hang, /dev/zero never
+    end) of at most `limit` bytes. OSError otherwise: EISDIR, ENODEV (not a plain file),
+    EFBIG (too big), or what open() or read() said."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.ENODEV, "not a plain file", str(path))
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+    return data
+
+
+def same_file(fd: int, path: str | os.PathLike[str]) -> bool:
+    """Whether `path` (not followed) is the very file open as `fd`."""
+    try:
+        there = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    here = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 def read_file(path: str | os.PathLike[str]) -> bytes | None:
     """A trusted regular file's bytes; None when there is no such file."""
     try:
@@ -138,32 +173,85 @@ def read_file(path: str | os.PathLike[str]) -> bytes | None:
         return f.read()
 
 
+def unwritable(path: str | os.PathLike[str], e: OSError) -> ConfigError:
+    """The one-line error for a file cnilab cannot write (a full, read-only or missing folder)."""
+    return ConfigError.of("cannot_write", path=path, reason=e.strerror or e)
+
+
 def append_file(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE) -> None:
-    """Append with one write (a line is never interleaved nor cut by a signal)."""
-    fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    """Append `data` whole or not at all, with one write (never interleaved nor cut by a
+    signal): a short write (a full disk) is cut back off. Fails with ConfigError."""
     try:
-        os.write(fd, data)
+        fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    except OSError as e:
+        raise unwritable(path, e) from None
+    try:
+        size = os.fstat(fd).st_size
+        written = os.write(fd, data)
+        if written != len(data):  # tmpfs fills page by page: a line cut at 4096 bytes
+            os.ftruncate(fd, size)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError as e:
+        raise unwritable(path, e) from None
     finally:
         os.close(fd)
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE) -> None:
     """Replace `path` with `data`: a random temp name made with O_EXCL|O_NOFOLLOW beside it,
-    its mode set on the open file, then renamed over the old one (never half a file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")  # secrets.token_hex's way
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 PRIVATE_MODE)
-    try:
+    its mode set on the open file, then renamed over the old one (never half a file).
+    Fails with ConfigError when the folder is full, read-only or missing."""
+    out = Output(path, mode)
+    out.commit(data)
+
+
+class Output:
+    """A file written whole at the end, begun now: its temp file (random name, O_EXCL,
+    O_NOFOLLOW, exactly `mode`) is made at once, so a path that cannot be written fails before
+    anything else is done; commit() fills it and renames it over `path` (a symlink there is
+    replaced, never followed)."""
+
+    def __init__(self, path: str | os.PathLike[str], mode: int = FILE_MODE) -> None:
+        self.path = Path(path)
+        if os.path.isdir(self.path) and not os.path.islink(self.path):
+            raise unwritable(self.path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+        name = f".{self.path.name}.{os.urandom(8).hex()}.tmp"  # secrets.token_hex's way
+        self.tmp: Path | None = self.path.with_name(name)
         try:
-            os.fchmod(fd, mode)
+            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                              | os.O_CLOEXEC, PRIVATE_MODE)
+        except OSError as e:
+            raise unwritable(self.path, e) from None
+        try:
+            os.fchmod(self.fd, mode)
+        except BaseException:
+            self.discard()
+            raise
+
+    def commit(self, data: bytes) -> None:
+        """Write `data` and rename the file into place (or remove it and raise ConfigError)."""
+        assert self.tmp is not None, "committed twice"
+        try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
+                view = view[os.write(self.fd, view):]
+            os.fsync(self.fd)
+            fd, self.fd = self.fd, -1
             os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
+            os.replace(self.tmp, self.path)
+            self.tmp = None
+        except OSError as e:
+            raise unwritable(self.path, e) from None
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Remove the temp file, unwritten (nothing when already committed)."""
+        if self.tmp is None:
+            return
+        tmp, self.tmp = self.tmp, None
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
         tmp.unlink(missing_ok=True)
-        raise

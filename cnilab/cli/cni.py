@@ -22,6 +22,7 @@ from cnilab.cli.console import (
     out,
     out_json_line,
     prefix_of,
+    warn,
 )
 
 if TYPE_CHECKING:
@@ -348,7 +349,7 @@ def install(ctx: typer.Context, folder: Annotated[str, typer.Option(
       sudo cnilab cni install --dir /opt/cni/bin
     """
     from cnilab.cni.install import install as write
-    from cnilab.errors import PermissionDenied
+    from cnilab.errors import ConfigError, PermissionDenied
     from cnilab.render.cni import ui
 
     with guarded(ctx, lang):
@@ -358,6 +359,11 @@ def install(ctx: typer.Context, folder: Annotated[str, typer.Option(
         except OSError as e:
             raise PermissionDenied.of("cni_install_failed", folder=folder,
                                       reason=e.strerror or str(e)) from None
+        except ConfigError as e:  # runfiles: a folder it cannot write
+            if e.key != "cannot_write":
+                raise
+            raise PermissionDenied.of("cni_install_failed", folder=folder,
+                                      reason=e.params["reason"]) from None
         if as_json:
             out_json_line({"ok": True, "wrote": [str(p) for p in paths]})
             return
@@ -381,7 +387,10 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
         lang = lang_of(ctx, lang)
         rt = _runtime(ctx)
         with rt.locked():
+            skipped = rt.ledger.problems  # read before teardown clears the ledger
             undone = rt.teardown()
+        for problem in skipped:
+            warn(problem.render(rt.ledger.path, lang))
         what = [op.undo_command(rt.node) or op.command(rt.node) for op in undone]
         if as_json:
             out_json_line({"ok": True, "removed": what})

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cnilab.lab.topology import Topology
     from cnilab.lessons import Lesson
     from cnilab.render.commands import LabCommands
+    from cnilab.runfiles import Output
 
 
 @dataclass
@@ -78,6 +79,8 @@ def console(stderr: bool = False, record: bool = False) -> Console:
 
 
 _recording: list[bool] = [False]  # set by --record before anything is printed
+INTERRUPTED = 130  # the exit status after a Ctrl-C
+interrupt_said: list[bool] = [False]  # the line after a Ctrl-C is printed (cli/entry.py reads it)
 
 
 def out(*objects: Any, raw: bool = False) -> None:
@@ -168,10 +171,14 @@ def lang_of(ctx: typer.Context, lang: str | None = None) -> str:
 def guarded(ctx: typer.Context, lang: str | None = None,
             record: Path | None = None) -> Iterator[None]:
     """Map domain errors to one line and an exit code; save the --record file at the end."""
+    saved = None
     try:
         if record is not None:
+            from cnilab.runfiles import Output
+
             if record.suffix.lower() not in (".svg", ".html"):
                 raise ConfigError.of("record_suffix", path=record)
+            saved = Output(record)  # a path that cannot be written fails now, not at the end
             _recording[0] = True
         yield
     except CnilabError as e:
@@ -179,17 +186,30 @@ def guarded(ctx: typer.Context, lang: str | None = None,
             raise
         _fail(e, lang_of(ctx, lang) if _safe_lang(ctx, lang) else "en", ctx)
     except KeyboardInterrupt:
+        import signal
+
         from cnilab.i18n import t
 
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: not a second line
         console(stderr=True).print("cnilab: " + t("error.interrupted", lang_of(ctx, lang)))
-        raise typer.Exit(130) from None
+        interrupt_said[0] = True  # cli/entry.py prints it otherwise
+        raise typer.Exit(INTERRUPTED) from None
     finally:
-        if record is not None and _recording[0]:
-            rec = console(record=True)
-            if record.suffix.lower() == ".svg":
-                rec.save_svg(str(record), title="cnilab")
-            else:
-                rec.save_html(str(record))
+        if saved is not None:
+            _save(saved, ctx, lang)
+
+
+def _save(saved: Output, ctx: typer.Context, lang: str | None) -> None:
+    """Write the --record file: 0644, in place of a symlink, never through it."""
+    rec = console(record=True)
+    page = (rec.export_svg(title="cnilab") if saved.path.suffix.lower() == ".svg"
+            else rec.export_html())
+    try:
+        saved.commit(page.encode("utf-8"))
+    except CnilabError as e:
+        if opts(ctx).traceback:
+            raise
+        _fail(e, lang_of(ctx, lang) if _safe_lang(ctx, lang) else "en", ctx)
 
 
 def _safe_lang(ctx: typer.Context, lang: str | None) -> bool:

@@ -189,14 +189,19 @@ def run_all(
             return
         interactive = not yes and not as_json and sys.stdin.isatty()
         summary: list[dict[str, Any]] = []
+        xml = None
+        if junit is not None:
+            from cnilab.runfiles import Output
+
+            xml = Output(junit)  # begun before step 1: a path that cannot be written fails now
         try:
             stopped = _run(lab, numbers, lesson, lang, summary, interactive, not no_proof,
                            as_json)
         finally:
-            if junit is not None:
-                from cnilab.render.junit import write_junit
+            if xml is not None:
+                from cnilab.render.junit import junit_xml
 
-                write_junit(junit, summary)
+                xml.commit(junit_xml(summary))
             if teardown_:
                 with lab.locked():
                     removed = lab.teardown()

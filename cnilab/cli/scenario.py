@@ -19,6 +19,7 @@ from cnilab.cli.console import (
     out,
     out_json,
     topology_of,
+    warn,
 )
 from cnilab.errors import CnilabError, ConfigError
 
@@ -311,7 +312,10 @@ def stop(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = Non
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
-        undone = _scenarios(ctx).stop()
+        scenarios = _scenarios(ctx)
+        undone = scenarios.stop()
+        for path, problem in scenarios.skipped:
+            warn(problem.render(path, lang))
         if as_json:
             out_json({"removed": len(undone)})
         elif not undone:

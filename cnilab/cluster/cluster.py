@@ -165,7 +165,7 @@ class Cluster(Owner):
         The one teardown path (Ledger.teardown): component processes first (they would keep
         their node's namespace alive), then newest first; what lives in the cluster's own
         namespaces goes with them, pods' attachments too (the nodes go; the IPAM store goes
-        whole). Idempotent. The lock file stays: another process may be waiting on it.
+        whole). Idempotent. The lock file goes with the ledger (see Ledger.lock).
         """
         undone = self.ledger.teardown(self.kernel).undone
         self.ledger.clear()

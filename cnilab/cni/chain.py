@@ -21,7 +21,7 @@ from cnilab.cni import spec
 from cnilab.cni.exec import Call, find_plugin, invoke
 from cnilab.cni.spec import CniError
 from cnilab.errors import CollisionError, ConfigError
-from cnilab.runfiles import PRIVATE_MODE, read_file, safe_dir, write_atomic
+from cnilab.runfiles import PRIVATE_MODE, read_file, read_small, safe_dir, write_atomic
 
 CACHE_KIND = "cni.dev/attachment"
 CONF_SUFFIXES = (".conflist", ".conf", ".json")
@@ -87,18 +87,17 @@ def load(path: str | os.PathLike[str]) -> NetworkList:
     """Read a .conflist (or a single .conf) file; one clear error for whatever is wrong."""
     p = Path(path)
     try:
-        with open(p, "rb") as f:
-            raw = f.read(MAX_CONF_BYTES + 1)
+        raw = read_small(p, MAX_CONF_BYTES)  # a FIFO or /dev/zero: refused, not read
     except IsADirectoryError:
         raise ConfigError.of("cni_conf_bad", path=p, detail="a directory") from None
     except OSError as e:
         raise ConfigError.of("cni_conf_unreadable", path=p, detail=e.strerror) from None
-    if len(raw) > MAX_CONF_BYTES:
-        raise ConfigError.of("cni_conf_bad", path=p, detail="larger than 1 MiB")
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError.of("cni_conf_bad", path=p, detail="not UTF-8") from None
+    except RecursionError:
+        raise ConfigError.of("cni_conf_bad", path=p, detail="nested too deeply") from None
     except ValueError as e:
         raise ConfigError.of("cni_conf_bad", path=p, detail=f"not JSON ({e})") from None
     return parse_list(data, str(p))
@@ -229,7 +228,7 @@ def read_cache(path: Path) -> dict[str, Any] | None:
     try:
         raw = read_file(path)
         data = json.loads(raw) if raw is not None and len(raw) <= MAX_CONF_BYTES else None
-    except (CollisionError, ValueError):
+    except (CollisionError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) and data.get("kind") == CACHE_KIND else None
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from cnilab.cni.spec import INVALID_CONFIG, CniError
-from cnilab.errors import CollisionError
+from cnilab.errors import CollisionError, ConfigError
 from cnilab.runfiles import check_parents, safe_dir, trusted, write_atomic
 
 # Each executable calls one function of cnilab.cni.entry, which answers VERSION before importing
@@ -92,6 +92,8 @@ def install(folder: str | os.PathLike[str]) -> list[Path]:
     reused), given mode 0755 on the open file, then renamed into place: a runtime calling the
     plugin meanwhile never sees half a file.
     """
+    if not os.fspath(folder).strip():  # Path("") is ".": the current folder, unasked
+        raise ConfigError.of("cni_install_empty")
     target = _target_dir(folder)
     for name in PLUGINS:
         _replaceable(target / name)

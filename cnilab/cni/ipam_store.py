@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cnilab.cni import spec
 from cnilab.cni.spec import CniError
+from cnilab.errors import ConfigError
 from cnilab.runfiles import PRIVATE_MODE, open_file, safe_dir
 
 LINE_BREAK = "\r\n"  # host-local's separator between container ID and interface name
@@ -66,9 +67,10 @@ class Store:
             if create:
                 safe_dir(self.dir)  # 0755 whatever the umask; a planted symlink refused
             fd = open_file(self.dir / "lock", os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
-        except OSError as e:
+        except (OSError, ConfigError) as e:  # ConfigError: runfiles' full or read-only folder
+            reason = e.strerror if isinstance(e, OSError) else e.params.get("reason")
             raise CniError(spec.IO_FAILURE, f"cannot open the IPAM store {self.dir}: "
-                           f"{e.strerror}") from None
+                           f"{reason}") from None
         try:
             deadline = time.monotonic() + self.lock_timeout
             while True:

@@ -13,7 +13,6 @@ in the ledger before it is made, so `teardown` finishes the job after a crash at
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cnilab.cni import network as lesson
-from cnilab.cni import spec
+from cnilab.cni import request, spec
 from cnilab.cni.attach import AttachNetwork, StateDir
 from cnilab.cni.bridge import PrependRoute, same_netns
 from cnilab.cni.chain import NetworkList, reference_path
@@ -192,6 +191,8 @@ class Runtime(Owner):
         self._check_new(name)
         net = net or self.network(plugin)
         _check_ports(net, ports)
+        request.check_mac(mac)
+        request.check_ip(net, ip)
         self.ensure_node()
         netns = self.pod_netns(name)
         sandbox = [AddNetns(None, netns), LinkUp(netns, "lo")]  # lo: what `loopback` does
@@ -226,14 +227,16 @@ class Runtime(Owner):
         ours = existing is not None and existing.attach is None and existing.netns == path
         if not ours:
             self._check_new(name)
-        try:
-            os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
-        except OSError as e:
-            raise ConfigError.of("cni_no_sandbox", path=path, reason=e.strerror) from None
+        request.check_netns(path)
         if same_netns(path, "/proc/self/ns/net"):  # never give the machine's own a pod's route
             raise ConfigError.of("cni_sandbox_is_host", path=path)
+        attached = {p.name: [p.attach.sandbox_id, p.attach.identify(p.attach.sandbox)]
+                    for p in self.pods() if p.attach is not None}
+        request.check_free(path, attached)
         net = net or self.network(plugin)
         _check_ports(net, ports)
+        request.check_mac(mac)
+        request.check_ip(net, ip)
         self.ensure_node()
         return self._attach(name, path, net, ports, mac, ip)
 

@@ -148,6 +148,9 @@ def parse_config(text: str | bytes, command: str = "ADD") -> dict[str, Any]:
     """The network configuration from stdin: decoded (6), versioned (1) and named (7)."""
     try:
         conf = json.loads(text or b"{}" if command == "VERSION" else text)
+    except RecursionError:  # 10,000 nested arrays: the reference bridge answers 6 too
+        raise CniError(DECODE_FAILURE, "the network configuration on stdin is nested too "
+                       "deeply") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise CniError(DECODE_FAILURE, f"the network configuration on stdin is not JSON: {e}"
                        ) from None
@@ -302,7 +305,7 @@ def asked_version(stdin: bytes) -> str:
     """The configuration's cniVersion, which every answer (errors too) carries; else LATEST."""
     try:
         conf = json.loads(stdin)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return LATEST
     version = conf.get("cniVersion") if isinstance(conf, dict) else None
     return version if isinstance(version, str) and VERSION_RE.match(version) else LATEST

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
@@ -16,6 +17,7 @@ from cnilab.names import (
     check_prefix,
     ifname_problem,
 )
+from cnilab.runfiles import read_small
 
 LESSON = "eight-steps"
 
@@ -105,18 +107,51 @@ def load(path: Path | None, prefix: str | None = None, in_place: bool = False) -
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = tomllib.loads(path.read_bytes().decode("utf-8"))
-        except FileNotFoundError as e:
-            raise ConfigError.of("cfg_no_file", path=path) from e
-        except IsADirectoryError as e:
-            raise ConfigError.of("cfg_is_dir", path=path) from e
-        except OSError as e:
-            raise ConfigError.of("cfg_unreadable", path=path, detail=e.strerror or e) from e
+            data = tomllib.loads(read_config(path).decode("utf-8"))
         except UnicodeDecodeError as e:
             raise ConfigError.of("cfg_not_utf8", path=path, offset=e.start + 1) from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError.of("cfg_bad_toml", path=path, detail=e) from e
+        except (ValueError, RecursionError) as e:  # a 5000-digit integer, 5000 nested arrays
+            raise ConfigError.of("cfg_bad_toml", path=path, detail=_shown(e)) from None
     return validate(from_dict(data, prefix=prefix, in_place=in_place))
+
+
+CONFIG_MAX = 1 << 20  # bytes: a lab file is a few hundred
+
+
+def read_config(path: Path) -> bytes:
+    """A config file's bytes (runfiles.read_small: a plain file, CONFIG_MAX bytes at most)."""
+    try:
+        return read_small(path, CONFIG_MAX)
+    except FileNotFoundError as e:
+        raise ConfigError.of("cfg_no_file", path=path) from e
+    except IsADirectoryError as e:
+        raise ConfigError.of("cfg_is_dir", path=path) from e
+    except OSError as e:
+        if e.errno == errno.ENODEV:
+            raise ConfigError.of("cfg_not_file", path=path) from None
+        if e.errno == errno.EFBIG:
+            raise ConfigError.of("cfg_too_big", path=path, limit=CONFIG_MAX) from None
+        raise ConfigError.of("cfg_unreadable", path=path, detail=e.strerror or e) from e
+
+
+class _Cut(str):
+    """Text shown as is by {value!r} too: an error line's cut-down value."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _shown(value: Any, limit: int = 60) -> Any:
+    """`value` for an error line: itself, or when long its repr cut to `limit` characters
+    (a huge integer by its size: Python refuses to print more than 4300 digits)."""
+    if isinstance(value, int) and value.bit_length() > 200:
+        return _Cut(f"<an integer of {value.bit_length()} bits>")
+    text = str(value) if isinstance(value, BaseException) else repr(value)
+    if len(text) <= limit:
+        return str(value) if isinstance(value, BaseException) else value
+    return _Cut(text[:limit - 3] + "...")
 
 
 _TOP_KEYS = {
@@ -134,6 +169,8 @@ def from_dict(data: dict[str, Any], prefix: str | None = None, in_place: bool = 
     base = Topology(default_containers())
     containers = base.containers
     if "containers" in data:
+        if not isinstance(data["containers"], list):
+            raise ConfigError.of("cfg_containers_list", value=_shown(data["containers"]))
         containers = tuple(_container(i, c) for i, c in enumerate(data["containers"]))
     return replace(
         base,
@@ -164,7 +201,7 @@ def _container(i: int, c: Any) -> Container:
 def _str(data: dict[str, Any], key: str, default: str) -> str:
     value = data.get(key, default)
     if not isinstance(value, str):
-        raise ConfigError.of("cfg_not_string", key=key, value=value)
+        raise ConfigError.of("cfg_not_string", key=key, value=_shown(value))
     return value
 
 
@@ -175,7 +212,7 @@ def _iface(data: dict[str, Any], key: str, default: IPv4Interface | None) -> IPv
             raise ConfigError.of("cfg_missing", key=key)
         return default
     if not isinstance(value, str) or "/" not in value:
-        raise ConfigError.of("cfg_no_prefix", key=key, value=value)
+        raise ConfigError.of("cfg_no_prefix", key=key, value=_shown(value))
     try:
         return IPv4Interface(value)
     except ValueError as e:

@@ -11,7 +11,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cnilab.errors import CollisionError, KernelError
 from cnilab.names import TAG
@@ -246,6 +246,8 @@ class ScenarioRecord(Op):
 
     path: str = ""
     name: str = ""
+
+    private: ClassVar[bool] = True  # the scenario's name is the answer
 
     def apply(self, kernel: KernelApi) -> None:
         write_record(Path(self.path), {"name": self.name, "hints": 0})

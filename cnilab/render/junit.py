@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from typing import Any
 
 
-def write_junit(path: Path, steps: list[dict[str, Any]]) -> None:
-    """Write the run-all summary (as printed by --json) as a JUnit testsuite."""
+def junit_xml(steps: list[dict[str, Any]]) -> bytes:
+    """The run-all summary (as printed by --json) as a JUnit testsuite."""
     suite = ET.Element("testsuite", name="cnilab run-all")
     cases = failures = 0
     for s in steps:
@@ -27,5 +26,4 @@ def write_junit(path: Path, steps: list[dict[str, Any]]) -> None:
                 failures += 1
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
-    path.write_text(ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n",
-                    encoding="utf-8")
+    return (ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n").encode()

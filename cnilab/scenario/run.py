@@ -24,6 +24,7 @@ from cnilab.lab.topology import Topology
 from cnilab.ledger import Ledger
 from cnilab.ops import Op
 from cnilab.ops.faults import ScenarioRecord, read_record, record_path, write_record
+from cnilab.records import Problem
 from cnilab.scenario.catalog import (
     BRIDGE_NF,
     CLUSTER,
@@ -71,6 +72,9 @@ class Scenarios:
         self.topo = topo
         self.lab = Lab(topo)
         self.cluster = Cluster(build_plan(CLUSTER_NODES, CLUSTER_PODS, topo.prefix))
+        # A scenario's ledger names its fault: root's alone from its first line.
+        self.lab.ledger.private = self.cluster.ledger.private = True
+        self.skipped: list[tuple[Path, Problem]] = []  # lines the last stop() could not read
 
     def __enter__(self) -> Scenarios:
         return self
@@ -132,12 +136,12 @@ class Scenarios:
         record = ScenarioRecord(None, str(record_path(ledger.path)), scenario.name)
         if scenario.lesson == CLUSTER:
             with self.cluster.locked():
-                if ledger.exists():
+                if ledger.exists() and not ledger.only_mode():
                     raise CnilabError.of("scenario_cluster_up")
                 self._build(ledger, record, scenario, self.cluster.up)
         else:
             with self.lab.locked():
-                if ledger.exists():
+                if ledger.exists() and not ledger.only_mode():  # a start cut at its first line
                     raise CnilabError.of("scenario_lab_up")
                 self.lab.kernel.require_iptables()
                 self._build(ledger, record, scenario, self._build_lab)
@@ -190,15 +194,18 @@ class Scenarios:
     # -- stop ------------------------------------------------------------------------------------
 
     def stop(self) -> list[Op]:
-        """Remove the scenario's lab or cluster, the fault and the student's changes with it."""
+        """Remove the scenario's lab or cluster, the fault and the student's changes with it;
+        also a start cut before its record (its ledger holds the lab's mode alone)."""
         require_privileges()
         undone: list[Op] = []
-        if _recorded(self.lab.ledger):
-            with self.lab.locked():
-                undone += self.lab.teardown()
-        if _recorded(self.cluster.ledger):
-            with self.cluster.locked():
-                undone += self.cluster.down()
+        self.skipped = []
+        for owner in (self.lab, self.cluster):
+            ledger = owner.ledger
+            if not (_recorded(ledger) or ledger.only_mode()):
+                continue
+            with owner.locked():
+                self.skipped += [(ledger.path, p) for p in ledger.problems]
+                undone += owner.teardown() if isinstance(owner, Lab) else owner.down()
         return undone
 
 

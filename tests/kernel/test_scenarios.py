@@ -116,7 +116,7 @@ def assert_nothing_left(cnilab: Cnilab, before: dict[str, str]) -> None:
     assert prefixed_netns(cnilab.prefix) == []
     assert processes(cnilab.prefix) == []
     left = [p.name for p in cnilab.run_dir.iterdir()] if cnilab.run_dir.exists() else []
-    assert [n for n in left if not n.endswith(".lock")] == []
+    assert left == []  # no lock file either
     after = root_namespace_state()
     changed = {key: [line for line in difflib.unified_diff(
         before[key].splitlines(), after[key].splitlines(), lineterm="", n=0)][2:]
@@ -252,6 +252,23 @@ def test_sigkill_during_start_then_teardown_leaves_nothing(
     assert_nothing_left(student, before)
 
 
+def test_a_start_killed_after_its_first_line_is_removed_by_stop_then_a_start_works(
+        student: Cnilab) -> None:
+    before = root_namespace_state()
+    hooked = Cnilab(student.prefix, student.run_dir, {"CNILAB_TEST_KILL_AT": "ledger:1"})
+    done = hooked.run("scenario", "start", "port-down")
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    ledger = student.run_dir / f"{student.topo.lab_id}.jsonl"
+    assert ledger.read_text() == '{"in_place": false}\n'  # the lab's mode, nothing made
+    stopped = student.run("scenario", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert_nothing_left(student, before)
+    started = student.run("scenario", "start", "port-down")
+    assert started.returncode == 0, started.stderr
+    assert student.run("scenario", "stop").returncode == 0
+    assert_nothing_left(student, before)
+
+
 def test_a_wrong_name_is_one_line_and_touches_nothing(student: Cnilab) -> None:
     done = student.run("scenario", "start", "no-such-thing")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
@@ -301,6 +318,8 @@ def test_record_file_is_private_whatever_the_umask(student: Cnilab) -> None:
         os.umask(old)
     record = student.run_dir / f"{student.topo.lab_id}.scenario.json"
     assert record.stat().st_mode & 0o777 == 0o600
+    ledger = student.run_dir / f"{student.topo.lab_id}.jsonl"  # it names the fault too
+    assert ledger.stat().st_mode & 0o777 == 0o600 and "LinkDown" in ledger.read_text()
     assert re.fullmatch(r'\{"name": "port-down", "hints": 0\}', record.read_text())
 
 

@@ -139,8 +139,8 @@ def test_a_ctrl_c_right_after_a_line_is_written_still_lets_forget_drop_it(
     other = AddNetns(None, "blue")
     real = ledger_module.append_file
 
-    def interrupted(path: Path, data: bytes) -> None:
-        real(path, data)
+    def interrupted(path: Path, data: bytes, mode: int) -> None:
+        real(path, data, mode)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ledger_module, "append_file", interrupted)

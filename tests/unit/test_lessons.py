@@ -132,7 +132,7 @@ def test_script_is_standalone_commented_bash() -> None:
 def test_junit_from_a_summary_parses_and_counts_cases(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import xml.etree.ElementTree as ET
 
-    from cnilab.render.junit import write_junit
+    from cnilab.render.junit import junit_xml
 
     summary = [
         {"step": 7, "title": "Up", "ok": True,
@@ -140,9 +140,7 @@ def test_junit_from_a_summary_parses_and_counts_cases(tmp_path) -> None:  # type
                     {"claim": "blue reaches red", "ok": False, "seen": "no reply"}]},
         {"step": 8, "title": "NAT", "ok": False, "error": "boom", "proofs": []},
     ]
-    path = tmp_path / "j.xml"
-    write_junit(path, summary)
-    suite = ET.parse(path).getroot()
+    suite = ET.fromstring(junit_xml(summary))
     assert suite.get("tests") == "4" and suite.get("failures") == "2"
 
 
