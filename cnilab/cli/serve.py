@@ -54,7 +54,7 @@ def serve(
     highlight: HighlightOption = 3.0,
     lang: LangOption = None,
 ) -> None:
-    """Draw the lab live in a browser, for a projector or a second window.
+    """Draw the lab live in a browser (a projector, a second window).
 
     Namespaces as boxes, veth pairs as cables, the bridge as a switch with its ports, addresses,
     routes, NAT, ARP and FDB entries, the steps done; what changes is highlighted, whoever makes
@@ -94,7 +94,7 @@ def cluster_serve(
     highlight: HighlightOption = 3.0,
     lang: LangOption = None,
 ) -> None:
-    """Draw the cluster live in a browser, for a projector or a second window.
+    """Draw the cluster live in a browser (a projector, a second window).
 
     A column per node with its pods above it (squares when there are many), cni0 as a switch,
     the LAN gateway and the outside world, each node's checks; what changes is highlighted. The

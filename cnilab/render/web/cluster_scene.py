@@ -23,6 +23,15 @@ CLUSTER_DRAWN = 24  # pods the whole cluster draws as boxes
 CHECKS = ("lan", "bridge", "forward", "default", "routes", "pods")
 
 
+def brief(b: dict[str, Any], routes: bool = True) -> dict[str, Any]:
+    """A box for the cluster's page: routes through a gateway only (the lesson's: the default,
+    the other nodes' pod CIDRs; a pod's none), no ARP; the lab's page has the rest. What just
+    changed stays."""
+    b["routes"] = [r for r in b["routes"] if (routes and " via " in r["text"]) or r["lit"]]
+    b["arp"] = [a for a in b["arp"] if a["lit"]]
+    return b
+
+
 def _pods_lit(node: NodeView, lit: Collection[Key]) -> set[str]:
     names = {p.netns for p in node.pods}
     return {k[1] for k in lit if len(k) >= 2 and k[1] in names}
@@ -40,7 +49,7 @@ def cluster_scene(live: ClusterLive, lang: str, lit: Collection[Key]) -> dict[st
         small = summarise or len(node.pods) > PODS_DRAWN
         ports = {ln.name for ln in ns.links if small and ln.master and ln.kind == "veth"}
         checks = node.checks(view.nodes)
-        node_box = box(ns, live.seen.get(node.netns), "node", node.name, lit, hide=ports)
+        node_box = brief(box(ns, live.seen.get(node.netns), "node", node.name, lit, hide=ports))
         node_box["checks"] = [{"text": t(f"cluster_watch.col_{k}", lang), "ok": checks[k],
                                "lit": ("checks", node.netns, node.name) in lit} for k in CHECKS]
         column: dict[str, Any] = {"id": node.netns, "top": [], "middle": [node_box]}
@@ -54,10 +63,11 @@ def cluster_scene(live: ClusterLive, lang: str, lit: Collection[Key]) -> dict[st
             for p in node.pods:
                 pod = snap.ns(p.netns)
                 if pod is not None:
-                    column["top"].append(box(pod, live.seen.get(p.netns), "pod", p.name, lit))
+                    column["top"].append(brief(box(pod, live.seen.get(p.netns), "pod", p.name,
+                                                   lit), routes=False))
         columns.append(column)
         shown += [*column["top"], node_box]
-    bottom = [box(ns, live.seen.get(ns.name), role, ns.name or "", lit)
+    bottom = [brief(box(ns, live.seen.get(ns.name), role, ns.name or "", lit))
               for ns, role in ((view.lan, "lan"), (view.world, "outside")) if ns is not None]
     others = [box(ns, live.seen.get(n), "other", n, lit)
               for n in view.others if (ns := snap.ns(n)) is not None]

@@ -54,7 +54,8 @@ function drawBox(box, labels) {
   node.append(el("h3", null, box.title));
   const bridges = box.links.filter((l) => l.kind === "bridge").map((l) => l.name);
   for (const br of bridges) node.append(drawSwitch(box, br, labels));
-  const plain = box.links.filter((l) => l.kind !== "bridge" && !bridges.includes(l.master));
+  const plain = box.links.filter((l) => l.kind !== "bridge" && !bridges.includes(l.master) &&
+                                 !plainLoopback(l));
   // Loopback away from the edge the cables leave by.
   plain.sort((a, b) => (a.kind === "loopback") - (b.kind === "loopback"));
   if (LINKS_LAST.has(box.role)) plain.reverse();
@@ -76,6 +77,12 @@ function drawBox(box, labels) {
   if (LINKS_LAST.has(box.role)) node.append(...rest, links);
   else node.append(links, ...rest);
   return node;
+}
+
+// Loopback as it always is once up (step 7): not worth a line; down or just changed, it shows.
+function plainLoopback(link) {
+  return link.kind === "loopback" && link.up && !link.lit && link.addresses.length === 1 &&
+    link.addresses[0] === "127.0.0.1/8";
 }
 
 function drawSwitch(box, br, labels) {
@@ -115,6 +122,7 @@ function drawScene() {
   const s = scene;
   if (!s) return;
   const labels = s.labels;
+  document.body.dataset.kind = s.kind;
   document.getElementById("title").textContent = s.title;
   document.title = s.title;
   const columns = document.getElementById("columns");
@@ -243,6 +251,29 @@ function tracedPairs() {
   return pairs;
 }
 
+// From the bottom edge of the upper end to the top edge of the lower one; ends side by side:
+// from the facing edges, bending sideways.
+function cablePath(ra, rb, frame, lab) {
+  const dx = lab.scrollLeft - frame.left;
+  const dy = lab.scrollTop - frame.top;
+  const [upper, lower] = ra.top <= rb.top ? [ra, rb] : [rb, ra];
+  if (lower.top >= upper.bottom) {
+    const x1 = upper.left + upper.width / 2 + dx;
+    const x2 = lower.left + lower.width / 2 + dx;
+    const y1 = upper.bottom + dy;
+    const y2 = lower.top + dy;
+    const bend = Math.max(16, (y2 - y1) / 2);
+    return `M ${x1} ${y1} C ${x1} ${y1 + bend}, ${x2} ${y2 - bend}, ${x2} ${y2}`;
+  }
+  const [left, right] = ra.left <= rb.left ? [ra, rb] : [rb, ra];
+  const x1 = left.right + dx;
+  const x2 = right.left + dx;
+  const y1 = left.top + left.height / 2 + dy;
+  const y2 = right.top + right.height / 2 + dy;
+  const bend = Math.max(16, Math.abs(x2 - x1) / 2);
+  return `M ${x1} ${y1} C ${x1 + bend} ${y1}, ${x2 - bend} ${y2}, ${x2} ${y2}`;
+}
+
 function drawCables() {
   const svg = document.getElementById("cables");
   const lab = document.getElementById("lab");
@@ -258,18 +289,8 @@ function drawCables() {
     if (!a || !b) continue;
     const ra = a.getBoundingClientRect();
     const rb = b.getBoundingClientRect();
-    const [upper, lower] = ra.top <= rb.top ? [ra, rb] : [rb, ra];
-    const x1 = upper.left + upper.width / 2 - frame.left + lab.scrollLeft;
-    const x2 = lower.left + lower.width / 2 - frame.left + lab.scrollLeft;
-    let y1 = upper.bottom - frame.top + lab.scrollTop;
-    let y2 = lower.top - frame.top + lab.scrollTop;
-    if (y2 < y1) {  // side by side: from the middle of one to the middle of the other
-      y1 = upper.top + upper.height / 2 - frame.top + lab.scrollTop;
-      y2 = lower.top + lower.height / 2 - frame.top + lab.scrollTop;
-    }
-    const bend = Math.max(24, Math.abs(y2 - y1) / 2);
     const path = document.createElementNS(SVG, "path");
-    path.setAttribute("d", `M ${x1} ${y1} C ${x1} ${y1 + bend}, ${x2} ${y2 - bend}, ${x2} ${y2}`);
+    path.setAttribute("d", cablePath(ra, rb, frame, lab));
     const on = traced.has(`${cable.a}|${cable.b}`);
     path.setAttribute("class", `cable ${cable.up ? "up" : "down"}${cable.lit ? " lit" : ""}${on ? " traced" : ""}`);
     path.dataset.a = cable.a;
