@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from browser import Browser, chromium
-from helpers import WAIT, Cnilab, ip
+from helpers import WAIT, Cnilab, cluster_up, goes_idle, ip
 
 # The issue's own requirement: a change shows on the page within a second. Measured from just
 # before `ip` runs to the moment the page has drawn it (both clocks are this machine's).
@@ -152,6 +153,14 @@ def test_the_page_draws_the_lab_follows_ip_within_a_second_and_shows_a_trace(
     assert serving.proc.stderr is not None and serving.proc.stderr.read() == ""
 
 
+def test_serving_an_idle_lab_uses_no_cpu_and_sigterm_ends_it_cleanly(serving: Serving) -> None:
+    # No polling of the kernel: asleep until the kernel (or a trace file) says something.
+    assert goes_idle(serving.proc.pid)
+    serving.proc.terminate()
+    assert serving.proc.wait(timeout=WAIT) == 0
+    assert serving.proc.stderr is not None and serving.proc.stderr.read() == ""
+
+
 def test_serve_refuses_a_busy_port_and_a_bad_address_in_one_line(cnilab: Cnilab) -> None:
     with socket_on_loopback() as port:
         done = cnilab.run("serve", "--port", str(port))
@@ -201,3 +210,40 @@ def test_listening_beyond_loopback_warns_and_anyone_who_can_reach_it_sees_the_la
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_cluster_serve_draws_nodes_pods_and_cables_and_a_cluster_trace(
+        run_dir: Path, tmp_path: Path, shots: Path) -> None:
+    env = {**os.environ, "CNILAB_RUN_DIR": str(run_dir), "LANG": "C.UTF-8"}
+    with cluster_up(run_dir) as c:
+        p = c.plan.prefix
+        cnilab = [sys.executable, "-m", "cnilab", "cluster", "--prefix", p]
+        proc = subprocess.Popen([*cnilab, "serve", "--port", "0"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        serving = Serving(proc)
+        browser = None
+        try:
+            browser = open_page(serving.url, 1280, 720, tmp_path)
+            columns = browser.evaluate("[...document.querySelectorAll('.column')]"
+                                       ".map(c => c.dataset.column)")
+            assert columns == [f"{p}controlplane", f"{p}node01"]
+            pods = browser.evaluate("[...document.querySelectorAll('.box.role-pod')]"
+                                    ".map(b => b.dataset.ns)")
+            assert pods == [f"{p}controlplane-pod1", f"{p}node01-pod1"]
+            ends = browser.evaluate("[...document.querySelectorAll('path.cable')]"
+                                    ".flatMap(c => [c.dataset.a, c.dataset.b])")
+            for pod in pods:  # each pod is cabled to a port of its node's cni0
+                assert f"{pod}/eth0" in ends
+            done = subprocess.run([*cnilab, "trace", "controlplane-pod1", "10.244.1.2"],
+                                  env=env, capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+            hops = browser.until("[...document.querySelectorAll('.hop-badge')]"
+                                 ".map(b => b.parentElement.dataset.end)")
+            assert hops[0] == f"{p}controlplane-pod1/eth0"
+            assert f"{p}node01-pod1/eth0" in hops
+            browser.screenshot(shots / "cluster-serve-1280x720.png")
+        finally:
+            if browser is not None:
+                browser.close()
+            if proc.poll() is None:
+                assert serving.stop() == 0

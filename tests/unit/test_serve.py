@@ -8,8 +8,6 @@ import json
 import os
 import re
 import stat
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from cnilab.render.web.scene import lab_scene
 from cnilab.render.web.server import CSP, Hub, PageServer, asset
 from cnilab.render.web.traces import TraceWatch, load_trace, save_trace, trace_path
 from cnilab.state import Link, Route
+from tests.unit.cold_start import HEAVY, run_cold
 from tests.unit.test_cluster_watch import live_now
 from tests.unit.test_trace import load
 from tests.unit.test_watch import NODE, RED, TOPO, link_down, live_at, recorded
@@ -210,12 +209,9 @@ def test_the_shipped_page_names_no_other_origin() -> None:
 
 
 def test_help_loads_neither_the_server_nor_pyroute2() -> None:
-    code = ("import sys\nfrom cnilab.cli.main import app\ntry:\n    app(['--help'])\n"
-            "except SystemExit:\n    pass\nprint([m for m in sys.modules if m.startswith("
-            "('pyroute2', 'http.server', 'cnilab.render.web', 'cnilab.kernel'))])")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    _, loaded = run_cold(["--help"], ["cluster", "--help"],
+                         heavy=(*HEAVY, "http.server", "cnilab.render.web"))
+    assert loaded == []
 
 
 def test_a_trace_is_left_root_only_and_picked_up_when_it_lands(run_dir: Path) -> None:

@@ -149,29 +149,28 @@ function drawScene() {
   document.body.dataset.version = String(s.version);
 }
 
-function drawSteps(s) {
-  const part = document.getElementById("steps");
+// One section of the side panel: a title and a list, or nothing when the list is empty.
+function panel(id, title, tag, items) {
+  const part = document.getElementById(id);
   part.replaceChildren();
-  if (!s.steps.length) return;
-  part.append(el("h2", null, s.labels.steps));
-  const list = el("ol", "steps");
-  for (const step of s.steps) {
+  if (!items.length) return;
+  const list = el(tag, id);
+  list.append(...items);
+  part.append(el("h2", null, title), list);
+}
+
+function drawSteps(s) {
+  panel("steps", s.labels.steps, "ol", s.steps.map((step) => {
     const item = el("li", `${step.done ? "done" : "todo"}${step.lit ? " lit" : ""}`);
     item.append(el("span", "mark", step.done ? "✔" : "·"), el("span", "n", `${step.n}`),
                 el("span", "step-title", step.title));
-    list.append(item);
-  }
-  part.append(list);
+    return item;
+  }));
 }
 
 function drawChanges(s) {
-  const part = document.getElementById("changes");
-  part.replaceChildren();
-  if (!s.changes.length) return;
-  part.append(el("h2", null, s.labels.changes));
-  const list = el("ul", "changes");
-  for (const c of s.changes) list.append(el("li", c.lit ? "lit" : null, c.text));
-  part.append(list);
+  panel("changes", s.labels.changes, "ul",
+        s.changes.map((c) => el("li", c.lit ? "lit" : null, c.text)));
 }
 
 function hopItem(h) {
