@@ -173,7 +173,9 @@ def test_every_method_but_get_and_head_is_refused(server: PageServer, method: st
 
 def test_on_loopback_a_request_naming_another_host_is_refused(server: PageServer) -> None:
     assert request(server, "GET", "/state", host="attacker.example")[0] == 421
-    assert request(server, "GET", "/state", host="localhost:1")[0] == 200
+    assert request(server, "GET", "/state", host="attacker.example:80")[0] == 421
+    for host in ("localhost:1", "127.0.0.1:8765", "[::1]:8765", "[::1]", "localhost"):
+        assert request(server, "GET", "/state", host=host)[0] == 200, host
 
 
 def test_the_stream_sends_the_scene_then_each_new_one(server: PageServer) -> None:

@@ -9,7 +9,7 @@ from lessons/ui, so the page has none of its own.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from cnilab.i18n import t
@@ -108,7 +108,7 @@ def labels(lang: str) -> dict[str, str]:
 
 
 def changes(log: Iterable[Change], lit: Collection[Key], lang: str,
-            describe: Any = describe_change) -> list[dict[str, Any]]:
+            describe: Callable[[Change, str], str] = describe_change) -> list[dict[str, Any]]:
     """The last changes, newest first, in words."""
     return [_line(describe(c, lang), c.key() in lit) for c in reversed(list(log))]
 

@@ -15,6 +15,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable
+from html import escape
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -126,7 +127,11 @@ class Handler(BaseHTTPRequestHandler):
         """On loopback, only a Host header that names loopback (DNS rebinding)."""
         if not loopback(self.server.host):
             return True
-        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
+        host = self.headers.get("Host") or ""
+        if host.startswith("["):  # [::1]:8765
+            host = host[1:].split("]", 1)[0]
+        elif host.count(":") == 1:  # 127.0.0.1:8765, localhost:8765
+            host = host.split(":", 1)[0]
         return host == "localhost" or (_is_ip(host) and loopback(host))
 
     def do_GET(self) -> None:
@@ -191,7 +196,7 @@ def page(lang: str) -> bytes:
     """index.html in `lang`: its language, title and the sentence shown without JavaScript."""
     html = asset("index.html").decode()
     for key in ("title", "noscript", "connecting"):
-        html = html.replace("{{" + key + "}}", t(f"serve.page_{key}", lang))
+        html = html.replace("{{" + key + "}}", escape(t(f"serve.page_{key}", lang)))
     return html.replace("{{lang}}", lang).encode()
 
 
