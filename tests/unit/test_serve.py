@@ -159,8 +159,9 @@ def test_the_page_and_its_files_come_with_a_same_origin_policy(server: PageServe
         assert headers["x-content-type-options"] == "nosniff"
     status, _, body = request(server, "GET", "/state?lang=ko")
     assert status == 200 and json.loads(body)["scene"] == {"title": "실습"}
-    status, _, body = request(server, "HEAD", "/")
-    assert status == 200 and body == b""
+    for path in ("/", "/events"):
+        status, _, body = request(server, "HEAD", path)
+        assert status == 200 and body == b"", path
     for path in ("/../../etc/passwd", "/static/app.js", "/index.html", "/%2e%2e/etc/passwd"):
         assert request(server, "GET", path)[0] == 404, path
 

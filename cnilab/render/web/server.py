@@ -158,6 +158,7 @@ class Handler(BaseHTTPRequestHandler):
         """As GET, without the body (and without a stream)."""
         if urlsplit(self.path).path == "/events":
             self._headers(HTTPStatus.OK, "text/event-stream", None)
+            self.close_connection = True  # no length, no body: the end of the answer
             return
         self.do_GET()
 
