@@ -23,7 +23,6 @@ from cnilab.cli.console import (
     guarded,
     lab_follows,
     lang_of,
-    lesson_in,
     out,
     topology_of,
     warn,
@@ -65,6 +64,7 @@ def serve(
       sudo cnilab serve
       sudo cnilab serve --port 9000 --lang ko
     """
+    from cnilab import lessons
     from cnilab.i18n import LANGS
     from cnilab.kernel import require_privileges
     from cnilab.lab import LAST_STEP
@@ -77,8 +77,9 @@ def serve(
         require_privileges()
         steps = build_steps(topo)[:LAST_STEP]
         live = LiveLab(steps, highlight_for=highlight)
-        titles = {lg: {s.number: lesson_in(lg).step(s.number).title for s in steps}
-                  for lg in LANGS}
+        # Step titles only: the lesson's text as shipped (no command in it to rewrite).
+        titles = {lg: {s.number: lessons.load("eight-steps", lg).step(s.number).title
+                       for s in steps} for lg in LANGS}
 
         def scene(lit: Collection[Key]) -> dict[str, Any]:
             return {lg: lab_scene(live, topo, titles[lg], lg, lit) for lg in LANGS}
