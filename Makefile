@@ -8,8 +8,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := iproute2 iptables nftables iputils-ping procps net-tools tcpdump curl containernetworking-plugins
 DNF_PACKAGES := iproute iptables-nft nftables iputils procps-ng python3 containernetworking-plugins net-tools tcpdump curl
-# `make test` also drives a real libcni-based runtime (Podman with its CNI backend) over cnilab.
-TEST_PACKAGES := podman runc
+# `make test` also drives a real libcni-based runtime (Podman with its CNI backend) over cnilab,
+# and a real headless browser (chromium, Debian's and Fedora's name) over `cnilab serve`'s page.
+TEST_PACKAGES := podman runc chromium
 # Which package manager installs the system tools: apt (Debian, Ubuntu), dnf (Fedora, RHEL 9
 # and its rebuilds), or none (say what to install).
 PKG_TOOL := $(shell command -v apt-get >/dev/null 2>&1 && echo apt || \

@@ -4,17 +4,19 @@ done.
 Fed by cnilab.kernel.events (namespaces appearing, parts read again after the kernel announced a
 change); it turns each new reading into changes, one per object (a link, an address, a route, a
 neighbour, an FDB entry, a sysctl, a NAT rule), by comparing it with the previous one. No
-printing here: cli/watch.py prints the changes as JSON lines or redraws render/live.
+printing here: cli/watch.py prints the changes as JSON lines or redraws render/live, cli/serve.py
+hands them to the page. follow() is the loop that feeds it.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cnilab.kernel.events import Observed
+from cnilab.kernel.events import NamespaceEvents, Observed
 from cnilab.kernel.messages import NsidMap, resolve_peers
 from cnilab.ops import Key, Step
 from cnilab.state import Namespace, Snapshot
@@ -185,3 +187,18 @@ class LiveLab:
     def next_dim(self, now: float) -> float | None:
         """Seconds until the next highlight fades (the view redraws then); None: none lit."""
         return max(0.0, min(self._lit.values()) - now) if self._lit else None
+
+
+def follow(events: NamespaceEvents, live: LiveLab, show: Callable[[list[Change]], None],
+           timed: bool) -> None:
+    """Read what the kernel says changed, update `live`, hand the changes to `show`; forever.
+
+    timed: wake up when a highlight fades too (a screen, a page); JSON lines sleep until an event.
+    """
+    while True:
+        batch = events.wait(live.next_dim(time.monotonic()) if timed else None)
+        readings: dict[str | None, Observed] = {ns: events.read(ns) for ns in batch.appeared}
+        for ns, parts in batch.dirty.items():
+            if ns in live.seen and ns not in readings:
+                readings[ns] = events.read(ns, parts, live.seen[ns])
+        show(live.update(readings, batch.vanished, time.monotonic()))

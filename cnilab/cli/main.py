@@ -2,8 +2,8 @@
 
 No logic here: the commands live beside this module, one per command group: lab.py and run.py
 (the eight steps), teach.py (lessons, explain, script, practice, check), trace.py, watch.py (the
-live view), cni.py, cluster.py, quiz.py (the cluster's quiz) and scenario.py; all share
-console.py.
+live view), serve.py (the live view in a browser), cni.py, cluster.py, quiz.py (the cluster's
+quiz) and scenario.py; all share console.py.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from cnilab.cli.lab import lab_app
 from cnilab.cli.quiz import quiz
 from cnilab.cli.run import run_app
 from cnilab.cli.scenario import scenario_app
+from cnilab.cli.serve import cluster_serve, serve_app
 from cnilab.cli.teach import teach_app
 from cnilab.cli.trace import cluster_trace, trace_app
 from cnilab.cli.watch import cluster_watch, watch_app
@@ -42,6 +43,7 @@ Examples:
   cnilab explain cluster 5       # any lesson's steps: cnilab lessons
   sudo cnilab practice 6         # do step 6 yourself, then: sudo cnilab check 6
   sudo cnilab trace red 203.0.113.1  # follow one packet hop by hop (after step 8)
+  sudo cnilab serve              # the lab live in a browser (http://127.0.0.1:8765/)
   sudo cnilab teardown           # remove everything cnilab made, nothing else
 
   sudo cnilab scenario start --random   # a broken lab to troubleshoot (exam practice)
@@ -83,12 +85,14 @@ def main_options(
 # the CNI and cluster lessons are sub-commands (`cnilab cni add`, `cnilab cluster up`).
 app.registered_commands += (run_app.registered_commands + lab_app.registered_commands
                             + teach_app.registered_commands)
-app.registered_commands += trace_app.registered_commands + watch_app.registered_commands
+app.registered_commands += (trace_app.registered_commands + watch_app.registered_commands
+                            + serve_app.registered_commands)
 # Short lines of their own in `cnilab --help`: the sub-apps' first sentences are longer.
 # The cluster's quiz, trace and watch live beside the lab's own quiz, trace and watch.
 cluster_app.command()(quiz)
 cluster_app.command("trace")(cluster_trace)
 cluster_app.command("watch")(cluster_watch)
+cluster_app.command("serve")(cluster_serve)
 app.add_typer(cni_app, name="cni", short_help="The CNI lesson: play the runtime, call a plugin.")
 app.add_typer(cluster_app, name="cluster",
               short_help="The cluster lesson: nodes, pods, routes, ports, a quiz.")

@@ -43,7 +43,8 @@ def trace(
     """Follow one real packet hop by hop, and say where and why it dies.
 
     Interfaces, routes, the bridge, ARP, netfilter rules, NAT and the reply, as the kernel saw
-    them. Exit status 0 when the packet (and its reply) got through, 1 when not.
+    them. A `cnilab serve` page shows it too. Exit status 0 when the packet (and its reply) got
+    through, 1 when not.
 
     \b
     Examples:
@@ -56,13 +57,17 @@ def trace(
         from cnilab.lab.lab import lab_site
         from cnilab.trace.run import trace
 
-        show_trace(trace(lab, lab_site(lab.topo), source, to, proto, port), lang, as_json)
+        result = trace(lab, lab_site(lab.topo), source, to, proto, port)
+        show_trace(result, lang, as_json, lab.topo.lab_id)
 
 
-def show_trace(result: TraceResult, lang: str, as_json: bool) -> None:
-    """Print a trace (Rich or JSON); exit 1 when the packet or its reply did not get through."""
+def show_trace(result: TraceResult, lang: str, as_json: bool, lab_id: str) -> None:
+    """Leave the trace for `serve`, print it (Rich or JSON); exit 1 when the packet or its
+    reply did not get through."""
     from cnilab.render.trace import to_json, verdict_line
+    from cnilab.render.web.traces import save_trace
 
+    save_trace(result, lab_id)
     if as_json:
         out_json(to_json(result, lang))
     else:
@@ -97,6 +102,7 @@ def cluster_trace(
       sudo cnilab cluster trace controlplane-pod1 10.244.1.2
       sudo cnilab cluster trace node01 172.17.0.24 --port 6443
     """
+    from cnilab.cluster.plan import lab_id
     from cnilab.cluster.tracing import cluster_site
     from cnilab.trace.run import trace
 
@@ -104,4 +110,4 @@ def cluster_trace(
     with guarded(ctx, lang):
         cluster = existing(ctx)
         result = trace(cluster, cluster_site(cluster.plan), source, to, proto, port)
-        show_trace(result, lang_of(ctx, lang), as_json)
+        show_trace(result, lang_of(ctx, lang), as_json, lab_id(cluster.plan.prefix))

@@ -6,10 +6,8 @@ The kernel-facing half is cnilab.kernel.events, the model cnilab.watch, the scre
 from __future__ import annotations
 
 import os
-import signal
 import time
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,7 +20,9 @@ from cnilab.cli.console import (
     cluster_lang,
     command_line,
     console,
+    follow_live,
     guarded,
+    lab_follows,
     lang_of,
     lesson_in,
     out,
@@ -33,21 +33,11 @@ from cnilab.cli.console import (
 
 if TYPE_CHECKING:
     from cnilab.cluster.live import ClusterLive
-    from cnilab.kernel.events import NamespaceEvents, Observed
+    from cnilab.kernel.events import NamespaceEvents
     from cnilab.lab.topology import Topology
     from cnilab.watch import Change, LiveLab
 
 watch_app = typer.Typer()
-
-
-def follows(topo: Topology, every: bool) -> Callable[[str], bool]:
-    """Which named namespaces the view follows: the lab's, any under its --prefix, or all."""
-    names, prefix = set(topo.namespaces()), topo.prefix
-
-    def follow(name: str) -> bool:
-        return every or name in names or (bool(prefix) and name.startswith(prefix))
-
-    return follow
 
 
 def observed_state(live: LiveLab) -> dict[str, Any]:
@@ -65,42 +55,6 @@ def state_line(live: LiveLab, topo: Topology) -> dict[str, Any]:
     return {"kind": "state", "lab": topo.lab_id, "in_place": topo.in_place,
             "steps": {str(s.number): s.number in live.done for s in live.steps},
             "state": observed_state(live)}
-
-
-@contextmanager
-def wake_on_signals() -> Iterator[int]:
-    """A descriptor that wakes the loop on any signal (SIGWINCH: redraw); SIGTERM stops it."""
-    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-
-    def stop(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    old_wake = signal.set_wakeup_fd(w)
-    old_term = signal.signal(signal.SIGTERM, stop)
-    old_winch = signal.signal(signal.SIGWINCH, lambda *_: None)  # a handler, so it wakes us
-    try:
-        yield r
-    finally:
-        signal.set_wakeup_fd(old_wake)
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGWINCH, old_winch)
-        os.close(r)
-        os.close(w)
-
-
-def run(events: NamespaceEvents, live: LiveLab, show: Callable[[list[Change]], None],
-        timed: bool) -> None:
-    """Read what the kernel says changed, hand the changes to `show`; until Ctrl-C.
-
-    timed: wake up when a highlight fades too (the screen); JSON lines sleep until an event.
-    """
-    while True:
-        batch = events.wait(live.next_dim(time.monotonic()) if timed else None)
-        readings: dict[str | None, Observed] = {ns: events.read(ns) for ns in batch.appeared}
-        for ns, parts in batch.dirty.items():
-            if ns in live.seen and ns not in readings:
-                readings[ns] = events.read(ns, parts, live.seen[ns])
-        show(live.update(readings, batch.vanished, time.monotonic()))
 
 
 @watch_app.command()
@@ -142,31 +96,25 @@ def watch(
             return lambda: render_live(live, topo, titles, lang, live.lit(time.monotonic()),
                                        len(events.watched), cnilab)
 
-        follow_live(live, follows(topo, every), lambda: state_line(live, topo),
-                    None if json_lines else view, own=topo.in_place, nat_in=[topo.node])
+        _watch(live, lab_follows(topo, every), lambda: state_line(live, topo),
+               None if json_lines else view, own=topo.in_place, nat_in=[topo.node])
 
 
-def follow_live(live: LiveLab, follow: Callable[[str], bool], state: Callable[[], dict[str, Any]],
-                view: Callable[[NamespaceEvents], Callable[[], Any]] | None, own: bool = False,
-                nat_in: Collection[str | None] = ()) -> None:
-    """Watch the namespaces `follow` accepts until Ctrl-C (then return: exit 0).
+def _watch(live: LiveLab, follow: Callable[[str], bool], state: Callable[[], dict[str, Any]],
+           view: Callable[[NamespaceEvents], Callable[[], Any]] | None, own: bool = False,
+           nat_in: Collection[str | None] = ()) -> None:
+    """view None: the `state` line, then a JSON line per change; else the screen `view` draws."""
+    from cnilab.watch import follow as follow_events
 
-    view None: the `state` line, then a JSON line per change; else the screen `view` draws.
-    """
-    from cnilab.kernel.events import NamespaceEvents
+    def loop(events: NamespaceEvents) -> None:
+        if view is None:
+            out_json_line(state())
+            follow_events(events, live, print_changes, timed=False)
+        else:
+            _screen(events, live, view(events))
 
     try:
-        with wake_on_signals() as wake, NamespaceEvents(
-                follow, own=own, nat_in=nat_in, wake_fd=wake) as events:
-            live.nsid_map = events.nsid_map
-            live.start({ns: events.read(ns) for ns in events.start()})
-            if view is None:
-                out_json_line(state())
-                run(events, live, print_changes, timed=False)
-            else:
-                _screen(events, live, view(events))
-    except KeyboardInterrupt:
-        return  # Ctrl-C is how watching ends: no message, exit 0
+        follow_live(live, follow, loop, own=own, nat_in=nat_in)
     except BrokenPipeError:  # `cnilab watch --json-lines | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 
@@ -179,6 +127,8 @@ def print_changes(changes: list[Change]) -> None:
 
 def _screen(events: NamespaceEvents, live: LiveLab, view: Callable[[], Any]) -> None:
     from rich.live import Live
+
+    from cnilab.watch import follow as run
 
     if not console().is_terminal:  # a log, not a screen: one picture per change
         out(view())
@@ -236,5 +186,5 @@ def cluster_watch(
                                           len(events.watched),
                                           screen.size.height if height else None, cnilab)
 
-        follow_live(live, follows(prefix), lambda: cluster_state_line(live),
-                    None if json_lines else view)
+        _watch(live, follows(prefix), lambda: cluster_state_line(live),
+               None if json_lines else view)

@@ -38,3 +38,9 @@ def test_wheel_in_a_fresh_venv_runs_help_and_the_whole_lab(cnilab: Cnilab,
     assert "Create veth pairs" in lab.stdout  # lesson text found inside the installed package
     assert run("teardown").returncode == 0
     assert prefixed_netns(cnilab.prefix) == []
+    # `serve`'s page ships inside the package (no file fetched from anywhere else).
+    page = subprocess.run([str(venv / "bin" / "python"), "-c", "from cnilab.render.web.server "
+                           "import asset; print(*(len(asset(n)) for n in ('index.html', "
+                           "'app.js', 'style.css')))"], cwd=outside, capture_output=True,
+                          text=True, check=True)
+    assert all(int(size) > 0 for size in page.stdout.split())
