@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cnilab.cni import entry, ipam, spec
+from cnilab.cni import bridge, entry, ipam, spec
 from cnilab.cni.install import install, script
 from cnilab.cni.spec import CniError
 
@@ -42,17 +42,47 @@ def test_environment_is_read_and_checked() -> None:
                                   "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}).netns == ""
 
 
+def test_a_call_is_parsed_once_into_one_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[object] = []
+    real = json.loads
+    monkeypatch.setattr(spec.json, "loads", lambda text: decoded.append(text) or real(text))
+    seen: list[spec.Request] = []
+    conf = {"cniVersion": "1.1.0", "name": "n", "type": "cnilab"}
+    text, code = spec.run(lambda req: seen.append(req) or None,
+                          {**ENV, "CNI_ARGS": "IP=10.0.0.5"}, json.dumps(conf).encode())
+    assert (text, code) == ("", 0) and len(decoded) == 1
+    assert seen[0].config == conf and seen[0].env.args == {"IP": "10.0.0.5"}
+    assert seen[0].env.cni_args == "IP=10.0.0.5" and seen[0].as_command("DEL").command == "DEL"
+
+
+def test_an_in_process_call_is_checked_as_the_executables_without_a_fake_cni_path() -> None:
+    conf = {"cniVersion": "1.0.0", "name": "n", "type": "cnilab"}
+    req = bridge.request("ADD", conf, "abc", "pod-x", "eth0", "MAC=02:42:0a:f4:01:05")
+    assert req.env.netns == "/run/netns/pod-x" and req.env.path == ()
+    assert req.env.args == {"MAC": "02:42:0a:f4:01:05"}
+    assert code_of(bridge.request, "ADD", conf, "abc", "", "eth0") == spec.INVALID_ENVIRONMENT
+    assert code_of(bridge.request, "ADD", conf, "a b", "x") == spec.INVALID_ENVIRONMENT
+    assert code_of(bridge.request, "DEL", {**conf, "cniVersion": "0.4.0"}, "abc", "", "eth0") == 1
+    # The executable's environment must still name CNI_PATH.
+    env = {k: v for k, v in ENV.items() if k != "CNI_PATH"}
+    assert code_of(spec.read_environment, env) == spec.INVALID_ENVIRONMENT
+
+
+def parse_config(text: str | bytes, command: str = "ADD") -> dict[str, Any]:
+    return spec.check_config(spec.decode_config(text), command)
+
+
 def test_config_errors_have_the_spec_codes() -> None:
     good = {"cniVersion": "1.1.0", "name": "n", "type": "cnilab"}
-    assert spec.parse_config(json.dumps(good)) == good
-    assert code_of(spec.parse_config, b"{") == spec.DECODE_FAILURE
-    assert code_of(spec.parse_config, b"[]") == spec.DECODE_FAILURE
-    assert code_of(spec.parse_config, json.dumps({**good, "cniVersion": "0.3.1"})) == 1
-    assert code_of(spec.parse_config, json.dumps({**good, "name": "a b"})) == 7
-    assert code_of(spec.parse_config, json.dumps({"name": "n", "type": "t"})) == 7
-    assert code_of(spec.parse_config, json.dumps({**good, "prevResult": 3})) == 6
-    assert code_of(spec.parse_config, json.dumps({**good, "cniVersion": "1.0.0"}), "GC") == 1
-    assert spec.parse_config(b"", "VERSION") == {}
+    assert parse_config(json.dumps(good)) == good
+    assert code_of(parse_config, b"{") == spec.DECODE_FAILURE
+    assert code_of(parse_config, b"[]") == spec.DECODE_FAILURE
+    assert code_of(parse_config, json.dumps({**good, "cniVersion": "0.3.1"})) == 1
+    assert code_of(parse_config, json.dumps({**good, "name": "a b"})) == 7
+    assert code_of(parse_config, json.dumps({"name": "n", "type": "t"})) == 7
+    assert code_of(parse_config, json.dumps({**good, "prevResult": 3})) == 6
+    assert code_of(parse_config, json.dumps({**good, "cniVersion": "1.0.0"}), "GC") == 1
+    assert spec.reply_version({"cniVersion": 1}) == spec.reply_version({}) == spec.LATEST
 
 
 def test_error_object_shape() -> None:
@@ -232,9 +262,9 @@ def test_errors_carry_the_configs_cni_version(version: str) -> None:
     conf = json.dumps({"cniVersion": version, "name": "n", "type": "cnilab"}).encode()
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "relative",
            "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}
-    text, code = spec.run(lambda e, c: None, env, conf)
+    text, code = spec.run(lambda req: None, env, conf)
     assert code == 1 and json.loads(text)["cniVersion"] == version
-    def refuse(e: spec.Environment, c: dict[str, Any]) -> None:
+    def refuse(req: spec.Request) -> None:
         raise CniError(spec.KERNEL_REFUSED, "no")
 
     text, code = spec.run(refuse, {**env, "CNI_NETNS": "/run/netns/x"}, conf)
