@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cnilab.cni import spec
 from cnilab.cni.exec import delegate
 from cnilab.cni.spec import CniError
+from cnilab.errors import KernelError
 from cnilab.ops import AddRule, KernelApi, Op
 from cnilab.state import Snapshot
 
@@ -140,17 +141,23 @@ class PrependRoute(Op):
 
 def delete_rules(k: Kernel, node: str | None, network: str,
                  doomed: Callable[[str], bool]) -> int:
-    """Delete the network's NAT rules whose attachment hash `doomed` picks."""
-    count, net = 0, network_hash(network)
+    """Delete the network's NAT rules whose attachment hash `doomed` picks, found by their
+    comment in the node's POSTROUTING (every rule read): all in one iptables-restore."""
+    net, gone = network_hash(network), []  # -D lines
     for line in k.iptables(node, ["-t", "nat", "-S", "POSTROUTING"]).splitlines():
         tokens = shlex.split(line)
         if "--comment" not in tokens or tokens[0] != "-A":
             continue
         m = COMMENT_RE.match(tokens[tokens.index("--comment") + 1])
         if m and m["net"] == net and doomed(m["id"]):
-            k.iptables(node, ["-t", "nat", "-D", *tokens[1:]], missing_ok=True)
-            count += 1
-    return count
+            gone.append(["-D", *tokens[1:]])
+    try:
+        if gone:
+            k.iptables_restore(node, "nat", gone)
+    except KernelError:  # a parallel DEL or GC took one since: each alone, gone is fine
+        for words in gone:
+            k.iptables(node, ["-t", "nat", *words], missing_ok=True)
+    return len(gone)
 
 
 def pod_mac(conf: Mapping[str, Any], args: Mapping[str, str]) -> str | None:

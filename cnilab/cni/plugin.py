@@ -38,6 +38,8 @@ from cnilab.ops import (
     SetMac,
     SetMaster,
     SetSysctl,
+    apply_rules,
+    undo_rules,
 )
 
 if TYPE_CHECKING:
@@ -173,9 +175,9 @@ def _attach(ctx: Attaching) -> dict[str, Any]:
         PrependRoute(path, dst, str(via), ifname).apply(k)
     if bc.ip_masq:
         k.require_iptables()
-        for ip in ips:
-            for rule in masq_ops(node, bc, call.env.container_id, ip):
-                ctx.apply(rule)
+        rules = [r for ip in ips for r in masq_ops(node, bc, call.env.container_id, ip)]
+        apply_rules(k, rules)  # one iptables-restore: one process, all or none of them
+        ctx.done.extend(rules)
     return _result(ctx, gateways, routes, bridge_mac)
 
 
@@ -241,16 +243,25 @@ def delete(config: Mapping[str, Any], container_id: str, netns: str = "", ifname
 
 def detach(call: PodCall) -> None:
     """DEL of a checked call (the executable's and the in-process API's)."""
-    k, node, bc, path = call.kernel, call.node, call.bc, call.env.netns
+    k, node, bc, path, cid = call.kernel, call.node, call.bc, call.env.netns, call.env.container_id
+    addresses: list[str] = []
     if path and os.path.exists(path):
         try:
+            pod = k.get_link(path, call.env.ifname)
+            addresses = list(pod.addresses) if pod is not None else []
             k.delete_link(path, call.env.ifname)  # its peer on the bridge goes with it
         finally:
             k.close_netns(path)
     k.delete_link(node, call.host)
     if bc.ip_masq and k.has_iptables:
-        mine = attachment_hash(bc.name, call.env.container_id)
-        delete_rules(k, node, bc.name, lambda h: h == mine)
+        # The pod's rules are known from its addresses: deleted in one iptables-restore, with
+        # no walk over the node's rules. When they are not known (the pod's namespace or
+        # interface is gone) or one is already gone, they are found by their comment.
+        rules = [r for a in addresses if ":" not in a
+                 for r in masq_ops(node, bc, cid, IPv4Interface(a))]
+        if not (rules and undo_rules(k, rules)):
+            mine = attachment_hash(bc.name, cid)
+            delete_rules(k, node, bc.name, lambda h: h == mine)
     call.ipam()
 
 
