@@ -208,7 +208,7 @@ def test_ipam_executable_twenty_parallel_adds(tmp_path: Path) -> None:
 
 
 def test_plugin_scripts_do_not_import_typer_or_rich(tmp_path: Path) -> None:
-    assert script("cnilab").startswith(f"#!{sys.executable} -S\n")
+    assert script("cnilab").startswith(f"#!{sys.executable} -IS\n")
     install(tmp_path)
     for name in ("cnilab", "cnilab-ipam"):
         text = (tmp_path / name).read_text()
@@ -222,6 +222,20 @@ def test_plugin_scripts_do_not_import_typer_or_rich(tmp_path: Path) -> None:
     out = subprocess.run([str(tmp_path / "cnilab")], input=b'{"cniVersion": "1.1.0"}',
                          env=env, capture_output=True, check=True).stdout
     assert json.loads(out)["supportedVersions"] == ["1.0.0", "1.1.0"]
+
+
+def test_plugin_scripts_ignore_the_runtimes_python_variables(tmp_path: Path) -> None:
+    # Isolated mode: a PYTHONPATH in the runtime's environment cannot shadow a module the
+    # plugin imports (here the standard library's ipaddress).
+    install(tmp_path / "bin")
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "ipaddress.py").write_text("raise SystemExit('PYTHONPATH was followed')\n")
+    env = {"CNI_COMMAND": "ADD", "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(planted)}
+    done = subprocess.run([str(tmp_path / "bin" / "cnilab-ipam")], input=b"{}", env=env,
+                          capture_output=True, check=False)
+    assert b"PYTHONPATH" not in done.stderr
+    assert json.loads(done.stdout)["code"] == spec.INVALID_ENVIRONMENT
 
 
 # libcni's GetVersionInfo (pkg/invoke/exec.go): placeholders in everything but CNI_COMMAND.
@@ -245,9 +259,10 @@ def test_version_answers_libcni_placeholder_probe(tmp_path: Path, name: str, std
 
 def test_version_imports_nothing_but_the_entry(tmp_path: Path) -> None:
     install(tmp_path)
-    env = {**os.environ, **LIBCNI_PROBE, "PYTHONPROFILEIMPORTTIME": "1"}
-    done = subprocess.run([str(tmp_path / "cnilab")], input=b'{"cniVersion":"1.0.0"}',
-                          env=env, capture_output=True, check=True)
+    env = {**os.environ, **LIBCNI_PROBE}  # -I ignores PYTHONPROFILEIMPORTTIME: -X it is
+    done = subprocess.run([sys.executable, "-IS", "-X", "importtime", str(tmp_path / "cnilab")],
+                          input=b'{"cniVersion":"1.0.0"}', env=env, capture_output=True,
+                          check=True)
     imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines()}
     assert "cnilab.cni.entry" in imported
     assert not {"cnilab.cni.spec", "cnilab.errors", "ipaddress", "pyroute2.iproute"} & imported
