@@ -16,6 +16,7 @@ import pytest
 
 from cnilab.cni import bridge, entry, ipam, spec
 from cnilab.cni.install import install, script
+from cnilab.cni.ipam_store import Store
 from cnilab.cni.spec import CniError
 
 ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc", "CNI_NETNS": "/run/netns/x",
@@ -170,8 +171,9 @@ def test_ipam_requested_address_duplicate_and_exhaustion(tmp_path: Path) -> None
     ipam.check(conf, "a", "eth0")
     assert code_of(ipam.check, conf, "d", "eth0") == spec.CHECK_FAILED
     assert sorted(map(str, ipam.gc(conf, {("a", "eth0")}))) == ["10.5.0.10", "10.5.0.11"]
-    assert sorted(p.name for p in (tmp_path / "n1").iterdir()) == [
-        "10.5.0.12", "last_reserved_ip.0", "lock"]
+    assert sorted(p.name for p in (tmp_path / "n1").iterdir()) == [  # GC: b's, c's index too
+        "10.5.0.12", Store(tmp_path / "n1")._index("a", "eth0").name, "last_reserved_ip.0",
+        "lock"]
 
 
 def test_ipam_config_errors(tmp_path: Path) -> None:
