@@ -70,8 +70,11 @@ def restore(binary: str | None, netns: str | None, table: str, lines: list[list[
     """
     text = "".join([f"*{table}\n", *(" ".join(map(_word, ln)) + "\n" for ln in lines),
                     "COMMIT\n"])
+    program = restore_binary(require(binary))
+    if not os.access(program, os.X_OK):  # iptables without its restore: how to install both
+        raise MissingTool.of("no_iptables", install=install_command("iptables"))
     # -w: legacy iptables then waits for the xtables lock a parallel call holds (nft ignores it)
-    argv = [restore_binary(require(binary)), "--noflush", "-w"]
+    argv = [program, "--noflush", "-w"]
     done = run_in_netns(netns, lambda: subprocess.run(argv, input=text, capture_output=True,
                                                       text=True, check=False))
     if done.returncode != 0:
