@@ -5,6 +5,7 @@ rule text the lesson prints; cnilab-ipam in the plugin's own process."""
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import subprocess
 from pathlib import Path
@@ -78,3 +79,13 @@ def test_cnilab_ipam_runs_in_the_plugins_process(box: Sandbox, tmp_path: Path) -
     assert leases(tmp_path) == ["10.77.0.2"]
     assert box.call("cnilab", "DEL", cfg, "c1", pod, cni_path=[str(nowhere)]).ok
     assert leases(tmp_path) == []
+
+
+def test_del_with_one_rule_already_gone_removes_the_other(box: Sandbox, tmp_path: Path) -> None:
+    pod, cfg = box.pod("p"), conf(tmp_path)
+    assert box.call("cnilab", "ADD", cfg, "c1", pod).ok
+    first = node_state(box)[1][0]  # someone deleted one of the pod's two rules by hand
+    box.kernel.iptables(box.node, ["-t", "nat", "-D", *shlex.split(first)[1:]])
+    assert len(node_state(box)[1]) == 1
+    assert box.call("cnilab", "DEL", cfg, "c1", pod).ok  # the transaction fails; found by comment
+    assert node_state(box) == ([], []) and leases(tmp_path) == []
