@@ -1,11 +1,16 @@
-"""Benchmark: ADD and DEL latency of the cnilab plugin against the reference bridge + host-local.
+"""Benchmark: the cnilab CNI plugin beside the reference bridge + host-local, as runtimes call them.
 
-Run as root: `python bench/bench_cni.py` (or `sudo make bench`). Each plugin runs, as a runtime
-runs it (a process per call, CNI_* environment, config on stdin), inside a node namespace this
-script makes, with pods of its own; everything is removed at the end. Same config for both
-(cniVersion 1.0.0, the reference's newest): bridge, isGateway, ipMasq, a /24, a default route.
-Prints medians of ADD, DEL, VERSION and ADD+DEL side by side and the ratios (targets: VERSION
-under 40 ms; ADD+DEL within 3x the reference).
+Run as root: `python bench/bench_cni.py` (or `sudo make bench`). Each plugin runs as a runtime
+runs it (a process per call, CNI_* environment, config on stdin, `nsenter` into a node
+namespace this script makes), with pods of its own; everything is removed at the end. Same
+config for both (cniVersion 1.0.0, the reference's newest): bridge, isGateway, ipMasq, a /24, a
+default route. The two plugins' calls are interleaved, so both see the same load.
+
+Prints medians of wall time (what a runtime waits) and CPU time (the plugin and what it runs;
+what the machine's load inflates least), the ratios and the targets: ADD and DEL within 2.5x
+the reference's wall time and 3x its CPU, VERSION under 40 ms, ADD+DEL on a node with 1000
+pods as on an empty one, a container's network under Podman's CNI backend within 2x. Beside
+them, the floor: what Python and pyroute2 cost before cnilab does anything.
 """
 
 from __future__ import annotations
@@ -13,26 +18,33 @@ from __future__ import annotations
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from cnilab.cni import plugin
 from cnilab.cni.exec import find_reference
+from cnilab.cni.install import script
 from tests.kernel.cni_sandbox import Sandbox
 
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
+PODS = int(os.environ.get("BENCH_PODS", "1000"))
 PREFIX = f"bcni{os.getpid() % 100000}-"
+Timing = tuple[float, float]  # wall ms, CPU ms
 
 
-def config(plugin: str, ipam: str, data_dir: str) -> dict[str, object]:
+def config(plugin: str, ipam: str, data_dir: str, subnet: str = "10.79.0.0/24"
+           ) -> dict[str, object]:
     """The network both plugins get; only the types differ."""
     return {"cniVersion": "1.0.0", "name": "benchnet", "type": plugin, "bridge": "cni0",
             "isGateway": True, "ipMasq": True,
-            "ipam": {"type": ipam, "subnet": "10.79.0.0/24", "routes": [{"dst": "0.0.0.0/0"}],
+            "ipam": {"type": ipam, "subnet": subnet, "routes": [{"dst": "0.0.0.0/0"}],
                      "dataDir": data_dir}}
 
 
@@ -42,65 +54,158 @@ def cpu_ms() -> float:
     return (usage.ru_utime + usage.ru_stime) * 1000
 
 
-def measure(box: Sandbox, plugin: str, ipam: str, data_dir: str
-            ) -> dict[str, tuple[float, float]]:
-    """Median (wall, CPU) ms of ADD, DEL, VERSION and ADD+DEL; a fresh container ID each round.
+def timed(run: Callable[[], Any]) -> Timing:
+    """Wall and children's CPU ms of one run."""
+    cpu, start = cpu_ms(), time.perf_counter()
+    run()
+    return (time.perf_counter() - start) * 1000, cpu_ms() - cpu
 
-    CPU time (of the plugin and what it runs: nsenter, iptables, IPAM) is what the machine's
-    load does not inflate; wall time is what a runtime waits.
-    """
-    cfg = config(plugin, ipam, data_dir)
-    pod = box.pod(f"{plugin}-pod")
-    box.call(plugin, "ADD", cfg, "warmup", pod)  # the bridge exists from now on, as on a node
-    box.call(plugin, "DEL", cfg, "warmup", pod)
-    seen: dict[str, list[tuple[float, float]]] = {"ADD": [], "DEL": [], "VERSION": []}
 
-    def timed(label: str, *args: Any, **kwargs: Any) -> None:
-        cpu = cpu_ms()
-        call = box.call(plugin, *args, **kwargs)
-        if not call.ok:
-            raise SystemExit(f"{plugin} {label} failed: {call.stdout}")
-        seen[label].append((call.seconds * 1000, cpu_ms() - cpu))
+def median(times: list[Timing]) -> Timing:
+    """Median wall and median CPU."""
+    return statistics.median(w for w, _ in times), statistics.median(c for _, c in times)
 
+
+class Side:
+    """One plugin (cnilab or the reference) in its own node namespace."""
+
+    def __init__(self, box: Sandbox, plugin: str, ipam: str, data_dir: str) -> None:
+        self.box, self.plugin, self.cfg = box, plugin, config(plugin, ipam, data_dir)
+        self.pod = box.pod(f"{plugin}-pod")
+        self.seen: dict[str, list[Timing]] = {"ADD": [], "DEL": [], "VERSION": []}
+
+    def call(self, command: str, cid: str, label: str | None = None) -> Timing:
+        """One call exec'd as a runtime does; its timing kept under `label`."""
+        def run() -> None:
+            if command == "VERSION":  # libcni's probe: placeholders but for CNI_COMMAND
+                done = self.box.call(self.plugin, "VERSION", {"cniVersion": "1.0.0"}, "dummy",
+                                     "dummy", ifname="dummy", args="dummy=dummy")
+            else:
+                done = self.box.call(self.plugin, command, self.cfg, cid, self.pod)
+            if not done.ok:
+                raise SystemExit(f"{self.plugin} {command} failed: {done.stdout}")
+
+        t = timed(run)
+        if label:
+            self.seen[label].append(t)
+        return t
+
+
+def per_call(sides: list[Side]) -> None:
+    """ADD, DEL and VERSION of both plugins, interleaved; a fresh container ID each round."""
+    for side in sides:  # the bridge exists from now on, as on a node
+        side.call("ADD", "warmup")
+        side.call("DEL", "warmup")
     for i in range(RUNS):
-        timed("ADD", "ADD", cfg, f"c{i}", pod)
-        timed("DEL", "DEL", cfg, f"c{i}", pod)
-        # libcni's probe: placeholders in every variable but CNI_COMMAND
-        timed("VERSION", "VERSION", {"cniVersion": "1.0.0"}, "dummy", "dummy",
-              ifname="dummy", args="dummy=dummy")
-    seen["ADD+DEL"] = [(a[0] + d[0], a[1] + d[1]) for a, d in zip(seen["ADD"], seen["DEL"])]
-    return {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
-            for k, v in seen.items()}
+        for command in ("ADD", "DEL", "VERSION"):
+            for side in sides:
+                side.call(command, f"c{i}", command)
 
 
-def podman_cost(reference: bool) -> tuple[float, float] | None:
-    """Median wall time (ms) of `podman run -d` + `podman rm` on the network, and with
-    `--network none` (the difference is the network's cost per container); None without
-    podman."""
+# pyroute2's message classes loaded as cnilab.kernel.iproute loads them: its package bare, its
+# __init__ (asyncio, NDB, IPDB) never run.
+PYROUTE2 = ("import importlib.util, types; s = importlib.util.find_spec('pyroute2'); "
+            "m = types.ModuleType('pyroute2'); m.__path__ = list(s.submodule_search_locations); "
+            "sys.modules['pyroute2'] = m; import pyroute2.netlink.exceptions, "
+            "pyroute2.netlink.rtnl.ifaddrmsg, pyroute2.netlink.rtnl.ifinfmsg, "
+            "pyroute2.netlink.rtnl.ndmsg, pyroute2.netlink.rtnl.nsidmsg, "
+            "pyroute2.netlink.rtnl.rtmsg")
+
+
+def floor() -> dict[str, Timing]:
+    """What the plugin's process costs before cnilab's code runs: Python started as the
+    executable starts it (-IS, inside a node namespace via nsenter), with pyroute2's message
+    classes loaded, then with every module an ADD imports (no call made)."""
+    paths = next(ln for ln in script("cnilab").splitlines() if ln.startswith("sys.path"))
+    box = Sandbox(f"{PREFIX}floor-", Path(tempfile.mkdtemp(prefix="cnilab-bench-")) / "bin")
+    try:
+        out = {}
+        for label, code in (("python -IS", "pass"),
+                            ("python + pyroute2 msgs", f"import sys; {paths}; {PYROUTE2}"),
+                            ("+ cnilab's modules", f"import sys; {paths}; import cnilab.cni.entry,"
+                             " cnilab.cni.plugin, cnilab.kernel.iproute, cnilab.cni.ipam")):
+            argv = ["nsenter", f"--net=/run/netns/{box.node}", sys.executable, "-IS", "-c", code]
+            out[label] = median([timed(lambda a=argv: subprocess.run(a, check=True))
+                                 for _ in range(RUNS)])
+        return out
+    finally:
+        box.close()
+
+
+def crowded(box: Sandbox, data_dir: str) -> dict[str, Timing]:
+    """ADD+DEL exec'd on a node with no other pod, then with PODS pods (each a namespace, a
+    veth on the bridge, a lease, two NAT rules: attached in this process to be quick); beside
+    it, what iptables alone costs there: one rule added and deleted by iptables-restore."""
+    side = Side(box, "cnilab", "cnilab-ipam", data_dir)
+    side.cfg = config("cnilab", "cnilab-ipam", data_dir, "10.80.0.0/20")
+    restore = ["nsenter", f"--net=/run/netns/{box.node}", "iptables-restore", "--noflush", "-w"]
+
+    def add_del(tag: str) -> tuple[Timing, Timing]:
+        out, rules = [], []
+        for i in range(RUNS):
+            a, d = side.call("ADD", f"{tag}{i}"), side.call("DEL", f"{tag}{i}")
+            out.append((a[0] + d[0], a[1] + d[1]))
+            a, d = (timed(lambda text=text: subprocess.run(restore, input=text, text=True,
+                                                           check=True))
+                    for text in (f"*nat\n{op} POSTROUTING -s 10.99.0.1/32 -j ACCEPT\nCOMMIT\n"
+                                 for op in ("-A", "-D")))
+            rules.append((a[0] + d[0], a[1] + d[1]))
+        return median(out), median(rules)
+
+    empty = add_del("e")
+    for i in range(PODS):
+        plugin.add(side.cfg, f"p{i}", box.pod(f"p{i}"), node=box.node, kernel=box.kernel)
+    full = add_del("f")
+    return {"ADD+DEL, empty node": empty[0], f"ADD+DEL, {PODS} pods": full[0],
+            "iptables -A -D, empty": empty[1], f"iptables -A -D, {PODS} pods": full[1]}
+
+
+def podman_cost() -> tuple[Timing, Timing] | None:
+    """Median wall ms of `podman run -d` + `podman rm` on the network minus the same with
+    `--network none` (the network's cost per container), cnilab's and the reference's, runs
+    interleaved; None without podman."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "kernel"))
-    from podman_box import NET1, PODMAN, RUN, RUNC, CannotRun, podman_box
+    from podman_box import NET1, PODMAN, RUN, RUNC, CannotRun, Podman, podman_box
 
     if not (PODMAN and RUNC):
         return None
-    side = "ref" if reference else "ours"
+
+    def one(box: Podman, name: str, network: str) -> Timing:
+        return timed(lambda: (
+            box.run(*RUN, "--name", name, "--network", network, "--rootfs",
+                    str(box.dir / "rootfs"), "/bin/sleep", "100000"),
+            box.run("rm", "--force", "--time", "0", name)))
+
     try:
-        with podman_box(f"{PREFIX}pm{side}-", reference) as box:
-            times: dict[str, list[float]] = {"net": [], "none": []}
-            for i in range(max(5, RUNS // 3)):
-                for kind, network in (("net", NET1), ("none", "none")):
-                    start = time.perf_counter()
-                    box.run(*RUN, "--name", f"c{i}{kind}", "--network", network,
-                            "--rootfs", str(box.dir / "rootfs"), "/bin/sleep", "100000")
-                    box.run("rm", "--force", "--time", "0", f"c{i}{kind}")
-                    times[kind].append((time.perf_counter() - start) * 1000)
+        with podman_box(f"{PREFIX}pmo-") as ours, podman_box(f"{PREFIX}pmr-", True) as ref:
+            times: dict[str, list[Timing]] = {k: [] for k in ("ours", "ref", "on", "rn")}
+            for i in range(max(5, RUNS // 2)):
+                for key, box, network in (("ours", ours, NET1), ("ref", ref, NET1),
+                                          ("on", ours, "none"), ("rn", ref, "none")):
+                    times[key].append(one(box, f"c{i}{key}", network))
     except CannotRun as e:
         print(f"bench_cni: podman cannot run containers here ({e}); runtime figures skipped")
         return None
-    return statistics.median(times["net"]), statistics.median(times["none"])
+    m = {k: median(v) for k, v in times.items()}
+    return ((m["ours"][0] - m["on"][0], m["ours"][1] - m["on"][1]),
+            (m["ref"][0] - m["rn"][0], m["ref"][1] - m["rn"][1]))
+
+
+def row(label: str, ours: Timing, ref: Timing | None) -> str:
+    """One line of the table: wall and CPU, ours, the reference's, the ratios."""
+    if ref is None:
+        return f"{label:22}{ours[0]:>9.1f}{'':>10}{'':>7}{ours[1]:>10.1f}"
+    return (f"{label:22}{ours[0]:>9.1f}{ref[0]:>10.1f}{ours[0] / max(ref[0], 0.1):>6.1f}x"
+            f"{ours[1]:>10.1f}{ref[1]:>10.1f}{ours[1] / max(ref[1], 0.1):>6.1f}x")
+
+
+def verdict(ok: bool, what: str) -> str:
+    """A target's line."""
+    return f"target: {what}: {'met' if ok else 'NOT met'}"
 
 
 def main() -> int:
-    """Run both plugins in their own sandboxes and print the table."""
+    """Run both plugins in their own node namespaces and print the table."""
     if os.geteuid() != 0:
         print("bench_cni: needs root (it builds network namespaces)", file=sys.stderr)
         return 1
@@ -108,37 +213,42 @@ def main() -> int:
         print("bench_cni: reference plugins not installed "
               "(apt-get install containernetworking-plugins); skipped")
         return 0
-    rows = {}
     with tempfile.TemporaryDirectory(prefix="cnilab-bench-cni-") as tmp:
-        for plugin, ipam in (("cnilab", "cnilab-ipam"), ("bridge", "host-local")):
-            box = Sandbox(f"{PREFIX}{plugin}-", Path(tmp) / "bin")
-            try:
-                rows[plugin] = measure(box, plugin, ipam, f"{tmp}/{plugin}")
-            finally:
+        boxes = [Sandbox(f"{PREFIX}{p}-", Path(tmp) / "bin") for p in ("ours", "ref", "full")]
+        try:
+            sides = [Side(boxes[0], "cnilab", "cnilab-ipam", f"{tmp}/ours"),
+                     Side(boxes[1], "bridge", "host-local", f"{tmp}/ref")]
+            per_call(sides)
+            full = crowded(boxes[2], f"{tmp}/full")
+        finally:
+            for box in boxes:
                 box.close()
-    ours, ref = rows["cnilab"], rows["bridge"]
-    print(f"CNI plugin latency, median of {RUNS} (a process per call, inside a node namespace,"
-          " as a runtime does)")
-    print(f"{'':10}{'cnilab':>10}{'reference':>11}{'ratio':>7}   {'CPU: cnilab':>12}"
-          f"{'reference':>11}{'ratio':>7}")
-    for label in ("ADD", "DEL", "VERSION", "ADD+DEL"):
-        (a, ac), (b, bc) = ours[label], ref[label]
-        print(f"{label:10}{a:>8.1f}ms{b:>9.1f}ms{a / b:>6.1f}x   {ac:>10.1f}ms{bc:>9.1f}ms"
-              f"{ac / max(bc, 0.1):>6.1f}x")
-    ratio = ours["ADD+DEL"][0] / ref["ADD+DEL"][0]
-    print(f"target: VERSION under 40 ms: {'met' if ours['VERSION'][0] < 40 else 'NOT met'}"
-          f" ({ours['VERSION'][0]:.1f} ms)")
-    print(f"target: ADD+DEL within 3x the reference: {'met' if ratio <= 3 else 'NOT met'}"
-          f" ({ratio:.1f}x wall, {ours['ADD+DEL'][1] / ref['ADD+DEL'][1]:.1f}x CPU)")
-    ours_pm, ref_pm = podman_cost(False), podman_cost(True)
-    if ours_pm and ref_pm:
-        net_ours, net_ref = ours_pm[0] - ours_pm[1], ref_pm[0] - ref_pm[1]
-        print("Per container under Podman (CNI backend, libcni): run -d + rm, network minus "
-              "--network none")
-        print(f"{'network':12}{net_ours:>10.1f}ms{net_ref:>18.1f}ms"
-              f"{net_ours / max(net_ref, 1):>7.1f}x")
-        print(f"target: network cost within 2x the reference's: "
-              f"{'met' if net_ours <= 2 * net_ref else 'NOT met'}")
+    ours, ref = ({k: median(v) for k, v in s.seen.items()} for s in sides)
+    print(f"CNI plugin, median of {RUNS} calls (a process per call, nsenter into a node "
+          "namespace, as a runtime does)")
+    print(f"{'ms':22}{'cnilab':>9}{'reference':>10}{'ratio':>7}{'CPU ours':>10}{'CPU ref':>10}"
+          f"{'ratio':>7}")
+    for label in ("ADD", "DEL", "VERSION"):
+        print(row(label, ours[label], ref[label]))
+    for label, t in full.items():
+        print(row(label, t, None))
+    for label, t in floor().items():
+        print(row(f"floor: {label}", t, None))
+    pm = podman_cost()
+    if pm:
+        print(row("Podman: net - none", *pm))
+    print(verdict(all(ours[c][0] <= 2.5 * ref[c][0] for c in ("ADD", "DEL")),
+                  "ADD and DEL wall within 2.5x"))
+    print(verdict(all(ours[c][1] <= 3 * ref[c][1] for c in ("ADD", "DEL")),
+                  "ADD and DEL CPU within 3x"))
+    print(verdict(ours["VERSION"][0] < 40, "VERSION under 40 ms"))
+    grown = full[f"ADD+DEL, {PODS} pods"][1] - full["ADD+DEL, empty node"][1]
+    rules = full[f"iptables -A -D, {PODS} pods"][1] - full["iptables -A -D, empty"][1]
+    print(verdict(grown <= 0.1 * full["ADD+DEL, empty node"][1], f"ADD+DEL CPU with {PODS} "
+                  f"pods within 10% of an empty node's (+{grown:.1f} ms; iptables: "
+                  f"+{rules:.1f} ms)"))
+    if pm:
+        print(verdict(pm[0][0] <= 2 * pm[1][0], "a container's network under Podman within 2x"))
     print(f"(load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return 0
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cnilab.cni import spec
 from cnilab.cni.exec import delegate
 from cnilab.cni.spec import CniError
+from cnilab.errors import KernelError
 from cnilab.ops import AddRule, KernelApi, Op
 from cnilab.state import Snapshot
 
@@ -140,17 +141,23 @@ class PrependRoute(Op):
 
 def delete_rules(k: Kernel, node: str | None, network: str,
                  doomed: Callable[[str], bool]) -> int:
-    """Delete the network's NAT rules whose attachment hash `doomed` picks."""
-    count, net = 0, network_hash(network)
+    """Delete the network's NAT rules whose attachment hash `doomed` picks, found by their
+    comment in the node's POSTROUTING (every rule read): all in one iptables-restore."""
+    net, gone = network_hash(network), []  # -D lines
     for line in k.iptables(node, ["-t", "nat", "-S", "POSTROUTING"]).splitlines():
         tokens = shlex.split(line)
         if "--comment" not in tokens or tokens[0] != "-A":
             continue
         m = COMMENT_RE.match(tokens[tokens.index("--comment") + 1])
         if m and m["net"] == net and doomed(m["id"]):
-            k.iptables(node, ["-t", "nat", "-D", *tokens[1:]], missing_ok=True)
-            count += 1
-    return count
+            gone.append(["-D", *tokens[1:]])
+    try:
+        if gone:
+            k.iptables_restore(node, "nat", gone)
+    except KernelError:  # a parallel DEL or GC took one since: each alone, gone is fine
+        for words in gone:
+            k.iptables(node, ["-t", "nat", *words], missing_ok=True)
+    return len(gone)
 
 
 def pod_mac(conf: Mapping[str, Any], args: Mapping[str, str]) -> str | None:
@@ -174,20 +181,13 @@ def pod_mac(conf: Mapping[str, Any], args: Mapping[str, str]) -> str | None:
     return mac.lower()
 
 
-def same_netns(a: str, b: str) -> bool:
+def paths_share_netns(a: str, b: str) -> bool:
     """Whether two namespace paths are one namespace (the same inode on nsfs)."""
     try:
         sa, sb = os.stat(a), os.stat(b)
     except OSError:
         return False
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
-def ipam(command: str, conf: Mapping[str, Any], container_id: str, netns: str, ifname: str,
-         args: str, cni_path: Sequence[str] | None) -> dict[str, Any] | None:
-    """Delegate to the IPAM plugin the configuration names."""
-    return delegate(conf["ipam"]["type"], command, conf, container_id, netns, ifname, args,
-                    cni_path)
 
 
 def kernel_or_new(kernel: Kernel | None) -> Kernel:
@@ -199,21 +199,59 @@ def kernel_or_new(kernel: Kernel | None) -> Kernel:
     return Kernel()
 
 
-def checked(config: Mapping[str, Any], command: str, container_id: str, netns: str,
-            ifname: str, args: str, node: str | None = None
-            ) -> tuple[dict[str, Any], BridgeConfig, str]:
-    """The same checks the executable makes on its environment and stdin, and one more: the
-    pod's namespace is not the node's own (ADD would give the node a pod's default route, DEL
-    would delete the node's own interface)."""
-    from cnilab.kernel import netns_path
+@dataclass(frozen=True)
+class PodCall:
+    """One call of the plugin, checked once: the request, its bridge config, the node it acts
+    in (None: the namespace it runs in) and the kernel it acts through."""
 
-    path = netns_path(netns) if netns else ""
-    spec.read_environment({"CNI_COMMAND": command, "CNI_CONTAINERID": container_id,
-                           "CNI_NETNS": path, "CNI_IFNAME": ifname, "CNI_ARGS": args,
-                           "CNI_PATH": "-"})
-    conf = spec.check_config(dict(config), command)
-    here = netns_path(node) if node else "/proc/self/ns/net"
-    if path and same_netns(path, here):
+    req: spec.Request
+    bc: BridgeConfig
+    node: str | None
+    kernel: Kernel
+
+    @property
+    def env(self) -> spec.Environment:
+        """The call's CNI_* values."""
+        return self.req.env
+
+    @property
+    def host(self) -> str:
+        """The node's end of the pod's veth."""
+        return host_veth_name(self.bc.name, self.env.container_id, self.env.ifname)
+
+    def ipam(self, command: str | None = None) -> dict[str, Any] | None:
+        """Delegate this call (or `command` with the same values) to the IPAM plugin."""
+        return delegate(self.bc.ipam_type, self.req if command is None
+                        else self.req.as_command(command))
+
+
+def pod_call(req: spec.Request, node: str | None = None,
+             kernel: Kernel | None = None) -> PodCall:
+    """The plugin's view of a checked request, and one more check: the pod's namespace is not
+    the node's own (ADD would give the node a pod's default route, DEL would delete the node's
+    own interface)."""
+    path = req.env.netns
+    if path and paths_share_netns(path, _where(node)):
         raise CniError(spec.INVALID_ENVIRONMENT, f"CNI_NETNS {path} is the node's own network "
                        "namespace, not a container's", "give the container's namespace")
-    return conf, parse_bridge(conf), path
+    return PodCall(req, parse_bridge(req.config), node, kernel_or_new(kernel))
+
+
+def _where(node: str | None) -> str:
+    """The path of the node's namespace: this process's own, or a given one."""
+    if node is None:
+        return "/proc/self/ns/net"
+    from cnilab.kernel.netns import netns_path
+
+    return netns_path(node)
+
+
+def request(command: str, config: Mapping[str, Any], container_id: str = "", netns: str = "",
+            ifname: str = "", args: str = "", cni_path: Sequence[str] | None = None
+            ) -> spec.Request:
+    """The request of a caller in this process (the in-process API): a namespace may be named
+    by its /run/netns name; checked as the executable checks its environment and stdin."""
+    from cnilab.kernel.netns import netns_path
+
+    return spec.request(command, config, container_id, netns_path(netns) if netns else "",
+                        ifname, args, cni_path)

@@ -137,7 +137,7 @@ class Attachment:
     @property
     def cni_args(self) -> str:
         """CNI_ARGS as the runtime sets it: K=V;K=V."""
-        return ";".join(f"{k}={v}" for k, v in self.args)
+        return spec.format_cni_args(self.args)
 
 
 @dataclass(frozen=True)

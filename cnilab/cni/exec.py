@@ -160,9 +160,9 @@ def invoke(exe: str, command: str, config: Mapping[str, Any], *, container_id: s
     return call
 
 
-def delegate(kind: str, command: str, conf: Mapping[str, Any], container_id: str, netns: str,
-             ifname: str, args: str, cni_path: Sequence[str] | None) -> dict[str, Any] | None:
-    """Call the IPAM plugin `kind` as the spec says; cnilab-ipam runs in this process.
+def delegate(kind: str, req: spec.Request) -> dict[str, Any] | None:
+    """Call the IPAM plugin `kind` with the plugin's own request, as the spec says; cnilab-ipam
+    runs in this process.
 
     Executing cnilab-ipam would start a second Python for every call (~40 ms); any other IPAM
     plugin (host-local, dhcp, static) is executed from CNI_PATH.
@@ -170,12 +170,12 @@ def delegate(kind: str, command: str, conf: Mapping[str, Any], container_id: str
     if kind == "cnilab-ipam":
         from cnilab.cni import ipam as local
 
-        env = spec.Environment(command, container_id, netns, ifname,
-                               spec.parse_cni_args(args), tuple(cni_path or ()))
-        return local.handle(env, dict(conf))
-    exe = find_plugin(kind, cni_path or ())
-    return invoke(exe, command, conf, container_id=container_id, netns=netns, ifname=ifname,
-                  args=args, cni_path=cni_path or ()).result()
+        return local.handle(req)
+    env = req.env
+    exe = find_plugin(kind, env.path)
+    return invoke(exe, env.command, req.config, container_id=env.container_id,
+                  netns=env.netns, ifname=env.ifname, args=env.cni_args,
+                  cni_path=env.path).result()
 
 
 def config_version(answer: Call) -> str:

@@ -1,9 +1,11 @@
 """Write the plugin executables `cnilab` and `cnilab-ipam` into a CNI bin folder.
 
 Each is a few lines of Python calling cnilab.cni's entry function. Runtimes start a plugin
-for every call, so startup time is latency: the scripts run Python with -S (no site module,
-whose .pth files can import unrelated packages) and put only the folders holding cnilab and
-pyroute2 on sys.path. Neither Typer nor Rich is ever imported on that path.
+for every call, so startup time is latency: the scripts run Python isolated and without site
+(-IS: no site module, whose .pth files can import unrelated packages; no PYTHONPATH,
+PYTHONHOME or user site from the runtime's environment; not the script's folder on sys.path)
+and put only the folders holding cnilab and pyroute2 on sys.path. Neither Typer nor Rich is
+ever imported on that path.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from cnilab.runfiles import check_parents, safe_dir, trusted, write_atomic
 PLUGINS = {"cnilab": "plugin", "cnilab-ipam": "ipam"}
 EXEC_MODE = 0o755
 
-SCRIPT = '''#!{python} -S
+SCRIPT = '''#!{python} -IS
 """CNI plugin {name!r} (spec 1.0.0, 1.1.0), written by `cnilab cni install`."""
 import sys
 

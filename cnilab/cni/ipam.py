@@ -227,8 +227,9 @@ def status(conf: Mapping[str, Any]) -> None:
                            f"{', '.join(map(str, rset))}")
 
 
-def handle(env: spec.Environment, conf: dict[str, Any]) -> dict[str, Any] | None:
-    """One CNI call to the IPAM plugin."""
+def handle(req: spec.Request) -> dict[str, Any] | None:
+    """One CNI call to the IPAM plugin (its executable's, or a plugin's in this process)."""
+    env, conf = req.env, req.config
     if env.command == "ADD":
         return add(conf, env.container_id, env.ifname, env.args)
     if env.command == "DEL":

@@ -3,14 +3,18 @@
 DATADIR/NETWORK/ holds one file per allocated address, named by the address and containing
 "CONTAINERID\\r\\nIFNAME", a `last_reserved_ip.N` file per range set and a `lock` file taken
 with flock: host-local's layout, so cnilab-ipam and host-local can even share one network.
-Written as root: folders 0755 and files 0644 (0600 the leases) whatever the umask, no symlink
-followed.
+Beside them, one `attachment-<hash>` file per (container ID, interface name) names the addresses
+it took, so that an ADD's duplicate check and a DEL find that attachment's leases without
+reading every lease of the node (host-local reads them all; its walk skips these files, whose
+names are no address). Written as root: folders 0755 and files 0644 (0600 the leases) whatever
+the umask, no symlink followed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -25,6 +29,7 @@ from cnilab.runfiles import PRIVATE_MODE, open_file, safe_dir
 
 LINE_BREAK = "\r\n"  # host-local's separator between container ID and interface name
 LOCK_TIMEOUT = 10.0  # seconds; then "try again later" (11)
+INDEX_PREFIX = "attachment-"  # no digit first: not a lease to host-local nor to _owners()
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,50 @@ class Store:
         return out
 
     def held_by(self, cid: str, ifname: str) -> list[IPv4Address]:
-        """The addresses (cid, ifname) holds: the duplicate check of every ADD."""
-        return [IPv4Address(name) for name, owner in self._owners() if owner == (cid, ifname)]
+        """The addresses (cid, ifname) holds, as its index names them: the duplicate check of
+        every ADD, without reading the other leases."""
+        return [IPv4Address(n) for n in self._indexed(cid, ifname) or ()
+                if self._owner_of(n) == (cid, ifname)]
+
+    def _index(self, cid: str, ifname: str) -> Path:
+        digest = hashlib.sha256(f"{cid}\0{ifname}".encode()).hexdigest()[:16]
+        return self.dir / f"{INDEX_PREFIX}{digest}"
+
+    def _indexed(self, cid: str, ifname: str) -> list[str] | None:
+        """The addresses the attachment's index names (a superset of what it holds: each is
+        noted before its lease is made); None when it has no index."""
+        text = self._read(self._index(cid, ifname).name)
+        if text is None:
+            return None
+        head, *names = text.split("\n")
+        return [n for n in names if n] if head == f"{cid}\t{ifname}" else None
+
+    def _note(self, cid: str, ifname: str, ip: IPv4Address) -> None:
+        """Add an address to the attachment's index, before its lease is made: a crash in
+        between leaves a name that holds nothing, never a lease no DEL would find."""
+        fd = open_file(self._index(cid, ifname), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                       PRIVATE_MODE)
+        try:
+            head = b"" if os.fstat(fd).st_size else f"{cid}\t{ifname}".encode()
+            os.write(fd, head + f"\n{ip}".encode())
+        finally:
+            os.close(fd)
+
+    def _read(self, name: str) -> str | None:
+        """A file of the store (no symlink followed); None when it is not there."""
+        try:
+            fd = os.open(self.dir / name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            return os.read(fd, 1 << 16).decode("utf-8", errors="replace")
+        finally:
+            os.close(fd)
+
+    def _owner_of(self, name: str) -> tuple[str, str] | None:
+        """Who holds one lease: (container ID, interface name); None when it is free."""
+        text = self._read(name)
+        return None if text is None else owner_in(text)
 
     def _owners(self) -> Iterator[tuple[str, tuple[str, str]]]:
         """(file name, owner) of every lease file, names unparsed.
@@ -124,8 +171,7 @@ class Store:
                     text = os.read(fd, 4096).decode("utf-8", errors="replace")
                 finally:
                     os.close(fd)
-                cid, _, ifname = text.partition(LINE_BREAK)
-                yield entry.name, (cid.strip(), ifname.strip())
+                yield entry.name, owner_in(text)
         finally:
             os.close(folder)
 
@@ -158,12 +204,16 @@ class Store:
             if rng is None:
                 raise CniError(spec.ADDRESS_UNAVAILABLE, f"requested IP address {requested} is "
                                f"not in range set {', '.join(map(str, rset))}")
+            self._note(cid, ifname, requested)
             if not self._write_new(requested, owner):
                 raise CniError(spec.ADDRESS_UNAVAILABLE,
                                f"requested IP address {requested} is already allocated")
             self._remember(index, requested)
             return requested, rng
         for ip, rng in round_robin(rset, self._last(index)):
+            if os.path.lexists(self.dir / str(ip)):
+                continue  # taken: not worth a note
+            self._note(cid, ifname, ip)
             if self._write_new(ip, owner):
                 self._remember(index, ip)
                 return ip, rng
@@ -182,17 +232,54 @@ class Store:
 
     def release(self, keep: set[tuple[str, str]] | None = None, cid: str = "",
                 ifname: str = "") -> list[IPv4Address]:
-        """Remove the leases of (cid, ifname), or with `keep`, every lease not in keep."""
-        gone = []
-        for ip, owner in self.leases().items():
-            # A bare container ID (older host-local) matches any interface name.
-            mine = owner[0] == cid and owner[1] in (ifname, "")
-            if (keep is not None and owner not in keep and (owner[0], "") not in keep) or (
-                    keep is None and mine):
+        """Remove the leases of (cid, ifname), found by its index (every lease read only when
+        it has none: leases written without one); or, with `keep`, every lease not in keep and
+        the indexes of the attachments not kept."""
+        if keep is None and (names := self._indexed(cid, ifname)) is not None:
+            gone = [IPv4Address(n) for n in names if self._owner_of(n) in ((cid, ifname),
+                                                                           (cid, ""))]
+            for ip in gone:
                 with contextlib.suppress(FileNotFoundError):
                     (self.dir / str(ip)).unlink()
-                gone.append(ip)
+            with contextlib.suppress(FileNotFoundError):
+                self._index(cid, ifname).unlink()
+            return gone
+        if keep is not None:
+            self._drop_indexes(keep)
+        gone = []
+        for name, owner in self._owners():  # an address parsed only when it goes
+            # A bare container ID (older host-local) matches any interface name.
+            mine = owner[0] == cid and owner[1] in (ifname, "")
+            if not ((keep is not None and owner not in keep and (owner[0], "") not in keep)
+                    or (keep is None and mine)):
+                continue
+            try:
+                ip = IPv4Address(name)
+            except ValueError:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / name).unlink()
+            gone.append(ip)
         return gone
+
+
+    def _drop_indexes(self, keep: set[tuple[str, str]]) -> None:
+        """Remove the index of every attachment not in `keep` (GC)."""
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.dir):
+                if not entry.name.startswith(INDEX_PREFIX):
+                    continue
+                head = (self._read(entry.name) or "").split("\n")[0]
+                owner = tuple(head.split("\t", 1))
+                if owner not in keep and (owner[0], "") not in keep:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.dir / entry.name)
+
+
+def owner_in(lease: str) -> tuple[str, str]:
+    """(container ID, interface name) from a lease file's text "CONTAINERID\\r\\nIFNAME"."""
+    cid, _, ifname = lease.partition(LINE_BREAK)
+    return cid.strip(), ifname.strip()
 
 
 def round_robin(rset: tuple[Range, ...], last: IPv4Address | None

@@ -12,21 +12,20 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
 
 from cnilab.cni import spec
 from cnilab.cni.bridge import (
-    BridgeConfig,
+    PodCall,
     PrependRoute,
     attachment_hash,
-    checked,
     delete_rules,
-    host_veth_name,
-    ipam,
-    kernel_or_new,
     masq_ops,
+    pod_call,
     pod_mac,
+    request,
 )
 from cnilab.cni.spec import CniError
 from cnilab.errors import KernelError
@@ -39,6 +38,8 @@ from cnilab.ops import (
     SetMac,
     SetMaster,
     SetSysctl,
+    apply_rules,
+    undo_rules,
 )
 
 if TYPE_CHECKING:
@@ -46,26 +47,42 @@ if TYPE_CHECKING:
     from cnilab.state import Link
 
 
-def _apply(kernel: Kernel, op: Op, done: list[Op]) -> None:
-    op.apply(kernel)
-    done.append(op)
+@dataclass
+class Attaching:
+    """An ADD under way: the call, what IPAM gave, the bridge as seen before (None: not there
+    yet), the MAC asked for, and what was made so far (undone if the ADD fails)."""
 
+    call: PodCall
+    got: dict[str, Any]
+    bridge: Link | None
+    mac: str | None
+    done: list[Op] = field(default_factory=list)
 
-def _ensure(kernel: Kernel, op: AddBridge | AddAddress, node: str | None,
-            done: list[Op]) -> None:
-    """Make the shared bridge (or its gateway address) unless it exists; a parallel ADD may
-    make it between our look and our try, which is fine."""
-    try:
-        _apply(kernel, op, done)
-    except KernelError:
-        if isinstance(op, AddBridge):
-            link = kernel.get_link(node, op.name)
-            ok = link is not None and link.kind == "bridge"
-        else:
-            link = kernel.get_link(node, op.dev)
-            ok = link is not None and op.cidr in link.addresses
-        if not ok:
-            raise
+    @property
+    def ips(self) -> list[IPv4Interface]:
+        """The pod's addresses, as IPAM gave them."""
+        return [IPv4Interface(i["address"]) for i in self.got.get("ips", [])]
+
+    def apply(self, op: Op) -> None:
+        """Apply an op and remember it, to undo it if the ADD fails."""
+        op.apply(self.call.kernel)
+        self.done.append(op)
+
+    def ensure(self, op: AddBridge | AddAddress) -> None:
+        """Make the shared bridge (or its gateway address) unless it exists; a parallel ADD
+        may make it between our look and our try, which is fine."""
+        k, node = self.call.kernel, self.call.node
+        try:
+            self.apply(op)
+        except KernelError:
+            if isinstance(op, AddBridge):
+                link = k.get_link(node, op.name)
+                ok = link is not None and link.kind == "bridge"
+            else:
+                link = k.get_link(node, op.dev)
+                ok = link is not None and op.cidr in link.addresses
+            if not ok:
+                raise
 
 
 def add(config: Mapping[str, Any], container_id: str, netns: str, ifname: str = "eth0", *,
@@ -75,52 +92,56 @@ def add(config: Mapping[str, Any], container_id: str, netns: str, ifname: str = 
 
     netns: the pod's namespace (path or /run/netns name); node: where the bridge lives.
     """
-    conf, bc, path = checked(config, "ADD", container_id, netns, ifname, args, node)
-    mac = pod_mac(conf, spec.parse_cni_args(args))
-    k = kernel_or_new(kernel)
+    req = request("ADD", config, container_id, netns, ifname, args, cni_path)
+    return attach(pod_call(req, node, kernel))
+
+
+def attach(call: PodCall) -> dict[str, Any]:
+    """ADD of a checked call (the executable's and the in-process API's)."""
+    env, k, node, bc = call.env, call.kernel, call.node, call.bc
+    mac = pod_mac(call.req.config, env.args)
+    path = env.netns
     if not os.path.exists(path):
         raise CniError(spec.UNKNOWN_CONTAINER, f"the network namespace {path} does not exist")
-    if k.has_link(path, ifname):
-        raise CniError(spec.INTERFACE_EXISTS, f"interface {ifname} already exists in {path}")
-    host = host_veth_name(bc.name, container_id, ifname)
-    if k.has_link(node, host):
-        raise CniError(spec.INTERFACE_EXISTS, f"the node already has {host}, the host end for "
-                       f"{container_id}/{ifname}", "DEL that attachment first")
+    if k.has_link(path, env.ifname):
+        raise CniError(spec.INTERFACE_EXISTS, f"interface {env.ifname} already exists in {path}")
+    if k.has_link(node, call.host):
+        raise CniError(spec.INTERFACE_EXISTS, f"the node already has {call.host}, the host end "
+                       f"for {env.container_id}/{env.ifname}", "DEL that attachment first")
     br = k.get_link(node, bc.bridge)
     if br is not None and br.kind != "bridge":
         raise CniError(spec.INTERFACE_EXISTS, f"{bc.bridge} exists on the node and is a "
                        f"{br.kind}, not a bridge")
-    got = ipam("ADD", conf, container_id, path, ifname, args, cni_path) or {}
-    done: list[Op] = []
+    ctx = Attaching(call, call.ipam() or {}, br, mac)
     try:
-        ips = [IPv4Interface(i["address"]) for i in got.get("ips", [])]
-        if not ips:
+        if not ctx.ips:
             raise CniError(spec.KERNEL_REFUSED, f"IPAM {bc.ipam_type} returned no address")
-        return _attach(k, bc, node, path, container_id, ifname, host, ips, got, done, br, mac)
+        return _attach(ctx)
     except BaseException:
-        _rollback(k, node, bc, done)
+        _rollback(ctx)
         with contextlib.suppress(CniError):
-            ipam("DEL", conf, container_id, path, ifname, args, cni_path)
+            call.ipam("DEL")
         raise
     finally:
         k.close_netns(path)  # an open socket would keep the pod's namespace alive
 
 
-def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_id: str,
-            ifname: str, host: str, ips: list[IPv4Interface], got: Mapping[str, Any],
-            done: list[Op], br: Link | None, mac: str | None) -> dict[str, Any]:
-    """Wire the pod in; `br` is the bridge as seen just before (None: not there yet)."""
-    gateways = [spec.gateway_of(got, ip) for ip in ips]
+def _attach(ctx: Attaching) -> dict[str, Any]:
+    """Wire the pod in."""
+    call, br, ips = ctx.call, ctx.bridge, ctx.ips
+    k, node, bc, path, ifname, host = (call.kernel, call.node, call.bc, call.env.netns,
+                                       call.env.ifname, call.host)
+    gateways = [spec.gateway_of(ctx.got, ip) for ip in ips]
     pin = br is None
     if br is None:
-        _ensure(k, AddBridge(node, bc.bridge), node, done)
+        ctx.ensure(AddBridge(node, bc.bridge))
     if bc.is_gateway:
         for ip, gw in zip(ips, gateways):
             if gw is None:
                 continue
             cidr = f"{gw}/{ip.network.prefixlen}"
             if br is None or cidr not in br.addresses:
-                _ensure(k, AddAddress(node, bc.bridge, cidr), node, done)
+                ctx.ensure(AddAddress(node, bc.bridge, cidr))
                 pin = True
         # The node routes between pods and the world: forwarding stays on (as the reference).
         SetSysctl(node, "net.ipv4.ip_forward", "1").apply(k)
@@ -130,9 +151,9 @@ def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_
     if br is None or not br.up:
         LinkUp(node, bc.bridge).apply(k)
     # The pod end is created directly in the pod's namespace: the node may have its own eth0.
-    _apply(k, AddVeth(node, host, ifname, path), done)
-    if mac:
-        SetMac(path, ifname, mac).apply(k)  # before it is up: the runtime's --mac-address
+    ctx.apply(AddVeth(node, host, ifname, path))
+    if ctx.mac:
+        SetMac(path, ifname, ctx.mac).apply(k)  # before it is up: the runtime's --mac-address
     if bc.mtu:
         k.set_mtu(node, host, bc.mtu)
         k.set_mtu(path, ifname, bc.mtu)
@@ -143,7 +164,7 @@ def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_
     for ip in ips:
         AddAddress(path, ifname, str(ip)).apply(k)
     LinkUp(path, ifname).apply(k)
-    routes = [dict(r) for r in got.get("routes", [])]
+    routes = [dict(r) for r in ctx.got.get("routes", [])]
     if bc.is_default_gateway and not any(r["dst"] == "0.0.0.0/0" for r in routes):
         routes.append({"dst": "0.0.0.0/0", "gw": str(gateways[0])})
     for r in routes:
@@ -154,10 +175,10 @@ def _attach(k: Kernel, bc: BridgeConfig, node: str | None, path: str, container_
         PrependRoute(path, dst, str(via), ifname).apply(k)
     if bc.ip_masq:
         k.require_iptables()
-        for ip in ips:
-            for rule in masq_ops(node, bc, container_id, ip):
-                _apply(k, rule, done)
-    return _result(k, bc, node, path, ifname, host, ips, gateways, routes, got, bridge_mac)
+        rules = [r for ip in ips for r in masq_ops(node, bc, call.env.container_id, ip)]
+        apply_rules(k, rules)  # one iptables-restore: one process, all or none of them
+        ctx.done.extend(rules)
+    return _result(ctx, gateways, routes, bridge_mac)
 
 
 def _pin_mac(k: Kernel, node: str | None, bridge: str) -> str | None:
@@ -171,13 +192,14 @@ def _pin_mac(k: Kernel, node: str | None, bridge: str) -> str | None:
     return current
 
 
-def _result(k: Kernel, bc: BridgeConfig, node: str | None, path: str, ifname: str, host: str,
-            ips: list[IPv4Interface], gateways: list[Any], routes: list[dict[str, str]],
-            got: Mapping[str, Any], bridge_mac: str | None) -> dict[str, Any]:
+def _result(ctx: Attaching, gateways: list[Any], routes: list[dict[str, str]],
+            bridge_mac: str | None) -> dict[str, Any]:
     """The ADD result; `bridge_mac`: the bridge's, when this ADD pinned it (else read)."""
+    call = ctx.call
+    k, node, bc, path = call.kernel, call.node, call.bc, call.env.netns
     interfaces: list[dict[str, Any]] = []
-    for where, name, sandbox in ((node, bc.bridge, None), (node, host, None),
-                                 (path, ifname, path)):
+    for where, name, sandbox in ((node, bc.bridge, None), (node, call.host, None),
+                                 (path, call.env.ifname, path)):
         mac = bridge_mac if name == bc.bridge and bridge_mac else k.mac_of(where, name)
         if mac is None:
             raise CniError(spec.KERNEL_REFUSED, "a link vanished while the pod was attached")
@@ -188,17 +210,18 @@ def _result(k: Kernel, bc: BridgeConfig, node: str | None, path: str, ifname: st
             entry["sandbox"] = sandbox
         interfaces.append(entry)
     ip_list = []
-    for ip, gw in zip(ips, gateways):
+    for ip, gw in zip(ctx.ips, gateways):
         entry = {"address": str(ip), "interface": 2}
         if gw is not None:
             entry["gateway"] = str(gw)
         ip_list.append(entry)
     return spec.convert_result({"interfaces": interfaces, "ips": ip_list, "routes": routes,
-                                "dns": got.get("dns") or {}}, bc.version)
+                                "dns": ctx.got.get("dns") or {}}, bc.version)
 
 
-def _rollback(k: Kernel, node: str | None, bc: BridgeConfig, done: list[Op]) -> None:
-    for op in reversed(done):
+def _rollback(ctx: Attaching) -> None:
+    k, node, bc = ctx.call.kernel, ctx.call.node, ctx.call.bc
+    for op in reversed(ctx.done):
         if isinstance(op, AddAddress):
             continue  # the gateway address goes with the bridge, or stays for the other pods
         if isinstance(op, AddBridge):
@@ -214,37 +237,44 @@ def delete(config: Mapping[str, Any], container_id: str, netns: str = "", ifname
            *, node: str | None = None, kernel: Kernel | None = None, args: str = "",
            cni_path: Sequence[str] | None = None) -> None:
     """DEL: remove the pod's link, NAT rules and address; already gone is success."""
-    conf, bc, path = checked(config, "DEL", container_id, netns, ifname, args, node)
-    k = kernel_or_new(kernel)
+    req = request("DEL", config, container_id, netns, ifname, args, cni_path)
+    detach(pod_call(req, node, kernel))
+
+
+def detach(call: PodCall) -> None:
+    """DEL of a checked call (the executable's and the in-process API's)."""
+    k, node, bc, path, cid = call.kernel, call.node, call.bc, call.env.netns, call.env.container_id
+    addresses: list[str] = []
     if path and os.path.exists(path):
         try:
-            k.delete_link(path, ifname)  # its peer on the bridge goes with it
+            pod = k.get_link(path, call.env.ifname)
+            addresses = list(pod.addresses) if pod is not None else []
+            k.delete_link(path, call.env.ifname)  # its peer on the bridge goes with it
         finally:
             k.close_netns(path)
-    k.delete_link(node, host_veth_name(bc.name, container_id, ifname))
+    k.delete_link(node, call.host)
     if bc.ip_masq and k.has_iptables:
-        mine = attachment_hash(bc.name, container_id)
-        delete_rules(k, node, bc.name, lambda h: h == mine)
-    ipam("DEL", conf, container_id, path, ifname, args, cni_path)
+        # The pod's rules are known from its addresses: deleted in one iptables-restore, with
+        # no walk over the node's rules. When they are not known (the pod's namespace or
+        # interface is gone) or one is already gone, they are found by their comment.
+        rules = [r for a in addresses if ":" not in a
+                 for r in masq_ops(node, bc, cid, IPv4Interface(a))]
+        if not (rules and undo_rules(k, rules)):
+            mine = attachment_hash(bc.name, cid)
+            delete_rules(k, node, bc.name, lambda h: h == mine)
+    call.ipam()
 
 
-def handle(env: spec.Environment, conf: dict[str, Any]) -> dict[str, Any] | None:
+def handle(req: spec.Request) -> dict[str, Any] | None:
     """One CNI call to the executable: the node is the namespace it runs in."""
-    args = ";".join(f"{k}={v}" for k, v in env.args.items())
-    common: dict[str, Any] = {"args": args, "cni_path": env.path}
-    if env.command == "ADD":
-        return add(conf, env.container_id, env.netns, env.ifname, **common)
-    if env.command == "DEL":
-        delete(conf, env.container_id, env.netns, env.ifname, **common)
-    elif env.command in ("CHECK", "STATUS", "GC"):
+    if req.command == "ADD":
+        return attach(pod_call(req))
+    if req.command == "DEL":
+        detach(pod_call(req))
+    elif req.command in ("CHECK", "STATUS", "GC"):
         from cnilab.cni import verify
 
-        if env.command == "CHECK":
-            verify.check(conf, env.container_id, env.netns, env.ifname, **common)
-        elif env.command == "STATUS":
-            verify.status(conf, cni_path=env.path)
-        else:
-            verify.gc(conf, cni_path=env.path)
+        verify.handle(pod_call(req))
     return None
 
 

@@ -12,17 +12,17 @@ in the ledger before it is made, so `teardown` finishes the job after a crash at
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnilab.cni import network as lesson
-from cnilab.cni import request, spec
+from cnilab.cni import network, request, spec
 from cnilab.cni.attach import AttachNetwork, StateDir
-from cnilab.cni.bridge import PrependRoute, same_netns
+from cnilab.cni.bridge import PrependRoute, paths_share_netns
 from cnilab.cni.chain import NetworkList, reference_path
 from cnilab.cni.exec import (
     Call,
@@ -105,6 +105,7 @@ class Runtime(Owner):
         self.world = self.identity.netns("cnilab-cni-world")
         self.kernel = kernel or Kernel(self.state)  # the pods' servers keep PID files there
         self.ledger = Ledger.of(self.identity, str(base), ops=CNI_OPS)
+        self._networks: dict[str, NetworkList] = {}  # by main plugin, once asked
 
     def pod_netns(self, pod: str) -> str:
         """The namespace name of a pod."""
@@ -115,14 +116,22 @@ class Runtime(Owner):
         return (str(self.bin), *reference_path())
 
     def network(self, plugin: str = "cnilab") -> NetworkList:
-        """The lesson's network, with cnilab or the reference bridge as its main plugin."""
+        """The lesson's network, with cnilab or the reference bridge as its main plugin.
+
+        The reference plugins are asked VERSION once per network and runtime, as libcni asks
+        when it loads a conflist, not again for every use.
+        """
         if plugin not in PLUGINS:
             raise ConfigError.of("cni_unknown_plugin", plugin=plugin)
-        version = lesson.VERSION
-        ref = find_reference("tuning") if plugin == "cnilab" else require_reference(plugin)
-        if ref is not None:  # which spec versions the installed reference plugins speak
-            version = config_version(invoke(ref, "VERSION", {"cniVersion": lesson.VERSION}))
-        return lesson.lesson_network(plugin, str(self.data_dir), version)
+        if plugin not in self._networks:
+            version = network.VERSION
+            ref = find_reference("tuning") if plugin == "cnilab" else require_reference(plugin)
+            if ref is not None:  # which spec versions the installed reference plugins speak
+                version = config_version(invoke(ref, "VERSION",
+                                                {"cniVersion": network.VERSION}))
+            self._networks[plugin] = network.lesson_network(plugin, str(self.data_dir),
+                                                            version)
+        return self._networks[plugin]
 
     # -- what the runtime made, from the ledger ----------------------------------------------
 
@@ -162,8 +171,8 @@ class Runtime(Owner):
     def ensure_node(self) -> None:
         """The runtime's folder, plugins and config, its node and the node's outside world."""
         wanted: list[Op] = [StateDir(None, str(self.state)), AddNetns(None, self.node),
-                            LinkUp(self.node, "lo"), *lesson.world_ops(self.node, self.world,
-                                                               self.identity.mark)]
+                            LinkUp(self.node, "lo"), *network.world_ops(self.node, self.world,
+                                                                self.identity.mark)]
         snap = self.kernel.observe([self.node, self.world])
         self.ledger.check_free(wanted, snap)
         recorded = self.ledger.ops()
@@ -173,7 +182,7 @@ class Runtime(Owner):
         install(self.bin)
         safe_dir(self.conf_dir, 0o700)
         conflist = json.loads(self.network().to_json())
-        write_atomic(self.conf_dir / f"10-{lesson.NETWORK}.conflist",
+        write_atomic(self.conf_dir / f"10-{network.NETWORK}.conflist",
                      json.dumps(conflist, indent=2).encode(), PRIVATE_MODE)
 
     def _check_new(self, name: str) -> None:
@@ -228,7 +237,7 @@ class Runtime(Owner):
         if not ours:
             self._check_new(name)
         request.check_netns(path)
-        if same_netns(path, "/proc/self/ns/net"):  # never give the machine's own a pod's route
+        if paths_share_netns(path, "/proc/self/ns/net"):  # never a pod's route for this machine
             raise ConfigError.of("cni_sandbox_is_host", path=path)
         attached = {p.name: [p.attach.sandbox_id, p.attach.identify(p.attach.sandbox)]
                     for p in self.pods() if p.attach is not None}
@@ -251,21 +260,17 @@ class Runtime(Owner):
         caps.update({"mac": mac} if mac else {})
         caps.update({"ips": [ip]} if ip else {})
         attach = AttachNetwork(self.node, name, path, cid, IFNAME, net.to_json(),
-                               ":".join(self.cni_path()), ";".join(f"{k}={v}" for k, v in args),
+                               ":".join(self.cni_path()), spec.format_cni_args(args),
                                json.dumps(caps), str(self.cache),
                                AttachNetwork.identify(path))
-        with traced() as calls:
-            try:
-                self.ledger.apply([attach], self.kernel)
-            except CniError:
-                if not calls:
-                    raise
-                return Added(Pod(name, path), calls)
-        return Added(self.pod(name), calls)
+        with plugin_calls() as calls:
+            self.ledger.apply([attach], self.kernel)
+            return Added(self.pod(name), calls)
+        return Added(Pod(name, path), calls)  # a plugin failed: its call shows why
 
     def prove_port(self, name: str, port: PortMapping) -> Proof:
         """A real HTTP request from the node's outside world to the node's published port."""
-        node_ip = lesson.NODE_UPLINK.split("/")[0]
+        node_ip = network.NODE_UPLINK.split("/")[0]
         body, why_not = http_get(self.world, node_ip, port.host)
         ok = body is not None and f"pod {name}" in body
         seen: tuple[str, dict[str, Any]] = ("", {"text": body if body is not None else why_not})
@@ -277,23 +282,15 @@ class Runtime(Owner):
         pod = self.pod(name)
         if pod.attach is None or not pod.result:
             raise ConfigError.of("cni_pod_half", name=name)
-        with traced() as calls:
-            try:
-                pod.attach.runner().check(pod.attach.net(), pod.attach.attachment())
-            except CniError:
-                if not calls:
-                    raise
+        with plugin_calls() as calls:
+            pod.attach.runner().check(pod.attach.net(), pod.attach.attachment())
         return calls
 
     def delete(self, name: str) -> list[Call]:
         """DEL (every plugin, in reverse), then what else the pod had; all by the ledger."""
         pod = self.pod(name)
-        with traced() as calls:
-            try:
-                self.ledger.undo(self.kernel, self._ops_of(pod))
-            except CniError:
-                if not calls:
-                    raise
+        with plugin_calls() as calls:
+            self.ledger.undo(self.kernel, self._ops_of(pod))
         return calls
 
     def detach(self, name: str) -> list[Call]:
@@ -302,18 +299,14 @@ class Runtime(Owner):
         pod = self.pod(name)
         if pod.attach is None:
             raise ConfigError.of("cni_pod_half", name=name)
-        with traced() as calls:
-            try:
-                self.ledger.undo(self.kernel, [op for op in self._ops_of(pod)
-                                               if isinstance(op, (AttachNetwork, StartServer))])
-            except CniError:
-                if not calls:
-                    raise
+        with plugin_calls() as calls:
+            self.ledger.undo(self.kernel, [op for op in self._ops_of(pod)
+                                           if isinstance(op, (AttachNetwork, StartServer))])
         return calls
 
     def _ours(self) -> tuple[str, dict[str, Any]]:
         # STATUS and GC are CNI 1.1.0 verbs: the cnilab plugin alone, told 1.1.0.
-        conf = lesson.network_config("cnilab", str(self.data_dir), "1.1.0")
+        conf = network.network_config("cnilab", str(self.data_dir), "1.1.0")
         return str(self.bin / "cnilab"), conf
 
     def status(self) -> list[Call]:
@@ -337,7 +330,7 @@ class Runtime(Owner):
         self.ensure_node()
         exe = str(self.bin / "cnilab") if plugin == "cnilab" else find_reference(plugin)
         assert exe is not None
-        return [invoke(exe, "VERSION", {"cniVersion": lesson.VERSION}, node=self.node)]
+        return [invoke(exe, "VERSION", {"cniVersion": network.VERSION}, node=self.node)]
 
     def teardown(self) -> list[Op]:
         """DEL every pod, remove the pods', the node's and the world's namespaces and the
@@ -352,6 +345,18 @@ class Runtime(Owner):
         """The node and every pod, as the kernel shows them (NAT rules of the node)."""
         spaces = [self.node, *(p.netns for p in self.pods())]
         return self.kernel.observe(spaces, nat_in=[self.node])
+
+
+@contextlib.contextmanager
+def plugin_calls() -> Iterator[list[Call]]:
+    """The plugin calls made inside the block, to show; a plugin's error is in its call's
+    answer, so it is not raised again (an error before any plugin ran is)."""
+    with traced() as calls:
+        try:
+            yield calls
+        except CniError:
+            if not calls:
+                raise
 
 
 def _check_ports(net: NetworkList, ports: Sequence[PortMapping]) -> None:

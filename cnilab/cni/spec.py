@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import re
 import sys
-import traceback
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, ip_address, ip_interface
 from typing import Any, Optional
 
@@ -90,6 +89,11 @@ class Environment:
     args: dict[str, str] = field(default_factory=dict)
     path: tuple[str, ...] = ()
 
+    @property
+    def cni_args(self) -> str:
+        """CNI_ARGS as a runtime sets it: K=V;K=V."""
+        return format_cni_args(self.args.items())
+
 
 
 def check_ifname(name: str, what: str = "CNI_IFNAME") -> str | None:
@@ -100,6 +104,11 @@ def check_ifname(name: str, what: str = "CNI_IFNAME") -> str | None:
         "chars": f"{what} {name!r} is '.'/'..' or contains '/', ':', whitespace or a control "
                  "character",
         "long": f"{what} {name!r} is longer than {IFNAME_MAX} bytes"}[why]
+
+
+def format_cni_args(pairs: Iterable[tuple[str, str]]) -> str:
+    """CNI_ARGS from (key, value) pairs: 'K1=V1;K2=V2'."""
+    return ";".join(f"{k}={v}" for k, v in pairs)
 
 
 def parse_cni_args(text: str) -> dict[str, str]:
@@ -113,41 +122,75 @@ def parse_cni_args(text: str) -> dict[str, str]:
     return out
 
 
-def read_environment(environ: Mapping[str, str]) -> Environment:
-    """Check the CNI_* variables for the command they name; CniError 4 names every bad one."""
-    command = environ.get("CNI_COMMAND", "")
+def environment(command: str, container_id: str = "", netns: str = "", ifname: str = "",
+                args: str = "", path: Sequence[str] | None = None) -> Environment:
+    """The CNI_* values of one call, checked for the command; CniError 4 names every bad one.
+
+    path None: a caller in this process, which names no CNI_PATH (cnilab-ipam needs none).
+    """
     if command not in COMMANDS:
         raise CniError(INVALID_ENVIRONMENT, f"CNI_COMMAND {command!r} is not one of "
                        f"{', '.join(COMMANDS)}" if command else "CNI_COMMAND is not set")
-    missing = [v for v in REQUIRED_ENV[command] if not environ.get(v)]
+    given = {"CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": ifname,
+             "CNI_PATH": "-" if path is None else ":".join(path)}
+    missing = [v for v in REQUIRED_ENV[command] if not given[v]]
     if missing:
         raise CniError(INVALID_ENVIRONMENT, f"{command} needs {', '.join(missing)}, "
                        f"which {'is' if len(missing) == 1 else 'are'} not set")
     bad = []
-    cid = environ.get("CNI_CONTAINERID", "")
-    if cid and not ID_RE.match(cid):
-        bad.append(f"CNI_CONTAINERID {cid!r} has characters other than letters, digits, _ . -")
-    ifname = environ.get("CNI_IFNAME", "")
+    if container_id and not ID_RE.match(container_id):
+        bad.append(f"CNI_CONTAINERID {container_id!r} has characters other than letters, "
+                   "digits, _ . -")
     if ifname and (why := check_ifname(ifname)):
         bad.append(why)
-    netns = environ.get("CNI_NETNS", "")
     if netns and not netns.startswith("/"):
         bad.append(f"CNI_NETNS {netns!r} is not an absolute path")
     try:
-        args = parse_cni_args(environ.get("CNI_ARGS", ""))
+        parsed = parse_cni_args(args)
     except ValueError as e:
         bad.append(f"CNI_ARGS part {e.args[0]!r} is not KEY=VALUE")
-        args = {}
+        parsed = {}
     if bad:
         raise CniError(INVALID_ENVIRONMENT, "; ".join(bad))
-    path = tuple(p for p in environ.get("CNI_PATH", "").split(":") if p)
-    return Environment(command, cid, netns, ifname, args, path)
+    return Environment(command, container_id, netns, ifname, parsed, tuple(path or ()))
 
 
-def parse_config(text: str | bytes, command: str = "ADD") -> dict[str, Any]:
-    """The network configuration from stdin: decoded (6), versioned (1) and named (7)."""
+def read_environment(environ: Mapping[str, str]) -> Environment:
+    """The CNI_* variables of an executable's environment, checked (environment())."""
+    return environment(environ.get("CNI_COMMAND", ""), environ.get("CNI_CONTAINERID", ""),
+                       environ.get("CNI_NETNS", ""), environ.get("CNI_IFNAME", ""),
+                       environ.get("CNI_ARGS", ""),
+                       tuple(p for p in environ.get("CNI_PATH", "").split(":") if p))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One CNI call, parsed and checked once at the boundary: its environment and its config."""
+
+    env: Environment
+    config: dict[str, Any]
+
+    @property
+    def command(self) -> str:
+        """CNI_COMMAND."""
+        return self.env.command
+
+    def as_command(self, command: str) -> Request:
+        """The same call with another command (a failed ADD's DEL)."""
+        return replace(self, env=replace(self.env, command=command))
+
+
+def request(command: str, config: Mapping[str, Any], container_id: str = "", netns: str = "",
+            ifname: str = "", args: str = "", path: Sequence[str] | None = None) -> Request:
+    """A call made in this process, checked as the executable checks its environment and stdin."""
+    env = environment(command, container_id, netns, ifname, args, path)
+    return Request(env, check_config(dict(config), command))
+
+
+def decode_config(text: str | bytes) -> dict[str, Any]:
+    """The JSON object on stdin; CniError 6 when it is not one."""
     try:
-        conf = json.loads(text or b"{}" if command == "VERSION" else text)
+        conf = json.loads(text)
     except RecursionError:  # 10,000 nested arrays: the reference bridge answers 6 too
         raise CniError(DECODE_FAILURE, "the network configuration on stdin is nested too "
                        "deeply") from None
@@ -156,7 +199,7 @@ def parse_config(text: str | bytes, command: str = "ADD") -> dict[str, Any]:
                        ) from None
     if not isinstance(conf, dict):
         raise CniError(DECODE_FAILURE, "the network configuration on stdin is not a JSON object")
-    return conf if command == "VERSION" else check_config(conf, command)
+    return conf
 
 
 def check_config(conf: dict[str, Any], command: str = "ADD") -> dict[str, Any]:
@@ -298,30 +341,33 @@ def gateway_of(result: Mapping[str, Any], address: IPv4Interface) -> IPv4Address
 
 # -- running as an executable ----------------------------------------------------------------------
 
-Handler = Callable[[Environment, dict[str, Any]], Optional[dict[str, Any]]]
+Handler = Callable[[Request], Optional[dict[str, Any]]]
 
 
-def asked_version(stdin: bytes) -> str:
-    """The configuration's cniVersion, which every answer (errors too) carries; else LATEST."""
-    try:
-        conf = json.loads(stdin)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return LATEST
-    version = conf.get("cniVersion") if isinstance(conf, dict) else None
+def reply_version(conf: Mapping[str, Any]) -> str:
+    """The cniVersion every answer (errors too) carries: the config's, if it is one; else LATEST."""
+    version = conf.get("cniVersion")
     return version if isinstance(version, str) and VERSION_RE.match(version) else LATEST
 
 
 def run(handler: Handler, environ: Mapping[str, str], stdin: bytes) -> tuple[str, int]:
-    """Run one CNI call: stdout text and exit code; every failure becomes an error object."""
-    version = asked_version(stdin)
+    """Run one CNI call: stdout text and exit code; every failure becomes an error object.
+
+    stdin is decoded once, here: the handler gets one checked Request.
+    """
+    try:
+        conf, undecodable = decode_config(stdin), None
+    except CniError as e:
+        conf, undecodable = {}, e
+    version = reply_version(conf)
     if environ.get("CNI_COMMAND") == "VERSION":
         # VERSION needs nothing else: libcni probes with placeholders in the other variables.
-        conf = {"cniVersion": version}
         return json.dumps(version_result(conf)), 0
     try:
         env = read_environment(environ)
-        conf = parse_config(stdin, env.command)
-        answer = handler(env, conf)
+        if undecodable is not None:
+            raise undecodable
+        answer = handler(Request(env, check_config(conf, env.command)))
         return ("" if answer is None else json.dumps(answer, indent=4)), 0
     except CniError as e:
         return json.dumps(e.to_dict(version), indent=4), 1
@@ -332,6 +378,8 @@ def run(handler: Handler, environ: Mapping[str, str], stdin: bytes) -> tuple[str
         err = CniError(KERNEL_REFUSED, e.message, e.hint or "")
         return json.dumps(err.to_dict(version), indent=4), 1
     except Exception as e:  # a bug: still answer with an error object, keep the stack on stderr
+        import traceback
+
         traceback.print_exc(file=sys.stderr)
         return json.dumps(CniError(KERNEL_REFUSED, f"internal error: {e!r}").to_dict(version)), 1
 

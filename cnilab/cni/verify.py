@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any
 from cnilab.cni import spec
 from cnilab.cni.bridge import (
     BridgeConfig,
+    PodCall,
     attachment_hash,
-    checked,
     delete_rules,
     host_veth_name,
-    ipam,
-    kernel_or_new,
     masq_ops,
-    parse_bridge,
+    pod_call,
+    request,
 )
 from cnilab.cni.spec import CniError
 from cnilab.ops import rule_tokens
@@ -27,13 +26,20 @@ from cnilab.ops import rule_tokens
 if TYPE_CHECKING:
     from cnilab.kernel import Kernel
 
+
 def check(config: Mapping[str, Any], container_id: str, netns: str, ifname: str = "eth0", *,
           node: str | None = None, kernel: Kernel | None = None, args: str = "",
           cni_path: Sequence[str] | None = None) -> None:
     """CHECK: everything prevResult says was made must still be there; error 102 names what
     is missing."""
-    conf, bc, path = checked(config, "CHECK", container_id, netns, ifname, args, node)
-    prev = conf.get("prevResult")
+    req = request("CHECK", config, container_id, netns, ifname, args, cni_path)
+    check_call(pod_call(req, node, kernel))
+
+
+def check_call(call: PodCall) -> None:
+    """CHECK of a checked call (the executable's and the in-process API's)."""
+    env, bc, node, path = call.env, call.bc, call.node, call.env.netns
+    prev = call.req.config.get("prevResult")
     if prev is None:
         raise CniError(spec.INVALID_CONFIG, "CHECK needs prevResult in the configuration")
     version = prev.get("cniVersion", bc.version)
@@ -41,17 +47,18 @@ def check(config: Mapping[str, Any], container_id: str, netns: str, ifname: str 
                                     else bc.version)
     if problems:
         raise CniError(spec.DECODE_FAILURE, f"prevResult is not a valid result: {problems[0]}")
-    k = kernel_or_new(kernel)
+    k = call.kernel
     if not os.path.exists(path):
         raise CniError(spec.UNKNOWN_CONTAINER, f"the network namespace {path} does not exist")
-    ipam("CHECK", conf, container_id, path, ifname, args, cni_path)
+    call.ipam()
     try:
         snap = k.observe([node, path], nat_in=[node] if bc.ip_masq else [])
     finally:
         k.close_netns(path)
-    missing = _differences(snap, bc, node, path, container_id, ifname, prev)
+    missing = _differences(snap, bc, node, path, env.container_id, env.ifname, prev)
     if missing:
-        raise CniError(spec.CHECK_FAILED, f"{container_id}/{ifname}: " + "; ".join(missing))
+        raise CniError(spec.CHECK_FAILED, f"{env.container_id}/{env.ifname}: "
+                       + "; ".join(missing))
 
 
 def _differences(snap: Any, bc: BridgeConfig, node: str | None, path: str, container_id: str,
@@ -91,27 +98,36 @@ def _differences(snap: Any, bc: BridgeConfig, node: str | None, path: str, conta
 def status(config: Mapping[str, Any], *, node: str | None = None, kernel: Kernel | None = None,
            cni_path: Sequence[str] | None = None) -> None:
     """STATUS: ready for ADDs (IPAM has room) and the bridge, if made, is up (else 51)."""
-    conf = spec.check_config(dict(config), "STATUS")
-    bc = parse_bridge(conf)
-    ipam("STATUS", conf, "", "", "", "", cni_path)
-    br = kernel_or_new(kernel).get_link(node, bc.bridge)
+    status_call(pod_call(request("STATUS", config, cni_path=cni_path), node, kernel))
+
+
+def status_call(call: PodCall) -> None:
+    """STATUS of a checked call."""
+    call.ipam()
+    br = call.kernel.get_link(call.node, call.bc.bridge)
     if br is not None and not br.up:
-        raise CniError(spec.LIMITED_CONNECTIVITY, f"bridge {bc.bridge} is down: pods on it "
-                       "are cut off")
+        raise CniError(spec.LIMITED_CONNECTIVITY, f"bridge {call.bc.bridge} is down: pods on "
+                       "it are cut off")
 
 
 def gc(config: Mapping[str, Any], *, node: str | None = None, kernel: Kernel | None = None,
        cni_path: Sequence[str] | None = None) -> int:
     """GC: drop NAT rules and addresses of attachments not in cni.dev/valid-attachments."""
-    conf = spec.check_config(dict(config), "GC")
-    bc = parse_bridge(conf)
-    keep = {cid for cid, _ in spec.valid_attachments(conf)}
-    k = kernel_or_new(kernel)
+    return gc_call(pod_call(request("GC", config, cni_path=cni_path), node, kernel))
+
+
+def gc_call(call: PodCall) -> int:
+    """GC of a checked call: how many NAT rules went."""
+    bc, k = call.bc, call.kernel
+    keep = {cid for cid, _ in spec.valid_attachments(call.req.config)}
     removed = 0
     if k.has_iptables:
         kept = {attachment_hash(bc.name, cid) for cid in keep}
-        removed = delete_rules(k, node, bc.name, lambda h: h not in kept)
-    ipam("GC", conf, "", "", "", "", cni_path)
+        removed = delete_rules(k, call.node, bc.name, lambda h: h not in kept)
+    call.ipam()
     return removed
 
 
+def handle(call: PodCall) -> None:
+    """CHECK, STATUS or GC, as the call's command says."""
+    {"CHECK": check_call, "STATUS": status_call, "GC": gc_call}[call.env.command](call)

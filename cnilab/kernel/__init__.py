@@ -193,6 +193,14 @@ class Kernel(Netlink):
         finally:
             self.changed(netns)
 
+    def iptables_restore(self, netns: str | None, table: str, lines: list[list[str]]) -> None:
+        """Rule commands ("-A CHAIN ...", "-D CHAIN ...") in one iptables-restore --noflush:
+        one process, one transaction (all or nothing)."""
+        try:
+            _iptables.restore(self._iptables, netns, table, lines)
+        finally:
+            self.changed(netns)
+
     def nat_rules(self, netns: str | None) -> tuple[str, ...]:
         """The nat table's rules in `netns` (`iptables -t nat -S`), read again only when
         nf_tables says the ruleset changed since."""

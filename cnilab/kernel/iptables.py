@@ -49,6 +49,39 @@ def run(binary: str | None, netns: str | None, args: list[str], missing_ok: bool
     return done.stdout
 
 
+def restore_binary(binary: str) -> str:
+    """iptables-restore beside this iptables: the same backend (iptables-nft -> -nft-restore;
+    iptables -> iptables-restore, which the same alternatives choose)."""
+    return os.path.join(os.path.dirname(binary), os.path.basename(binary) + "-restore")
+
+
+def _word(word: str) -> str:
+    """One word of an iptables-restore line: quoted as its parser quotes (double quotes only)."""
+    if word and not any(c in word for c in ' \t"\\\'#'):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def restore(binary: str | None, netns: str | None, table: str, lines: list[list[str]]) -> None:
+    """Apply rule commands ("-A CHAIN ...", "-D CHAIN ...") to `table` in one
+    `iptables-restore --noflush`: one process and one transaction, on nft and legacy alike.
+
+    All or nothing: a -D of a rule that is not there fails the whole transaction (KernelError).
+    """
+    text = "".join([f"*{table}\n", *(" ".join(map(_word, ln)) + "\n" for ln in lines),
+                    "COMMIT\n"])
+    program = restore_binary(require(binary))
+    if not os.access(program, os.X_OK):  # iptables without its restore: how to install both
+        raise MissingTool.of("no_iptables", install=install_command("iptables"))
+    # -w: legacy iptables then waits for the xtables lock a parallel call holds (nft ignores it)
+    argv = [program, "--noflush", "-w"]
+    done = run_in_netns(netns, lambda: subprocess.run(argv, input=text, capture_output=True,
+                                                      text=True, check=False))
+    if done.returncode != 0:
+        detail = (done.stderr.strip().splitlines() or ["no message"])[0]
+        raise KernelError(f"iptables-restore --noflush (table {table}) failed: {detail}")
+
+
 def nat_rules(binary: str | None, netns: str | None) -> tuple[str, ...]:
     """The rules of the nat table inside `netns`, as `iptables -t nat -S` prints them (-A only)."""
     out = run(binary, netns, ["-t", "nat", "-S"])

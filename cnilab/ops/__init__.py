@@ -34,7 +34,7 @@ from cnilab.ops.links import (
     SetMac,
     SetMaster,
 )
-from cnilab.ops.netfilter import AddRule, rule_tokens
+from cnilab.ops.netfilter import AddRule, apply_rules, rule_tokens, undo_rules
 from cnilab.ops.system import FORWARDING, SetSysctl, StartServer
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "SetSysctl",
     "StartServer",
     "Step",
+    "apply_rules",
     "describe",
     "has_control",
     "ns_of",
@@ -68,6 +69,7 @@ __all__ = [
     "same_netns",
     "shell_join",
     "tagged",
+    "undo_rules",
 ]
 
 # Every op of the engine, listed (not collected as a side effect of imports). A lesson with ops

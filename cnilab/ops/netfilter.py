@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cnilab.errors import KernelError
 from cnilab.names import TAG
 from cnilab.ops.base import Evidence, KernelApi, Key, Op, ns_of
 from cnilab.state import Snapshot
@@ -68,3 +70,32 @@ class AddRule(Op):
         # The rule itself, as observed rules compare: step 9's rule is new, step 8's is not.
         return (("rule", self.netns or "", self.table,
                  *rule_tokens(("-A", self.chain, *self.spec))),)
+
+
+def apply_rules(kernel: KernelApi, rules: Sequence[AddRule]) -> None:
+    """Add rules of one namespace and table in one transaction (iptables-restore --noflush):
+    one process however many rules, and none added if one is refused. Each rule is the text
+    its AddRule applies, so its printed command and its undo stay the same."""
+    if rules:
+        kernel.iptables_restore(rules[0].netns, rules[0].table,
+                                [["-A", r.chain, *r.rule()] for r in _one_table(rules)])
+
+
+def undo_rules(kernel: KernelApi, rules: Sequence[AddRule]) -> bool:
+    """Delete rules of one namespace and table in one transaction; False, and nothing deleted,
+    when one of them is not there (the caller then finds what is left another way)."""
+    if not rules:
+        return True
+    try:
+        kernel.iptables_restore(rules[0].netns, rules[0].table,
+                                [["-D", r.chain, *r.rule()] for r in _one_table(rules)])
+    except KernelError:
+        return False
+    return True
+
+
+def _one_table(rules: Sequence[AddRule]) -> Sequence[AddRule]:
+    """The rules, checked to be one transaction's: one namespace, one table."""
+    if len({(r.netns, r.table) for r in rules}) > 1:
+        raise ValueError("rules of several namespaces or tables are not one transaction")
+    return rules

@@ -5,7 +5,6 @@ plugin runs inside node namespaces this test made."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,6 @@ from cnilab.lab.proofs import ping
 from tests.kernel.cni_sandbox import Sandbox
 
 REFERENCE_SKIP = reference_skip("bridge", "host-local")
-
-
-@pytest.fixture
-def box(prefix: str, tmp_path: Path) -> Iterator[Sandbox]:
-    """A node namespace (and pods made on demand) under the test's prefix."""
-    sandbox = Sandbox(prefix, tmp_path / "bin")
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
 
 
 def conf(data: Path, plugin: str = "cnilab", name: str = "net1", bridge: str = "cni0",

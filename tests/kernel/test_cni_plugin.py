@@ -7,7 +7,6 @@ import fcntl
 import json
 import os
 import shlex
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,6 @@ from cnilab.cni.exec import Call
 from tests.kernel.cni_sandbox import Sandbox
 
 SUBNET = "10.77.0.0/24"
-
-
-@pytest.fixture
-def box(prefix: str, tmp_path: Path) -> Iterator[Sandbox]:
-    """A node namespace (and pods made on demand) under the test's prefix."""
-    sandbox = Sandbox(prefix, tmp_path / "bin")
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
 
 
 def conf(tmp_path: Path, version: str = "1.1.0", **extra: Any) -> dict[str, Any]:

@@ -7,12 +7,13 @@ import os
 import shutil
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import Cnilab, prefixed_netns
 
-from cnilab.cni import plugin, spec, verify
-from cnilab.cni.exec import find_reference
+from cnilab.cni import plugin, runtime, spec, verify
+from cnilab.cni.exec import Call, find_reference
 from cnilab.cni.runtime import Runtime
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel
@@ -46,6 +47,28 @@ def test_runtime_add_check_del_with_both_plugins(prefix: str, run_dir: Path) -> 
         removed = rt.teardown()
     assert AddNetns(None, f"{prefix}cnilab-cni-node") in removed
     assert not any(n.startswith(prefix) for n in rt.kernel.observe([]).netns)
+
+
+def test_the_runtime_asks_version_once_per_network(prefix: str, run_dir: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    if find_reference("tuning") is None:
+        pytest.skip("reference plugins not installed")
+    asked: list[str] = []
+    real = runtime.invoke
+
+    def counting(exe: str, command: str, *args: Any, **kwargs: Any) -> Call:
+        if command == "VERSION":
+            asked.append(os.path.basename(exe))
+        return real(exe, command, *args, **kwargs)
+
+    monkeypatch.setattr(runtime, "invoke", counting)
+    rt = Runtime(prefix=prefix)
+    try:
+        assert rt.add("web").calls[0].ok
+        assert rt.add("db").calls[0].ok
+        assert asked == ["tuning"]  # libcni asks when it loads the conflist, not at every use
+    finally:
+        rt.teardown()
 
 
 def test_runtime_refuses_a_duplicate_pod(prefix: str, run_dir: Path) -> None:

@@ -211,6 +211,20 @@ class FakeKernel:
                 raise KernelError("iptables: Bad rule (does a matching rule exist in that chain?)")
         return ""
 
+    def iptables_restore(self, netns: Where, table: str, lines: list[list[str]]) -> None:
+        self._log("iptables_restore", netns, table, [list(ln) for ln in lines])
+        rules = self._space(netns).rules
+        after = list(rules)
+        for line in lines:
+            rule = shlex.join(["-A", *line[1:]])
+            if line[0] == "-A":
+                after.append(rule)
+            elif rule in after:
+                after.remove(rule)
+            else:  # one transaction: a missing rule fails it all, and nothing changes
+                raise KernelError("iptables-restore: Bad rule (does a matching rule exist?)")
+        rules[:] = after
+
     def start_server(self, netns: Where, port: int, body: str) -> None:
         self._log("start_server", netns, port)
         self._space(netns).listening.add(port)

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from cnilab.cni import entry, ipam, spec
+from cnilab.cni import bridge, entry, ipam, spec
 from cnilab.cni.install import install, script
+from cnilab.cni.ipam_store import Store
 from cnilab.cni.spec import CniError
 
 ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc", "CNI_NETNS": "/run/netns/x",
@@ -42,17 +43,47 @@ def test_environment_is_read_and_checked() -> None:
                                   "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}).netns == ""
 
 
+def test_a_call_is_parsed_once_into_one_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[object] = []
+    real = json.loads
+    monkeypatch.setattr(spec.json, "loads", lambda text: decoded.append(text) or real(text))
+    seen: list[spec.Request] = []
+    conf = {"cniVersion": "1.1.0", "name": "n", "type": "cnilab"}
+    text, code = spec.run(lambda req: seen.append(req) or None,
+                          {**ENV, "CNI_ARGS": "IP=10.0.0.5"}, json.dumps(conf).encode())
+    assert (text, code) == ("", 0) and len(decoded) == 1
+    assert seen[0].config == conf and seen[0].env.args == {"IP": "10.0.0.5"}
+    assert seen[0].env.cni_args == "IP=10.0.0.5" and seen[0].as_command("DEL").command == "DEL"
+
+
+def test_an_in_process_call_is_checked_as_the_executables_without_a_fake_cni_path() -> None:
+    conf = {"cniVersion": "1.0.0", "name": "n", "type": "cnilab"}
+    req = bridge.request("ADD", conf, "abc", "pod-x", "eth0", "MAC=02:42:0a:f4:01:05")
+    assert req.env.netns == "/run/netns/pod-x" and req.env.path == ()
+    assert req.env.args == {"MAC": "02:42:0a:f4:01:05"}
+    assert code_of(bridge.request, "ADD", conf, "abc", "", "eth0") == spec.INVALID_ENVIRONMENT
+    assert code_of(bridge.request, "ADD", conf, "a b", "x") == spec.INVALID_ENVIRONMENT
+    assert code_of(bridge.request, "DEL", {**conf, "cniVersion": "0.4.0"}, "abc", "", "eth0") == 1
+    # The executable's environment must still name CNI_PATH.
+    env = {k: v for k, v in ENV.items() if k != "CNI_PATH"}
+    assert code_of(spec.read_environment, env) == spec.INVALID_ENVIRONMENT
+
+
+def parse_config(text: str | bytes, command: str = "ADD") -> dict[str, Any]:
+    return spec.check_config(spec.decode_config(text), command)
+
+
 def test_config_errors_have_the_spec_codes() -> None:
     good = {"cniVersion": "1.1.0", "name": "n", "type": "cnilab"}
-    assert spec.parse_config(json.dumps(good)) == good
-    assert code_of(spec.parse_config, b"{") == spec.DECODE_FAILURE
-    assert code_of(spec.parse_config, b"[]") == spec.DECODE_FAILURE
-    assert code_of(spec.parse_config, json.dumps({**good, "cniVersion": "0.3.1"})) == 1
-    assert code_of(spec.parse_config, json.dumps({**good, "name": "a b"})) == 7
-    assert code_of(spec.parse_config, json.dumps({"name": "n", "type": "t"})) == 7
-    assert code_of(spec.parse_config, json.dumps({**good, "prevResult": 3})) == 6
-    assert code_of(spec.parse_config, json.dumps({**good, "cniVersion": "1.0.0"}), "GC") == 1
-    assert spec.parse_config(b"", "VERSION") == {}
+    assert parse_config(json.dumps(good)) == good
+    assert code_of(parse_config, b"{") == spec.DECODE_FAILURE
+    assert code_of(parse_config, b"[]") == spec.DECODE_FAILURE
+    assert code_of(parse_config, json.dumps({**good, "cniVersion": "0.3.1"})) == 1
+    assert code_of(parse_config, json.dumps({**good, "name": "a b"})) == 7
+    assert code_of(parse_config, json.dumps({"name": "n", "type": "t"})) == 7
+    assert code_of(parse_config, json.dumps({**good, "prevResult": 3})) == 6
+    assert code_of(parse_config, json.dumps({**good, "cniVersion": "1.0.0"}), "GC") == 1
+    assert spec.reply_version({"cniVersion": 1}) == spec.reply_version({}) == spec.LATEST
 
 
 def test_error_object_shape() -> None:
@@ -140,8 +171,9 @@ def test_ipam_requested_address_duplicate_and_exhaustion(tmp_path: Path) -> None
     ipam.check(conf, "a", "eth0")
     assert code_of(ipam.check, conf, "d", "eth0") == spec.CHECK_FAILED
     assert sorted(map(str, ipam.gc(conf, {("a", "eth0")}))) == ["10.5.0.10", "10.5.0.11"]
-    assert sorted(p.name for p in (tmp_path / "n1").iterdir()) == [
-        "10.5.0.12", "last_reserved_ip.0", "lock"]
+    assert sorted(p.name for p in (tmp_path / "n1").iterdir()) == [  # GC: b's, c's index too
+        "10.5.0.12", Store(tmp_path / "n1")._index("a", "eth0").name, "last_reserved_ip.0",
+        "lock"]
 
 
 def test_ipam_config_errors(tmp_path: Path) -> None:
@@ -178,7 +210,7 @@ def test_ipam_executable_twenty_parallel_adds(tmp_path: Path) -> None:
 
 
 def test_plugin_scripts_do_not_import_typer_or_rich(tmp_path: Path) -> None:
-    assert script("cnilab").startswith(f"#!{sys.executable} -S\n")
+    assert script("cnilab").startswith(f"#!{sys.executable} -IS\n")
     install(tmp_path)
     for name in ("cnilab", "cnilab-ipam"):
         text = (tmp_path / name).read_text()
@@ -192,6 +224,20 @@ def test_plugin_scripts_do_not_import_typer_or_rich(tmp_path: Path) -> None:
     out = subprocess.run([str(tmp_path / "cnilab")], input=b'{"cniVersion": "1.1.0"}',
                          env=env, capture_output=True, check=True).stdout
     assert json.loads(out)["supportedVersions"] == ["1.0.0", "1.1.0"]
+
+
+def test_plugin_scripts_ignore_the_runtimes_python_variables(tmp_path: Path) -> None:
+    # Isolated mode: a PYTHONPATH in the runtime's environment cannot shadow a module the
+    # plugin imports (here the standard library's ipaddress).
+    install(tmp_path / "bin")
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "ipaddress.py").write_text("raise SystemExit('PYTHONPATH was followed')\n")
+    env = {"CNI_COMMAND": "ADD", "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(planted)}
+    done = subprocess.run([str(tmp_path / "bin" / "cnilab-ipam")], input=b"{}", env=env,
+                          capture_output=True, check=False)
+    assert b"PYTHONPATH" not in done.stderr
+    assert json.loads(done.stdout)["code"] == spec.INVALID_ENVIRONMENT
 
 
 # libcni's GetVersionInfo (pkg/invoke/exec.go): placeholders in everything but CNI_COMMAND.
@@ -215,9 +261,10 @@ def test_version_answers_libcni_placeholder_probe(tmp_path: Path, name: str, std
 
 def test_version_imports_nothing_but_the_entry(tmp_path: Path) -> None:
     install(tmp_path)
-    env = {**os.environ, **LIBCNI_PROBE, "PYTHONPROFILEIMPORTTIME": "1"}
-    done = subprocess.run([str(tmp_path / "cnilab")], input=b'{"cniVersion":"1.0.0"}',
-                          env=env, capture_output=True, check=True)
+    env = {**os.environ, **LIBCNI_PROBE}  # -I ignores PYTHONPROFILEIMPORTTIME: -X it is
+    done = subprocess.run([sys.executable, "-IS", "-X", "importtime", str(tmp_path / "cnilab")],
+                          input=b'{"cniVersion":"1.0.0"}', env=env, capture_output=True,
+                          check=True)
     imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines()}
     assert "cnilab.cni.entry" in imported
     assert not {"cnilab.cni.spec", "cnilab.errors", "ipaddress", "pyroute2.iproute"} & imported
@@ -232,9 +279,9 @@ def test_errors_carry_the_configs_cni_version(version: str) -> None:
     conf = json.dumps({"cniVersion": version, "name": "n", "type": "cnilab"}).encode()
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "relative",
            "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}
-    text, code = spec.run(lambda e, c: None, env, conf)
+    text, code = spec.run(lambda req: None, env, conf)
     assert code == 1 and json.loads(text)["cniVersion"] == version
-    def refuse(e: spec.Environment, c: dict[str, Any]) -> None:
+    def refuse(req: spec.Request) -> None:
         raise CniError(spec.KERNEL_REFUSED, "no")
 
     text, code = spec.run(refuse, {**env, "CNI_NETNS": "/run/netns/x"}, conf)

@@ -10,7 +10,16 @@ import pytest
 from cnilab.lab.lab import LAB_OPS
 from cnilab.lab.steps import build_steps, setup_ops
 from cnilab.lab.topology import default_topology
-from cnilab.ops import AddNetns, AddRule, AddVeth, Op, SetSysctl, rule_tokens
+from cnilab.ops import (
+    AddNetns,
+    AddRule,
+    AddVeth,
+    Op,
+    SetSysctl,
+    apply_rules,
+    rule_tokens,
+    undo_rules,
+)
 from cnilab.state import Snapshot
 
 RECORDED = Path(__file__).parent / "recorded"
@@ -127,3 +136,25 @@ def test_commands_folded_for_a_terminal_are_the_same_commands_to_bash(width: int
                                 capture_output=True, text=True, check=True).stdout
                  for text in (command.replace("&", ""), "\n".join(lines).replace("&", ""))]
         assert words[0] == words[1]
+
+
+def test_rules_go_in_and_out_in_one_transaction_all_or_nothing() -> None:
+    from cnilab.kernel.iptables import _word, restore_binary
+    from tests.unit.fake_kernel import FakeKernel
+
+    k = FakeKernel()
+    k.add_netns("node")
+    rules = [AddRule("node", "nat", "POSTROUTING", ("-s", f"10.0.0.{i}/32", "-j", "ACCEPT"),
+                     "cnilab net 1 id 2") for i in (1, 2)]
+    apply_rules(k, rules)
+    assert [c for c in k.calls if c[0].startswith("iptables")] == [
+        ("iptables_restore", ("node", "nat", [["-A", "POSTROUTING", *r.rule()]
+                                              for r in rules]))]
+    assert not undo_rules(k, [*rules, AddRule("node", spec=("-s", "10.0.0.9/32"))])
+    assert len(k.spaces["node"].rules) == 2  # one missing: none of them deleted
+    assert undo_rules(k, rules) and k.spaces["node"].rules == []
+    with pytest.raises(ValueError):
+        apply_rules(k, [rules[0], AddRule(None, spec=("-j", "ACCEPT"))])
+    assert _word("cnilab net 1 id 2") == '"cnilab net 1 id 2"' and _word("-s") == "-s"
+    assert _word('a"b\\') == '"a\\"b\\\\"'
+    assert restore_binary("/usr/sbin/iptables-nft") == "/usr/sbin/iptables-nft-restore"
