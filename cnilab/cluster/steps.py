@@ -149,8 +149,9 @@ def bridge_ops(plan: ClusterPlan, node: Node) -> list[Op]:
         AddAddress(ns, POD_BRIDGE, str(node.bridge_address), broadcast=True),
         LinkUp(ns, POD_BRIDGE),
         # docker0 as on the course's nodes: Docker made it and brought it up, but containerd
-        # plugs nothing into it. A bridge without ports has no carrier: UP but not RUNNING
-        # (`ifconfig`: flags=4099<UP,BROADCAST,MULTICAST>), and its route is marked linkdown.
+        # plugs nothing into it. A bridge whose last port went has no carrier (one that never
+        # had a port keeps the carrier it began with): UP but not RUNNING (`ifconfig`:
+        # flags=4099<UP,BROADCAST,MULTICAST>), and its route is marked linkdown.
         AddBridge(ns, DOCKER_BRIDGE),
         # Docker pins its bridge's MAC (02:42:...): without it, a bridge takes its ports' MAC
         # and is left with 00:00:00:00:00:00 when the last one goes.
