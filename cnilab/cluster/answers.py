@@ -2,8 +2,8 @@
 
 A student answers with a value (`10259`), with what a hint command printed (`127.0.0.1:10259`,
 `default via 172.17.0.1 dev ens3`, `<BROADCAST,MULTICAST,UP,LOWER_UP>`), or in words (`two`,
-`2 nodes`, `10259번`, `30000 to 32767`). Each reader finds every candidate value in the text and
-returns it only when there is exactly one: an answer listing several candidates (`ens3 cni0
+`2 nodes`, `10259번`, `30000 to 32767`). Each reader finds every candidate value in the text;
+read() gives it only when there is exactly one: an answer listing several candidates (`ens3 cni0
 docker0`, two MACs, two addresses) gives none, so it is never right by luck.
 """
 
@@ -42,20 +42,14 @@ NOT_A_NAME = {
 ADMIN_WORDS = {"up": "up", "lower_up": "up", "down": "down"}
 
 
-def _one(found: Collection[str]) -> str | None:
-    """The value when exactly one was found, else None."""
-    values = set(found)
-    return values.pop() if len(values) == 1 else None
-
-
-def mac(text: str) -> str | None:
-    """One MAC address (`link/ether 02:42:... brd ff:ff:...` gives the first)."""
+def mac(text: str) -> set[str]:
+    """MAC addresses (`link/ether 02:42:... brd ff:ff:...` gives the first)."""
     found = {m.replace("-", ":") for m in MAC.findall(text.lower())}
-    return _one(found - NOT_A_MAC)
+    return found - NOT_A_MAC
 
 
-def host(text: str, names: Collection[str] = ()) -> str | None:
-    """One address, or one of `names` (a node's name, `_gateway`): what `route` prints for it.
+def host(text: str, names: Collection[str] = ()) -> set[str]:
+    """Addresses, and `names` (a node's name, `_gateway`): what `route` prints for it.
 
     `default via 172.17.0.1 dev ens3` gives the address after via; `inet 172.17.0.24 netmask
     255.255.0.0 broadcast 172.17.255.255` gives 172.17.0.24; `route -n`'s 0.0.0.0 is no answer.
@@ -73,15 +67,15 @@ def host(text: str, names: Collection[str] = ()) -> str | None:
         for address in IPV4.findall(word):
             if address != "0.0.0.0" and after not in NOT_AN_ADDRESS_AFTER:
                 found.add(address)
-    return _one(found)
+    return found
 
 
-def number(text: str) -> str | None:
-    """One number: `10259`, `10259/tcp`, `port 2379`, `127.0.0.1:10259`, `two`, `2대`."""
+def number(text: str) -> set[str]:
+    """Numbers: `10259`, `10259/tcp`, `port 2379`, `127.0.0.1:10259`, `two`, `2대`."""
     value = text.lower()
     ports = SOCKET.findall(value)
     if ports:  # an address:port printed by netstat or ss: its port is the answer
-        return _one({str(int(p)) for p in ports})
+        return {str(int(p)) for p in ports}
     value = IPV4.sub(" ", value)
     found = {str(int(d)) for d in re.findall(r"\d+", value)}
     for word in WORD.findall(value):
@@ -89,25 +83,25 @@ def number(text: str) -> str | None:
             word = word.removesuffix(counter)
         if word in NUMBER_WORDS:
             found.add(str(NUMBER_WORDS[word]))
-    return _one(found)
+    return found
 
 
-def port_range(text: str) -> str | None:
-    """One range: `30000-32767`, `30000 to 32767`, `--service-node-port-range=30000-32767`."""
-    return _one({f"{int(a)}-{int(b)}" for a, b in RANGE.findall(text.lower())})
+def port_range(text: str) -> set[str]:
+    """Ranges: `30000-32767`, `30000 to 32767`, `--service-node-port-range=30000-32767`."""
+    return {f"{int(a)}-{int(b)}" for a, b in RANGE.findall(text.lower())}
 
 
-def admin_state(text: str) -> str | None:
+def admin_state(text: str) -> set[str]:
     """UP or DOWN: the flags between < and > (UP among them), or a word (`state UP`)."""
     value = text.lower()
     flags = re.findall(r"<([^>]*)>", value)
     if flags:  # `ip link` / `ifconfig`'s flags field: UP is the administrative state
-        return _one({"up" if "up" in f.split(",") else "down" for f in flags})
-    return _one({ADMIN_WORDS[w] for w in re.split(r"[\s,]+", value) if w in ADMIN_WORDS})
+        return {"up" if "up" in f.split(",") else "down" for f in flags}
+    return {ADMIN_WORDS[w] for w in re.split(r"[\s,]+", value) if w in ADMIN_WORDS}
 
 
-def name(text: str) -> str | None:
-    """One interface name: `ens3`, `ens3@if3` (`ip -br addr`), `ens3:` (ifconfig), a whole line."""
+def name(text: str) -> set[str]:
+    """Interface names: `ens3`, `ens3@if3` (`ip -br addr`), `ens3:` (ifconfig), a whole line."""
     found = set()
     for word in re.sub(r"<[^>]*>", " ", text.lower()).split():
         word = word.rstrip(":,").split("@")[0]
@@ -115,17 +109,21 @@ def name(text: str) -> str | None:
                 or IPV4.search(word) or word.startswith(("fe80", "link/"))):
             continue
         found.add(word)
-    return _one(found)
+    return found
 
 
-READERS: dict[str, Callable[[str], str | None]] = {
+READERS: dict[str, Callable[[str], set[str]]] = {
     "mac": mac, "ip": host, "number": number, "range": port_range, "state": admin_state,
     "name": name,
 }
 
 
+def values(text: str, kind: str, names: Collection[str] = ()) -> set[str]:
+    """Every value `text` gives for a question of this kind."""
+    return host(text, names) if kind == "host" else READERS[kind](text)
+
+
 def read(text: str, kind: str, names: Collection[str] = ()) -> str | None:
     """The one value `text` gives for a question of this kind; None for none or several."""
-    if kind == "host":
-        return host(text, names)
-    return READERS[kind](text)
+    found = values(text, kind, names)
+    return next(iter(found)) if len(found) == 1 else None

@@ -144,7 +144,8 @@ def facts(status: Status) -> dict[str, str]:
     return {"bridge": cp.get("pod_bridge") or "cni0", "cidr": n1.get("pod_cidr") or "?",
             "iface": cp.get("interface") or "?", "peer": str(cp.get("peer_index") or "?"),
             "cp_ip": cp.get("ip") or "?", "cp_mac": cp.get("mac") or "?",
-            "node01_ip": n1.get("ip") or "?", "switch": status["lan"].get("bridge") or "?"}
+            "node01_ip": n1.get("ip") or "?", "switch": status["lan"].get("bridge") or "?",
+            "cp_netns": cp.get("netns") or "controlplane"}
 
 
 def _aliases(status: Status, kind: str, expected: str) -> tuple[str, ...]:
@@ -203,6 +204,12 @@ def grade(question: Question, answer: str | None, tries: int = 1) -> Graded:
     right = answers.read(question.expected, question.kind)
     ok = given is not None and (given == right or given in {a.lower() for a in question.aliases})
     return Graded(question, answer.strip(), ok, tries)
+
+
+def several(question: Question, answer: str) -> list[str]:
+    """The values an answer lists when it lists more than one (one answer, one value)."""
+    found = answers.values(answer, question.kind, question.aliases)
+    return sorted(found) if len(found) > 1 else []
 
 
 def trap(question: Question, answer: str) -> str | None:

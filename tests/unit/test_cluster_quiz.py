@@ -272,3 +272,15 @@ def test_the_gateways_name_comes_from_the_nodes_hosts_file(status: dict[str, Any
     status["nodes"][0]["hosts"] = {}  # no hosts file: `route` would print 172.17.0.1
     q = next(q for q in questions(status, "en", NAMES) if q.id == "default_gateway")
     assert not grade(q, "_gateway").correct and grade(q, "172.17.0.1").correct
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_several_values_at_once_are_told_apart_from_a_wrong_one(
+        status: dict[str, Any], lang: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from cnilab.cli import quiz as cli_quiz
+
+    asked = questions(status, lang, NAMES)
+    ui = quiz.lesson_text(lang)["ui"]
+    cli_quiz._grade(asked, ui, ["controlplane_ip=172.17.0.24 172.17.0.40"], False, NAMES)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert ui["several"].format(count=2, values="172.17.0.24, 172.17.0.40") in shown
