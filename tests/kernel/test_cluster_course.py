@@ -49,6 +49,9 @@ def test_route_in_a_node_names_the_gateway_and_node01_as_the_course_does(cli: Cn
     assert lines[2][:4] == ["default", "_gateway", "0.0.0.0", "UG"]
     assert ["10.244.1.0", "node01", "255.255.255.0", "UG"] in [ln[:4] for ln in lines]
     assert "172.17.0.1" in in_node(cli, "controlplane", "route", "-n")  # -n: numbers only
+    for lang in ("en", "ko"):  # what the lesson says `route` prints
+        why = load("cluster", lang).step(2).why
+        assert "`_gateway`" in why and "`node01`" in why and "/etc/netns/controlplane/hosts" in why
 
 
 def test_the_hosts_file_is_seen_only_inside_the_node_and_down_removes_it(
