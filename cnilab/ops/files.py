@@ -101,9 +101,9 @@ class OwnedFile(Op):
         return ["tee", str(self.path)]
 
     def command(self, here: str | None) -> str:
-        text = shlex.quote("\n".join(self.lines))
+        lines = " ".join(shlex.quote(line) for line in self.lines)
         return (f"mkdir -p {shlex.quote(str(self.path.parent))} && "
-                f"echo {text} > {shlex.quote(str(self.path))}")
+                f"printf '%s\\n' {lines} > {shlex.quote(str(self.path))}")
 
     def undo_argv(self) -> list[str] | None:
         return ["rm", str(self.path)]

@@ -143,3 +143,11 @@ def test_proc_net_tcp6_is_parsed_like_ss() -> None:
     assert (listen.local, listen.local_port, listen.state) == ("::", 6443, LISTEN)
     assert (conn.local, conn.remote, conn.remote_port) == (
         "::ffff:172.17.0.24", "::ffff:172.17.0.40", 36418)
+
+
+def test_the_printed_hosts_command_writes_the_same_bytes(tmp_path: Path) -> None:
+    import subprocess
+
+    op = hosts_file(tmp_path)
+    subprocess.run(["bash", "-c", op.command(None)], check=True)
+    assert op.path.read_bytes() == op.data and op.mine()
