@@ -59,16 +59,17 @@ def cluster_ledger(prefix: str, run_dir: str | None = None) -> Ledger:
 
 @dataclass
 class UpReport:
-    """What `up` changed: network ops, component processes, pods attached."""
+    """What `up` changed: network ops, component processes, pods attached, the kubectl."""
 
     network: list[Op] = field(default_factory=list)
     components: list[Op] = field(default_factory=list)
     pods: list[str] = field(default_factory=list)
+    tools: list[Op] = field(default_factory=list)  # the nodes' kubectl
 
     @property
     def changed(self) -> bool:
         """Whether anything at all was made."""
-        return bool(self.network or self.components or self.pods)
+        return bool(self.network or self.components or self.pods or self.tools)
 
 
 def recorded_plan(ledger: Ledger, prefix: str) -> ClusterPlan | None:
@@ -128,7 +129,7 @@ class Cluster:
         report.network = self.apply(missing)
         script = kubectl.script_op(self.ledger, self.plan.prefix, sys.executable)
         if not script.satisfied(snap):
-            self.apply([script])
+            report.tools = self.apply([script])
         live = components.running()
         start = [op for op in self.component_ops() if op.token not in live]
         try:
