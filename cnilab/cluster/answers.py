@@ -100,11 +100,18 @@ def admin_state(text: str) -> set[str]:
     return {ADMIN_WORDS[w] for w in re.split(r"[\s,]+", value) if w in ADMIN_WORDS}
 
 
-def name(text: str) -> set[str]:
-    """Interface names: `ens3`, `ens3@if3` (`ip -br addr`), `ens3:` (ifconfig), a whole line."""
+def name(text: str, known: Collection[str] = ()) -> set[str]:
+    """Interface names: `ens3`, `ens3@if3` (`ip -br addr`), `ens3:` (ifconfig), a whole line.
+
+    The node's own interfaces (`known`) are the names when any is there (`it's cni0`); else
+    every word that is not a word of `ip`'s and ifconfig's lines.
+    """
+    words = [w.rstrip(":,.").split("@")[0] for w in re.sub(r"<[^>]*>", " ", text.lower()).split()]
+    mine = {w for w in words if w in {k.lower() for k in known}}
+    if mine:
+        return mine
     found = set()
-    for word in re.sub(r"<[^>]*>", " ", text.lower()).split():
-        word = word.rstrip(":,").split("@")[0]
+    for word in words:
         if (not word or word in NOT_A_NAME or word.isdigit() or "=" in word or ":" in word
                 or IPV4.search(word) or word.startswith(("fe80", "link/"))):
             continue
@@ -120,7 +127,9 @@ READERS: dict[str, Callable[[str], set[str]]] = {
 
 def values(text: str, kind: str, names: Collection[str] = ()) -> set[str]:
     """Every value `text` gives for a question of this kind."""
-    return host(text, names) if kind == "host" else READERS[kind](text)
+    if kind == "host":
+        return host(text, names)
+    return name(text, names) if kind == "name" else READERS[kind](text)
 
 
 def read(text: str, kind: str, names: Collection[str] = ()) -> str | None:

@@ -39,6 +39,7 @@ class Question:
     traps: Mapping[str, str] = field(default_factory=dict)  # a known wrong answer -> why
     aliases: tuple[str, ...] = ()  # other right answers (a node's name for its address)
     source: str = ""  # where the expected answer was read ("lan0 has 2 ports, one per node")
+    names: tuple[str, ...] = ()  # every host (or interface) name an answer may give
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,22 @@ def _aliases(status: Status, kind: str, expected: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*names, *hosts.get(expected, [])]))
 
 
+def _names(status: Status, kind: str) -> tuple[str, ...]:
+    """The names an answer of this kind may give, each one a value: for an address every node's
+    name and controlplane's hosts file's; for an interface controlplane's interfaces."""
+    cp = _node(status, "controlplane") or {}
+    if kind == "host":
+        hosts = cp.get("hosts", {})
+        return tuple(dict.fromkeys([*(n["name"] for n in status["nodes"]),
+                                    *(name for names in hosts.values() for name in names)]))
+    if kind == "name":
+        bridges = cp.get("bridges", [])
+        return tuple(dict.fromkeys(["lo", *([cp["interface"]] if cp.get("interface") else []),
+                                    *(b["name"] for b in bridges),
+                                    *(p for b in bridges for p in b["ports"])]))
+    return ()
+
+
 def questions(status: Status, lang: str, names: Mapping[str, str]) -> list[Question]:
     """The questions for this cluster, each with the answer the kernel gives now.
 
@@ -178,7 +195,8 @@ def questions(status: Status, lang: str, names: Mapping[str, str]) -> list[Quest
                               q[_explanation(q, status)].format(**fill), expected, kind,
                               q["nudge"].format(**fill),
                               {k: v.format(**fill) for k, v in q.get("traps", {}).items()},
-                              _aliases(status, kind, expected), q["source"].format(**fill)))
+                              _aliases(status, kind, expected), q["source"].format(**fill),
+                              _names(status, kind)))
     return asked
 
 
@@ -193,7 +211,7 @@ def _explanation(q: Mapping[str, Any], status: Status) -> str:
 
 def answer_of(question: Question, text: str) -> str | None:
     """The one value a typed answer gives (cluster/answers.py), None for none or several."""
-    return answers.read(text, question.kind, question.aliases)
+    return answers.read(text, question.kind, (*question.aliases, *question.names))
 
 
 def grade(question: Question, answer: str | None, tries: int = 1) -> Graded:
@@ -208,7 +226,7 @@ def grade(question: Question, answer: str | None, tries: int = 1) -> Graded:
 
 def several(question: Question, answer: str) -> list[str]:
     """The values an answer lists when it lists more than one (one answer, one value)."""
-    found = answers.values(answer, question.kind, question.aliases)
+    found = answers.values(answer, question.kind, (*question.aliases, *question.names))
     return sorted(found) if len(found) > 1 else []
 
 

@@ -55,6 +55,9 @@ TYPED: list[tuple[str, str, bool]] = [
     ("controlplane_interface", "ens3 cni0 docker0", False),
     ("controlplane_interface", "ens3, cni0", False),
     ("controlplane_interface", "eth0", False),
+    ("controlplane_interface", "it's ens3", True),
+    ("controlplane_interface", "lo", False),
+    ("controlplane_interface", "ens3 or lo", False),
     # MACs
     ("controlplane_mac", "02:42:ac:11:00:18", True),
     ("controlplane_mac", "02-42-AC-11-00-18", True),
@@ -71,6 +74,7 @@ TYPED: list[tuple[str, str, bool]] = [
     ("runtime_bridge", "CNI0", True),
     ("runtime_bridge", "cni0 docker0", False),
     ("runtime_bridge", "docker0", False),
+    ("runtime_bridge", "the bridge is called cni0.", True),
     ("bridge_state", "UP", True),
     ("bridge_state", "up", True),
     ("bridge_state", "state UP", True),
@@ -109,6 +113,9 @@ TYPED: list[tuple[str, str, bool]] = [
     ("node01_pods_route", "10.244.1.0/24 via 172.17.0.40 dev ens3", True),
     ("node01_pods_route", "172.17.0.40 172.17.0.1", False),
     ("node01_pods_route", "_gateway", False),
+    ("node01_pods_route", "node01 controlplane", False),
+    ("node01_pods_route", "node01 or _gateway", False),
+    ("default_gateway", "_gateway node01", False),
     # the NodePort range
     ("nodeport_range", "30000-32767", True),
     ("nodeport_range", "30000 to 32767", True),
