@@ -227,7 +227,10 @@ def grade(question: Question, answer: str | None, tries: int = 1) -> Graded:
 def several(question: Question, answer: str) -> list[str]:
     """The values an answer lists when it lists more than one (one answer, one value)."""
     found = answers.values(answer, question.kind, (*question.aliases, *question.names))
-    return sorted(found) if len(found) > 1 else []
+    if len(found) < 2:
+        return []
+    typed = answer.lower()  # in the order typed; a value not written as such (two: 2) last
+    return sorted(found, key=lambda v: (typed.find(v) % (len(typed) + 1), v))
 
 
 def trap(question: Question, answer: str) -> str | None:
