@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from cnilab import __version__
 from cnilab.ledger import Ledger
+from cnilab.ops import BadEntry
 from cnilab.ops.files import OwnedFile
 
 KUBELET_PORT = 10250
@@ -44,6 +45,12 @@ class KubectlScript(OwnedFile):
     @property
     def path(self) -> Path:
         return Path(self.file)
+
+    def check(self) -> None:
+        path = Path(self.file)
+        if not path.is_absolute() or path.name != "kubectl" or not path.parent.name.endswith(
+                "-bin") or ".." in path.parts:
+            raise BadEntry("bad_name", field="file")
 
     def argv(self) -> list[str]:
         return ["install", "-m", "0755", "/dev/stdin", self.file]

@@ -114,7 +114,7 @@ class NetnsEtcFile(OwnedFile):
     """Write /etc/netns/NETNS/NAME (what `ip netns exec NETNS` shows as /etc/NAME)."""
 
     name: str = ""
-    root: str = ETC_NETNS  # the ledger keeps where it went
+    root: str = ETC_NETNS  # elsewhere only in unit tests: a ledger line may name no other
 
     @property
     def path(self) -> Path:
@@ -125,5 +125,5 @@ class NetnsEtcFile(OwnedFile):
 
     def check(self) -> None:
         if (not self.netns or "/" in self.netns or self.netns in (".", "..")
-                or self.name not in ("hosts", "hostname") or not self.root.startswith("/")):
+                or self.name not in ("hosts", "hostname") or self.root != ETC_NETNS):
             raise BadEntry("bad_name", field="name")

@@ -151,3 +151,27 @@ def test_the_printed_hosts_command_writes_the_same_bytes(tmp_path: Path) -> None
     op = hosts_file(tmp_path)
     subprocess.run(["bash", "-c", op.command(None)], check=True)
     assert op.path.read_bytes() == op.data and op.mine()
+
+
+@pytest.mark.parametrize("entry", [
+    {"op": "NetnsEtcFile", "netns": "t-node01", "name": "hosts", "lines": [], "root": "/"},
+    {"op": "NetnsEtcFile", "netns": "../..", "name": "hosts", "lines": []},
+    {"op": "NetnsEtcFile", "netns": "t-node01", "name": "passwd", "lines": []},
+    {"op": "KubectlScript", "netns": None, "file": "/usr/bin/kubectl", "lines": []},
+    {"op": "KubectlScript", "netns": None, "file": "run/x-bin/kubectl", "lines": []},
+])
+def test_a_ledger_line_may_name_no_other_file(entry: dict[str, object]) -> None:
+    from cnilab.cluster.cluster import CLUSTER_OPS
+    from cnilab.ops import BadEntry, Op
+
+    with pytest.raises(BadEntry):
+        Op.from_dict(entry, CLUSTER_OPS)
+
+
+def test_the_files_ops_read_back_from_their_ledger_lines(tmp_path: Path) -> None:
+    from cnilab.cluster.cluster import CLUSTER_OPS, cluster_ledger
+    from cnilab.ops import Op
+
+    ledger = cluster_ledger("t-", str(tmp_path))
+    for op in (*hosts_ops(build_plan(2, 0, "t-")), kubectl.script_op(ledger, "t-", "/py")):
+        assert Op.from_dict(json.loads(json.dumps(op.to_dict())), CLUSTER_OPS) == op
