@@ -70,9 +70,16 @@ def script_op(ledger: Ledger, prefix: str, python: str) -> KubectlScript:
 
 def wants_nodes(args: list[str]) -> tuple[bool, bool, list[str]] | None:
     """(nodes, wide, names) for `get nodes [-o wide] [NAME...]`; None for anything else."""
-    words = [a for a in args if a not in ("-o", "wide", "-owide", "--output=wide",
-                                          "--output", "-A", "--all-namespaces")]
-    wide = "wide" in args or "-owide" in args or "--output=wide" in args
+    words, wide, rest = [], False, iter(args)
+    for arg in rest:
+        if arg in ("-o", "--output"):
+            arg = "-o" + next(rest, "")
+        if arg.startswith(("-o", "--output=")):
+            if arg.split("=", 1)[-1].removeprefix("-o") != "wide":
+                return None  # -o json, yaml, name ...: not this stand-in's
+            wide = True
+        elif arg not in ("-A", "--all-namespaces"):
+            words.append(arg)
     if len(words) < 2 or words[0] != "get" or words[1].split("/")[0] not in NODE_WORDS:
         return None
     names = words[2:] + ([words[1].split("/", 1)[1]] if "/" in words[1] else [])
