@@ -48,8 +48,8 @@ class KubectlScript(OwnedFile):
 
     def check(self) -> None:
         path = Path(self.file)
-        if not path.is_absolute() or path.name != "kubectl" or not path.parent.name.endswith(
-                "-bin") or ".." in path.parts:
+        if (not path.is_absolute() or path.name != "kubectl" or ".." in path.parts
+                or not path.parent.name.endswith("-bin") or set(self.made) - {str(path.parent)}):
             raise BadEntry("bad_name", field="file")
 
     def argv(self) -> list[str]:

@@ -10,6 +10,7 @@ file whose bytes are still exactly what the op wrote.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shlex
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class OwnedFile(Op):
     mode: ClassVar[int] = FILE_MODE
 
     lines: tuple[str, ...] = ()
+    made: tuple[str, ...] = ()  # the folders that were not there before (prepare() says)
 
     @property
     def path(self) -> Path:
@@ -54,8 +56,12 @@ class OwnedFile(Op):
         raise NotImplementedError
 
     def folders(self) -> tuple[Path, ...]:
-        """Folders undo removes once empty (they may hold someone else's files: then kept)."""
+        """The folders above the file that apply makes when missing, deepest first."""
         return (self.path.parent,)
+
+    def prepare(self, kernel: KernelApi) -> Op:
+        return dataclasses.replace(self, made=tuple(
+            str(f) for f in self.folders() if not os.path.lexists(f)))
 
     @property
     def data(self) -> bytes:
@@ -84,9 +90,10 @@ class OwnedFile(Op):
         if not self.mine():
             return  # gone, or changed by someone since: not ours to remove
         self.path.unlink()
-        for folder in self.folders():
-            with contextlib.suppress(OSError):  # still holds someone else's files
-                folder.rmdir()
+        for folder in self.folders():  # only those it made, and only once empty
+            if str(folder) in self.made:
+                with contextlib.suppress(OSError):  # holds someone else's files meanwhile
+                    folder.rmdir()
 
     def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
         return self.mine()
@@ -125,5 +132,6 @@ class NetnsEtcFile(OwnedFile):
 
     def check(self) -> None:
         if (not self.netns or "/" in self.netns or self.netns in (".", "..")
-                or self.name not in ("hosts", "hostname") or self.root != ETC_NETNS):
+                or self.name not in ("hosts", "hostname") or self.root != ETC_NETNS
+                or not set(self.made) <= {str(f) for f in self.folders()}):
             raise BadEntry("bad_name", field="name")

@@ -41,7 +41,9 @@ def test_each_node_has_a_hosts_file_naming_the_nodes_and_the_gateway() -> None:
 
 
 def test_the_hosts_file_is_written_with_its_mode_whatever_the_umask(tmp_path: Path) -> None:
-    op = hosts_file(tmp_path)
+    op = hosts_file(tmp_path).prepare(None)  # type: ignore[arg-type]
+    assert isinstance(op, NetnsEtcFile)
+    assert op.made == (str(op.path.parent), str(op.path.parent.parent))  # both are missing
     old = os.umask(0o077)
     try:
         op.apply(None)  # type: ignore[arg-type]
@@ -52,6 +54,16 @@ def test_the_hosts_file_is_written_with_its_mode_whatever_the_umask(tmp_path: Pa
         0o644, 0o755)
     op.undo(None)  # type: ignore[arg-type]
     assert not op.path.exists() and not op.path.parent.exists()
+    assert not op.path.parent.parent.exists()  # /etc/netns too: it made it
+
+
+def test_a_folder_that_was_there_before_stays(tmp_path: Path) -> None:
+    (tmp_path / "netns").mkdir()
+    op = hosts_file(tmp_path).prepare(None)  # type: ignore[arg-type]
+    assert isinstance(op, NetnsEtcFile) and op.made == (str(op.path.parent),)
+    op.apply(None)  # type: ignore[arg-type]
+    op.undo(None)  # type: ignore[arg-type]
+    assert not op.path.parent.exists() and (tmp_path / "netns").is_dir()
 
 
 def test_a_planted_hosts_file_is_never_adopted_nor_removed(tmp_path: Path) -> None:
@@ -160,6 +172,7 @@ def test_the_printed_hosts_command_writes_the_same_bytes(tmp_path: Path) -> None
     {"op": "NetnsEtcFile", "netns": "t-node01", "name": "hosts", "lines": [], "root": "/"},
     {"op": "NetnsEtcFile", "netns": "../..", "name": "hosts", "lines": []},
     {"op": "NetnsEtcFile", "netns": "t-node01", "name": "passwd", "lines": []},
+    {"op": "NetnsEtcFile", "netns": "t-node01", "name": "hosts", "lines": [], "made": ["/etc"]},
     {"op": "KubectlScript", "netns": None, "file": "/usr/bin/kubectl", "lines": []},
     {"op": "KubectlScript", "netns": None, "file": "run/x-bin/kubectl", "lines": []},
 ])
