@@ -87,16 +87,19 @@ class OwnedFile(Op):
         write_atomic(self.path, self.data, self.mode)
 
     def undo(self, kernel: KernelApi) -> None:
-        if not self.mine():
-            return  # gone, or changed by someone since: not ours to remove
-        self.path.unlink()
+        if self.mine():
+            self.path.unlink()
+        elif os.path.lexists(self.path):
+            return  # changed by someone since: not ours to remove, nor its folders
         for folder in self.folders():  # only those it made, and only once empty
             if str(folder) in self.made:
                 with contextlib.suppress(OSError):  # holds someone else's files meanwhile
                     folder.rmdir()
 
     def owned(self, kernel: KernelApi, done: bool, proof: Evidence | None) -> bool:
-        return self.mine()
+        # Ours: the file as written; or no file at all (killed before the write), when undo
+        # only takes away the empty folders it made.
+        return self.mine() or not os.path.lexists(self.path)
 
     def lives_in(self) -> tuple[str | None, ...]:
         return ()

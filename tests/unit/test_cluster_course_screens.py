@@ -191,3 +191,11 @@ def test_the_files_ops_read_back_from_their_ledger_lines(tmp_path: Path) -> None
     ledger = cluster_ledger("t-", str(tmp_path))
     for op in (*hosts_ops(build_plan(2, 0, "t-")), kubectl.script_op(ledger, "t-", "/py")):
         assert Op.from_dict(json.loads(json.dumps(op.to_dict())), CLUSTER_OPS) == op
+
+
+def test_killed_before_the_write_the_folders_it_made_still_go(tmp_path: Path) -> None:
+    op = hosts_file(tmp_path).prepare(None)  # type: ignore[arg-type]
+    op.path.parent.mkdir(parents=True)  # safe_dir ran, then the process was killed
+    assert op.owned(None, False, None)  # type: ignore[arg-type]
+    op.undo(None)  # type: ignore[arg-type]
+    assert not (tmp_path / "netns").exists()
