@@ -41,13 +41,15 @@ class TcpSocket:
 
 def _address(field: str) -> tuple[str, int]:
     host, port = field.split(":")
-    # The kernel prints the address as a native-endian 32-bit word in hex.
-    ip = socket.inet_ntoa(struct.pack("=I", int(host, 16)))
+    # The kernel prints the address as native-endian 32-bit words in hex: one for IPv4, four
+    # for IPv6 (/proc/net/tcp6).
+    packed = b"".join(struct.pack("=I", int(host[i:i + 8], 16)) for i in range(0, len(host), 8))
+    ip = socket.inet_ntop(socket.AF_INET6 if len(packed) == 16 else socket.AF_INET, packed)
     return ip, int(port, 16)
 
 
 def parse_proc_tcp(text: str) -> list[TcpSocket]:
-    """Parse the text of /proc/net/tcp (IPv4 only, as the lab uses)."""
+    """Parse the text of /proc/net/tcp or /proc/net/tcp6 (`::` is IPv6's any address)."""
     found = []
     for line in text.splitlines()[1:]:
         cols = line.split()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,6 +43,27 @@ def remove_prefixed_netns(prefix: str) -> None:
     for name in names:
         if name.startswith(prefix):
             subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+    remove_prefixed_hosts(prefix)
+
+
+def remove_prefixed_hosts(prefix: str) -> None:
+    """Delete the cluster nodes' hosts files under this test's prefix (only the ones cnilab
+    wrote for it: their first line names the node), and their folders once empty."""
+    try:
+        names = [n for n in os.listdir("/etc/netns") if n.startswith(prefix)]
+    except FileNotFoundError:
+        return
+    for name in names:
+        hosts = Path("/etc/netns", name, "hosts")
+        try:
+            first = hosts.read_text(encoding="utf-8").split("\n", 1)[0]
+        except OSError:
+            continue
+        if (first.startswith(f"# /etc/hosts of the cluster node {name},")
+                and not hosts.is_symlink()):
+            hosts.unlink()
+            with contextlib.suppress(OSError):
+                hosts.parent.rmdir()
 
 
 @pytest.fixture

@@ -237,12 +237,15 @@ def _print_status(data: dict[str, Any], lang: str) -> None:
           outside=world["ip"] or "-", outside_netns=world["netns"]))
 
 
-def target(ctx: typer.Context, name: str) -> tuple[str, str]:
-    """(namespace, hostname) of a node, a pod, `lan` (the gateway) or `world`."""
+def target(ctx: typer.Context, name: str) -> tuple[str, str, str]:
+    """(namespace, hostname, the folder of the cluster's kubectl) of a node, a pod, `lan` (the
+    gateway) or `world`."""
+    from cnilab.cluster.kubectl import bin_dir
     from cnilab.kernel import netns_path, require_privileges
 
     require_privileges()
-    plan = existing(ctx).plan
+    cluster = existing(ctx)
+    plan = cluster.plan
     choices = {n.name: plan.netns(n) for n in plan.nodes}
     choices |= {p.name: plan.pod_netns(p) for p in plan.all_pods()}
     choices |= {"lan": plan.lan_netns, "world": plan.world_netns}
@@ -254,14 +257,15 @@ def target(ctx: typer.Context, name: str) -> tuple[str, str]:
     if shutil.which("ip") is None or shutil.which("unshare") is None:
         raise CnilabError.of("cluster_no_ip_unshare",
                              install=install_command("iproute2", "util-linux"))
-    return choices[name], name
+    return choices[name], name, bin_dir(cluster.ledger)
 
 
-def _in_node(netns: str, hostname: str, argv: list[str]) -> list[str]:
+def _in_node(netns: str, hostname: str, bin_dir: str, argv: list[str]) -> list[str]:
     # A node is a network namespace only; a private UTS namespace gives the command the node's
-    # hostname too, without touching this machine's.
+    # hostname too, without touching this machine's. The cluster's kubectl comes first in PATH.
     return ["ip", "netns", "exec", netns, "unshare", "--uts", "--", "sh", "-c",
-            'hostname "$0" && exec "$@"', hostname, *argv]
+            'hostname "$0" && PATH="$1:$PATH" && shift && exec "$@"', hostname, bin_dir,
+            *argv]
 
 
 @cluster_app.command("exec", context_settings={"allow_extra_args": True,
@@ -281,9 +285,9 @@ def exec_(
         argv = list(command or []) + list(ctx.args)
         if not argv:
             raise CnilabError.of("cluster_no_command")
-        netns, hostname = target(ctx, node)
+        netns, hostname, bin_dir = target(ctx, node)
         sys.stdout.flush()
-        os.execvp("ip", _in_node(netns, hostname, argv))
+        os.execvp("ip", _in_node(netns, hostname, bin_dir, argv))
 
 
 @cluster_app.command()
@@ -305,8 +309,8 @@ def shell(
     lang = cluster_lang(ctx, lang)
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
-        netns, hostname = target(ctx, node)
+        netns, hostname, bin_dir = target(ctx, node)
         argv = shell_argv(f"(cnilab:{hostname})")
         out(t("cluster.entering", lang, node=hostname, netns=netns))
         sys.stdout.flush()
-        os.execvp("ip", _in_node(netns, hostname, argv))
+        os.execvp("ip", _in_node(netns, hostname, bin_dir, argv))

@@ -19,6 +19,7 @@ from cnilab import __version__
 from cnilab.cli.cluster import cluster_app
 from cnilab.cli.cni import cni_app
 from cnilab.cli.console import Options, out
+from cnilab.cli.kubectl import kubectl
 from cnilab.cli.lab import lab_app
 from cnilab.cli.quiz import quiz
 from cnilab.cli.run import run_app
@@ -93,6 +94,8 @@ cluster_app.command()(quiz)
 cluster_app.command("trace")(cluster_trace)
 cluster_app.command("watch")(cluster_watch)
 cluster_app.command("serve")(cluster_serve)
+cluster_app.command("kubectl", context_settings={"allow_extra_args": True,
+                                                 "ignore_unknown_options": True})(kubectl)
 app.add_typer(cni_app, name="cni", short_help="The CNI lesson: play the runtime, call a plugin.")
 app.add_typer(cluster_app, name="cluster",
               short_help="The cluster lesson: nodes, pods, routes, ports, a quiz.")

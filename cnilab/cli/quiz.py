@@ -123,46 +123,56 @@ def _grade(asked: list[Question], ui: dict[str, str], options: list[str], as_jso
         hints = [(ui["nudge"], q.nudge), (ui["hint"], q.hint)]
         for attempt in range(tries):
             reply = given[q.id] if given else ask(f"{ui['prompt']}: ")
-            g = grade(q, reply)
+            g = grade(q, reply, attempt + 1)
             if g.correct or g.answer is None or attempt == tries - 1:
                 break
-            _why_wrong(q, g.answer, ui["try_again"])
+            _why_wrong(q, g.answer, ui)
             label, text = hints[attempt]
             out(Prose(f"{label}: {text}", style="yellow"))
         graded.append(g)
         if not as_json:
             _verdict(q, g, ui, explain_trap=not interactive)
-    right = sum(g.correct for g in graded)
+    # The score counts first tries: a retry after a hint still teaches, but it is not a score.
+    right, first = sum(g.correct for g in graded), sum(g.first_try for g in graded)
     if as_json:
-        out_json({"right": right, "total": len(graded),
+        out_json({"right": first, "right_in_the_end": right, "total": len(graded),
                   "results": [{"id": g.question.id, "answer": g.answer,
-                               "expected": g.question.expected, "correct": g.correct}
+                               "expected": g.question.expected, "correct": g.correct,
+                               "tries": g.tries, "first_try": g.first_try,
+                               "source": g.question.source}
                               for g in graded]})
     else:
-        out("\n" + ui["score"].format(right=right, total=len(graded)))
+        score = ui["score" if right == first else "score_retried"]
+        out("\n" + score.format(first=first, right=right, total=len(graded)))
     return graded
 
 
-def _why_wrong(q: Question, answer: str, try_again: str) -> None:
+def _why(q: Question, answer: str, ui: dict[str, str]) -> str | None:
+    """Why this answer is wrong, when known: a known trap, or several values at once."""
+    from cnilab.cluster.quiz import several, trap
 
-    from cnilab.cluster.quiz import trap
+    listed = several(q, answer)
+    if listed:
+        return ui["several"].format(count=len(listed), values=", ".join(listed))
+    return trap(q, answer)
+
+
+def _why_wrong(q: Question, answer: str, ui: dict[str, str]) -> None:
     from cnilab.render.prose import Prose
 
-    why = trap(q, answer)
-    out(Prose(f"✘ {why or try_again}", style="red"))
+    out(Prose(f"✘ {_why(q, answer, ui) or ui['try_again']}", style="red"))
 
 
 def _verdict(q: Question, g: Graded, ui: dict[str, str], explain_trap: bool) -> None:
     from rich.markup import escape
 
-    from cnilab.cluster.quiz import trap
     from cnilab.render.prose import Prose
 
     if g.correct:
         out(Prose(f"✔ {ui['correct']} {q.explanation}", style="green"))
     elif g.answer is None:
-        out(f"[yellow]· {escape(ui['skipped'].format(expected=q.expected))}[/]")
+        out(f"[yellow]· {escape(ui['skipped'].format(source=q.source))}[/]")
     else:
-        msg = ui["wrong"].format(expected=q.expected, answer=g.answer)
-        why = trap(q, g.answer) if explain_trap else None
+        msg = ui["wrong"].format(source=q.source, answer=g.answer)
+        why = _why(q, g.answer, ui) if explain_trap else None
         out(Prose(f"✘ {msg} {why or q.explanation}", style="red"))

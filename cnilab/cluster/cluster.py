@@ -8,10 +8,11 @@ plan's options, so status, exec, quiz and down know the cluster without being to
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
-from cnilab.cluster import components, pods
+from cnilab.cluster import components, kubectl, pods
 from cnilab.cluster.components import StartComponent
 from cnilab.cluster.plan import LESSON, ClusterPlan, build_plan
 from cnilab.cluster.steps import UnplugLastPort, network_ops
@@ -21,6 +22,7 @@ from cnilab.ledger import Ledger
 from cnilab.names import Identity
 from cnilab.ops import OPS, AddNetns, AddRule, KernelApi, Op, registry_of
 from cnilab.ops.faults import FAULT_OPS
+from cnilab.ops.files import NetnsEtcFile
 from cnilab.ops.trace import AddTraceTable
 from cnilab.owner import Owner
 from cnilab.state import Snapshot
@@ -47,7 +49,8 @@ class PlanCluster(Op):
 
 # Every op a cluster ledger may hold: the engine's and the cluster's own, listed.
 CLUSTER_OPS = {**OPS, **registry_of(PlanCluster, StartComponent, UnplugLastPort, pods.AttachPod,
-                                    pods.IpamStore, AddTraceTable), **FAULT_OPS}
+                                    pods.IpamStore, AddTraceTable, NetnsEtcFile,
+                                    kubectl.KubectlScript), **FAULT_OPS}
 
 
 def cluster_ledger(prefix: str, run_dir: str | None = None) -> Ledger:
@@ -57,16 +60,17 @@ def cluster_ledger(prefix: str, run_dir: str | None = None) -> Ledger:
 
 @dataclass
 class UpReport:
-    """What `up` changed: network ops, component processes, pods attached."""
+    """What `up` changed: network ops, component processes, pods attached, the kubectl."""
 
     network: list[Op] = field(default_factory=list)
     components: list[Op] = field(default_factory=list)
     pods: list[str] = field(default_factory=list)
+    tools: list[Op] = field(default_factory=list)  # the nodes' kubectl
 
     @property
     def changed(self) -> bool:
         """Whether anything at all was made."""
-        return bool(self.network or self.components or self.pods)
+        return bool(self.network or self.components or self.pods or self.tools)
 
 
 def recorded_plan(ledger: Ledger, prefix: str) -> ClusterPlan | None:
@@ -110,12 +114,18 @@ class Cluster(Owner):
         # Before anything is touched, and for every name, present or not: a namespace that
         # already exists satisfies AddNetns, but it is only ours if the ledger says so.
         self.ledger.check_free([*network, *pod_netns], snap, self.kernel)
+        for op in missing:  # a file in /etc/netns that is not ours: refused before anything
+            if isinstance(op, NetnsEtcFile):
+                op.refuse_other()
         if any(isinstance(op, AddRule) for op in missing):
             self.kernel.require_iptables()
         if recorded_plan(self.ledger, self.plan.prefix) is None:  # (a scenario records first)
             self.apply([PlanCluster(None, len(self.plan.nodes), self.plan.pods_per_node,
                                      str(self.plan.pod_network))])
         report.network = self.apply(missing)
+        script = kubectl.script_op(self.ledger, self.plan.prefix, sys.executable)
+        if not script.satisfied(snap):
+            report.tools = self.apply([script])
         live = components.running()
         start = [op for op in self.component_ops() if op.token not in live]
         try:

@@ -47,11 +47,13 @@ class Component:
 
 
 # As on a kubeadm node (`ss -ltnp`): the control plane on controlplane only, kubelet and
-# kube-proxy everywhere. etcd serves clients on 2379 and peers on 2380; kube-apiserver is its
+# kube-proxy everywhere. What listens on every address does so as Go programs do, on IPv6's
+# `::` taking IPv4 too: netstat shows `tcp6 ... :::6443`, and a client from 172.17.0.40 as
+# ::ffff:172.17.0.40. etcd serves clients on 2379 and peers on 2380; kube-apiserver is its
 # only client and keeps several connections to it, so 2379 has the established connections.
 CONTROLPLANE = (
     Component("etcd", (("127.0.0.1", 2379), ("node", 2379), ("node", 2380))),
-    Component("kube-apiserver", (("0.0.0.0", 6443),), (("127.0.0.1", 2379, 4),),
+    Component("kube-apiserver", (("::", 6443),), (("127.0.0.1", 2379, 4),),
               ("--secure-port=6443", "--etcd-servers=https://127.0.0.1:2379",
                "--service-cluster-ip-range=10.96.0.0/12",
                "--service-node-port-range=30000-32767")),
@@ -60,9 +62,9 @@ CONTROLPLANE = (
               (("controlplane", 6443, 1),)),
 )
 EVERY_NODE = (
-    Component("kubelet", (("0.0.0.0", 10250), ("127.0.0.1", 10248)),
+    Component("kubelet", (("::", 10250), ("127.0.0.1", 10248)),
               (("controlplane", 6443, 1),)),
-    Component("kube-proxy", (("0.0.0.0", 10256), ("127.0.0.1", 10249)),
+    Component("kube-proxy", (("::", 10256), ("127.0.0.1", 10249)),
               (("controlplane", 6443, 1),)),
 )
 BY_NAME = {c.name: c for c in CONTROLPLANE + EVERY_NODE}
@@ -127,8 +129,11 @@ class StartComponent(Op):
         made: list[socket.socket] = []
         try:
             for host, port in spec.listen:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                s = socket.socket(family, socket.SOCK_STREAM)
                 made.append(s)
+                if family == socket.AF_INET6:  # dual-stack whatever net.ipv6.bindv6only says
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
                 # A restarted component must rebind while old connections sit in TIME_WAIT.
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((_resolve(host, self.node_ip, self.controlplane_ip), port))

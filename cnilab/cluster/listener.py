@@ -9,6 +9,7 @@ Standard library only, so it starts fast and imports nothing of cnilab.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import selectors
@@ -33,7 +34,10 @@ def main(argv: list[str]) -> None:
         listening = given.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
         sel.register(given, selectors.EVENT_READ, listening)
     if ready is not None:
-        os.write(ready, b"1")
+        # The parent may be gone (an `up` killed meanwhile): serve anyway, `down` finds us by
+        # our token. Python ignores SIGPIPE, so the write raises instead of killing us.
+        with contextlib.suppress(BrokenPipeError):
+            os.write(ready, b"1")
         os.close(ready)
     while True:
         for key, _ in sel.select():

@@ -7,6 +7,7 @@ no carrier), a gateway 172.17.0.1 that NATs to an emulated outside world in 203.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -65,6 +66,13 @@ class Node:
     def mac(self) -> str:
         """ens3's MAC, derived from its address."""
         return docker_mac(self.address.ip)
+
+    @property
+    def docker0_mac(self) -> str:
+        """docker0's MAC: Docker gives its bridge a random one in 02:42:..; here the random part
+        comes from the node's name, so a second `up` finds the same."""
+        digest = hashlib.sha256(self.name.encode()).digest()
+        return "02:42:" + ":".join(f"{b:02x}" for b in digest[:4])
 
     @property
     def bridge_address(self) -> IPv4Interface:

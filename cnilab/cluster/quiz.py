@@ -6,12 +6,14 @@ how to find each answer in the observed status (cluster/status.py) and how to co
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from ipaddress import IPv4Address
 from typing import Any
 
+from cnilab.cluster import answers
+from cnilab.cluster.plan import docker_mac
 from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
 from cnilab.i18n import lessons_dir
@@ -36,15 +38,23 @@ class Question:
     nudge: str = ""  # where to look, without the command (given first)
     traps: Mapping[str, str] = field(default_factory=dict)  # a known wrong answer -> why
     aliases: tuple[str, ...] = ()  # other right answers (a node's name for its address)
+    source: str = ""  # where the expected answer was read ("lan0 has 2 ports, one per node")
+    names: tuple[str, ...] = ()  # every host (or interface) name an answer may give
 
 
 @dataclass(frozen=True)
 class Graded:
-    """A student's answer to one question and whether it matches the kernel."""
+    """A student's answer to one question, whether it matches the kernel, and on which try."""
 
     question: Question
     answer: str | None
     correct: bool
+    tries: int = 1  # the score counts answers right at the first try
+
+    @property
+    def first_try(self) -> bool:
+        """Right at the first try."""
+        return self.correct and self.tries == 1
 
 
 def _node(status: Status, name: str) -> Mapping[str, Any] | None:
@@ -96,8 +106,9 @@ def _route_to_node01_pods(s: Status) -> str | None:
     return next((r["via"] for r in routes if cidr and r["dst"] == cidr), None)
 
 
-# id -> (how to read the answer from the status, how answers compare, needs node01). "host": an
-# address, or the name of the node that has it (the course's `route` prints node01 for it).
+# id -> (how to read the answer from the status, how answers compare, needs node01); each kind
+# is a reader of cluster/answers.py. "host": an address, or a name the node's hosts file gives
+# it (the course's `route` prints node01 and _gateway).
 ANSWERS: dict[str, tuple[Callable[[Status], Any], str, bool]] = {
     "nodes": (lambda s: len(s["lan"]["ports"]), "number", False),
     "controlplane_ip": (_field("controlplane", "ip"), "ip", False),
@@ -106,8 +117,8 @@ ANSWERS: dict[str, tuple[Callable[[Status], Any], str, bool]] = {
     "node01_ip": (_field("node01", "ip"), "ip", True),
     "node01_mac": (_field("node01", "mac"), "mac", True),
     "runtime_bridge": (_field("controlplane", "pod_bridge"), "name", False),
-    "bridge_state": (_pod_bridge_state, "name", False),
-    "default_gateway": (_default_gateway, "ip", False),
+    "bridge_state": (_pod_bridge_state, "state", False),
+    "default_gateway": (_default_gateway, "host", False),
     "scheduler_port": (_listening_port("kube-scheduler"), "number", False),
     "etcd_port": (_busiest_etcd_port, "number", False),
     "node01_pods_route": (_route_to_node01_pods, "host", True),
@@ -125,15 +136,53 @@ def lesson_text(lang: str) -> dict[str, Any]:
         raise ConfigError.of("cluster_no_lesson", lesson=LESSON, lang=lang) from e
 
 
+def facts(status: Status) -> dict[str, str]:
+    """What the text says about this cluster, read from the status (never written in the text).
+
+    {peer}: the index `ip -br addr` prints after ens3@if, controlplane's veth peer in the LAN.
+    """
+    cp, n1 = _node(status, "controlplane") or {}, _node(status, "node01") or {}
+    return {"bridge": cp.get("pod_bridge") or "cni0", "cidr": n1.get("pod_cidr") or "?",
+            "iface": cp.get("interface") or "?", "peer": str(cp.get("peer_index") or "?"),
+            "cp_ip": cp.get("ip") or "?", "cp_mac": cp.get("mac") or "?",
+            "node01_ip": n1.get("ip") or "?", "switch": status["lan"].get("bridge") or "?",
+            "cp_netns": cp.get("netns") or "controlplane"}
+
+
+def _aliases(status: Status, kind: str, expected: str) -> tuple[str, ...]:
+    """Names that stand for the expected address: a node's, or the node's hosts file's."""
+    if kind != "host":
+        return ()
+    hosts = (_node(status, "controlplane") or {}).get("hosts", {})
+    names = [n["name"] for n in status["nodes"] if n["ip"] == expected]
+    return tuple(dict.fromkeys([*names, *hosts.get(expected, [])]))
+
+
+def _names(status: Status, kind: str) -> tuple[str, ...]:
+    """The names an answer of this kind may give, each one a value: for an address every node's
+    name and controlplane's hosts file's; for an interface controlplane's interfaces."""
+    cp = _node(status, "controlplane") or {}
+    if kind == "host":
+        hosts = cp.get("hosts", {})
+        return tuple(dict.fromkeys([*(n["name"] for n in status["nodes"]),
+                                    *(name for names in hosts.values() for name in names)]))
+    if kind == "name":
+        bridges = cp.get("bridges", [])
+        return tuple(dict.fromkeys(["lo", *([cp["interface"]] if cp.get("interface") else []),
+                                    *(b["name"] for b in bridges),
+                                    *(p for b in bridges for p in b["ports"])]))
+    return ()
+
+
 def questions(status: Status, lang: str, names: Mapping[str, str]) -> list[Question]:
     """The questions for this cluster, each with the answer the kernel gives now.
 
-    names fills the text's placeholders: {exec} (the exec command), {lan}, {bridge}, {cidr}.
+    names fills the text's placeholders {exec} (the exec command), {shell} and {lan}; the
+    cluster's own facts (facts()) and {expected} fill the rest.
     """
     text = lesson_text(lang)
     has_node01 = _node(status, "node01") is not None
-    fill = {**names, "bridge": (_node(status, "controlplane") or {}).get("pod_bridge") or "cni0",
-            "cidr": (_node(status, "node01") or {}).get("pod_cidr") or "?"}
+    base = {**names, **facts(status)}
     asked = []
     for q in text["questions"]:
         read, kind, needs_node01 = ANSWERS[q["id"]]
@@ -141,61 +190,54 @@ def questions(status: Status, lang: str, names: Mapping[str, str]) -> list[Quest
             continue
         value = read(status)
         expected = NONE if value is None else str(value)
-        aliases = tuple(n["name"] for n in status["nodes"]
-                        if kind == "host" and n["ip"] == expected)
+        fill = {**base, "expected": expected}
         asked.append(Question(q["id"], q["question"].format(**fill), q["hint"].format(**fill),
-                              q["explanation"].format(**fill), expected, kind,
+                              q[_explanation(q, status)].format(**fill), expected, kind,
                               q["nudge"].format(**fill),
                               {k: v.format(**fill) for k, v in q.get("traps", {}).items()},
-                              aliases))
+                              _aliases(status, kind, expected), q["source"].format(**fill),
+                              _names(status, kind)))
     return asked
 
 
-MAC = re.compile(r"\b[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5}\b")
-IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
+def _explanation(q: Mapping[str, Any], status: Status) -> str:
+    """Which explanation is true now: the MAC one says how the MAC was made only if it was."""
+    if q["id"] == "controlplane_mac":
+        cp = _node(status, "controlplane") or {}
+        if not cp.get("ip") or docker_mac(IPv4Address(cp["ip"])) != cp.get("mac"):
+            return "explanation_changed"
+    return "explanation"
 
 
-def normalize(answer: str, kind: str) -> str:
-    """The answer inside what a hint command prints, in a comparable form.
-
-    `ip -br addr` prints ens3@if4 (ens3, whose veth peer is interface 4 elsewhere), `ip route`
-    `default via 172.17.0.1 dev ens3`, netstat `127.0.0.1:10259`, `ip link` `link/ether MAC`:
-    a student who pastes that is right.
-    """
-    value = answer.strip().lower()
-    if kind == "mac":
-        found = MAC.search(value)
-        return found.group(0).replace("-", ":") if found else value
-    if kind in ("ip", "host"):
-        words = value.split()
-        if "via" in words[:-1]:
-            value = words[words.index("via") + 1]
-        found = IPV4.search(value)
-        return found.group(0) if found else value
-    if kind == "range":  # 30000-32767, `--service-node-port-range=30000-32767`, 30000 - 32767
-        found = re.search(r"(\d+)\s*[-~]\s*(\d+)", value)
-        return f"{found.group(1)}-{found.group(2)}" if found else value
-    if kind == "number":
-        value = value.rsplit(":", 1)[-1]  # 127.0.0.1:10259, :::6443
-        return value.lstrip("0") or "0"
-    first = value.split()[0] if value.split() else value
-    return first.split("@")[0].rstrip(":")  # ens3@if4, `ifconfig`'s "ens3:"
+def answer_of(question: Question, text: str) -> str | None:
+    """The one value a typed answer gives (cluster/answers.py), None for none or several."""
+    return answers.read(text, question.kind, (*question.aliases, *question.names))
 
 
-def grade(question: Question, answer: str | None) -> Graded:
-    """Compare one answer with the kernel's."""
+def grade(question: Question, answer: str | None, tries: int = 1) -> Graded:
+    """Compare one answer with the kernel's; an answer listing several values is wrong."""
     if answer is None or not answer.strip():
-        return Graded(question, None, False)
-    given = normalize(answer, question.kind)
-    ok = given == normalize(question.expected, question.kind) or given in question.aliases
-    return Graded(question, answer.strip(), ok)
+        return Graded(question, None, False, tries)
+    given = answer_of(question, answer)
+    right = answers.read(question.expected, question.kind)
+    ok = given is not None and (given == right or given in {a.lower() for a in question.aliases})
+    return Graded(question, answer.strip(), ok, tries)
+
+
+def several(question: Question, answer: str) -> list[str]:
+    """The values an answer lists when it lists more than one (one answer, one value)."""
+    found = answers.values(answer, question.kind, (*question.aliases, *question.names))
+    if len(found) < 2:
+        return []
+    typed = answer.lower()  # in the order typed; a value not written as such (two: 2) last
+    return sorted(found, key=lambda v: (typed.find(v) % (len(typed) + 1), v))
 
 
 def trap(question: Question, answer: str) -> str | None:
     """Why a known wrong answer is wrong (10251: the course's old scheduler port), if known."""
-    given = normalize(answer, question.kind)
+    given = answer_of(question, answer)
     return next((why for wrong, why in question.traps.items()
-                 if normalize(wrong, question.kind) == given), None)
+                 if given is not None and answer_of(question, wrong) == given), None)
 
 
 def parse_answer_options(options: list[str], asked: list[Question]) -> dict[str, str]:

@@ -13,7 +13,11 @@ from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.plan import LAN_BRIDGE, POD_IF, UPLINK, WORLD_IF
 from cnilab.kernel import list_netns
 from cnilab.kernel.sockets import TcpSocket, tcp_sockets
+from cnilab.ops.files import read_etc
 from cnilab.state import Link, Namespace, Snapshot, first_ip
+
+# A socket bound to every address (:: takes IPv4 too, its clients as ::ffff:a.b.c.d).
+ANY = {"0.0.0.0", "::"}
 
 
 def _lan_link(ns: Namespace, lan_netns: str) -> Link | None:
@@ -26,7 +30,7 @@ def _ports(socks: list[TcpSocket]) -> list[dict[str, Any]]:
     ports = []
     for s in sorted((s for s in socks if s.listening), key=lambda s: (s.local_port, s.local)):
         clients = sum(1 for c in socks if c.established and c.local_port == s.local_port
-                      and s.local in ("0.0.0.0", c.local))
+                      and s.local in ANY | {c.local, c.local.removeprefix("::ffff:")})
         ports.append({"address": s.local, "port": s.local_port, "process": s.process,
                       "pid": s.pid, "established": clients})
     return ports
@@ -55,6 +59,16 @@ def _bridges(ns: Namespace) -> list[dict[str, Any]]:
             for b in ns.links if b.kind == "bridge"]
 
 
+def hosts(text: str | None) -> dict[str, list[str]]:
+    """A hosts file as address -> names (the names `route` prints for an address)."""
+    found: dict[str, list[str]] = {}
+    for line in (text or "").splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) > 1:
+            found.setdefault(words[0], []).extend(words[1:])
+    return found
+
+
 def summary(cluster: Cluster) -> tuple[list[str], int]:
     """The nodes whose namespace exists, and how many pods' namespaces do (what `up` prints):
     /run/netns listed, no namespace read (a thousand pods take seconds to read)."""
@@ -73,6 +87,8 @@ def read_status(cluster: Cluster, snap: Snapshot | None = None) -> dict[str, Any
         if ns is None:
             continue
         lan_link = _lan_link(ns, plan.lan_netns)
+        lan_end = (snap.ns(plan.lan_netns) or Namespace(None)).link(
+            (lan_link.peer or "").split(":", 1)[-1]) if lan_link else None
         pod_bridge = next((b for b in ns.links if b.kind == "bridge" and b.addresses
                            and IPv4Interface(b.addresses[0]).network.subnet_of(plan.pod_network)),
                           None)
@@ -88,6 +104,9 @@ def read_status(cluster: Cluster, snap: Snapshot | None = None) -> dict[str, Any
             "interface": lan_link.name if lan_link else None,
             "ip": first_ip(lan_link),
             "mac": lan_link.mac if lan_link else None,
+            # `ip -br addr` prints ens3@ifN: N is the index of its veth peer, in the LAN
+            "peer_index": lan_end.index if lan_end else None,
+            "hosts": hosts(read_etc(plan.netns(node), "hosts")),
             "pod_cidr": (str(IPv4Interface(pod_bridge.addresses[0]).network)
                          if pod_bridge else None),
             "pod_bridge": pod_bridge.name if pod_bridge else None,

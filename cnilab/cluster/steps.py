@@ -35,6 +35,7 @@ from cnilab.ops import (
     SetSysctl,
     Step,
 )
+from cnilab.ops.files import NetnsEtcFile
 from cnilab.state import Snapshot
 
 GONE_PORT = ("vethgone", "vethgone-c")  # the veth of a container that came and went
@@ -80,7 +81,7 @@ def lan_ops(plan: ClusterPlan) -> list[Op]:
     ops: list[Op] = [
         AddNetns(None, lan),
         AddBridge(lan, LAN_BRIDGE, mark),
-        AddAddress(lan, LAN_BRIDGE, str(GATEWAY)),
+        AddAddress(lan, LAN_BRIDGE, str(GATEWAY), broadcast=True),
         *(LinkUp(lan, n) for n in ("lo", LAN_BRIDGE)),
     ]
     for node in plan.nodes:
@@ -92,13 +93,33 @@ def lan_ops(plan: ClusterPlan) -> list[Op]:
             # Every node's MAC differs (as its hostname does): a switch that saw one MAC on two
             # ports would send one node's frames to the other.
             SetMac(ns, NODE_IF, node.mac),
-            AddAddress(ns, NODE_IF, str(node.address)),
+            AddAddress(ns, NODE_IF, str(node.address), broadcast=True),
             SetMaster(lan, node.name, LAN_BRIDGE),
             LinkUp(lan, node.name),
             LinkUp(ns, "lo"),
             LinkUp(ns, NODE_IF),
         ]
     return ops
+
+
+def hosts_lines(plan: ClusterPlan, node: Node) -> tuple[str, ...]:
+    """A node's /etc/hosts: every node's name, and _gateway, which `route` prints for 172.17.0.1.
+
+    On the course's (systemd) nodes _gateway comes from nss-myhostname, which names the default
+    gateway so; here the node's hosts file says it, as `ip netns exec` shows it as /etc/hosts.
+    """
+    down = "cnilab " + (f"--prefix {plan.prefix} " if plan.prefix else "") + "cluster down"
+    return (f"# /etc/hosts of the cluster node {plan.netns(node)}, written by cnilab "
+            f"(`{down}` removes it)",
+            "127.0.0.1 localhost",
+            *(f"{n.address.ip} {n.name}" for n in plan.nodes),
+            f"{GATEWAY.ip} _gateway",
+            "::1 localhost ip6-localhost ip6-loopback")
+
+
+def hosts_ops(plan: ClusterPlan) -> list[Op]:
+    """Each node's own hosts file (/etc/netns/NODE/hosts): `route` shows names, as in the course."""
+    return [NetnsEtcFile(plan.netns(n), hosts_lines(plan, n), name="hosts") for n in plan.nodes]
 
 
 def gateway_ops(plan: ClusterPlan) -> list[Op]:
@@ -117,6 +138,7 @@ def gateway_ops(plan: ClusterPlan) -> list[Op]:
         AddRule(lan, "nat", "POSTROUTING", ("-s", str(LAN), "-o", UPLINK, "-j", "MASQUERADE"),
                 mark),
         *(AddRoute(plan.netns(node), "default", str(GATEWAY.ip)) for node in plan.nodes),
+        *hosts_ops(plan),
     ]
 
 
@@ -125,13 +147,17 @@ def bridge_ops(plan: ClusterPlan, node: Node) -> list[Op]:
     ns, mark = plan.netns(node), plan.identity.mark
     return [
         AddBridge(ns, POD_BRIDGE, mark),
-        AddAddress(ns, POD_BRIDGE, str(node.bridge_address)),
+        AddAddress(ns, POD_BRIDGE, str(node.bridge_address), broadcast=True),
         LinkUp(ns, POD_BRIDGE),
         # docker0 as on the course's nodes: Docker made it and brought it up, but containerd
-        # plugs nothing into it. A bridge without ports has no carrier: UP but not RUNNING
-        # (`ifconfig`: flags=4099<UP,BROADCAST,MULTICAST>), and its route is marked linkdown.
+        # plugs nothing into it. A bridge whose last port went has no carrier (one that never
+        # had a port keeps the carrier it began with): UP but not RUNNING (`ifconfig`:
+        # flags=4099<UP,BROADCAST,MULTICAST>), and its route is marked linkdown.
         AddBridge(ns, DOCKER_BRIDGE, mark),
-        AddAddress(ns, DOCKER_BRIDGE, str(DOCKER0)),
+        # Docker pins its bridge's MAC (02:42:...): without it, a bridge takes its ports' MAC
+        # and is left with 00:00:00:00:00:00 when the last one goes.
+        SetMac(ns, DOCKER_BRIDGE, node.docker0_mac),
+        AddAddress(ns, DOCKER_BRIDGE, str(DOCKER0), broadcast=True),
         UnplugLastPort(ns, DOCKER_BRIDGE),
         LinkUp(ns, DOCKER_BRIDGE),
     ]

@@ -231,10 +231,14 @@ class IPRoute:
         """brport('set', index=..., mode=...): a bridge port's options."""
         return self.link(command, kind="bridge_slave", **kw)
 
-    def addr(self, command: str, index: int, address: str, prefixlen: int) -> list[Any]:
-        """addr('add'|'del', index, address, prefixlen): IFA_LOCAL and IFA_ADDRESS, as `ip`."""
+    def addr(self, command: str, index: int, address: str, prefixlen: int,
+             broadcast: str | None = None) -> list[Any]:
+        """addr('add'|'del', index, address, prefixlen[, broadcast]): IFA_LOCAL and IFA_ADDRESS
+        (and IFA_BROADCAST), as `ip`."""
         msg = _msg(ifaddrmsg, family=socket.AF_INET, prefixlen=prefixlen, index=index)
         msg["attrs"] += [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
+        if broadcast is not None:
+            msg["attrs"].append(("IFA_BROADCAST", broadcast))
         if command == "add":
             return self.request(msg, RTM_NEWADDR, CREATE)
         return self.request(msg, RTM_DELADDR, NLM_F_ACK)

@@ -187,11 +187,14 @@ class Netlink:
         master_index = self._need_index(netns, master)
         self._set_link(netns, name, f"attach {name} to {master}", master=master_index)
 
-    def add_address(self, netns: str | None, dev: str, cidr: str) -> None:
-        """Add an IPv4 address with its prefix to a link."""
+    def add_address(self, netns: str | None, dev: str, cidr: str,
+                    broadcast: bool = False) -> None:
+        """Add an IPv4 address with its prefix to a link (and its broadcast: `brd +`)."""
         iface, index = IPv4Interface(cidr), self._need_index(netns, dev)
+        extra = {"broadcast": str(iface.network.broadcast_address)} if broadcast else {}
         self._call(f"add {cidr} to {dev}", lambda: self._ipr(netns).addr(
-            "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen))
+            "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen,
+            **extra))
 
     def set_up(self, netns: str | None, name: str) -> None:
         """Bring a link up."""

@@ -44,13 +44,19 @@ def owners(inodes: Iterable[int]) -> dict[int, tuple[int, str]]:
 
 
 def tcp_sockets(netns: str | None) -> list[TcpSocket]:
-    """Every IPv4 TCP socket in `netns`, with its owning process (like `ss -tanp`)."""
+    """Every TCP socket in `netns`, IPv4 and IPv6, with its owning process (like `ss -tanp`)."""
 
-    def read() -> str:
-        with open("/proc/thread-self/net/tcp", encoding="ascii") as f:
-            return f.read()
+    def read() -> list[str]:
+        texts = []
+        for name in ("tcp", "tcp6"):
+            try:
+                with open(f"/proc/thread-self/net/{name}", encoding="ascii") as f:
+                    texts.append(f.read())
+            except FileNotFoundError:  # a kernel without IPv6
+                continue
+        return texts
 
-    socks = parse_proc_tcp(run_in_netns(netns, read))
+    socks = [s for text in run_in_netns(netns, read) for s in parse_proc_tcp(text)]
     who = owners(s.inode for s in socks)
     return [TcpSocket(**{**s.__dict__, "pid": who[s.inode][0], "process": who[s.inode][1]})
             if s.inode in who else s for s in socks]

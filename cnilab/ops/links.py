@@ -194,20 +194,27 @@ class SetMac(Op):
 
 @dataclass(frozen=True)
 class AddAddress(Op):
-    """ip addr add CIDR dev DEV"""
+    """ip addr add CIDR [brd +] dev DEV"""
 
     dev: str = ""
     cidr: str = ""
+    # `brd +`: the address carries its network's broadcast (ifconfig's `broadcast`), as DHCP,
+    # Docker and the reference plugins give one; `ip addr add` alone leaves it 0.0.0.0.
+    broadcast: bool = False
 
     def apply(self, kernel: KernelApi) -> None:
-        kernel.add_address(self.netns, self.dev, self.cidr)
+        if self.broadcast:
+            kernel.add_address(self.netns, self.dev, self.cidr, broadcast=True)
+        else:
+            kernel.add_address(self.netns, self.dev, self.cidr)
 
     def satisfied(self, snap: Snapshot) -> bool:
         link = ns_of(snap, self.netns).link(self.dev)
         return link is not None and self.cidr in link.addresses
 
     def argv(self) -> list[str]:
-        return ["ip", "addr", "add", self.cidr, "dev", self.dev]
+        brd = ["brd", "+"] if self.broadcast else []
+        return ["ip", "addr", "add", self.cidr, *brd, "dev", self.dev]
 
     def highlights(self) -> tuple[Key, ...]:
         return (("link", self.netns or "", self.dev),)

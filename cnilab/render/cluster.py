@@ -187,3 +187,10 @@ def render_cluster(live: ClusterLive, lang: str, lit: Collection[Key], watched: 
     room = None if height is None else height - used - 1  # the changes' title
     return Group(title, *nodes, *render_edges(view, lang, lit), *others,
                  *render_log(live.log, lang, lit, room), footer)
+
+
+def kubectl_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns as kubectl prints them: left-aligned, three spaces apart, no trailing blanks."""
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    return "".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n"
+                   for row in (header, *rows))

@@ -75,6 +75,8 @@ def machine_state() -> tuple[str, str]:
 
 def assert_nothing_left(runner: Runner, before: tuple[str, str]) -> None:
     assert ours(runner.prefix) == []
+    if os.path.isdir("/etc/netns"):  # the nodes' hosts files and their folders
+        assert [n for n in os.listdir("/etc/netns") if n.startswith(runner.prefix)] == []
     assert processes(runner.prefix) == []
     # The lock file stays (never removed while another process may hold or wait on it).
     left = list(runner.run_dir.iterdir()) if runner.run_dir.exists() else []
@@ -122,7 +124,8 @@ def up_killed_at(runner: Runner, where: str) -> subprocess.CompletedProcess[str]
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-@pytest.mark.parametrize("op", ["StartComponent", "IpamStore", "AttachPod"])
+@pytest.mark.parametrize("op", ["StartComponent", "IpamStore", "AttachPod", "NetnsEtcFile",
+                                "KubectlScript"])
 def test_sigkill_during_up_then_down_leaves_nothing(cluster: Runner, op: str) -> None:
     before = machine_state()
     done = up_killed_at(cluster, f"op:{op}")

@@ -130,10 +130,11 @@ def test_ss_in_controlplane_shows_every_port_with_its_process(cluster: Cluster) 
     p = cluster.plan.prefix
     out = subprocess.run(["ip", "netns", "exec", p + "controlplane", "ss", "-ltnp"],
                          capture_output=True, text=True, check=True).stdout
-    want = [("0.0.0.0:6443", "kube-apiserver"), ("127.0.0.1:2379", "etcd"),
+    # `*:PORT`: ss's way of printing `::` taking IPv4 too (netstat: tcp6 :::6443).
+    want = [("*:6443", "kube-apiserver"), ("127.0.0.1:2379", "etcd"),
             ("172.17.0.24:2379", "etcd"), ("172.17.0.24:2380", "etcd"),
             ("127.0.0.1:10259", "kube-scheduler"), ("127.0.0.1:10257", "kube-controller"),
-            ("0.0.0.0:10250", "kubelet"), ("0.0.0.0:10256", "kube-proxy"),
+            ("*:10250", "kubelet"), ("*:10256", "kube-proxy"),
             ("127.0.0.1:10249", "kube-proxy")]
     lines = out.splitlines()
     for address, name in want:

@@ -159,8 +159,8 @@ class FakeKernel:
         self._log("set_master", netns, name, master)
         self._change(netns, name, master=master)
 
-    def add_address(self, netns: Where, dev: str, cidr: str) -> None:
-        self._log("add_address", netns, dev, cidr)
+    def add_address(self, netns: Where, dev: str, cidr: str, broadcast: bool = False) -> None:
+        self._log("add_address", netns, dev, cidr, *(("brd",) if broadcast else ()))
         link = self._space(netns).links.get(dev)
         if link is None:
             raise KernelError(f"there is no link {dev!r}")

@@ -1,7 +1,8 @@
 """The quiz against a recorded status, lesson text in both languages, /proc/net/tcp parsing.
 
-recorded/cluster_status.json is real: `cnilab cluster --prefix P up --pods-per-node 1` then
-`cnilab cluster --prefix P status --json`, with the prefix removed (Linux 6.18).
+recorded/cluster_status.json is RECORDED, not synthetic: `cnilab cluster --prefix P up
+--pods-per-node 1` then `cnilab cluster --prefix P status --json`, with the prefix removed
+(Linux 6.18).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def test_both_languages_ask_the_same_questions_with_hints(status: dict[str, Any]
     texts = [t for q in en["questions"] for t in q.values() if isinstance(t, str)]
     texts += [t for q in en["questions"] for t in q.get("traps", {}).values()]
     fields = {f for t in texts for _, f, _, _ in string.Formatter().parse(t) if f}
-    assert fields <= {"exec", "shell", "lan", "bridge", "cidr"}
+    assert fields <= {"exec", "shell", "lan", "expected", *quiz.facts(status)}
 
 
 def test_hints_name_a_command_and_nudges_do_not(status: dict[str, Any]) -> None:
@@ -206,7 +207,8 @@ def test_a_wrong_answer_earns_the_nudge_then_the_command_then_the_answer(
     assert not graded.correct
     nudge, hint = shown.find(q.nudge), shown.find("Hint: " + q.hint)
     assert 0 < nudge < hint  # one at a time: where to look first, then the command
-    assert shown.count("Not yet. Try again.") == 2 and "the kernel says 172.17.0.1" in shown
+    assert shown.count("Not yet. Try again.") == 2
+    assert "controlplane's default route goes via 172.17.0.1" in shown
 
 
 def test_a_second_try_after_the_nudge_counts(status: dict[str, Any],
@@ -223,3 +225,62 @@ def test_the_courses_10251_gets_its_explanation_at_once(status: dict[str, Any],
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     graded, shown = _play(status, "scheduler_port", ["10251", "10259"], monkeypatch, capsys)
     assert graded.correct and "10251 was kube-scheduler's old insecure port" in shown
+
+
+def test_the_score_counts_first_tries(status: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    graded, shown = _play(status, "default_gateway", ["1.1.1.1", "172.17.0.1"], monkeypatch,
+                          capsys)
+    assert graded.correct and graded.tries == 2 and not graded.first_try
+    assert "0 of 1 right at the first try (1 in the end)" in shown
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_the_interface_explanation_gives_this_nodes_peer_index(status: dict[str, Any],
+                                                               lang: str) -> None:
+    q = next(q for q in questions(status, lang, NAMES) if q.id == "controlplane_interface")
+    assert "ens3@if3" in q.explanation and "@if4" not in q.explanation  # node01's is @if4
+    status["nodes"][0]["peer_index"] = 7
+    q = next(q for q in questions(status, lang, NAMES) if q.id == "controlplane_interface")
+    assert "ens3@if7" in q.explanation
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_the_mac_explanation_says_docker_made_it_only_while_it_did(status: dict[str, Any],
+                                                                   lang: str) -> None:
+    q = next(q for q in questions(status, lang, NAMES) if q.id == "controlplane_mac")
+    assert "172.17.0.24" in q.explanation and "02:42:ac:11:00:18" in q.explanation
+    status["nodes"][0]["mac"] = "02:42:00:00:00:99"
+    changed = next(q for q in questions(status, lang, NAMES) if q.id == "controlplane_mac")
+    assert changed.explanation != q.explanation and "02:42:00:00:00:99" in changed.explanation
+
+
+def test_a_wrong_node_count_says_where_the_answer_comes_from(
+        status: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    from cnilab.cli import quiz as cli_quiz
+
+    asked = questions(status, "en", NAMES)
+    cli_quiz._grade(asked, quiz.lesson_text("en")["ui"], ["nodes=3"], False, NAMES)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "the kernel says" not in shown
+    assert "lan0 has 2 ports, one per node" in shown and "you answered 3" in shown
+
+
+def test_the_gateways_name_comes_from_the_nodes_hosts_file(status: dict[str, Any]) -> None:
+    q = next(q for q in questions(status, "en", NAMES) if q.id == "default_gateway")
+    assert grade(q, "_gateway").correct
+    status["nodes"][0]["hosts"] = {}  # no hosts file: `route` would print 172.17.0.1
+    q = next(q for q in questions(status, "en", NAMES) if q.id == "default_gateway")
+    assert not grade(q, "_gateway").correct and grade(q, "172.17.0.1").correct
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_several_values_at_once_are_told_apart_from_a_wrong_one(
+        status: dict[str, Any], lang: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from cnilab.cli import quiz as cli_quiz
+
+    asked = questions(status, lang, NAMES)
+    ui = quiz.lesson_text(lang)["ui"]
+    cli_quiz._grade(asked, ui, ["controlplane_ip=172.17.0.24 172.17.0.40"], False, NAMES)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert ui["several"].format(count=2, values="172.17.0.24, 172.17.0.40") in shown

@@ -85,7 +85,7 @@ def test_the_registry_is_a_list_not_whatever_was_imported() -> None:
     assert "Stray" not in OPS and "Stray" not in CLUSTER_OPS
     assert set(CLUSTER_OPS) - set(OPS) - set(FAULT_OPS) == {
         "PlanCluster", "StartComponent", "UnplugLastPort", "AttachPod", "IpamStore",
-        "AddTraceTable"}
+        "AddTraceTable", "NetnsEtcFile", "KubectlScript"}
     assert CLUSTER_OPS["AttachPod"] is AttachPod and CLUSTER_OPS["IpamStore"] is IpamStore
     assert CLUSTER_OPS["StartComponent"] is StartComponent
 
