@@ -26,7 +26,7 @@ NEW = "bold yellow"
 
 
 def _link_text(ns_key: str, link: Link, keys: Collection[Key], node_peer: str | None,
-               drawn: set[str], port: bool = False) -> Text:
+               drawn: set[str], lang: str, port: bool = False) -> Text:
     """One link: name, kind, state, addresses; the MAC of a bridge and its ports; the cable.
 
     A veth's cable is drawn from the node's side only (`━━ red:veth-red`): the node box has the
@@ -39,7 +39,7 @@ def _link_text(ns_key: str, link: Link, keys: Collection[Key], node_peer: str | 
         text.append(f" {link.kind}", style="cyan")
     if link.up and link.carrier is False:  # None: not observed (an old recording)
         text.append(" UP", style="green")
-        text.append(" (no carrier)", style="red")
+        text.append(f" {t('ui.diagram_no_carrier', lang)}", style="red")
     else:
         text.append(" UP" if link.up else " DOWN", style="green" if link.up else "red")
     for addr in link.addresses:
@@ -67,9 +67,9 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
     for br in bridges:
         if br not in shown:
             continue
-        tree = Tree(_link_text(ns_key, br, keys, node_peer, drawn), guide_style="dim")
+        tree = Tree(_link_text(ns_key, br, keys, node_peer, drawn, lang), guide_style="dim")
         for port in (ln for ln in shown if ln.master == br.name):
-            branch = tree.add(_link_text(ns_key, port, keys, node_peer, drawn, port=True))
+            branch = tree.add(_link_text(ns_key, port, keys, node_peer, drawn, lang, port=True))
             # What the bridge learned from traffic: which MAC sits behind this port.
             for entry in ns.fdb:
                 if entry.port == port.name and entry.bridge == br.name and not entry.local:
@@ -79,7 +79,7 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
         if compact and _plain_lo(link) and ("link", ns_key, link.name) not in keys:
             continue
         if link.kind != "bridge" and not (link.master and ns.link(link.master)):
-            parts.append(_link_text(ns_key, link, keys, node_peer, drawn))
+            parts.append(_link_text(ns_key, link, keys, node_peer, drawn, lang))
     hidden = len(ns.links) - len(shown)
     if hidden:
         parts.append(Text(t("ui.diagram_hidden", lang, count=hidden), style="dim"))
@@ -102,8 +102,12 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
             arrow = "" if compact else " →"
             parts.append(Text(f"arp {n.ip}{arrow} {n.mac or '?'}{state}", style="dim"))
     for key, value in sorted(ns.sysctls.items()):
-        if value != "0" or ("sysctl", ns_key, key) in keys:
-            new = ("sysctl", ns_key, key) in keys
+        new = ("sysctl", ns_key, key) in keys
+        # Only the node routes: a container or the outside host inherits ip_forward from the
+        # machine (it is 1 there only where the host has it on) and it does nothing there.
+        if ns.name != topo.node and not new:
+            continue
+        if value != "0" or new:
             parts.append(Text(f"{'+ ' if new else ''}{key} = {value}", style=NEW if new else ""))
     for rule in ns.nat or ():
         new = ("rule", ns_key, "nat", *rule_tokens(rule)) in keys

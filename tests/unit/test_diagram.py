@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,16 @@ def test_a_link_that_is_up_without_carrier_says_so() -> None:
     console = Console(width=100, record=True, color_system=None, file=io.StringIO())
     console.print(render_diagram(snap, topo))
     assert "v-net-0 bridge UP (no carrier) 192.168.15.5/24" in console.export_text()
+
+
+def test_ip_forward_shows_in_the_node_only_even_where_containers_inherit_it() -> None:
+    # On a machine whose own namespace forwards, every new namespace starts with ip_forward = 1:
+    # in a container it routes nothing, so only the node's box shows it.
+    data = json.loads((RECORDED / "after-step-8-pinged.json").read_text())
+    for space in data["spaces"].values():
+        if "net.ipv4.ip_forward" in space.get("sysctls", {}):
+            space["sysctls"]["net.ipv4.ip_forward"] = "1"
+    topo = default_topology(prefix="rec-")
+    console = Console(width=100, record=True, color_system=None, file=io.StringIO())
+    console.print(render_diagram(Snapshot.from_json(json.dumps(data)), topo))
+    assert console.export_text().count("net.ipv4.ip_forward = 1") == 1
