@@ -205,9 +205,11 @@ def _fail(e: CnilabError, lang: str) -> NoReturn:
     from cnilab.i18n import t
 
     message, hint = e.render(lang)
-    # "cnilab: error:" stays as is in every language: scripts and searches look for it.
+    # "cnilab:" starts every error in every language (scripts grep it; the exit code says which);
+    # the word after it is the reader's: "cnilab: error:", "cnilab: 오류:".
     hint_text = f" ({t('ui.hint', lang)}: {hint})" if hint else ""
-    console(stderr=True).print(f"[bold red]cnilab: error:[/] {escape(message)}{escape(hint_text)}")
+    label = escape(f"cnilab: {t('ui.error', lang)}:")
+    console(stderr=True).print(f"[bold red]{label}[/] {escape(message)}{escape(hint_text)}")
     raise typer.Exit(e.exit_code)
 
 
