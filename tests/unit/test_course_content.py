@@ -75,3 +75,15 @@ def test_every_nodes_hostname_and_mac_differ_as_the_course_requires() -> None:
 
     plan = build_plan(nodes=50)
     assert len({n.name for n in plan.nodes}) == len({n.mac for n in plan.nodes}) == 50
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_step_4_and_the_cni_lesson_tell_one_story_of_where_the_pair_is_made(lang: str) -> None:
+    # The reference bridge plugin makes the pair inside CNI_NETNS and moves the node's end out;
+    # step 4 (as Docker) moves the container's end in. Neither may say the plugin does step 4.
+    why = load("eight-steps", lang).step(4).why
+    plugin = load("cni", lang).step(3).what
+    moved_out = {"en": "moves the node end out", "ko": "노드 쪽 끝을 노드로 내보냅니다"}[lang]
+    assert moved_out in why and "CNI_NETNS" in why
+    assert not re.search(r"does the same|같은 일을", why)
+    assert {"en": "moves that end out", "ko": "이 끝을 내보냅니다"}[lang] in plugin
