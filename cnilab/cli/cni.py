@@ -373,7 +373,9 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
         if as_json:
             out_json_line({"ok": True, "removed": what})
             return
-        for line in what:
+        for op, line in zip(undone, what, strict=True):
             out(f"{ui('removed', lang)}: {escape(line)}")
+            if op.equivalent:  # cnitool never ran: the runtime called the plugins with DEL
+                out(f"[dim]  # {ui(op.equivalent, lang)}[/]")
         out(ui("cni_teardown_done", lang, count=len(what)) if what
             else ui("cni_nothing_to_remove", lang))

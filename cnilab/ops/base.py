@@ -64,6 +64,8 @@ class Op:
     outlives_netns: ClassVar[bool] = False
     # Undone before everything else: a process inside a namespace keeps that namespace alive.
     undo_first: ClassVar[bool] = False
+    # The printed command is an equivalent, not what cnilab ran: the ui key that says what did.
+    equivalent: ClassVar[str | None] = None
 
     def prepare(self, kernel: KernelApi) -> Op:
         """The op as the ledger records it before applying (e.g. with a value to restore)."""

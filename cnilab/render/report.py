@@ -34,12 +34,13 @@ def render_step(report: StepReport, topo: Topology, text: StepText, lang: str
     parts: list[RenderableType] = [step_rule(t("ui.step", lang, number=report.step.number),
                                              text.title)]
     if report.staged:
-        parts += [Text(t("ui.stage", lang), style="dim"), render_commands(report.staged, None)]
+        parts += [Text(t("ui.stage", lang), style="dim"),
+                  render_commands(report.staged, None, lang)]
     if report.already_done:
         parts.append(Text(t("ui.already", lang), style="green"))
     where = (t("ui.on_node_named", lang, node=topo.node) if topo.node else t("ui.on_node", lang))
     parts += [Text(t("ui.commands", lang, where=where), style="bold"),
-              render_commands(report.applied or list(report.step.ops), topo.node)]
+              render_commands(report.applied or list(report.step.ops), topo.node, lang)]
     if report.proofs:
         parts += [Text(t("ui.proofs", lang), style="bold"), render_proofs(report.proofs, lang)]
     if text.watch:

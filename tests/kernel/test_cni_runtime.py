@@ -132,6 +132,10 @@ def test_sigkill_during_add_then_teardown_removes_everything(prefix: str, run_di
     done = cnilab.run("cni", "teardown")
     assert done.returncode == 0, done.stderr
     assert f"ip netns del {prefix}pod-web" in done.stdout
+    # cnitool never ran: the listing says its `cnitool del` is an equivalent of what did.
+    lines = done.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "cnitool del" in line)
+    assert lines[at + 1].strip().startswith("# an equivalent: cnitool did not run")
     assert prefixed_netns(prefix) == []
     assert cnilab.run("cni", "teardown").stdout.strip() != ""  # idempotent, says so
     assert cnilab.run("cni", "teardown").returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -127,3 +128,22 @@ def test_commands_folded_for_a_terminal_are_the_same_commands_to_bash(width: int
                                 capture_output=True, text=True, check=True).stdout
                  for text in (command.replace("&", ""), "\n".join(lines).replace("&", ""))]
         assert words[0] == words[1]
+
+
+def test_a_command_cnilab_did_not_run_is_said_to_be_an_equivalent() -> None:
+    # Step 9 prints `python3 -m http.server 80 &` while cnilab.kernel.webserver runs: say so.
+    from rich.cells import cell_len
+    from rich.console import Console
+
+    from cnilab.ops.system import StartServer
+    from cnilab.render.commands import render_commands
+
+    for lang, said in (("en", "# an equivalent: cnilab runs its own small web server"),
+                       ("ko", "# 같은 일을 하는 명령입니다. cnilab은")):
+        console = Console(width=80, record=True, color_system=None, file=io.StringIO(),
+                          force_terminal=True)
+        console.print(render_commands([StartServer("blue", 80, "hi")], "node", lang))
+        lines = console.export_text().splitlines()
+        assert lines[0] == "ip netns exec blue python3 -m http.server 80 &"
+        assert lines[1].startswith(said) and "cnilab.kernel.webserver" in " ".join(lines)
+        assert all(line.startswith("#") and cell_len(line) <= 80 for line in lines[1:])
