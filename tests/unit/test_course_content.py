@@ -87,3 +87,13 @@ def test_step_4_and_the_cni_lesson_tell_one_story_of_where_the_pair_is_made(lang
     assert moved_out in why and "CNI_NETNS" in why
     assert not re.search(r"does the same|같은 일을", why)
     assert {"en": "moves that end out", "ko": "이 끝을 내보냅니다"}[lang] in plugin
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_del_removes_the_namespace_only_when_the_pod_goes_not_on_detach(lang: str) -> None:
+    # `cni detach` shows this section while the container keeps running: it must not claim
+    # the namespace is removed after every DEL.
+    what = load("cni", lang).step(7).what
+    assert not re.search(r"DEL \(with prevResult when it has one\), then removes the namespace|"
+                         r"DEL을 호출한 뒤 네임스페이스를 지웁니다", what)
+    assert "cni detach" in what and {"en": "keeps running", "ko": "계속 실행"}[lang] in what
