@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import suppress
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,10 @@ def section_lines(number: int, lang: str) -> list[Any]:
 
 
 def _json(text: str) -> Syntax:
-    return Syntax(text, "json", theme="ansi_dark", background_color="default")
+    """JSON indented and wrapped between words at the terminal's width, never cut."""
+    with suppress(ValueError):  # not JSON (a plugin that printed something else): as it came
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    return Syntax(text, "json", theme="ansi_dark", background_color="default", word_wrap=True)
 
 
 def call_lines(call: Call, lang: str) -> list[Any]:
