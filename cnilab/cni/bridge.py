@@ -17,7 +17,7 @@ from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
 
 from cnilab.cni import spec
-from cnilab.cni.exec import delegate
+from cnilab.cni.exec import delegate, report_delegation
 from cnilab.cni.spec import CniError
 from cnilab.ops import AddRule, KernelApi, Op
 from cnilab.state import Snapshot
@@ -185,9 +185,15 @@ def same_netns(a: str, b: str) -> bool:
 
 def ipam(command: str, conf: Mapping[str, Any], container_id: str, netns: str, ifname: str,
          args: str, cni_path: Sequence[str] | None) -> dict[str, Any] | None:
-    """Delegate to the IPAM plugin the configuration names."""
-    return delegate(conf["ipam"]["type"], command, conf, container_id, netns, ifname, args,
-                    cni_path)
+    """Delegate to the IPAM plugin the configuration names; report the call on stderr."""
+    kind = conf["ipam"]["type"]
+    try:
+        answer = delegate(kind, command, conf, container_id, netns, ifname, args, cni_path)
+    except CniError as e:
+        report_delegation(kind, command, conf, e.to_dict())
+        raise
+    report_delegation(kind, command, conf, answer)
+    return answer
 
 
 def kernel_or_new(kernel: Kernel | None) -> Kernel:

@@ -28,3 +28,24 @@ def test_a_failed_checks_json_is_wrapped_never_cut() -> None:
     assert all(len(line) <= 80 for line in text.splitlines())
     assert " ".join(text.split()).count("the pod was changed behind the runtime") == 1
     assert "the cached result says 10.244.0.2/24:" in " ".join(text.split())
+
+
+def test_the_plugins_ipam_calls_show_between_its_stdin_and_its_answer() -> None:
+    from cnilab.cni.exec import DELEGATED
+    from cnilab.render.cni import calls_lines
+
+    conf = {"type": "cnilab-cni", "ipam": {"type": "cnilab-ipam"}}
+    got = {"cniVersion": "1.0.0", "ips": [{"address": "10.244.1.2/24"}]}
+    add = DELEGATED + json.dumps({"plugin": "cnilab-ipam", "command": "ADD", "config": conf,
+                                  "answer": got})
+    call = Call("cnilab-cni", "ADD", {"CNI_COMMAND": "ADD"}, conf, 0, '{"ips": []}', None, 0.1,
+                add + "\nsome log line")
+    text = " ".join(printed(*calls_lines([call], "en", 1)).split())
+    assert (text.index("2 · The plugin asks its IPAM plugin") < text.index('"10.244.1.2/24"')
+            < text.index("3 · The plugin does the eight steps") < text.index("answered (exit 0"))
+    assert call.log() == "some log line"
+    gone = DELEGATED + json.dumps({"plugin": "cnilab-ipam", "command": "DEL", "config": conf,
+                                   "answer": None})
+    deleted = Call("cnilab-cni", "DEL", {}, conf, 0, "", None, 0.1, gone)
+    text = " ".join(printed(*calls_lines([deleted], "ko", 7)).split())
+    assert "cnilab-ipam의 응답은 비어 있습니다." in text and "2 ·" not in text
