@@ -215,9 +215,12 @@ def practice(ctx: typer.Context, number: StepArgument, as_json: JsonOption = Fal
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
         text = lesson_in(lang).step(number)
         with lab.locked():
+            undone = lab.rewind(number)
             lab.prepare(number)
         key = "ui.practice_in_place" if lab.topo.in_place else "ui.practice_ready"
         next_ = t(key, lang, number=number, cnilab=command_line(ctx))
+        if undone:  # the lab was further on: step N is the student's to do again
+            next_ = t("ui.practice_rewound", lang, number=number, count=len(undone)) + " " + next_
         if as_json:
             out_json({"step": number, "title": text.title, "goal": text.goal, "next": next_})
             return

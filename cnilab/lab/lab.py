@@ -145,6 +145,22 @@ class Lab:
             self.apply(stage)
         return reports
 
+    def rewind(self, number: int) -> list[Op]:
+        """Undo what cnilab made of steps `number` and later, so a student can do it again.
+
+        A finished lab would otherwise already hold step `number`: `check` would pass with no
+        work. Only recorded ops go (a student's own objects stay, as teardown leaves them)."""
+        later = {op.prepared_key() for s in self.steps if s.number >= number for op in s.ops}
+        undone: list[Op] = []
+        for op in reversed([op for op in self.ledger.ops() if op.prepared_key() in later]):
+            if op.undoable():  # proven ours first, as teardown does
+                undone += self.ledger.undo(self.kernel, [op])
+            else:  # an address, a route, a state: it goes only with its namespace otherwise
+                op.rewind(self.kernel)
+                self.ledger.forget([op])
+                undone.append(op)
+        return undone
+
     def proofs(self, number: int) -> list[Proof]:
         """The packet proofs that become possible once step `number` is done."""
         return proofs.step_proofs(self.topo, number)
