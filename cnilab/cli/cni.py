@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cnilab.cli.console import JsonOption, LangOption, guarded, lang_of, opts, out, out_json_line
+from cnilab.cli.console import (
+    JsonOption,
+    LangOption,
+    guarded,
+    lang_of,
+    opts,
+    out,
+    out_json_line,
+    paged,
+)
 
 if TYPE_CHECKING:
     from cnilab.cni.chain import NetworkList
@@ -121,7 +130,7 @@ def _added(ctx: typer.Context, lang: str | None, as_json: bool,
     """Run an ADD (add or attach) and show the calls, the diagram and the proofs."""
     from cnilab.render import cni as view
 
-    with guarded(ctx, lang):
+    with guarded(ctx, lang), paged(ctx):
         lang = lang_of(ctx, lang)
         rt = _runtime(ctx)
         with rt.locked():

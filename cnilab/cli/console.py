@@ -38,6 +38,7 @@ class Options:
     prefix: Optional[str] = None
     lang: Optional[str] = None
     traceback: bool = False
+    no_pager: bool = False
 
 
 LangOption = Annotated[Optional[str], typer.Option(
@@ -95,6 +96,50 @@ def out(*objects: Any, raw: bool = False) -> None:
         else:
             c.print(obj, soft_wrap=bool(getattr(obj, "soft_wrap", False))
                     or (isinstance(obj, Text) and bool(obj.no_wrap)))
+
+
+PAGER = "less -R"  # as git: colours through, one screen; LESS=FRX unless the user set LESS
+
+
+@contextlib.contextmanager
+def paged(ctx: typer.Context) -> Iterator[None]:
+    """Output taller than the terminal goes through a pager, as git does: only when stdout is a
+    terminal, not with --no-pager; CNILAB_PAGER (then PAGER) names it, empty or `cat`: none."""
+    c = console(record=_recording[0])
+    pager = os.environ.get("CNILAB_PAGER", os.environ.get("PAGER", PAGER)).strip()
+    if not c.is_terminal or opts(ctx).no_pager or _recording[0] or pager in ("", "cat"):
+        yield
+        return
+    c.begin_capture()
+    try:
+        yield
+    finally:
+        page(c.end_capture(), pager, c.size.height)
+
+
+def page(text: str, pager: str, height: int) -> None:
+    """`text` to the terminal, through `pager` when it has more lines than the terminal."""
+    import shlex
+    import subprocess
+    import sys
+
+    if text.count("\n") < height:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    env = {**os.environ, "LESS": os.environ.get("LESS", "FRX")}
+    try:
+        run = subprocess.Popen(shlex.split(pager), stdin=subprocess.PIPE, env=env)
+    except (OSError, ValueError):  # no such pager: print as if there were none
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    assert run.stdin is not None
+    with contextlib.suppress(BrokenPipeError):  # q before the end: fine
+        run.stdin.write(text.encode())
+        run.stdin.close()
+    with contextlib.suppress(KeyboardInterrupt):
+        run.wait()
 
 
 def warn(message: str) -> None:

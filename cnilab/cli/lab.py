@@ -25,6 +25,7 @@ from cnilab.cli.console import (
     lesson_in,
     out,
     out_json,
+    paged,
     topology_of,
     warn,
 )
@@ -94,7 +95,7 @@ def status(
     from cnilab.render.diagram import render_diagram
     from cnilab.render.live import render_steps
 
-    with guarded(ctx, lang, record):
+    with guarded(ctx, lang, record), paged(ctx):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
         lesson = lesson_in(lang)
         with lab.locked():

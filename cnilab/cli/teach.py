@@ -22,6 +22,7 @@ from cnilab.cli.console import (
     lesson_in,
     out,
     out_json,
+    paged,
     topology_of,
 )
 from cnilab.errors import CnilabError
@@ -154,7 +155,7 @@ def explain(
     from cnilab.i18n import t
     from cnilab.render.report import render_explain, step_rule
 
-    with guarded(ctx, lang):
+    with guarded(ctx, lang), paged(ctx):
         lang = lang_of(ctx, lang)
         lesson, number = _section_of(first, second)
         if number is None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from cnilab.cni.exec import Call
@@ -49,3 +51,27 @@ def test_the_plugins_ipam_calls_show_between_its_stdin_and_its_answer() -> None:
     deleted = Call("cnilab-cni", "DEL", {}, conf, 0, "", None, 0.1, gone)
     text = " ".join(printed(*calls_lines([deleted], "ko", 7)).split())
     assert "cnilab-ipam의 응답은 비어 있습니다." in text and "2 ·" not in text
+
+
+def test_output_taller_than_the_terminal_goes_through_the_pager(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cnilab.cli.console import page
+
+    seen = tmp_path / "paged.txt"
+    pager = f"sh -c 'cat > {seen}'"
+    tall = "".join(f"line {n}\n" for n in range(30))
+    page(tall, pager, height=24)
+    assert seen.read_text() == tall and capsys.readouterr().out == ""
+    page("short\n", pager, height=24)  # fits: no pager
+    assert capsys.readouterr().out == "short\n" and seen.read_text() == tall
+    page(tall, "/nonexistent/pager", height=24)  # no such pager: printed as is
+    assert capsys.readouterr().out == tall
+
+
+def test_no_pager_is_a_global_option() -> None:
+    from typer.testing import CliRunner
+
+    from cnilab.cli.main import app
+
+    result = CliRunner().invoke(app, ["--no-pager", "explain", "8"])
+    assert result.exit_code == 0 and "MASQUERADE" in result.output
