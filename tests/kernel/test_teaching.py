@@ -79,8 +79,8 @@ def test_check_passes_on_a_lab_typed_by_hand_and_hints_at_each_break(cnilab: Cni
          "ip link set veth-red-br up"),
         ("ip link set veth-blue-br nomaster", "veth-blue-br is not attached to v-net-0",
          "ip link set veth-blue-br master v-net-0; ip link set veth-blue-br up"),
-        ("iptables -t nat -F POSTROUTING", "the node lacks the nat rule: POSTROUTING -s "
-         "192.168.15.0/24 ! -o v-net-0 -j MASQUERADE",
+        ("iptables -t nat -F POSTROUTING", "the node lacks the nat rule: `POSTROUTING -s "
+         "192.168.15.0/24 ! -o v-net-0 -j MASQUERADE`",
          "iptables -t nat -A POSTROUTING -s 192.168.15.0/24 ! -o v-net-0 -j MASQUERADE"),
     ]
     for breakage, message, repair in breaks:
@@ -88,7 +88,7 @@ def test_check_passes_on_a_lab_typed_by_hand_and_hints_at_each_break(cnilab: Cni
         graded = cnilab.run("check")
         assert graded.returncode == 1, breakage
         assert message in graded.stdout, graded.stdout
-        assert "(hint: " in graded.stdout and "checks failed" in graded.stderr
+        assert "    hint: " in graded.stdout and "checks failed" in graded.stderr
         on_node(cnilab, repair)
         assert cnilab.run("check").returncode == 0, repair
 

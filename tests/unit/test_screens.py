@@ -75,3 +75,23 @@ def test_no_pager_is_a_global_option() -> None:
 
     result = CliRunner().invoke(app, ["--no-pager", "explain", "8"])
     assert result.exit_code == 0 and "MASQUERADE" in result.output
+
+
+def test_a_missing_fact_and_its_command_stay_apart_and_whole_at_80_columns() -> None:
+    from rich.cells import cell_len
+
+    from cnilab.lab.grade import grade
+    from cnilab.lab.steps import build_steps
+    from cnilab.lab.topology import default_topology
+    from cnilab.render.report import render_facts
+    from cnilab.state import Snapshot
+
+    topo = default_topology(prefix="tr-")
+    facts = grade([build_steps(topo)[5], build_steps(topo)[7]], Snapshot(frozenset(), {}))
+    for lang in ("en", "ko"):
+        lines = printed(*render_facts(facts, topo, lang)).splitlines()
+        assert all(cell_len(line) <= 80 for line in lines)
+        assert "    " + ("hint" if lang == "en" else "힌트") + \
+            ": ip -n tr-red addr add 192.168.15.1/24 dev veth-red" in lines
+        rule = "`POSTROUTING -s 192.168.15.0/24 ! -o v-net-0 -j MASQUERADE`"
+        assert any(line.strip() == rule for line in lines)  # a rule is never split
