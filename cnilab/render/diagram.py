@@ -76,7 +76,10 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
                     branch.add(Text(f"fdb {entry.mac}", style="magenta"))
         parts.append(tree)
     for link in shown:
-        if compact and _plain_lo(link) and ("link", ns_key, link.name) not in keys:
+        # Short screens skip lo as it always is, unless the step made it or (the node's) when
+        # the step changed the node's links: the node has its lo too (step 7: lo too).
+        if compact and _plain_lo(link) and ("link", ns_key, link.name) not in keys and not (
+                ns.name == topo.node and any(k[:2] == ("link", ns_key) for k in keys)):
             continue
         if link.kind != "bridge" and not (link.master and ns.link(link.master)):
             parts.append(_link_text(ns_key, link, keys, node_peer, drawn, lang))
@@ -90,7 +93,10 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
                               style=NEW if new else "cyan"))
     for r in ns.routes:
         new = ("route", ns_key, r.dst) in keys
-        if compact and not new and _connected(ns, r.dst, r.gateway, r.dev):
+        # A connected route is implied by its address, except when its link just came up:
+        # that it appears then is what step 7 teaches.
+        if (compact and not new and ("link", ns_key, r.dev) not in keys
+                and _connected(ns, r.dst, r.gateway, r.dev)):
             continue
         via = f" via {r.gateway}" if r.gateway else ""
         dev = f" dev {r.dev}" if r.dev and not (r.gateway and len(own) == 1) else ""
