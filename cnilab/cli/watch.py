@@ -123,14 +123,13 @@ def watch(
       sudo cnilab watch --json-lines
     """
     from cnilab.kernel import require_privileges
-    from cnilab.lab import LAST_STEP
-    from cnilab.lab.steps import build_steps
+    from cnilab.lab.steps import build_steps, server_namespaces
     from cnilab.watch import LiveLab
 
     with guarded(ctx, lang):
         topo, lang = topology_of(ctx), lang_of(ctx, lang)
         require_privileges()
-        steps = build_steps(topo)[:LAST_STEP]
+        steps = build_steps(topo)  # 1 to 9, as `status` grades them
         live = LiveLab(steps, highlight_for=highlight)
 
         def view(events: NamespaceEvents) -> Callable[[], Any]:
@@ -141,12 +140,14 @@ def watch(
                                        len(events.watched))
 
         follow_live(live, follows(topo, every), lambda: state_line(live, topo),
-                    None if json_lines else view, own=topo.in_place, nat_in=[topo.node])
+                    None if json_lines else view, own=topo.in_place, nat_in=[topo.node],
+                    listen_in=server_namespaces(steps))
 
 
 def follow_live(live: LiveLab, follow: Callable[[str], bool], state: Callable[[], dict[str, Any]],
                 view: Callable[[NamespaceEvents], Callable[[], Any]] | None, own: bool = False,
-                nat_in: Collection[str | None] = ()) -> None:
+                nat_in: Collection[str | None] = (),
+                listen_in: Collection[str | None] = ()) -> None:
     """Watch the namespaces `follow` accepts until Ctrl-C (then return: exit 0).
 
     view None: the `state` line, then a JSON line per change; else the screen `view` draws.
@@ -155,7 +156,7 @@ def follow_live(live: LiveLab, follow: Callable[[str], bool], state: Callable[[]
 
     try:
         with wake_on_signals() as wake, NamespaceEvents(
-                follow, own=own, nat_in=nat_in, wake_fd=wake) as events:
+                follow, own=own, nat_in=nat_in, wake_fd=wake, listen_in=listen_in) as events:
             live.nsid_map = events.nsid_map
             live.start({ns: events.read(ns) for ns in events.start()})
             if view is None:

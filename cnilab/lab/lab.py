@@ -15,11 +15,12 @@ from cnilab.lab.steps import (
     Step,
     build_steps,
     observed_namespaces,
+    server_namespaces,
     setup_ops,
 )
 from cnilab.lab.topology import LESSON, Topology
 from cnilab.ledger import Ledger, run_dir
-from cnilab.ops import OPS, AddRule, Op, StartServer, registry_of
+from cnilab.ops import OPS, AddRule, Op, registry_of
 from cnilab.ops.faults import FAULT_OPS
 from cnilab.ops.trace import AddTraceTable
 from cnilab.state import Snapshot
@@ -62,8 +63,7 @@ class Lab:
         self.ledger = ledger or lab_ledger(topo)
         self.steps = build_steps(topo)
         # Listening sockets are read only where a step starts a server.
-        self._servers = {op.netns for s in self.steps for op in s.ops
-                         if isinstance(op, StartServer)}
+        self._servers = server_namespaces(self.steps)
         self._last: Snapshot | None = None  # the state observed after our own last step
         self.kept: list[Op] = []  # recorded, but not proven ours at the last teardown
 
