@@ -76,7 +76,7 @@ def fold(command: str, width: int) -> list[str]:
     bash joins the lines back into the same command: copied whole, it still runs. A word wider
     than the terminal keeps a line of its own (the terminal folds it; nothing better exists).
     """
-    if len(command) <= width:
+    if cell_len(command) <= width:
         return [command]
     if command.startswith("#"):  # a comment goes on as comments: `\` would not continue it
         return _fold_comment(command, width)
@@ -85,7 +85,7 @@ def fold(command: str, width: int) -> list[str]:
     for word in WORD.findall(command):
         prefix = INDENT if lines else ""
         candidate = f"{line} {word}" if line else prefix + word
-        if line and len(candidate) + 2 > width:
+        if line and cell_len(candidate) + 2 > width:
             lines.append(line + " \\")
             line = INDENT + word
         else:
@@ -126,7 +126,7 @@ class Listing:
         yield text
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        widest = max((len(ln) for ln in self.lines), default=0)
+        widest = max((cell_len(ln) for ln in self.lines), default=0)
         return Measurement(min(widest, options.max_width), min(widest, options.max_width))
 
 

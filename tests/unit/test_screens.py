@@ -95,3 +95,27 @@ def test_a_missing_fact_and_its_command_stay_apart_and_whole_at_80_columns() -> 
             ": ip -n tr-red addr add 192.168.15.1/24 dev veth-red" in lines
         rule = "`POSTROUTING -s 192.168.15.0/24 ! -o v-net-0 -j MASQUERADE`"
         assert any(line.strip() == rule for line in lines)  # a rule is never split
+
+
+def test_korean_in_a_listing_is_measured_by_its_cells_and_never_split_in_a_word() -> None:
+    from rich.cells import cell_len
+
+    from cnilab.i18n import t
+    from cnilab.render.commands import Listing
+
+    note = "# " + t("ui.equivalent_cnitool", "ko")
+    lines = printed(Listing([note])).splitlines()
+    assert len(lines) > 1 and all(cell_len(line) <= 80 for line in lines)
+    assert all(line.startswith("#") for line in lines)
+    words = note[2:].split()
+    assert [w for line in lines for w in line[1:].split()] == words  # whole words, in order
+
+
+def test_a_command_with_korean_words_folds_by_cells() -> None:
+    from rich.cells import cell_len
+
+    from cnilab.render.commands import fold
+
+    command = "echo " + " ".join(["컨테이너가"] * 12)  # 5 characters, 10 cells each
+    lines = fold(command, 80)
+    assert len(lines) > 1 and all(cell_len(line) <= 80 for line in lines)
