@@ -253,8 +253,14 @@ def _fail(e: CnilabError, lang: str) -> NoReturn:
     # "cnilab:" starts every error in every language (scripts grep it; the exit code says which);
     # the word after it is the reader's: "cnilab: error:", "cnilab: 오류:".
     hint_text = f" ({t('ui.hint', lang)}: {hint})" if hint else ""
-    label = escape(f"cnilab: {t('ui.error', lang)}:")
-    console(stderr=True).print(f"[bold red]{label}[/] {escape(message)}{escape(hint_text)}")
+    label = f"cnilab: {t('ui.error', lang)}:"
+    err = console(stderr=True)
+    if err.is_terminal:  # wrapped between words (a Korean word, a `command` never split)
+        from cnilab.render.prose import Prose
+
+        err.print(Prose(f"{message}{hint_text}", lead=(label + " ", "bold red")))
+    else:  # one line, for scripts and logs
+        err.print(f"[bold red]{escape(label)}[/] {escape(message)}{escape(hint_text)}")
     raise typer.Exit(e.exit_code)
 
 

@@ -120,8 +120,10 @@ def seen_source(client_ns: str | None, server_ns: str | None, server_ip: str,
         client.settimeout(timeout)
         try:
             client.connect((server_ip, listener.getsockname()[1]))
+        except socket.timeout:  # nothing answered the SYN: said in the reader's language
+            return None, ("no_reply", {"seconds": f"{timeout:g}"})
         except OSError as e:
-            return None, ("", {"text": e.strerror or "timed out"})
+            return None, ("", {"text": e.strerror or str(e)})  # the OS's own reason
         listener.settimeout(timeout)
         conn, (src, _) = listener.accept()
         with contextlib.suppress(OSError):

@@ -345,3 +345,7 @@ def test_forward_drop_names_everything_that_fails_bridged_traffic_too(student: C
     assert "cannot even reach each other" in report["symptom"]
     solution = " ".join(student.run("scenario", "solution").stdout.split())
     assert "bridge-nf-call-iptables" in solution and "in and out interface" in solution
+    # What the packets met, in the student's language: no English left (`timed out`).
+    checked = student.run("scenario", "check", "--lang", "ko").stdout
+    assert "초 안에 응답 없음" in checked
+    assert "timed out" not in checked and "no reply" not in checked

@@ -119,3 +119,24 @@ def test_a_command_with_korean_words_folds_by_cells() -> None:
     command = "echo " + " ".join(["컨테이너가"] * 12)  # 5 characters, 10 cells each
     lines = fold(command, 80)
     assert len(lines) > 1 and all(cell_len(line) <= 80 for line in lines)
+
+
+def test_an_error_in_a_terminal_wraps_between_words_never_inside_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+    from rich.cells import cell_len
+
+    from cnilab.cli import console as face
+    from cnilab.errors import CnilabError
+
+    terminal = Console(width=80, record=True, color_system=None, file=io.StringIO(),
+                       force_terminal=True)
+    monkeypatch.setattr(face, "console", lambda stderr=False, record=False: terminal)
+    error = CnilabError.of("scenario_symptom", total=8, failed=6)
+    with pytest.raises(typer.Exit):
+        face._fail(error, "ko")
+    lines = terminal.export_text().splitlines()
+    message, hint = error.render("ko")
+    said = f"cnilab: 오류: {message} (힌트: {hint})"
+    assert len(lines) > 1 and all(cell_len(line) <= 80 for line in lines)
+    assert [w for line in lines for w in line.split()] == said.split()  # no word cut in two
