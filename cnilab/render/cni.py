@@ -54,11 +54,11 @@ def delegation_lines(call: Call, lang: str, sections: bool) -> list[Any]:
     lines: list[Any] = section_lines(2, lang) if sections and call.delegations else []
     for d in call.delegations:
         ipam, command = str(d.get("plugin")), str(d.get("command"))
-        lines.append(f"[bold]{ui('cni_delegates', lang, ipam=ipam, command=command)}[/]")
+        calls = ui("cni_delegates", lang, ipam=ipam, command=command)
         if d.get("config") == call.config:
-            lines.append(f"[bold]{ui('cni_delegates_same_stdin', lang)}[/]")
+            lines.append(f"[bold]{calls} {ui('cni_delegates_same_stdin', lang)}[/]")
         else:
-            lines += [f"[bold]{ui('cni_stdin', lang)}[/]",
+            lines += [f"[bold]{calls}[/]", f"[bold]{ui('cni_stdin', lang)}[/]",
                       _json(json.dumps(d.get("config"), indent=2, ensure_ascii=False))]
         answer = d.get("answer")
         lines.append(f"[bold]{ui('cni_ipam_answered', lang, ipam=ipam)}[/]")
@@ -73,6 +73,8 @@ def call_lines(call: Call, lang: str, sections: bool = False) -> list[Any]:
     """One plugin call as the runtime made it: environment, stdin, the IPAM calls it made (with
     the lesson's steps 2 and 3 when `sections`), exit code and stdout."""
     table = Table(show_header=False, show_edge=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # a long ID or CNI_ARGS folds, never cut with "…"
     for key, value in call.env.items():
         table.add_row(f"[cyan]{key}[/]", escape(value))
     verdict = t("ui.cni_exit", lang, code=call.code)

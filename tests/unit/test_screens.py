@@ -140,3 +140,14 @@ def test_an_error_in_a_terminal_wraps_between_words_never_inside_one(
     said = f"cnilab: 오류: {message} (힌트: {hint})"
     assert len(lines) > 1 and all(cell_len(line) <= 80 for line in lines)
     assert [w for line in lines for w in line.split()] == said.split()  # no word cut in two
+
+
+def test_a_long_environment_value_folds_never_cut() -> None:
+    from cnilab.render.cni import call_lines
+
+    args = ("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;"
+            "K8S_POD_INFRA_CONTAINER_ID=" + "ba76502d5d5b4a68dda2c4b4726685f80857dd0f6ce" * 3)
+    call = Call("cnilab-cni", "ADD", {"CNI_ARGS": args}, {"type": "cnilab-cni"}, 0, "")
+    text = printed(*call_lines(call, "en"))
+    assert "…" not in text and args in "".join(line.strip().removeprefix("CNI_ARGS").strip()
+                                               for line in text.splitlines())
