@@ -81,7 +81,7 @@ def _latin(word: str) -> str:
         return "l"
     if w.endswith(("m", "n", "ng", "me", "ne")):  # stream, plugin, ping, name, plane
         return "c"
-    if w[-1] in "kpt" and w[-2] in "aeiou":  # net 넷, up 업, pod 팟 is not: d reads 드
+    if w[-1] in "kptb" and w[-2] in "aeiou":  # net 넷, up 업, lab 랩; pod 파드 and tag 태그 not
         return "c"
     return "v"  # red 레드, blue 블루, host 호스트, bridge 브리지, veth 베스
 

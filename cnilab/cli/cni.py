@@ -370,8 +370,11 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
       sudo cnilab cni teardown
     """
     from rich.markup import escape
+    from rich.padding import Padding
 
+    from cnilab.i18n import t
     from cnilab.render.cni import ui
+    from cnilab.render.commands import Listing
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
@@ -385,6 +388,6 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
         for op, line in zip(undone, what, strict=True):
             out(f"{ui('removed', lang)}: {escape(line)}")
             if op.equivalent:  # cnitool never ran: the runtime called the plugins with DEL
-                out(f"[dim]  # {ui(op.equivalent, lang)}[/]")
+                out(Padding(Listing([f"# {t('ui.' + op.equivalent, lang)}"]), (0, 0, 0, 2)))
         out(ui("cni_teardown_done", lang, count=len(what)) if what
             else ui("cni_nothing_to_remove", lang))

@@ -61,9 +61,9 @@ def delegation_lines(call: Call, lang: str, sections: bool) -> list[Any]:
             lines += [f"[bold]{calls}[/]", f"[bold]{ui('cni_stdin', lang)}[/]",
                       _json(json.dumps(d.get("config"), indent=2, ensure_ascii=False))]
         answer = d.get("answer")
-        lines.append(f"[bold]{ui('cni_ipam_answered', lang, ipam=ipam)}[/]")
-        lines.append(_json(json.dumps(answer, ensure_ascii=False)) if answer
-                     else f"[dim]{ui('cni_ipam_nothing', lang, ipam=ipam)}[/]")
+        lines += ([f"[bold]{ui('cni_ipam_answered', lang, ipam=ipam)}[/]",
+                   _json(json.dumps(answer, ensure_ascii=False))] if answer
+                  else [f"[dim]{ui('cni_ipam_nothing', lang, ipam=ipam)}[/]"])
     if sections and call.delegations:
         lines += section_lines(3, lang)
     return lines

@@ -60,7 +60,8 @@ def test_a_particle_follows_how_the_word_is_read() -> None:
              "10.244.0.0/16(으)로": "10.244.0.0/16으로", "'red'은(는)": "'red'는",
              "ens3이(가)": "ens3이", "터널(으)로": "터널로", "서버(으)로": "서버로",
              "주소(으)로": "주소로", "패킷(으)로": "패킷으로", "tunnel이(가)": "tunnel이",
-             "plugin을(를)": "plugin을"}
+             "plugin을(를)": "plugin을", "/bin/cnilab을(를)": "/bin/cnilab을",
+             "pod이(가)": "pod가"}
     assert {k: particles(k) for k in cases} == cases
 
 
