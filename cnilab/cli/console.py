@@ -142,11 +142,14 @@ def page(text: str, pager: str, height: int) -> None:
         run.wait()
 
 
-def warn(message: str) -> None:
-    """One warning line on stderr; "cnilab: warning:" stays as is in every language."""
+def warn(message: str, lang: str = "en") -> None:
+    """One warning line on stderr: "cnilab:" in every language, the word after it translated."""
     from rich.markup import escape
 
-    console(stderr=True).print(f"[bold yellow]cnilab: warning:[/] {escape(message)}")
+    from cnilab.i18n import t
+
+    label = escape(f"cnilab: {t('ui.warning', lang)}:")
+    console(stderr=True).print(f"[bold yellow]{label}[/] {escape(message)}")
 def ask(prompt: str) -> str:
     """Read one line from the terminal, with line editing (arrows, history) where readline is."""
     # Importing readline is what makes input() edit the line; without it the arrow keys print

@@ -59,7 +59,7 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
             skipped = lab.ledger.problems  # read before teardown clears the ledger
             undone = lab.teardown()
         for problem in skipped:
-            warn(problem.render(lab.ledger.path, lang))
+            warn(problem.render(lab.ledger.path, lang), lang)
         removed = [op.undo_command(lab.topo.node) or describe(op.highlights()[0])
                    for op in undone]
         # A student's own namespaces (typed by hand) are not cnilab's to remove: say so.

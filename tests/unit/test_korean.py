@@ -130,3 +130,15 @@ def test_an_error_in_korean_keeps_the_prefix_and_translates_the_rest(tmp_path: P
     assert result.exit_code == 2
     assert "cnilab: 오류: bridge_address 'not-an-address'" in result.output
     assert "error" not in result.output
+
+
+def test_a_warning_in_korean_keeps_the_prefix_and_translates_the_word(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from cnilab.cli import console as face
+
+    err = Console(width=80, record=True, color_system=None, file=io.StringIO())
+    monkeypatch.setattr(face, "console", lambda stderr=False, record=False: err)
+    face.warn("원장 줄 3을 읽을 수 없습니다", "ko")
+    assert err.export_text().strip() == "cnilab: 경고: 원장 줄 3을 읽을 수 없습니다"
