@@ -61,8 +61,14 @@ def test_a_particle_follows_how_the_word_is_read() -> None:
              "ens3이(가)": "ens3이", "터널(으)로": "터널로", "서버(으)로": "서버로",
              "주소(으)로": "주소로", "패킷(으)로": "패킷으로", "tunnel이(가)": "tunnel이",
              "plugin을(를)": "plugin을", "/bin/cnilab을(를)": "/bin/cnilab을",
-             "pod이(가)": "pod가"}
+             "pod이(가)": "pod가", "203.0.113.2:8080(으)로": "203.0.113.2:8080으로"}
     assert {k: particles(k) for k in cases} == cases
+
+
+def test_a_name_filled_in_gets_its_own_particle() -> None:
+    # The ko catalog wrote `{port}로` by hand: right for some numbers, wrong for 8080 (팔공팔공).
+    said = t("proof.http_forwarded", "ko", node="203.0.113.2", port=8080, who="blue")
+    assert "203.0.113.2:8080으로 보낸" in said
 
 
 def test_no_message_shows_a_fallback_particle() -> None:
@@ -70,7 +76,20 @@ def test_no_message_shows_a_fallback_particle() -> None:
     assert bad == []
 
 
-@pytest.mark.parametrize("lesson", ["eight-steps", "cni", "cluster", "scenarios"])
+def test_no_scenario_shows_a_fallback_particle_whatever_the_names() -> None:
+    from cnilab.scenario.catalog import SCENARIOS
+    from cnilab.scenario.text import raw, text
+
+    for s in SCENARIOS:
+        fields = {f for part in _strings(raw("ko")["scenarios"][s.name])
+                  for _, f, _, _ in string.Formatter().parse(part) if f}
+        for value in NAMES:
+            story = text(s.name, "ko", {f: value for f in fields})
+            for part in (story.story, story.symptom, *story.hints, story.solution):
+                assert not FALLBACK.search(part), (s.name, value, part)
+
+
+@pytest.mark.parametrize("lesson", ["eight-steps", "cni", "cluster"])
 def test_no_lesson_text_has_a_fallback_particle(lesson: str) -> None:
     tree = tomllib.loads((lessons_dir() / lesson / "ko.toml").read_text(encoding="utf-8"))
     assert [s for s in _strings(tree) if FALLBACK.search(s)] == []
