@@ -13,6 +13,7 @@ from ipaddress import IPv4Interface
 from rich.columns import Columns
 from rich.console import Group, RenderableType
 from rich.panel import Panel
+from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
@@ -117,8 +118,13 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
             parts.append(Text(f"{'+ ' if new else ''}{key} = {value}", style=NEW if new else ""))
     for rule in ns.nat or ():
         new = ("rule", ns_key, "nat", *rule_tokens(rule)) in keys
-        shown_rule = " ".join(rule_tokens(rule))
-        parts.append(Text(f"{'+ ' if new else ''}nat {shown_rule}", style=NEW if new else ""))
+        # A rule too long for the box wraps between its words, continued under itself.
+        row = Table.grid(padding=(0, 1))
+        row.add_column(no_wrap=True)
+        row.add_column()
+        row.add_row(f"{'+ ' if new else ''}nat", " ".join(rule_tokens(rule)),
+                    style=NEW if new else "")
+        parts.append(row)
     return Group(*parts) if parts else Text(t("ui.diagram_empty", lang), style="dim")
 
 

@@ -165,3 +165,10 @@ def test_the_compact_picture_keeps_what_step_7_teaches() -> None:
     assert "lo loopback UP 127.0.0.1/8" in node_box
     eight = compact(8)  # later, the connected routes are implied by the addresses again
     assert "route 192.168.15.0/24 dev veth-red" not in eight and "lo loopback" not in eight
+
+
+def test_a_nat_rule_too_long_for_its_box_wraps_under_itself() -> None:
+    text = draw("after-step-8.json", width=60)
+    lines = [line.strip("│ ").rstrip() for line in text.splitlines()]
+    at = next(i for i, line in enumerate(lines) if line.startswith("nat -A POSTROUTING"))
+    assert "│     MASQUERADE" in text.splitlines()[at + 1]  # under the rule, not under `nat`
