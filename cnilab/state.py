@@ -60,6 +60,11 @@ def parse_proc_tcp(text: str) -> list[TcpSocket]:
     return found
 
 
+def listening_ports(text: str) -> tuple[int, ...]:
+    """TCP ports something listens on, from the text of /proc/net/tcp."""
+    return tuple(sorted({s.local_port for s in parse_proc_tcp(text) if s.state == LISTEN}))
+
+
 @dataclass(frozen=True)
 class Link:
     """A network interface as the kernel reports it."""

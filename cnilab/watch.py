@@ -122,7 +122,8 @@ class LiveLab:
         spaces = {}
         for name, seen in self.seen.items():
             # NAT is read only where it is watched (NamespaceEvents' nat_in): None elsewhere.
-            spaces[name] = Namespace(name, named[name], seen.routes, seen.sysctls, seen.nat)
+            spaces[name] = Namespace(name, named[name], seen.routes, seen.sysctls, seen.nat,
+                                     seen.listening)
         return Snapshot(frozenset(n for n in self.seen if n is not None), spaces)
 
     def start(self, readings: dict[str | None, Observed]) -> None:

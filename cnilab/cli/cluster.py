@@ -166,7 +166,7 @@ def down(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = Non
             skipped = ledger.problems  # read before down clears the ledger
             undone = cluster.down()
         for problem in skipped:
-            warn(problem.render(ledger.path, lang))
+            warn(problem.render(ledger.path, lang), lang)
         if as_json:
             out_json({"removed": len(undone)})
         elif not undone:

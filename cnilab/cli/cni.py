@@ -21,6 +21,7 @@ from cnilab.cli.console import (
     lang_of,
     out,
     out_json_line,
+    paged,
     prefix_of,
     warn,
 )
@@ -131,7 +132,7 @@ def _added(ctx: typer.Context, lang: str | None, as_json: bool,
     """Run an ADD (add or attach) and show the calls, the diagram and the proofs."""
     from cnilab.render import cni as view
 
-    with guarded(ctx, lang):
+    with guarded(ctx, lang), paged(ctx):
         lang = lang_of(ctx, lang)
         rt = _runtime(ctx)
         with rt.locked():
@@ -380,8 +381,11 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
       sudo cnilab cni teardown
     """
     from rich.markup import escape
+    from rich.padding import Padding
 
+    from cnilab.i18n import t
     from cnilab.render.cni import ui
+    from cnilab.render.commands import Listing
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
@@ -395,7 +399,9 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
         if as_json:
             out_json_line({"ok": True, "removed": what})
             return
-        for line in what:
+        for op, line in zip(undone, what, strict=True):
             out(f"{ui('removed', lang)}: {escape(line)}")
+            if op.equivalent:  # cnitool never ran: the runtime called the plugins with DEL
+                out(Padding(Listing([f"# {t('ui.' + op.equivalent, lang)}"]), (0, 0, 0, 2)))
         out(ui("cni_teardown_done", lang, count=len(what)) if what
             else ui("cni_nothing_to_remove", lang))

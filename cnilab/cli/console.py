@@ -43,6 +43,7 @@ class Options:
     prefix: Optional[str] = None
     lang: Optional[str] = None
     traceback: bool = False
+    no_pager: bool = False
 
 
 LangOption = Annotated[Optional[str], typer.Option(
@@ -104,11 +105,58 @@ def out(*objects: Any, raw: bool = False) -> None:
                     or (isinstance(obj, Text) and bool(obj.no_wrap)))
 
 
-def warn(message: str) -> None:
-    """One warning line on stderr; "cnilab: warning:" stays as is in every language."""
+PAGER = "less -R"  # as git: colours through, one screen; LESS=FRX unless the user set LESS
+
+
+@contextlib.contextmanager
+def paged(ctx: typer.Context) -> Iterator[None]:
+    """Output taller than the terminal goes through a pager, as git does: only when stdout is a
+    terminal, not with --no-pager; CNILAB_PAGER (then PAGER) names it, empty or `cat`: none."""
+    c = console(record=_recording[0])
+    pager = os.environ.get("CNILAB_PAGER", os.environ.get("PAGER", PAGER)).strip()
+    if not c.is_terminal or opts(ctx).no_pager or _recording[0] or pager in ("", "cat"):
+        yield
+        return
+    c.begin_capture()
+    try:
+        yield
+    finally:
+        page(c.end_capture(), pager, c.size.height)
+
+
+def page(text: str, pager: str, height: int) -> None:
+    """`text` to the terminal, through `pager` when it has more lines than the terminal."""
+    import shlex
+    import subprocess
+    import sys
+
+    if text.count("\n") < height:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    env = {**os.environ, "LESS": os.environ.get("LESS", "FRX")}
+    try:
+        run = subprocess.Popen(shlex.split(pager), stdin=subprocess.PIPE, env=env)
+    except (OSError, ValueError):  # no such pager: print as if there were none
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    assert run.stdin is not None
+    with contextlib.suppress(BrokenPipeError):  # q before the end: fine
+        run.stdin.write(text.encode())
+        run.stdin.close()
+    with contextlib.suppress(KeyboardInterrupt):
+        run.wait()
+
+
+def warn(message: str, lang: str = "en") -> None:
+    """One warning line on stderr: "cnilab:" in every language, the word after it translated."""
     from rich.markup import escape
 
-    console(stderr=True).print(f"[bold yellow]cnilab: warning:[/] {escape(message)}")
+    from cnilab.i18n import t
+
+    label = escape(f"cnilab: {t('ui.warning', lang)}:")
+    console(stderr=True).print(f"[bold yellow]{label}[/] {escape(message)}")
 def ask(prompt: str) -> str:
     """Read one line from the terminal, with line editing (arrows, history) where readline is."""
     # Importing readline is what makes input() edit the line; without it the arrow keys print
@@ -223,7 +271,7 @@ def _safe_lang(ctx: typer.Context, lang: str | None) -> bool:
     return True
 
 
-def _fail(e: CnilabError, lang: str, ctx: typer.Context) -> NoReturn:
+def _fail(e: CnilabError, lang: str, ctx: typer.Context | None = None) -> NoReturn:
     from rich.markup import escape
 
     from cnilab.i18n import t
@@ -231,10 +279,18 @@ def _fail(e: CnilabError, lang: str, ctx: typer.Context) -> NoReturn:
 
     message, hint = e.render(lang)
     # A hint's `cnilab ...` is typed next: as called, with the --prefix/--config in use.
-    hint = LabCommands(command_line(ctx)).text(hint) if hint else hint
-    # "cnilab: error:" stays as is in every language: scripts and searches look for it.
+    hint = LabCommands(command_line(ctx)).text(hint) if hint and ctx else hint
+    # "cnilab:" starts every error in every language (scripts grep it; the exit code says which);
+    # the word after it is the reader's: "cnilab: error:", "cnilab: 오류:".
     hint_text = f" ({t('ui.hint', lang)}: {hint})" if hint else ""
-    console(stderr=True).print(f"[bold red]cnilab: error:[/] {escape(message)}{escape(hint_text)}")
+    label = f"cnilab: {t('ui.error', lang)}:"
+    err = console(stderr=True)
+    if err.is_terminal:  # wrapped between words (a Korean word, a `command` never split)
+        from cnilab.render.prose import Prose
+
+        err.print(Prose(f"{message}{hint_text}", lead=(label + " ", "bold red")))
+    else:  # one line, for scripts and logs
+        err.print(f"[bold red]{escape(label)}[/] {escape(message)}{escape(hint_text)}")
     raise typer.Exit(e.exit_code)
 
 
@@ -378,14 +434,15 @@ def wake_on_signals() -> Iterator[int]:
 
 def follow_live(live: LiveLab, follow: Callable[[str], bool],
                 loop: Callable[[NamespaceEvents], None], own: bool = False,
-                nat_in: Collection[str | None] = ()) -> None:
+                nat_in: Collection[str | None] = (),
+                listen_in: Collection[str | None] = ()) -> None:
     """Watch the namespaces `follow` accepts, start `live` from them, run `loop` until Ctrl-C
     or SIGTERM (then return: exit 0)."""
     from cnilab.kernel.events import NamespaceEvents
 
     try:
         with wake_on_signals() as wake, NamespaceEvents(
-                follow, own=own, nat_in=nat_in, wake_fd=wake) as events:
+                follow, own=own, nat_in=nat_in, wake_fd=wake, listen_in=listen_in) as events:
             live.nsid_map = events.nsid_map
             live.start({ns: events.read(ns) for ns in events.start()})
             loop(events)

@@ -26,6 +26,7 @@ from cnilab.cli.console import (
     lesson_in,
     out,
     out_json,
+    paged,
     topology_of,
     warn,
 )
@@ -59,7 +60,7 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
             skipped = lab.ledger.problems  # read before teardown clears the ledger
             undone = lab.teardown()
         for problem in skipped:
-            warn(problem.render(lab.ledger.path, lang))
+            warn(problem.render(lab.ledger.path, lang), lang)
         removed = [op.undo_command(lab.topo.node) or describe(op.highlights()[0])
                    for op in undone]
         # A student's own namespaces (typed by hand) are not cnilab's to remove: say so.
@@ -95,7 +96,7 @@ def status(
     from cnilab.render.diagram import render_diagram
     from cnilab.render.live import render_steps
 
-    with guarded(ctx, lang, record):
+    with guarded(ctx, lang, record), paged(ctx):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
         lesson = lesson_in(ctx, lang)
         with lab.locked():

@@ -74,12 +74,15 @@ def main_options(
         "--lang", help="en or ko (default: from LC_ALL / LANG).")] = None,
     traceback: Annotated[bool, typer.Option(
         "--traceback", help="Show the full Python traceback on errors.")] = False,
+    no_pager: Annotated[bool, typer.Option(
+        "--no-pager", help="Never page output taller than the terminal (CNILAB_PAGER, or "
+        "PAGER, names the pager; default: less -R).")] = False,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Global options."""
-    ctx.obj = Options(config, in_place, prefix, lang, traceback)
+    ctx.obj = Options(config, in_place, prefix, lang, traceback, no_pager)
 
 
 # The lab's and the teaching commands sit at the top level (`cnilab step 3`, `cnilab explain 8`);

@@ -51,13 +51,20 @@ scenario_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=Non
 STARS = {1: "★☆☆", 2: "★★☆", 3: "★★★"}
 
 
-def _para(markup: str) -> Any:
-    """A paragraph the terminal folds itself: a command inside it stays one line to copy."""
-    from rich.text import Text
+def _para(text: str, style: str = "", lead: tuple[str, str] = ("", "")) -> Any:
+    """A paragraph wrapped between words, a `command` in it never split (plain text)."""
+    from cnilab.render.prose import Prose
 
-    text = Text.from_markup(markup)
-    text.no_wrap = True  # out() prints no_wrap text soft-wrapped: no newline is inserted
-    return text
+    return Prose(text, style, lead)
+
+
+def _commands(lines: list[str], style: str = "green") -> Any:
+    """Commands to copy, indented: folded between words with ` \\` only when too wide."""
+    from rich.padding import Padding
+
+    from cnilab.render.commands import Listing
+
+    return Padding(Listing(lines), (0, 0, 0, 2), style=style)
 
 
 def _scenarios(ctx: typer.Context) -> Scenarios:
@@ -105,7 +112,7 @@ def list_(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = No
             table.add_row(r["name"], escape(r["title"]), r["lesson"], STARS[r["difficulty"]])
         out(table)
         start_line = t("scenario.list_start", lang, cnilab=command_line(ctx))
-        out(_para(escape(start_line)))
+        out(_para(start_line))
 
 
 @scenario_app.command()
@@ -148,22 +155,24 @@ def start(
                  else t("scenario.ready", lang, name=running.scenario.name))
         reported = t("scenario.reported", lang)
         out(f"[bold green]{escape(ready)}[/]", "", f"[bold]{escape(reported)}[/]",
-            _para(f"  [yellow]{escape(story.symptom)}[/]"), "")
+            _para(f"  {story.symptom}", "yellow"), "")
         where = ("scenario.investigate_cluster" if running.scenario.lesson == CLUSTER
                  else "scenario.investigate")
-        out(_para(escape(t(where, lang, **values))), escape(t("scenario.then", lang)))
+        out(_para(t(where, lang, **values)), escape(t("scenario.then", lang)))
         for command in ("check", "hint", "solution", "stop"):
-            line = f"{values['cnilab']} scenario {command}"
-            what = t(f"scenario.cmd_{command}", lang)
-            out(_para(f"  [bold]{escape(line):<40}[/] {escape(what)}"))
+            # The command on its line, what it does under it: never run into each other.
+            out(_commands([f"{values['cnilab']} scenario {command}"], "bold"),
+                _para(f"      {t(f'scenario.cmd_{command}', lang)}", "dim"))
 
 
-def _line(ok: bool, claim: str, seen: str | None = None) -> str:
-    from rich.markup import escape
+def _line(ok: bool, claim: str, seen: str | None = None) -> Any:
+    """`  ✔ claim (seen)`, wrapped between words and continued under the claim."""
+    from rich.text import Text
 
-    mark = "[green]✔[/]" if ok else "[red]✘[/]"
-    detail = f" [dim]({escape(seen)})[/]" if seen and not ok else ""
-    return f"  {mark} {escape(claim)}{detail}"
+    from cnilab.render.report import FactLine
+
+    mark = Text.assemble("  ", ("✔" if ok else "✘", "green" if ok else "red"))
+    return FactLine(mark, f"{claim} ({seen})" if seen and not ok else claim)
 
 
 def _verdict_json(verdict: Verdict, lang: str) -> dict[str, Any]:
@@ -236,7 +245,6 @@ def hint(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = Non
       sudo cnilab scenario hint
       sudo cnilab scenario hint --lang ko
     """
-    from rich.markup import escape
 
     from cnilab.i18n import t
     from cnilab.kernel import require_privileges
@@ -256,9 +264,9 @@ def hint(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = Non
         for number, sentence in enumerate(hints[:shown], 1):
             label = t("scenario.hint_label", lang, number=number, total=len(hints))
             style = "bold" if number == shown else "dim"
-            out(_para(f"[{style}]{escape(label)}:[/] {escape(sentence)}"))
+            out(_para(sentence, lead=(f"{label}: ", style)))
         more = "scenario.more_hints" if shown < len(hints) else "scenario.no_more_hints"
-        out(_para(f"[dim]{escape(t(more, lang, cnilab=values['cnilab']))}[/]"))
+        out(_para(t(more, lang, cnilab=values["cnilab"]), "dim"))
 
 
 @scenario_app.command()
@@ -291,10 +299,9 @@ def solution(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
             return
         out(f"[bold]{escape(running.scenario.name)}[/]: {escape(story.title)}", "")
         out(f"[bold]{escape(t('scenario.fix', lang))}[/]")
-        for line in fix:
-            out(_para(f"  [green]{escape(line)}[/]"))
-        out("", f"[bold]{escape(t('scenario.why', lang))}[/]", _para(escape(story.solution)), "",
-            f"[bold]{escape(t('scenario.real_world', lang))}[/]", _para(escape(story.story)))
+        out(_commands(fix))
+        out("", f"[bold]{escape(t('scenario.why', lang))}[/]", _para(story.solution), "",
+            f"[bold]{escape(t('scenario.real_world', lang))}[/]", _para(story.story))
 
 
 @scenario_app.command()

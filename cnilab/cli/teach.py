@@ -23,6 +23,7 @@ from cnilab.cli.console import (
     lesson_in,
     out,
     out_json,
+    paged,
     topology_of,
 )
 from cnilab.errors import CnilabError
@@ -157,7 +158,7 @@ def explain(
     from cnilab.i18n import t
     from cnilab.render.report import render_explain, step_rule
 
-    with guarded(ctx, lang):
+    with guarded(ctx, lang), paged(ctx):
         lang = lang_of(ctx, lang)
         lesson, number = _section_of(first, second)
         if number is None:
@@ -220,9 +221,12 @@ def practice(ctx: typer.Context, number: StepArgument, as_json: JsonOption = Fal
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
         text = lesson_in(ctx, lang).step(number)
         with lab.locked():
+            undone = lab.rewind(number)
             lab.prepare(number)
         key = "ui.practice_in_place" if lab.topo.in_place else "ui.practice_ready"
         next_ = t(key, lang, number=number, cnilab=command_line(ctx))
+        if undone:  # the lab was further on: step N is the student's to do again
+            next_ = t("ui.practice_rewound", lang, number=number, count=len(undone)) + " " + next_
         if as_json:
             out_json({"step": number, "title": text.title, "goal": text.goal, "next": next_})
             return

@@ -19,6 +19,7 @@ from cnilab.cli.console import (
     lang_of,
     out,
     out_json,
+    paged,
 )
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def trace(
       sudo cnilab trace red 203.0.113.1
       sudo cnilab trace internet 203.0.113.2 --port 8080
     """
-    with guarded(ctx, lang, record):
+    with guarded(ctx, lang, record), paged(ctx):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
         from cnilab.lab.lab import lab_site
         from cnilab.trace.run import trace
@@ -107,7 +108,7 @@ def cluster_trace(
     from cnilab.trace.run import trace
 
     lang = cluster_lang(ctx, lang)
-    with guarded(ctx, lang):
+    with guarded(ctx, lang), paged(ctx):
         cluster = existing(ctx)
         result = trace(cluster, cluster_site(cluster.plan), source, to, proto, port)
         show_trace(result, lang_of(ctx, lang), as_json, lab_id(cluster.plan.prefix))

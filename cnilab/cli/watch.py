@@ -78,14 +78,13 @@ def watch(
       sudo cnilab watch --json-lines
     """
     from cnilab.kernel import require_privileges
-    from cnilab.lab import LAST_STEP
-    from cnilab.lab.steps import build_steps
+    from cnilab.lab.steps import build_steps, server_namespaces
     from cnilab.watch import LiveLab
 
     with guarded(ctx, lang):
         topo, lang = topology_of(ctx), lang_of(ctx, lang)
         require_privileges()
-        steps = build_steps(topo)[:LAST_STEP]
+        steps = build_steps(topo)  # 1 to 9, as `status` grades them
         live = LiveLab(steps, highlight_for=highlight)
 
         def view(events: NamespaceEvents) -> Callable[[], Any]:
@@ -97,13 +96,15 @@ def watch(
                                        len(events.watched), cnilab)
 
         _watch(live, lab_follows(topo, every), lambda: state_line(live, topo),
-               None if json_lines else view, own=topo.in_place, nat_in=[topo.node])
+               None if json_lines else view, own=topo.in_place, nat_in=[topo.node],
+               listen_in=server_namespaces(steps))
 
 
 def _watch(live: LiveLab, follow: Callable[[str], bool], state: Callable[[], dict[str, Any]],
            view: Callable[[NamespaceEvents], Callable[[], Any]] | None, own: bool = False,
-           nat_in: Collection[str | None] = ()) -> None:
-    """view None: the `state` line, then a JSON line per change; else the screen `view` draws."""
+           nat_in: Collection[str | None] = (), listen_in: Collection[str | None] = ()) -> None:
+    """view None: the `state` line, then a JSON line per change; else the screen `view` draws.
+    listen_in: where to read listening sockets (the kernel announces none)."""
     from cnilab.watch import follow as follow_events
 
     def loop(events: NamespaceEvents) -> None:
@@ -114,7 +115,7 @@ def _watch(live: LiveLab, follow: Callable[[str], bool], state: Callable[[], dic
             _screen(events, live, view(events))
 
     try:
-        follow_live(live, follow, loop, own=own, nat_in=nat_in)
+        follow_live(live, follow, loop, own=own, nat_in=nat_in, listen_in=listen_in)
     except BrokenPipeError:  # `cnilab watch --json-lines | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 

@@ -67,6 +67,7 @@ class AttachNetwork(Op):
 
     # DEL releases the address (a file) and the node's rules: due even when namespaces go.
     outlives_netns: ClassVar[bool] = True
+    equivalent: ClassVar[str | None] = "equivalent_cnitool"  # the runtime runs the plugins itself
 
     pod: str = ""
     sandbox: str = ""

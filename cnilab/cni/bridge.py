@@ -17,7 +17,7 @@ from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
 
 from cnilab.cni import spec
-from cnilab.cni.exec import delegate
+from cnilab.cni.exec import delegate, report_delegation
 from cnilab.cni.spec import CniError
 from cnilab.errors import KernelError
 from cnilab.ops import AddRule, KernelApi, Op
@@ -220,9 +220,17 @@ class PodCall:
         return host_veth_name(self.bc.name, self.env.container_id, self.env.ifname)
 
     def ipam(self, command: str | None = None) -> dict[str, Any] | None:
-        """Delegate this call (or `command` with the same values) to the IPAM plugin."""
-        return delegate(self.bc.ipam_type, self.req if command is None
-                        else self.req.as_command(command))
+        """Delegate this call (or `command` with the same values) to the IPAM plugin, and write
+        the call on stderr (the plugin's log, which the CNI lesson shows)."""
+        req = self.req if command is None else self.req.as_command(command)
+        kind = self.bc.ipam_type
+        try:
+            answer = delegate(kind, req)
+        except CniError as e:
+            report_delegation(kind, req.command, req.config, e.to_dict())
+            raise
+        report_delegation(kind, req.command, req.config, answer)
+        return answer
 
 
 def pod_call(req: spec.Request, node: str | None = None,

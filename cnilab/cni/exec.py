@@ -26,6 +26,9 @@ from cnilab.cni.spec import CniError
 REFERENCE_DIRS = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
 NETNS_DIR = "/run/netns"
 NO_IFNAME = ("VERSION", "STATUS", "GC")  # commands that take no container or interface
+# A line cnilab-cni writes on stderr for each IPAM call it makes (stderr is the plugin's log in
+# the spec), so the runtime can show the lesson's step 2: plugin -> IPAM, its stdin, its answer.
+DELEGATED = "cnilab-delegated: "
 
 
 @dataclass
@@ -47,11 +50,25 @@ class Call:
         """Exit code 0."""
         return self.code == 0
 
+    @property
+    def delegations(self) -> list[dict[str, Any]]:
+        """The IPAM calls the plugin reported making (plugin, command, config, answer)."""
+        found = []
+        for line in self.stderr.splitlines():
+            if line.startswith(DELEGATED):
+                with contextlib.suppress(ValueError):
+                    found.append(json.loads(line[len(DELEGATED):]))
+        return [d for d in found if isinstance(d, dict)]
+
+    def log(self) -> str:
+        """What the plugin wrote on stderr, without its reports of IPAM calls."""
+        return "\n".join(ln for ln in self.stderr.splitlines() if not ln.startswith(DELEGATED))
+
     def error(self) -> CniError:
         """The plugin's error object as an exception (or one saying it printed none)."""
         if isinstance(self.answer, dict) and "code" in self.answer:
             return CniError.from_dict(self.answer)
-        why = (self.stderr.strip() or self.stdout.strip() or "no output").splitlines()[-1]
+        why = (self.log().strip() or self.stdout.strip() or "no output").splitlines()[-1]
         return CniError(spec.KERNEL_REFUSED, f"{os.path.basename(self.plugin)} {self.command} "
                         f"failed (exit {self.code}) without an error object: {why[:200]}")
 
@@ -176,6 +193,16 @@ def delegate(kind: str, req: spec.Request) -> dict[str, Any] | None:
     return invoke(exe, env.command, req.config, container_id=env.container_id,
                   netns=env.netns, ifname=env.ifname, args=env.cni_args,
                   cni_path=env.path).result()
+
+
+def report_delegation(kind: str, command: str, conf: Mapping[str, Any],
+                      answer: Mapping[str, Any] | None) -> None:
+    """Write one DELEGATED line on stderr: the IPAM call just made and what it answered."""
+    import sys
+
+    line = json.dumps({"plugin": kind, "command": command, "config": dict(conf),
+                       "answer": dict(answer) if answer is not None else None})
+    print(DELEGATED + line, file=sys.stderr, flush=True)
 
 
 def config_version(answer: Call) -> str:

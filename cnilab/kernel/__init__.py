@@ -22,6 +22,7 @@ from cnilab.kernel.messages import RawLinks, resolve_peers
 from cnilab.kernel.netlink import Netlink
 from cnilab.kernel.netns import (
     OBSERVED_SYSCTLS,
+    TCP,
     NetnsId,
     has_privileges,
     list_netns,
@@ -31,7 +32,7 @@ from cnilab.kernel.netns import (
     run_in_netns,
     sysctl_path,
 )
-from cnilab.state import LISTEN, Namespace, Snapshot, parse_proc_tcp
+from cnilab.state import Namespace, Snapshot, listening_ports
 
 if TYPE_CHECKING:  # the packet tracer's modules load when a trace runs, not with every command
     from cnilab.kernel.conntrack import Connection
@@ -293,7 +294,7 @@ class Kernel(Netlink):
             raw[name] = links
             sysctls = {k: self.read_sysctl(name, k) for k in OBSERVED_SYSCTLS}
             nat = self.nat_rules(name) if asked[0] else None
-            ports = _listening(self._read(name, TCP)) if asked[1] else ()
+            ports = listening_ports(self._read(name, TCP)) if asked[1] else ()
             names = {ln.index: ln.name for ln, _, _ in links}
             # The bridge's FDB and the ARP table: what the first packets taught the kernel.
             fdb = (self.read_fdb(name, names) if any(ln.kind == "bridge" for ln, _, _ in links)
@@ -306,12 +307,6 @@ class Kernel(Netlink):
         return Snapshot(present, spaces)
 
 
-TCP = "/proc/thread-self/net/tcp"  # the TCP sockets of the opening thread's namespace
-
-
-def _listening(tcp: str) -> tuple[int, ...]:
-    """TCP ports something listens on, from the text of /proc/net/tcp."""
-    return tuple(sorted({s.local_port for s in parse_proc_tcp(tcp) if s.state == LISTEN}))
 
 
 def _open_proc(path: str) -> int:

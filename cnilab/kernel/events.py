@@ -42,13 +42,15 @@ from cnilab.kernel.netns import (
     LIBC,
     NETNS_DIR,
     OBSERVED_SYSCTLS,
+    TCP,
     list_netns,
     netns_path,
     read_sysctl,
+    read_text,
     run_in_netns,
 )
 from cnilab.kernel.nfnetlink import NETLINK_NETFILTER
-from cnilab.state import FdbEntry, Neighbour, Route
+from cnilab.state import FdbEntry, Neighbour, Route, listening_ports
 
 # rtnetlink multicast groups, in the bind() bitmask form of <linux/rtnetlink.h>.
 RTMGRP_LINK, RTMGRP_NEIGH, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x4, 0x10, 0x40
@@ -80,6 +82,7 @@ class Observed:
     fdb: tuple[FdbEntry, ...] = ()
     sysctls: dict[str, str] = field(default_factory=dict)
     nat: tuple[str, ...] | None = None
+    listening: tuple[int, ...] = ()  # TCP ports, where a step starts a server (listen_in)
 
 
 @dataclass
@@ -144,10 +147,13 @@ class NamespaceEvents:
     """
 
     def __init__(self, follow: Callable[[str], bool], own: bool = False,
-                 nat_in: Collection[str | None] = (), wake_fd: int | None = None) -> None:
+                 nat_in: Collection[str | None] = (), wake_fd: int | None = None,
+                 listen_in: Collection[str | None] = ()) -> None:
         self._follow = follow
         self._own = own
         self._nat_in = set(nat_in)
+        # No event says a socket started listening: these are read at start and with links.
+        self._listen_in = set(listen_in)
         self._wake_fd = wake_fd
         self._reader = Netlink()
         self._iptables = _iptables.find()
@@ -382,6 +388,9 @@ class NamespaceEvents:
                 seen = replace(seen, sysctls={k: read_sysctl(netns, k) for k in OBSERVED_SYSCTLS})
             if NAT in parts and netns in self._nat_in and self._iptables is not None:
                 seen = replace(seen, nat=_iptables.nat_rules(self._iptables, netns))
+            if (LINKS in parts or current is None) and netns in self._listen_in:
+                tcp = run_in_netns(netns, lambda: read_text(TCP))
+                seen = replace(seen, listening=listening_ports(tcp))
         except (KernelError, NetlinkError, OSError):
             return current or Observed()  # the namespace went away meanwhile: inotify says so
         return seen

@@ -25,6 +25,7 @@ CLONE_NEWNET = 0x40000000
 MS_REC, MS_SHARED, MS_BIND, MNT_DETACH = 0x4000, 1 << 20, 0x1000, 2
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
 SO_NETNS_COOKIE = 71  # Linux 5.14+: a namespace's 64-bit cookie, never reused while up
+TCP = "/proc/thread-self/net/tcp"  # the TCP sockets of the reading thread's namespace
 OBSERVED_SYSCTLS = ("net.ipv4.ip_forward",)  # the sysctls a snapshot (and the lab) looks at
 
 

@@ -15,11 +15,12 @@ from cnilab.lab.steps import (
     Step,
     build_steps,
     observed_namespaces,
+    server_namespaces,
     setup_ops,
 )
 from cnilab.lab.topology import Topology
 from cnilab.ledger import Ledger, run_dir
-from cnilab.ops import OPS, AddRule, Op, StartServer, registry_of
+from cnilab.ops import OPS, AddRule, Op, registry_of
 from cnilab.ops.faults import FAULT_OPS
 from cnilab.ops.trace import AddTraceTable
 from cnilab.owner import Owner
@@ -63,8 +64,7 @@ class Lab(Owner):
         self.ledger = ledger or lab_ledger(topo)
         self.steps = build_steps(topo)
         # Listening sockets are read only where a step starts a server.
-        self._servers = {op.netns for s in self.steps for op in s.ops
-                         if isinstance(op, StartServer)}
+        self._servers = server_namespaces(self.steps)
         self._last: Snapshot | None = None  # the state observed after our own last step
         self.kept: list[Op] = []  # recorded, but not proven ours at the last teardown
 
@@ -141,6 +141,22 @@ class Lab(Owner):
             self.ledger.check_free(stage, snap, self.kernel)
             self.apply(stage)
         return reports
+
+    def rewind(self, number: int) -> list[Op]:
+        """Undo what cnilab made of steps `number` and later, so a student can do it again.
+
+        A finished lab would otherwise already hold step `number`: `check` would pass with no
+        work. Only recorded ops go (a student's own objects stay, as teardown leaves them)."""
+        later = {op.prepared_key() for s in self.steps if s.number >= number for op in s.ops}
+        undone: list[Op] = []
+        for op in reversed([op for op in self.ledger.ops() if op.prepared_key() in later]):
+            if op.undoable():  # proven ours first, as teardown does
+                undone += self.ledger.undo(self.kernel, [op])
+            else:  # an address, a route, a state: it goes only with its namespace otherwise
+                op.rewind(self.kernel)
+                self.ledger.forget([op])
+                undone.append(op)
+        return undone
 
     def proofs(self, number: int) -> list[Proof]:
         """The packet proofs that become possible once step `number` is done."""

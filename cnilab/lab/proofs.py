@@ -91,7 +91,12 @@ def ping(netns: str | None, address: str, timeout: float = TIMEOUT, tries: int =
                 icmp = data[(data[0] & 0x0F) * 4:]
                 if src == address and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
                     return None
-    return f"no reply within {timeout:g} s"  # shown as is: like the OS's own reasons
+    return no_reply(timeout)
+
+
+def no_reply(timeout: float) -> str:
+    """ping()'s reason when nothing came back (in English; a Proof shows it in its language)."""
+    return f"no reply within {timeout:g} s"
 
 
 def seen_source(client_ns: str | None, server_ns: str | None, server_ip: str,
@@ -115,8 +120,10 @@ def seen_source(client_ns: str | None, server_ns: str | None, server_ip: str,
         client.settimeout(timeout)
         try:
             client.connect((server_ip, listener.getsockname()[1]))
+        except socket.timeout:  # nothing answered the SYN: said in the reader's language
+            return None, ("no_reply", {"seconds": f"{timeout:g}"})
         except OSError as e:
-            return None, ("", {"text": e.strerror or "timed out"})
+            return None, ("", {"text": e.strerror or str(e)})  # the OS's own reason
         listener.settimeout(timeout)
         conn, (src, _) = listener.accept()
         with contextlib.suppress(OSError):
@@ -148,7 +155,10 @@ def ping_seen_by(src_ns: str | None, dst_ns: str | None, address: str, ident: in
 
 def ping_proof(src_ns: str | None, who: str, dst: str, to: str, expect: bool) -> Proof:
     why_not = ping(src_ns, dst)
-    seen: tuple[str, dict[str, Any]] = ("reply", {}) if why_not is None else ("", {"text": why_not})
+    seen: tuple[str, dict[str, Any]] = (
+        ("reply", {}) if why_not is None
+        else ("no_reply", {"seconds": f"{TIMEOUT:g}"}) if why_not == no_reply(TIMEOUT)
+        else ("", {"text": why_not}))  # the OS's own reason, as `ping` prints it
     return Proof("ping_ok" if expect else "ping_blocked", {"who": who, "to": to, "address": dst},
                  (why_not is None) == expect, seen, f"ip netns exec {src_ns} ping -c 1 -W 1 {dst}")
 

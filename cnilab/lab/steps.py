@@ -103,3 +103,8 @@ def observed_namespaces(topo: Topology) -> tuple[str | None, ...]:
     node_first: tuple[str | None, ...] = (topo.node,)
     inet: tuple[str | None, ...] = () if topo.internet is None else (topo.internet,)
     return node_first + tuple(topo.netns(c) for c in topo.containers) + inet
+
+
+def server_namespaces(steps: tuple[Step, ...]) -> set[str | None]:
+    """Where a step starts a server: the only namespaces whose listening sockets are read."""
+    return {op.netns for s in steps for op in s.ops if isinstance(op, StartServer)}

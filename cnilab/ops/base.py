@@ -70,10 +70,16 @@ class Op:
     undo_first: ClassVar[bool] = False
     # Its ledger line gives something away (a scenario's name is its answer): ledger 0600.
     private: ClassVar[bool] = False
+    # The printed command is an equivalent, not what cnilab ran: the ui key that says what did.
+    equivalent: ClassVar[str | None] = None
 
     def prepare(self, kernel: KernelApi) -> Op:
         """The op as the ledger records it before applying (e.g. with a value to restore)."""
         return self
+
+    def prepared_key(self) -> tuple[Any, ...]:
+        """What the op and its prepared form share: its type and what it changes."""
+        return (type(self).__name__, self.netns, *self.highlights(), self.command(None))
 
     def apply(self, kernel: KernelApi) -> None:
         """Make the change."""
@@ -138,6 +144,11 @@ class Op:
     def highlights(self) -> tuple[Key, ...]:
         """What a diagram highlights after this op."""
         return self.claims()
+
+    def rewind(self, kernel: KernelApi) -> None:
+        """Take the change back now, even one that teardown lets go with its namespace (an
+        address, a route): `practice N` on a lab that is further on. Already gone is fine."""
+        self.undo(kernel)
 
     def undoable(self) -> bool:
         """Whether undo() does anything (else the object goes with its link or namespace)."""

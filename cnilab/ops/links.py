@@ -143,6 +143,10 @@ class MoveToNetns(Op):
     def apply(self, kernel: KernelApi) -> None:
         kernel.move_link(self.netns, self.name, self.target)
 
+    def rewind(self, kernel: KernelApi) -> None:
+        if self.netns is not None and kernel.get_link(self.target, self.name) is not None:
+            kernel.move_link(self.target, self.name, self.netns)  # (in place: it stays)
+
     def satisfied(self, snap: Snapshot) -> bool:
         return ns_of(snap, self.target).link(self.name) is not None
 
@@ -162,6 +166,10 @@ class SetMaster(Op):
 
     def apply(self, kernel: KernelApi) -> None:
         kernel.set_master(self.netns, self.name, self.master)
+
+    def rewind(self, kernel: KernelApi) -> None:
+        if kernel.get_link(self.netns, self.name) is not None:
+            kernel.set_nomaster(self.netns, self.name)
 
     def satisfied(self, snap: Snapshot) -> bool:
         link = ns_of(snap, self.netns).link(self.name)
@@ -208,6 +216,9 @@ class AddAddress(Op):
         else:
             kernel.add_address(self.netns, self.dev, self.cidr)
 
+    def rewind(self, kernel: KernelApi) -> None:
+        kernel.delete_address(self.netns, self.dev, self.cidr)
+
     def satisfied(self, snap: Snapshot) -> bool:
         link = ns_of(snap, self.netns).link(self.dev)
         return link is not None and self.cidr in link.addresses
@@ -229,6 +240,10 @@ class LinkUp(Op):
     def apply(self, kernel: KernelApi) -> None:
         kernel.set_up(self.netns, self.name)
 
+    def rewind(self, kernel: KernelApi) -> None:
+        if kernel.get_link(self.netns, self.name) is not None:
+            kernel.set_down(self.netns, self.name)
+
     def satisfied(self, snap: Snapshot) -> bool:
         link = ns_of(snap, self.netns).link(self.name)
         return link is not None and link.up
@@ -249,6 +264,9 @@ class AddRoute(Op):
 
     def apply(self, kernel: KernelApi) -> None:
         kernel.add_route(self.netns, self.dst, self.gateway)
+
+    def rewind(self, kernel: KernelApi) -> None:
+        kernel.delete_route(self.netns, self.dst, self.gateway)
 
     def satisfied(self, snap: Snapshot) -> bool:
         return any(r.dst == self.dst and r.gateway == self.gateway

@@ -49,6 +49,7 @@ class StartServer(Op):
 
     outlives_netns: ClassVar[bool] = True
     undo_first: ClassVar[bool] = True
+    equivalent: ClassVar[str | None] = "equivalent_server"  # cnilab.kernel.webserver runs
 
     port: int = 80
     body: str = ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import suppress
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
 
@@ -42,12 +43,38 @@ def section_lines(number: int, lang: str) -> list[Any]:
 
 
 def _json(text: str) -> Syntax:
-    return Syntax(text, "json", theme="ansi_dark", background_color="default")
+    """JSON indented and wrapped between words at the terminal's width, never cut."""
+    with suppress(ValueError):  # not JSON (a plugin that printed something else): as it came
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    return Syntax(text, "json", theme="ansi_dark", background_color="default", word_wrap=True)
 
 
-def call_lines(call: Call, lang: str) -> list[Any]:
-    """One plugin call as the runtime made it: environment, stdin, exit code and stdout."""
+def delegation_lines(call: Call, lang: str, sections: bool) -> list[Any]:
+    """The IPAM calls the plugin made (step 2 of the lesson), then step 3's heading."""
+    lines: list[Any] = section_lines(2, lang) if sections and call.delegations else []
+    for d in call.delegations:
+        ipam, command = str(d.get("plugin")), str(d.get("command"))
+        calls = ui("cni_delegates", lang, ipam=ipam, command=command)
+        if d.get("config") == call.config:
+            lines.append(f"[bold]{calls} {ui('cni_delegates_same_stdin', lang)}[/]")
+        else:
+            lines += [f"[bold]{calls}[/]", f"[bold]{ui('cni_stdin', lang)}[/]",
+                      _json(json.dumps(d.get("config"), indent=2, ensure_ascii=False))]
+        answer = d.get("answer")
+        lines += ([f"[bold]{ui('cni_ipam_answered', lang, ipam=ipam)}[/]",
+                   _json(json.dumps(answer, ensure_ascii=False))] if answer
+                  else [f"[dim]{ui('cni_ipam_nothing', lang, ipam=ipam)}[/]"])
+    if sections and call.delegations:
+        lines += section_lines(3, lang)
+    return lines
+
+
+def call_lines(call: Call, lang: str, sections: bool = False) -> list[Any]:
+    """One plugin call as the runtime made it: environment, stdin, the IPAM calls it made (with
+    the lesson's steps 2 and 3 when `sections`), exit code and stdout."""
     table = Table(show_header=False, show_edge=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # a long ID or CNI_ARGS folds, never cut with "…"
     for key, value in call.env.items():
         table.add_row(f"[cyan]{key}[/]", escape(value))
     verdict = t("ui.cni_exit", lang, code=call.code)
@@ -57,6 +84,7 @@ def call_lines(call: Call, lang: str) -> list[Any]:
         f"[bold]{ui('cni_runs', lang, plugin=call.plugin, command=call.command)}[/]", table,
         f"[bold]{ui('cni_stdin', lang)}[/]",
         _json(json.dumps(call.config, indent=2, ensure_ascii=False)),
+        *delegation_lines(call, lang, sections),
         f"[bold {colour}]{ui(key, lang, verdict=verdict, ms=round(call.seconds * 1000))}[/]"]
     if call.stdout.strip():
         lines.append(_json(call.stdout.strip()))
@@ -66,8 +94,8 @@ def call_lines(call: Call, lang: str) -> list[Any]:
 def calls_lines(calls: Sequence[Call], lang: str, number: int | None = None) -> list[Any]:
     """The lesson's section (if any), then every call."""
     lines = section_lines(number, lang) if number is not None else []
-    for call in calls:
-        lines += call_lines(call, lang)
+    for call in calls:  # ADD's section 1: the IPAM call is the lesson's step 2, then step 3
+        lines += call_lines(call, lang, sections=number == 1 and call.command == "ADD")
     return lines
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.text import Text
@@ -22,6 +23,17 @@ if TYPE_CHECKING:  # probes reach the kernel; rendering a proof needs only its d
 def command_lines(ops: Sequence[Op], here: str | None) -> list[str]:
     """Each op as the command typed in namespace `here` (the node)."""
     return [op.command(here) for op in ops]
+
+
+def equivalent_note(op: Op, lang: str) -> str | None:
+    """`# an equivalent: ...` under a command cnilab did not run itself (what ran instead)."""
+    return f"# {t('ui.' + op.equivalent, lang)}" if op.equivalent else None
+
+
+def annotated_lines(ops: Sequence[Op], here: str | None, lang: str) -> list[str]:
+    """Each op's command, with a note under those that are an equivalent of what ran."""
+    return [line for op in ops
+            for line in (op.command(here), equivalent_note(op, lang)) if line is not None]
 
 
 WORD = re.compile(r"""(?:'[^']*'|"[^"]*"|[^\s'"])+""")  # a shell word, quotes kept whole
@@ -142,18 +154,32 @@ def fold(command: str, width: int) -> list[str]:
     bash joins the lines back into the same command: copied whole, it still runs. A word wider
     than the terminal keeps a line of its own (the terminal folds it; nothing better exists).
     """
-    if len(command) <= width:
+    if cell_len(command) <= width:
         return [command]
+    if command.startswith("#"):  # a comment goes on as comments: `\` would not continue it
+        return _fold_comment(command, width)
     lines: list[str] = []
     line = ""
     for word in WORD.findall(command):
         prefix = INDENT if lines else ""
         candidate = f"{line} {word}" if line else prefix + word
-        if line and len(candidate) + 2 > width:
+        if line and cell_len(candidate) + 2 > width:
             lines.append(line + " \\")
             line = INDENT + word
         else:
             line = candidate
+    return [*lines, line]
+
+
+def _fold_comment(comment: str, width: int) -> list[str]:
+    """A `# ...` line as lines of at most `width` cells, each a comment of its own."""
+    lines: list[str] = []
+    line = "#"
+    for word in comment[1:].split():
+        if line != "#" and cell_len(f"{line} {word}") > width:
+            lines.append(line)
+            line = "#"
+        line = f"{line} {word}"
     return [*lines, line]
 
 
@@ -178,13 +204,13 @@ class Listing:
         yield text
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        widest = max((len(ln) for ln in self.lines), default=0)
+        widest = max((cell_len(ln) for ln in self.lines), default=0)
         return Measurement(min(widest, options.max_width), min(widest, options.max_width))
 
 
 def render_commands(ops: Sequence[Op], here: str | None, lang: str = "en") -> RenderableType:
     """The ops as a highlighted bash listing."""
-    return Listing(command_lines(ops, here) or ["# " + t("ui.nothing_to_do", lang)])
+    return Listing(annotated_lines(ops, here, lang) or ["# " + t("ui.nothing_to_do", lang)])
 
 
 def render_plan(steps: Sequence[tuple[int, str, Sequence[Op]]], here: str | None, lang: str,

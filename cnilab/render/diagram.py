@@ -13,6 +13,7 @@ from ipaddress import IPv4Interface
 from rich.columns import Columns
 from rich.console import Group, RenderableType
 from rich.panel import Panel
+from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
@@ -26,7 +27,7 @@ NEW = "bold yellow"
 
 
 def _link_text(ns_key: str, link: Link, keys: Collection[Key], node_peer: str | None,
-               drawn: set[str], port: bool = False) -> Text:
+               drawn: set[str], lang: str, port: bool = False) -> Text:
     """One link: name, kind, state, addresses; the MAC of a bridge and its ports; the cable.
 
     A veth's cable is drawn from the node's side only (`━━ red:veth-red`): the node box has the
@@ -39,7 +40,7 @@ def _link_text(ns_key: str, link: Link, keys: Collection[Key], node_peer: str | 
         text.append(f" {link.kind}", style="cyan")
     if link.up and link.carrier is False:  # None: not observed (an old recording)
         text.append(" UP", style="green")
-        text.append(" (no carrier)", style="red")
+        text.append(f" {t('ui.diagram_no_carrier', lang)}", style="red")
     else:
         text.append(" UP" if link.up else " DOWN", style="green" if link.up else "red")
     for addr in link.addresses:
@@ -67,19 +68,22 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
     for br in bridges:
         if br not in shown:
             continue
-        tree = Tree(_link_text(ns_key, br, keys, node_peer, drawn), guide_style="dim")
+        tree = Tree(_link_text(ns_key, br, keys, node_peer, drawn, lang), guide_style="dim")
         for port in (ln for ln in shown if ln.master == br.name):
-            branch = tree.add(_link_text(ns_key, port, keys, node_peer, drawn, port=True))
+            branch = tree.add(_link_text(ns_key, port, keys, node_peer, drawn, lang, port=True))
             # What the bridge learned from traffic: which MAC sits behind this port.
             for entry in ns.fdb:
                 if entry.port == port.name and entry.bridge == br.name and not entry.local:
                     branch.add(Text(f"fdb {entry.mac}", style="magenta"))
         parts.append(tree)
     for link in shown:
-        if compact and _plain_lo(link) and ("link", ns_key, link.name) not in keys:
+        # Short screens skip lo as it always is, unless the step made it or (the node's) when
+        # the step changed the node's links: the node has its lo too (step 7: lo too).
+        if compact and _plain_lo(link) and ("link", ns_key, link.name) not in keys and not (
+                ns.name == topo.node and any(k[:2] == ("link", ns_key) for k in keys)):
             continue
         if link.kind != "bridge" and not (link.master and ns.link(link.master)):
-            parts.append(_link_text(ns_key, link, keys, node_peer, drawn))
+            parts.append(_link_text(ns_key, link, keys, node_peer, drawn, lang))
     hidden = len(ns.links) - len(shown)
     if hidden:
         parts.append(Text(t("ui.diagram_hidden", lang, count=hidden), style="dim"))
@@ -90,7 +94,10 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
                               style=NEW if new else "cyan"))
     for r in ns.routes:
         new = ("route", ns_key, r.dst) in keys
-        if compact and not new and _connected(ns, r.dst, r.gateway, r.dev):
+        # A connected route is implied by its address, except when its link just came up:
+        # that it appears then is what step 7 teaches.
+        if (compact and not new and ("link", ns_key, r.dev) not in keys
+                and _connected(ns, r.dst, r.gateway, r.dev)):
             continue
         via = f" via {r.gateway}" if r.gateway else ""
         dev = f" dev {r.dev}" if r.dev and not (r.gateway and len(own) == 1) else ""
@@ -102,13 +109,22 @@ def _namespace_body(ns: Namespace, topo: Topology, keys: Collection[Key],
             arrow = "" if compact else " →"
             parts.append(Text(f"arp {n.ip}{arrow} {n.mac or '?'}{state}", style="dim"))
     for key, value in sorted(ns.sysctls.items()):
-        if value != "0" or ("sysctl", ns_key, key) in keys:
-            new = ("sysctl", ns_key, key) in keys
+        new = ("sysctl", ns_key, key) in keys
+        # Only the node routes: a container or the outside host inherits ip_forward from the
+        # machine (it is 1 there only where the host has it on) and it does nothing there.
+        if ns.name != topo.node and not new:
+            continue
+        if value != "0" or new:
             parts.append(Text(f"{'+ ' if new else ''}{key} = {value}", style=NEW if new else ""))
     for rule in ns.nat or ():
         new = ("rule", ns_key, "nat", *rule_tokens(rule)) in keys
-        shown_rule = " ".join(rule_tokens(rule))
-        parts.append(Text(f"{'+ ' if new else ''}nat {shown_rule}", style=NEW if new else ""))
+        # A rule too long for the box wraps between its words, continued under itself.
+        row = Table.grid(padding=(0, 1))
+        row.add_column(no_wrap=True)
+        row.add_column()
+        row.add_row(f"{'+ ' if new else ''}nat", " ".join(rule_tokens(rule)),
+                    style=NEW if new else "")
+        parts.append(row)
     return Group(*parts) if parts else Text(t("ui.diagram_empty", lang), style="dim")
 
 

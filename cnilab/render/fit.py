@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.measure import Measurement
+from rich.segment import Segment
 
 
 class FirstFit:
@@ -28,3 +29,30 @@ class FirstFit:
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement.get(console, options, self.views[0]())
+
+
+class CropMiddle:
+    """`head`, as much of `middle` as the terminal's height leaves, then `tail` whole: the last
+    of a FirstFit's views, so what matters most (the latest change, the footer) stays on a
+    short screen. A line says how many lines were left out."""
+
+    def __init__(self, head: RenderableType, middle: RenderableType, tail: RenderableType,
+                 more: Callable[[int], RenderableType]) -> None:
+        self.head, self.middle, self.tail, self.more = head, middle, tail, more
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        unbounded = options.update(height=None)
+        head, tail = (console.render_lines(part, unbounded, pad=False)
+                      for part in (self.head, self.tail))
+        middle = console.render_lines(self.middle, unbounded, pad=False)
+        room = console.height - len(head) - len(tail) if console.is_terminal else len(middle)
+        if len(middle) > room:
+            left_out = len(middle) - max(room - 1, 0)
+            more = console.render_lines(self.more(left_out), unbounded, pad=False)
+            middle = middle[: max(room - len(more), 0)] + more
+        for line in (*head, *middle, *tail):
+            yield from line
+            yield Segment.line()
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.middle)

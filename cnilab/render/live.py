@@ -18,7 +18,7 @@ from cnilab.i18n import t
 from cnilab.lab.topology import Topology
 from cnilab.ops import Key, rule_tokens
 from cnilab.render.diagram import NEW, render_diagram
-from cnilab.render.fit import FirstFit
+from cnilab.render.fit import CropMiddle, FirstFit
 
 if TYPE_CHECKING:  # the model reaches the kernel's data types; rendering needs only their shape
     from cnilab.watch import Change, LiveLab
@@ -86,7 +86,7 @@ def describe_change(c: Change, lang: str) -> str:
 # How much of the live view a terminal gets, fullest first: (diagram compact, steps as a
 # table, ARP/FDB lines, change lines). At 80x24 the full lab needs about 45 lines.
 LEVELS = ((False, True, 99, 8), (False, False, 4, 4), (True, False, 2, 3), (True, False, 0, 2),
-          (True, False, 0, 1))
+          (True, False, 0, 1, True))
 
 
 def render_live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: str,
@@ -99,9 +99,9 @@ def render_live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: 
 
 def _live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: str,
           lit: Collection[Key], watched: int, cnilab: str, compact: bool, table: bool,
-          learned_lines: int, change_lines: int) -> RenderableType:
-    parts: list[RenderableType] = [Rule(escape(t("watch.title", lang, lab=topo.lab_id)),
-                                        align="left")]
+          learned_lines: int, change_lines: int, crop: bool = False) -> RenderableType:
+    head = Rule(escape(t("watch.title", lang, lab=topo.lab_id)), align="left")
+    parts: list[RenderableType] = []
     if live.seen:
         parts.append(render_diagram(live.current, topo, lit, lang, compact=compact))
     else:
@@ -109,15 +109,21 @@ def _live(live: LiveLab, topo: Topology, titles: Mapping[int, str], lang: str,
     learned = sorted(_learned(live, lit, lang), key=lambda line: line.style != NEW)
     if learned and learned_lines:
         parts += [Text(t("watch.learned", lang), style="bold"), *learned[:learned_lines]]
+    tail: list[RenderableType] = []
     if table:
         parts.append(render_steps([s.number for s in live.steps], live.done, titles, lang, lit))
     else:
         done = ", ".join(str(n) for n in sorted(live.done)) or t("watch.none", lang)
         new = any(k[0] == "step" for k in lit)
-        parts.append(Text(t("watch.steps_done", lang, done=done), style=NEW if new else ""))
-    if live.log:
-        parts.append(Text(t("watch.changes", lang), style="bold"))
-        for c in list(live.log)[-change_lines:]:
-            parts.append(Text(describe_change(c, lang), style=NEW if c.key() in lit else "dim"))
-    parts.append(Text(t("watch.footer", lang, count=watched), style="dim"))
-    return Group(*parts)
+        tail.append(Text(t("watch.steps_done", lang, done=done), style=NEW if new else ""))
+    # The steps' own line says which are done: the log keeps the kernel's changes.
+    changes = [c for c in live.log if c.kind != "steps"]
+    if changes:
+        tail.append(Text(t("watch.changes", lang), style="bold"))
+        for c in changes[-change_lines:]:
+            tail.append(Text(describe_change(c, lang), style=NEW if c.key() in lit else "dim"))
+    tail.append(Text(t("watch.footer", lang, count=watched), style="dim"))
+    if crop:  # the last resort of a short terminal: the lab cut, the latest change and footer
+        return CropMiddle(head, Group(*parts), Group(*tail),
+                          lambda n: Text(t("watch.cropped", lang, count=n), style="dim"))
+    return Group(head, *parts, *tail)

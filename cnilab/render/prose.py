@@ -54,16 +54,22 @@ def wrap(paragraph: str, width: int) -> Iterator[str]:
 class Prose:
     """A paragraph (or several, one per line) of lesson text."""
 
-    def __init__(self, text: str, style: str = "") -> None:
-        self.text, self.style = text, style
+    def __init__(self, text: str, style: str = "", lead: tuple[str, str] = ("", "")) -> None:
+        # lead: (text, style) that starts the first line in a style of its own (`Hint 1: ...`)
+        self.text, self.style, self.lead = lead[0] + text, style, lead
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        first = True
         for paragraph in self.text.split("\n"):
             for line in wrap(paragraph, options.max_width):
                 # A piece wider than the terminal is folded rather than cut off.
                 fits = cell_len(line) <= options.max_width
-                yield Text(line, style=self.style, no_wrap=fits,
-                           overflow="ignore" if fits else "fold", end="\n")
+                text = Text(line, style=self.style, no_wrap=fits,
+                            overflow="ignore" if fits else "fold", end="\n")
+                if first and self.lead[0]:
+                    text.stylize(self.lead[1], 0, len(self.lead[0]))
+                first = False
+                yield text
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         longest = max((cell_len(p) for p in self.text.split("\n")), default=0)

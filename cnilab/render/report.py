@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from rich.console import Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.markup import escape
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.rule import Rule
 from rich.text import Text
@@ -15,9 +17,9 @@ from cnilab.i18n import t
 from cnilab.lab.grade import Fact
 from cnilab.lab.topology import Topology
 from cnilab.lessons import StepText
-from cnilab.render.commands import render_commands, render_proofs
+from cnilab.render.commands import Listing, highlight, render_commands, render_proofs
 from cnilab.render.diagram import render_diagram
-from cnilab.render.prose import Prose
+from cnilab.render.prose import Prose, wrap
 
 if TYPE_CHECKING:  # the lab reaches the kernel; `cnilab explain` must not load it
     from cnilab.lab.lab import StepReport
@@ -34,12 +36,13 @@ def render_step(report: StepReport, topo: Topology, text: StepText, lang: str
     parts: list[RenderableType] = [step_rule(t("ui.step", lang, number=report.step.number),
                                              text.title)]
     if report.staged:
-        parts += [Text(t("ui.stage", lang), style="dim"), render_commands(report.staged, None)]
+        parts += [Text(t("ui.stage", lang), style="dim"),
+                  render_commands(report.staged, None, lang)]
     if report.already_done:
         parts.append(Text(t("ui.already", lang), style="green"))
     where = (t("ui.on_node_named", lang, node=topo.node) if topo.node else t("ui.on_node", lang))
     parts += [Text(t("ui.commands", lang, where=where), style="bold"),
-              render_commands(report.applied or list(report.step.ops), topo.node)]
+              render_commands(report.applied or list(report.step.ops), topo.node, lang)]
     if report.proofs:
         parts += [Text(t("ui.proofs", lang), style="bold"), render_proofs(report.proofs, lang)]
     if text.watch:
@@ -86,16 +89,50 @@ def render_goal(text: StepText, lang: str) -> RenderableType:
                  border_style="cyan")
 
 
-def render_facts(facts: Sequence[Fact], topo: Topology, lang: str) -> list[Text]:
-    """One line per graded fact, with a hint (the command) for each missing one."""
-    lines = []
+class Hint:
+    """`hint: COMMAND` under a missing fact: on one line when it fits (or is piped), else the
+    command on lines of its own, folded between words with ` \\` (copied whole, it runs)."""
+
+    soft_wrap = True  # out(): never crop; the lines below fit the terminal or are piped
+
+    def __init__(self, label: str, command: str) -> None:
+        self.label, self.command = label, command
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        head = Text(f"    {self.label}: ", style="yellow")
+        if not console.is_terminal or cell_len(head.plain + self.command) <= options.max_width:
+            yield head + highlight(self.command)
+        else:
+            yield head
+            yield Padding(Listing([self.command]), (0, 0, 0, 6))
+
+
+class FactLine:
+    """`✔ [6] sentence`: in a terminal wrapped between words (a `code span` whole), continued
+    under the sentence; piped, one line (for grep and diff)."""
+
+    soft_wrap = True
+
+    def __init__(self, mark: Text, sentence: str) -> None:
+        self.mark, self.sentence = mark, sentence
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        indent = cell_len(self.mark.plain) + 1
+        lines = (list(wrap(self.sentence, max(options.max_width - indent, 20)))
+                 if console.is_terminal else [self.sentence])
+        for i, line in enumerate(lines or [""]):
+            head = self.mark + " " if i == 0 else Text(" " * indent)
+            yield Text.assemble(head, line, no_wrap=True, overflow="ignore")
+
+
+def render_facts(facts: Sequence[Fact], topo: Topology, lang: str) -> list[RenderableType]:
+    """One line per graded fact (wrapped between words), and under each missing one a hint:
+    the command, apart from the sentence, never cut."""
+    lines: list[RenderableType] = []
     for f in facts:
-        # One unbroken line each: the hint is a command to copy.
-        line = Text("✔ " if f.ok else "✘ ", style="green" if f.ok else "bold red", no_wrap=True,
-                    overflow="ignore")
-        line.append(f"[{f.step}] ", style="dim")
-        line.append(f.text(topo, lang))
+        mark = Text("✔ " if f.ok else "✘ ", style="green" if f.ok else "bold red")
+        mark.append(f"[{f.step}]", style="dim")
+        lines.append(FactLine(mark, f.text(topo, lang)))
         if not f.ok:
-            line.append(f"  ({t('ui.hint', lang)}: {f.hint(topo)})", style="yellow")
-        lines.append(line)
+            lines.append(Hint(t("ui.hint", lang), f.hint(topo)))
     return lines

@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 
 from cnilab.compat import tomllib
-from cnilab.i18n import lessons_dir
+from cnilab.i18n import lessons_dir, particles
 from cnilab.lessons import check_lang
 
 FOLDER = "scenarios"
@@ -40,7 +40,9 @@ def title(name: str, lang: str) -> str:
 def text(name: str, lang: str, values: dict[str, str]) -> ScenarioText:
     """A scenario's text in `lang` with the lab's names and addresses filled in."""
     data = raw(lang)["scenarios"][name]
-    return ScenarioText(name, data["title"], data["story"].format(**values),
-                        data["symptom"].format(**values),
-                        tuple(h.format(**values) for h in data["hints"]),
-                        data["solution"].format(**values))
+
+    def fill(text: str) -> str:  # a particle after a name fits the name: {red}이(가) -> red가
+        return particles(text.format(**values))
+
+    return ScenarioText(name, data["title"], fill(data["story"]), fill(data["symptom"]),
+                        tuple(fill(h) for h in data["hints"]), fill(data["solution"]))

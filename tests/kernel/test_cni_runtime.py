@@ -155,6 +155,33 @@ def test_sigkill_during_add_then_teardown_removes_everything(prefix: str, run_di
     done = cnilab.run("cni", "teardown")
     assert done.returncode == 0, done.stderr
     assert f"ip netns del {prefix}pod-web" in done.stdout
+    # cnitool never ran: the listing says its `cnitool del` is an equivalent of what did.
+    lines = done.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "cnitool del" in line)
+    assert lines[at + 1].strip().startswith("# an equivalent: cnitool did not run")
     assert prefixed_netns(prefix) == []
     assert cnilab.run("cni", "teardown").stdout.strip() != ""  # idempotent, says so
     assert cnilab.run("cni", "teardown").returncode == 0
+
+
+def test_cni_add_shows_the_plugins_call_to_ipam_its_stdin_and_answer(prefix: str,
+                                                                     run_dir: Path) -> None:
+    # The lesson's step 2: the plugin -> IPAM call, as the plugin really made it.
+    cnilab = Cnilab(prefix, run_dir)
+    try:
+        done = cnilab.run("cni", "add", "web")
+        assert done.returncode == 0, done.stderr
+        text = " ".join(done.stdout.split())
+        two = text.index("2 · The plugin asks its IPAM plugin for an address")
+        three = text.index("3 · The plugin does the eight steps")
+        said = text.index("The plugin calls its IPAM plugin cnilab-ipam (ADD)")
+        answered = text.index("cnilab-ipam answered the plugin:")
+        assert two < said < answered < three < text.index("4 · The result, kept by the runtime")
+        # The answer shown is IPAM's own: the address the pod then got, and no interfaces
+        # (IPAM hands out addresses; the plugin makes the interfaces).
+        address = Runtime(prefix, str(run_dir)).pods()[0].result["ips"][0]["address"]
+        assert f'"address": "{address}"' in text[answered:three]
+        assert '"interfaces"' not in text[answered:three]
+    finally:
+        cnilab.run("cni", "teardown")
+    assert prefixed_netns(prefix) == []

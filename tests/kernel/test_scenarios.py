@@ -345,3 +345,26 @@ def test_a_namespace_the_student_removed_fails_the_check_without_a_traceback(
     assert len(done.stderr.strip().splitlines()) == 1 and "does not exist" in done.stdout
     assert student.run("scenario", "stop").returncode == 0
     assert_nothing_left(student, before)
+
+
+def test_forward_drop_names_everything_that_fails_bridged_traffic_too(student: Cnilab) -> None:
+    # With br_netfilter (bridge-nf-call-iptables = 1 in the node) frames the bridge switches
+    # cross FORWARD too: red -> blue dies with the policy, and the symptom and the why say so.
+    from cnilab.kernel import Kernel
+    from cnilab.lab.proofs import ping
+
+    started = student.run("scenario", "start", "forward-drop", "--json")
+    report = json.loads(started.stdout)
+    topo = student.topo
+    red, blue = topo.containers[0], topo.containers[1]
+    if Kernel().read_sysctl(topo.node, "net.bridge.bridge-nf-call-iptables") != "1":
+        pytest.skip("br_netfilter is not loaded here: bridged frames skip iptables")
+    assert ping(topo.netns(red), str(blue.address.ip)) is not None  # red -> blue dies too
+    assert "bridge-nf-call-iptables = 1" in report["symptom"]
+    assert "cannot even reach each other" in report["symptom"]
+    solution = " ".join(student.run("scenario", "solution").stdout.split())
+    assert "bridge-nf-call-iptables" in solution and "in and out interface" in solution
+    # What the packets met, in the student's language: no English left (`timed out`).
+    checked = student.run("scenario", "check", "--lang", "ko").stdout
+    assert "초 안에 응답 없음" in checked
+    assert "timed out" not in checked and "no reply" not in checked

@@ -79,8 +79,8 @@ def test_check_passes_on_a_lab_typed_by_hand_and_hints_at_each_break(cnilab: Cni
          "ip link set veth-red-br up"),
         ("ip link set veth-blue-br nomaster", "veth-blue-br is not attached to v-net-0",
          "ip link set veth-blue-br master v-net-0; ip link set veth-blue-br up"),
-        ("iptables -t nat -F POSTROUTING", "the node lacks the nat rule: POSTROUTING -s "
-         "192.168.15.0/24 ! -o v-net-0 -j MASQUERADE",
+        ("iptables -t nat -F POSTROUTING", "the node lacks the nat rule: `POSTROUTING -s "
+         "192.168.15.0/24 ! -o v-net-0 -j MASQUERADE`",
          "iptables -t nat -A POSTROUTING -s 192.168.15.0/24 ! -o v-net-0 -j MASQUERADE"),
     ]
     for breakage, message, repair in breaks:
@@ -88,7 +88,7 @@ def test_check_passes_on_a_lab_typed_by_hand_and_hints_at_each_break(cnilab: Cni
         graded = cnilab.run("check")
         assert graded.returncode == 1, breakage
         assert message in graded.stdout, graded.stdout
-        assert "(hint: " in graded.stdout and "checks failed" in graded.stderr
+        assert "    hint: " in graded.stdout and "checks failed" in graded.stderr
         on_node(cnilab, repair)
         assert cnilab.run("check").returncode == 0, repair
 
@@ -98,7 +98,7 @@ def test_check_grades_one_step_and_korean_hints(cnilab: Cnilab) -> None:
     assert cnilab.run("check", "5").returncode == 0
     graded = cnilab.run("check", "6", "--lang", "ko")
     assert graded.returncode == 1
-    assert f"{cnilab.prefix}red의 veth-red에 주소 192.168.15.1/24이(가) 없습니다" in graded.stdout
+    assert f"{cnilab.prefix}red의 veth-red에 주소 192.168.15.1/24가 없습니다" in graded.stdout
     assert "힌트" in graded.stdout
 
 
@@ -117,6 +117,27 @@ def test_practice_prepares_earlier_steps_and_check_passes_after_the_student(
                     f"ip -n {p}blue addr add 192.168.15.2/24 dev veth-blue")
     assert cnilab.run("check", "6").returncode == 0
     assert cnilab.run("step", "7").returncode == 0  # cnilab carries on from the student's work
+
+
+def test_practice_on_a_finished_lab_undoes_that_step_and_later_and_a_32_fails(
+        cnilab: Cnilab) -> None:
+    assert cnilab.run("run-all", "--yes", "--no-proof").returncode == 0
+    shown = cnilab.run("practice", "6")
+    assert shown.returncode == 0, shown.stderr
+    assert "Steps 6 and later were done" in " ".join(shown.stdout.split())
+    assert cnilab.json("status")["steps"] == {
+        **{str(n): True for n in range(1, 6)}, **{str(n): False for n in range(6, 10)}}
+    assert cnilab.run("check", "6").returncode == 1  # no work, no pass
+    p = cnilab.prefix
+    # /32 typed by mistake: an address, but no subnet (no connected route): not step 6.
+    on_node(cnilab, f"ip -n {p}red addr add 192.168.15.1/32 dev veth-red; "
+                    f"ip -n {p}blue addr add 192.168.15.2/32 dev veth-blue")
+    assert cnilab.run("check", "6").returncode == 1
+    on_node(cnilab, f"ip -n {p}red addr del 192.168.15.1/32 dev veth-red; "
+                    f"ip -n {p}blue addr del 192.168.15.2/32 dev veth-blue; "
+                    f"ip -n {p}red addr add 192.168.15.1/24 dev veth-red; "
+                    f"ip -n {p}blue addr add 192.168.15.2/24 dev veth-blue")
+    assert cnilab.run("check", "6").returncode == 0
 
 
 def test_script_run_by_bash_gives_the_same_state_as_run_all(cnilab: Cnilab) -> None:

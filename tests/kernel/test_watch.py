@@ -105,3 +105,19 @@ def test_watching_an_idle_lab_uses_no_cpu(cnilab: Cnilab, watching: Watching) ->
     watching.until(lambda e: e["kind"] == "netns")
     # Idle (no kernel change under this prefix): a polling loop would burn ticks every second.
     assert goes_idle(watching.proc.pid)
+
+
+def test_watch_and_status_agree_on_the_steps_done_after_step_9(cnilab: Cnilab) -> None:
+    # Step 9 starts a server: no kernel event says a socket listens, so watch reads the
+    # server's namespace when it starts (and with its links); it must not say 1..8.
+    assert cnilab.run("run-all", "--yes", "--no-proof", "--to", "9").returncode == 0
+    status = cnilab.json("status")["steps"]
+    assert status == {str(n): True for n in range(1, 10)}
+    proc = subprocess.Popen(cnilab.argv("watch", "--json-lines"), env=cnilab.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        state = Watching(proc).next_line()
+        assert state["kind"] == "state" and state["steps"] == status
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=WAIT)

@@ -75,3 +75,25 @@ def test_every_nodes_hostname_and_mac_differ_as_the_course_requires() -> None:
 
     plan = build_plan(nodes=50)
     assert len({n.name for n in plan.nodes}) == len({n.mac for n in plan.nodes}) == 50
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_step_4_and_the_cni_lesson_tell_one_story_of_where_the_pair_is_made(lang: str) -> None:
+    # The reference bridge plugin makes the pair inside CNI_NETNS and moves the node's end out;
+    # step 4 (as Docker) moves the container's end in. Neither may say the plugin does step 4.
+    why = load("eight-steps", lang).step(4).why
+    plugin = load("cni", lang).step(3).what
+    moved_out = {"en": "moves the node end out", "ko": "노드 쪽 끝을 노드로 내보냅니다"}[lang]
+    assert moved_out in why and "CNI_NETNS" in why
+    assert not re.search(r"does the same|같은 일을", why)
+    assert {"en": "moves that end out", "ko": "이 끝을 내보냅니다"}[lang] in plugin
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_del_removes_the_namespace_only_when_the_pod_goes_not_on_detach(lang: str) -> None:
+    # `cni detach` shows this section while the container keeps running: it must not claim
+    # the namespace is removed after every DEL.
+    what = load("cni", lang).step(7).what
+    assert not re.search(r"DEL \(with prevResult when it has one\), then removes the namespace|"
+                         r"DEL을 호출한 뒤 네임스페이스를 지웁니다", what)
+    assert "cni detach" in what and {"en": "keeps running", "ko": "계속 실행"}[lang] in what

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,43 @@ def test_a_link_that_is_up_without_carrier_says_so() -> None:
     console = Console(width=100, record=True, color_system=None, file=io.StringIO())
     console.print(render_diagram(snap, topo))
     assert "v-net-0 bridge UP (no carrier) 192.168.15.5/24" in console.export_text()
+
+
+def test_ip_forward_shows_in_the_node_only_even_where_containers_inherit_it() -> None:
+    # On a machine whose own namespace forwards, every new namespace starts with ip_forward = 1:
+    # in a container it routes nothing, so only the node's box shows it.
+    data = json.loads((RECORDED / "after-step-8-pinged.json").read_text())
+    for space in data["spaces"].values():
+        if "net.ipv4.ip_forward" in space.get("sysctls", {}):
+            space["sysctls"]["net.ipv4.ip_forward"] = "1"
+    topo = default_topology(prefix="rec-")
+    console = Console(width=100, record=True, color_system=None, file=io.StringIO())
+    console.print(render_diagram(Snapshot.from_json(json.dumps(data)), topo))
+    assert console.export_text().count("net.ipv4.ip_forward = 1") == 1
+
+
+def test_the_compact_picture_keeps_what_step_7_teaches() -> None:
+    # Bringing links up is what makes the kernel add their connected routes; the node has a lo.
+    topo = default_topology(prefix="rec-")
+    snap = Snapshot.from_json((RECORDED / "after-step-8.json").read_text())
+
+    def compact(step: int) -> str:
+        keys = {k for op in build_steps(topo)[step - 1].ops for k in op.highlights()}
+        console = Console(width=80, record=True, color_system=None, file=io.StringIO())
+        console.print(render_diagram(snap, topo, keys, compact=True))
+        return console.export_text()
+
+    seven = compact(7)
+    assert "route 192.168.15.0/24 dev veth-red" in seven
+    assert "route 192.168.15.0/24 dev v-net-0" in seven
+    node_box = seven.split("container:")[0]
+    assert "lo loopback UP 127.0.0.1/8" in node_box
+    eight = compact(8)  # later, the connected routes are implied by the addresses again
+    assert "route 192.168.15.0/24 dev veth-red" not in eight and "lo loopback" not in eight
+
+
+def test_a_nat_rule_too_long_for_its_box_wraps_under_itself() -> None:
+    text = draw("after-step-8.json", width=60)
+    lines = [line.strip("│ ").rstrip() for line in text.splitlines()]
+    at = next(i for i, line in enumerate(lines) if line.startswith("nat -A POSTROUTING"))
+    assert "│     MASQUERADE" in text.splitlines()[at + 1]  # under the rule, not under `nat`

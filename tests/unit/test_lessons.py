@@ -148,7 +148,7 @@ def test_errors_come_in_korean_too() -> None:
     result = CliRunner().invoke(app, ["--lang", "ko", "--config", "/nonexistent.toml",
                                       "run-all", "--dry-run"])
     assert result.exit_code == 2
-    assert "설정 파일 /nonexistent.toml이(가) 없습니다" in result.output
+    assert "설정 파일 /nonexistent.toml이 없습니다" in result.output
 
 
 def test_lessons_lists_every_lesson_in_the_courses_order_in_both_languages() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -158,3 +159,22 @@ def test_rules_go_in_and_out_in_one_transaction_all_or_nothing() -> None:
     assert _word("cnilab net 1 id 2") == '"cnilab net 1 id 2"' and _word("-s") == "-s"
     assert _word('a"b\\') == '"a\\"b\\\\"'
     assert restore_binary("/usr/sbin/iptables-nft") == "/usr/sbin/iptables-nft-restore"
+
+
+def test_a_command_cnilab_did_not_run_is_said_to_be_an_equivalent() -> None:
+    # Step 9 prints `python3 -m http.server 80 &` while cnilab.kernel.webserver runs: say so.
+    from rich.cells import cell_len
+    from rich.console import Console
+
+    from cnilab.ops.system import StartServer
+    from cnilab.render.commands import render_commands
+
+    for lang, said in (("en", "# an equivalent: cnilab runs its own small web server"),
+                       ("ko", "# 같은 일을 하는 명령입니다. cnilab은")):
+        console = Console(width=80, record=True, color_system=None, file=io.StringIO(),
+                          force_terminal=True)
+        console.print(render_commands([StartServer("blue", 80, "hi")], "node", lang))
+        lines = console.export_text().splitlines()
+        assert lines[0] == "ip netns exec blue python3 -m http.server 80 &"
+        assert lines[1].startswith(said) and "cnilab.kernel.webserver" in " ".join(lines)
+        assert all(line.startswith("#") and cell_len(line) <= 80 for line in lines[1:])

@@ -77,6 +77,7 @@ def test_the_inspect_commands_are_the_same_commands() -> None:
 
 
 KO_CALQUES = ["외부행", "포트행", "실습 무대", "증명", "닿습니다", "닿지", "이(가) {value}이(가)",
+              "어디 있는지는 오늘날 런타임의 설정입니다",  # explain cni 1, word for word
               # a route is 라우트 everywhere; 경로 stays for a file's path
               "가는 경로", "경로가 있", "경로가 없", "기본 경로"]
 

@@ -103,6 +103,26 @@ GIVEAWAYS = {
 }
 
 
+TITLE_GIVEAWAYS = {  # the title is in `scenario list`: it names the symptom too
+    "no-forwarding": ("rout",), "port-down": ("port", "down"),
+    "not-on-bridge": ("cable", "plugged", "bridge"), "wrong-mask": ("subnet", "mask"),
+    "duplicate-ip": ("address", "two containers"), "missing-pod-route": ("route", "short"),
+    "no-default-route": ("way out",),
+}
+KO_TITLE_GIVEAWAYS = {"no-forwarding": ("라우팅",), "port-down": ("포트", "내려"),
+                      "not-on-bridge": ("케이블", "꽂"), "wrong-mask": ("서브넷",),
+                      "duplicate-ip": ("주소",), "missing-pod-route": ("라우트",),
+                      "no-default-route": ("나갈 길",)}
+
+
+def test_a_scenario_title_names_the_symptom_not_the_fault() -> None:
+    for s in SCENARIOS:
+        for lang, table in (("en", TITLE_GIVEAWAYS), ("ko", KO_TITLE_GIVEAWAYS)):
+            title = text.title(s.name, lang).lower()
+            for word in table.get(s.name, ()):
+                assert word not in title, (s.name, lang, word)
+
+
 def test_the_symptom_never_names_the_fault() -> None:
     for s in SCENARIOS:
         symptom = text.text(s.name, "en", names_for(s)).symptom.lower()

@@ -10,8 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 from rich.console import Console
 
+from cnilab.i18n import t
 from cnilab.kernel.events import (
     LINKS,
     NAT,
@@ -163,3 +165,35 @@ def test_at_80x24_the_screen_fits_and_keeps_the_last_change(lang: str) -> None:
     change = "~ link veth-red in rec-red: up UP → DOWN" if lang == "en" else \
         "~ rec-red의 링크 veth-red: up UP → DOWN"
     assert change in fitted and any("veth-red" in line for line in fitted[:20])
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_at_80x24_a_lab_full_of_learned_addresses_keeps_the_change_and_the_whole_footer(
+        lang: str) -> None:
+    # After pings every namespace has ARP entries and the bridge its FDB: at 24 rows a smaller
+    # view; at 16 not even the smallest fits, so the lab is cut, never the latest change, nor
+    # the footer and its legend for `+`.
+    snap = Snapshot.from_json((RECORDED / "after-step-8-pinged.json").read_text())
+    readings = {ns: Observed([(ln, None, True) for ln in space.links], space.routes,
+                             neighbours=space.neigh, fdb=space.fdb, sysctls=space.sysctls,
+                             nat=space.nat) for ns, space in snap.spaces.items()}
+    live = LiveLab(build_steps(TOPO)[:LAST_STEP], highlight_for=3.0)
+    live.start(readings)
+    live.update({NODE: link_down(readings, NODE, "lo")}, [], at=1.0)
+    titles = {n: f"title {n}" for n in range(1, 9)}
+    for height in (24, 16):  # 16: even the smallest view is too tall; the lab gets cut
+        short = Console(width=80, height=height, record=True, color_system=None,
+                        file=io.StringIO(), force_terminal=True)
+        short.print(render_live(live, TOPO, titles, lang, live.lit(1.0), watched=4))
+        lines = short.export_text().rstrip("\n").splitlines()
+        assert len(lines) <= height and all(cell_len(line) <= 80 for line in lines)
+        _the_change_and_the_footer_are_whole(lines, lang)
+    assert any(line.startswith("…") for line in lines)  # says the lab was cut
+
+
+def _the_change_and_the_footer_are_whole(lines: list[str], lang: str) -> None:
+    change = "~ link lo in rec-cnilab-host: up UP → DOWN" if lang == "en" else \
+        "~ rec-cnilab-host의 링크 lo: up UP → DOWN"
+    assert change in lines
+    footer = t("watch.footer", lang, count=4)
+    assert lines[-1].rstrip() == footer and footer.startswith("+ ")
