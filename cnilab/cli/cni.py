@@ -219,12 +219,12 @@ def attach(
 ) -> None:
     """ADD the network to a container that already runs.
 
-    Its namespace already exists: a container's, started with no network. Nothing is started
-    in it: a published --port reaches whatever the container itself serves.
+    Its namespace already exists: a container's, started with no network (docker run
+    --network none). Nothing is started in it: a published --port reaches whatever the
+    container itself serves.
 
     \b
-    Examples:
-      docker run -d --network none --name box busybox sleep 1d
+    Example:
       sudo cnilab cni attach --container box
       sudo cnilab cni attach --pid $(docker inspect -f '{{.State.Pid}}' box) box
     """
