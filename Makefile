@@ -8,8 +8,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := iproute2 iptables nftables iputils-ping procps net-tools tcpdump curl containernetworking-plugins
 DNF_PACKAGES := iproute iptables-nft nftables iputils procps-ng python3 containernetworking-plugins net-tools tcpdump curl
-# `make test` also drives a real libcni-based runtime (Podman with its CNI backend) over cnilab.
+# `make test` also drives a real libcni-based runtime (Podman with its CNI backend) over cnilab,
+# and a real dockerd (inside a namespace of the test's own) for `cni attach --container`: its
+# containers come from busybox (busybox-static), no registry. docker.io without its recommends
+# (apparmor, needrestart, ...): the tests need none of them.
 TEST_PACKAGES := podman runc
+APT_FLAGS ?=
 # Which package manager installs the system tools: apt (Debian, Ubuntu), dnf (Fedora, RHEL 9
 # and its rebuilds), or none (say what to install).
 PKG_TOOL := $(shell command -v apt-get >/dev/null 2>&1 && echo apt || \
@@ -33,7 +37,7 @@ system-deps-apt:
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_FLAGS) $$missing; \
 	fi
 
 # --whatprovides: a name another package provides (iptables by iptables-nft) counts as there.
@@ -73,6 +77,12 @@ demo: deps
 
 test: deps
 	@$(MAKE) -s system-deps APT_PACKAGES="$(TEST_PACKAGES)" DNF_PACKAGES="$(TEST_PACKAGES)"
+	@# Only where no dockerd or busybox is there: docker.io would replace a docker-ce, and
+	@# busybox-static the busybox package.
+	@pkgs=""; command -v dockerd >/dev/null 2>&1 || pkgs="docker.io"; \
+	  command -v busybox >/dev/null 2>&1 || pkgs="$$pkgs busybox-static"; \
+	  [ -z "$$pkgs" ] || $(MAKE) -s system-deps APT_PACKAGES="$$pkgs" DNF_PACKAGES="" \
+	    APT_FLAGS=--no-install-recommends
 	$(BIN)/ruff check cnilab tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
