@@ -96,6 +96,18 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(timeout=30)
 
 
+def unmount_under(folder: Path) -> None:
+    """Unmount what is mounted under our temp folder (only there), deepest first."""
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point == str(folder) or point.startswith(f"{folder}/"):
+                points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", point], capture_output=True, check=False)
+
+
 def log_tail(path: Path) -> str:
     """The last lines of a daemon's log, for a failure's message."""
     try:
@@ -164,6 +176,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         for controller in Path("/sys/fs/cgroup").iterdir():
             with contextlib.suppress(OSError):
                 (controller / cgroup).rmdir()  # only when empty: runc removed its children
+        unmount_under(tmp)  # Docker 20.10 binds its data root onto itself and leaves it
         if not shim_dir_was:  # containerd's shims keep their sockets under /run/containerd/s
             with contextlib.suppress(OSError):
                 os.removedirs("/run/containerd/s")
