@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers import unmount_under
+
 DOCKERD, CONTAINERD = shutil.which("dockerd"), shutil.which("containerd")
 DOCKER, BUSYBOX = shutil.which("docker"), shutil.which("busybox")
 IMAGE = "cnilab-busybox:test"
@@ -94,18 +96,6 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=30)
-
-
-def unmount_under(folder: Path) -> None:
-    """Unmount what is mounted under our temp folder (only there), deepest first."""
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            point = line.split()[4].replace("\\040", " ")
-            if point == str(folder) or point.startswith(f"{folder}/"):
-                points.append(point)
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", point], capture_output=True, check=False)
 
 
 def log_tail(path: Path) -> str:

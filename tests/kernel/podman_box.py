@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers import reference_skip
+from helpers import reference_skip, unmount_under
 
 from cnilab.cni.exec import config_version, find_reference, invoke
 from cnilab.cni.install import install
@@ -186,7 +186,9 @@ network_config_dir = "{tmp_path}/net.d"
         box.portmap = chain
         yield box
     finally:
-        box.run("rm", "--force", "--all", "--time", "0", check=False)
+        if box.run("rm", "--force", "--all", "--time", "0", check=False).returncode != 0:
+            box.run("rm", "--force", "--all", check=False)  # podman 3 has no --time
+        unmount_under(tmp_path)  # a container podman could not remove keeps its shm mounted
         with Kernel() as k:
             for ns in made:
                 k.remove_netns(ns)
