@@ -40,6 +40,16 @@ def links(path: str) -> list[str]:
         return [ln.name for ln in k.observe([path]).ns(path).links]  # type: ignore[union-attr]
 
 
+def no_podman(folder: Path) -> Path:
+    """A folder whose `podman` knows no container: cnilab falls back to podman when docker does
+    not know a name, and the machine's own podman (its storage) is no part of this test."""
+    bin_dir = folder / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "podman").write_text("#!/bin/sh\necho 'Error: no such container' >&2\nexit 125\n")
+    (bin_dir / "podman").chmod(0o755)
+    return bin_dir
+
+
 def test_cni_attach_finds_docker_containers_by_name_and_they_reach_each_other(
         prefix: str, run_dir: Path) -> None:
     netns = prefix + "docker"
@@ -48,7 +58,8 @@ def test_cni_attach_finds_docker_containers_by_name_and_they_reach_each_other(
     try:
         with docker_box(netns) as docker:
             daemon = int((docker.dir / "dockerd.pid").read_text())
-            cni.extra_env = {"DOCKER_HOST": docker.host, "DOCKER_CONFIG": str(docker.dir / "cli")}
+            cni.extra_env = {"DOCKER_HOST": docker.host, "DOCKER_CONFIG": str(docker.dir / "cli"),
+                             "PATH": f"{no_podman(docker.dir)}:{os.environ['PATH']}"}
             spaces = {n: f"/proc/{docker.start(n)}/ns/net" for n in ("web", "db")}
             assert all(links(path) == ["lo"] for path in spaces.values())  # --network none
             added = {n: report(cni, "attach", "--container", n) for n in spaces}
@@ -60,8 +71,8 @@ def test_cni_attach_finds_docker_containers_by_name_and_they_reach_each_other(
                 assert report(cni, "detach", n)["ok"]
             assert all(links(path) == ["lo"] for path in spaces.values())  # as Docker made it
             assert ping(spaces["web"], ips["db"]) is not None
-            stopped = cni.run("cni", "attach", "--container", "nobody")
-            assert stopped.returncode == 2 and "nobody" in stopped.stderr
+            unknown = cni.run("cni", "attach", "--container", "nobody")
+            assert unknown.returncode == 2 and "No such container: nobody" in unknown.stderr
             assert cni.run("cni", "teardown").returncode == 0
             docker.run("rm", "--force", *spaces)
             folder = docker.dir
