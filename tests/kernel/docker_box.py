@@ -60,6 +60,14 @@ class Docker:
         return int(self.run("inspect", "-f", "{{.State.Pid}}", name).stdout)
 
 
+def dockerd_major() -> int:
+    """dockerd's major version: 20 from `Docker version 20.10.24+dfsg1, build ...`."""
+    words = subprocess.run([str(DOCKERD), "--version"], capture_output=True, text=True,
+                           check=False).stdout.split()
+    number = words[2].split(".")[0] if len(words) > 2 else ""
+    return int(number) if number.isdigit() else 0
+
+
 def busybox_tar() -> bytes:
     """A root filesystem with busybox as /bin/sh and /bin/sleep (and the libraries a busybox
     that is not busybox-static's needs), as a tar for `docker import`."""
@@ -129,8 +137,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "{tmp}/containerd/opt"
 """)
-        # Docker 20.10 keeps its ID key in /etc/docker unless its config says where.
-        (tmp / "daemon.json").write_text(json.dumps({"deprecated-key-path": str(tmp / "key.json")}))
+        # Docker before 23 keeps its ID key in /etc/docker unless its config says where (and
+        # from 23 on refuses that key as unknown).
+        config = {"deprecated-key-path": str(tmp / "key.json")} if dockerd_major() < 23 else {}
+        (tmp / "daemon.json").write_text(json.dumps(config))
         with open(tmp / "containerd.log", "wb") as log:
             containerd = subprocess.Popen([*inside, str(CONTAINERD), "--config",
                                            str(tmp / "containerd.toml")],
