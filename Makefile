@@ -78,11 +78,14 @@ demo: deps
 test: deps
 	@$(MAKE) -s system-deps APT_PACKAGES="$(TEST_PACKAGES)" DNF_PACKAGES="$(TEST_PACKAGES)"
 	@# Only where no dockerd or busybox is there: docker.io would replace a docker-ce, and
-	@# busybox-static the busybox package.
+	@# busybox-static the busybox package. The client is docker.io's up to Debian 12 and
+	@# docker-cli's from Debian 13 on.
 	@pkgs=""; command -v dockerd >/dev/null 2>&1 || pkgs="docker.io"; \
 	  command -v busybox >/dev/null 2>&1 || pkgs="$$pkgs busybox-static"; \
 	  [ -z "$$pkgs" ] || $(MAKE) -s system-deps APT_PACKAGES="$$pkgs" DNF_PACKAGES="" \
-	    APT_FLAGS=--no-install-recommends
+	    APT_FLAGS=--no-install-recommends; \
+	  command -v docker >/dev/null 2>&1 || [ "$(PKG_TOOL)" != apt ] || \
+	    $(MAKE) -s system-deps APT_PACKAGES="docker-cli" APT_FLAGS=--no-install-recommends
 	$(BIN)/ruff check cnilab tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q

@@ -178,8 +178,9 @@ network_config_dir = "{tmp_path}/net.d"
 """)
         probe = box.run(*RUN, "--rm", "--network", "none", "--rootfs", str(tmp_path / "rootfs"),
                         "/bin/sleep", "0", check=False)
-        if probe.returncode != 0:
-            raise CannotRun(probe.stderr.strip()[-200:])
+        if probe.returncode != 0:  # e.g. podman 5 (Debian 13): "cni support is not enabled"
+            errors = [ln for ln in probe.stderr.splitlines() if ln.startswith("Error")]
+            raise CannotRun(" ".join(errors) or probe.stderr.strip()[-200:])
         why = cni_skip(reference)
         if why is not None:
             raise CannotRun(why)
