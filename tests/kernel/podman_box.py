@@ -171,6 +171,7 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "{tmp_path}/events.log"
 runtime = "runc"
+tmp_dir = "{tmp_path}/libpod"
 [network]
 network_backend = "cni"
 cni_plugin_dirs = ["{tmp_path}/bin", "/usr/lib/cni", "/opt/cni/bin"]
