@@ -8,17 +8,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := iproute2 iptables nftables iputils-ping procps net-tools tcpdump curl containernetworking-plugins
 DNF_PACKAGES := iproute iptables-nft nftables iputils procps-ng python3 containernetworking-plugins net-tools tcpdump curl
-# `make test` also drives a real libcni-based runtime (Podman with its CNI backend) over cnilab,
-# and a real dockerd (inside a namespace of the test's own) for `cni attach --container`: its
-# containers come from busybox (busybox-static), no registry. docker.io without its recommends
-# (apparmor, needrestart, ...): the tests need none of them.
+# `make test` also drives a real libcni-based runtime (Podman with its CNI backend) over cnilab.
 TEST_PACKAGES := podman runc
-APT_FLAGS ?=
 # Which package manager installs the system tools: apt (Debian, Ubuntu), dnf (Fedora, RHEL 9
 # and its rebuilds), or none (say what to install).
 PKG_TOOL := $(shell command -v apt-get >/dev/null 2>&1 && echo apt || \
                     { command -v dnf >/dev/null 2>&1 && echo dnf; } || echo other)
 STAMP  := $(VENV)/.installed
+# Extra apt-get install options (the Docker test's packages come without their recommends).
+APT_FLAGS ?=
 
 .PHONY: help deps system-deps system-deps-apt system-deps-dnf system-deps-other demo test unit lint bench clean
 
@@ -77,8 +75,10 @@ demo: deps
 
 test: deps
 	@$(MAKE) -s system-deps APT_PACKAGES="$(TEST_PACKAGES)" DNF_PACKAGES="$(TEST_PACKAGES)"
-	@# Only where no dockerd or busybox is there: docker.io would replace a docker-ce, and
-	@# busybox-static the busybox package. The client is docker.io's up to Debian 12 and
+	@# A real dockerd (inside a namespace of the test's own) for `cni attach --container`, its
+	@# containers from busybox: docker.io without its recommends (apparmor, needrestart, ...), and
+	@# only where no dockerd or busybox is there (docker.io would replace a docker-ce, and
+	@# busybox-static the busybox package). The client is docker.io's up to Debian 12 and
 	@# docker-cli's from Debian 13 on.
 	@pkgs=""; command -v dockerd >/dev/null 2>&1 || pkgs="docker.io"; \
 	  command -v busybox >/dev/null 2>&1 || pkgs="$$pkgs busybox-static"; \
