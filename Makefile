@@ -16,6 +16,8 @@ TEST_PACKAGES := podman runc chromium
 PKG_TOOL := $(shell command -v apt-get >/dev/null 2>&1 && echo apt || \
                     { command -v dnf >/dev/null 2>&1 && echo dnf; } || echo other)
 STAMP  := $(VENV)/.installed
+# Extra apt-get install options (the Docker test's packages come without their recommends).
+APT_FLAGS ?=
 
 .PHONY: help deps system-deps system-deps-apt system-deps-dnf system-deps-other demo test unit lint bench docs clean
 
@@ -35,7 +37,7 @@ system-deps-apt:
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_FLAGS) $$missing; \
 	fi
 
 # --whatprovides: a name another package provides (iptables by iptables-nft) counts as there.
@@ -75,6 +77,17 @@ demo: deps
 
 test: deps
 	@$(MAKE) -s system-deps APT_PACKAGES="$(TEST_PACKAGES)" DNF_PACKAGES="$(TEST_PACKAGES)"
+	@# A real dockerd (inside a namespace of the test's own) for `cni attach --container`, its
+	@# containers from busybox: docker.io without its recommends (apparmor, needrestart, ...), and
+	@# only where no dockerd or busybox is there (docker.io would replace a docker-ce, and
+	@# busybox-static the busybox package). The client is docker.io's up to Debian 12 and
+	@# docker-cli's from Debian 13 on.
+	@pkgs=""; command -v dockerd >/dev/null 2>&1 || pkgs="docker.io"; \
+	  command -v busybox >/dev/null 2>&1 || pkgs="$$pkgs busybox-static"; \
+	  [ -z "$$pkgs" ] || $(MAKE) -s system-deps APT_PACKAGES="$$pkgs" DNF_PACKAGES="" \
+	    APT_FLAGS=--no-install-recommends; \
+	  command -v docker >/dev/null 2>&1 || [ "$(PKG_TOOL)" != apt ] || \
+	    $(MAKE) -s system-deps APT_PACKAGES="docker-cli" APT_FLAGS=--no-install-recommends
 	$(BIN)/ruff check cnilab tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q

@@ -67,6 +67,9 @@ ConfDirOption = Annotated[Optional[Path], typer.Option(
     "--conf-dir", help="Where --network looks (default: the lesson's own net.d).")]
 PortOption = Annotated[Optional[list[str]], typer.Option(
     "--port", help="Publish HOST:POD[/tcp|udp] (portmap); a web server answers on POD.")]
+AttachPortOption = Annotated[Optional[list[str]], typer.Option(
+    "--port", help="Publish HOST:POD[/tcp|udp] (portmap) to the container's own server on POD "
+    "(attach starts none).")]
 MacOption = Annotated[Optional[str], typer.Option(
     "--mac", help="The pod's MAC (CNI_ARGS MAC= and runtimeConfig.mac).")]
 IpOption = Annotated[Optional[str], typer.Option(
@@ -211,16 +214,19 @@ def none(ctx: typer.Context,
 def attach(
     ctx: typer.Context,
     pod: Annotated[Optional[str], typer.Argument(
-        help="A name for it (default: pidPID, or the namespace file's name).")] = None,
+        help="A name for it (default: the container's, pidPID, or the namespace file's).")] = None,
     pid: Annotated[Optional[int], typer.Option(
         "--pid", help="The process whose network namespace gets the network.")] = None,
     netns: Annotated[Optional[Path], typer.Option(
         "--netns", help="Or the namespace as a path, e.g. /run/netns/x.")] = None,
+    container: Annotated[Optional[str], typer.Option(
+        "--container", help="Or a running Docker or Podman container, by name or ID (its PID "
+        "from docker inspect, else podman inspect).")] = None,
     plugin: PluginOption = Plugin.cnilab,
     conflist: ConflistOption = None,
     network: NetworkOption = None,
     conf_dir: ConfDirOption = None,
-    port: PortOption = None,
+    port: AttachPortOption = None,
     mac: MacOption = None,
     ip: IpOption = None,
     as_json: JsonOption = False,
@@ -228,19 +234,26 @@ def attach(
 ) -> None:
     """ADD the network to a container that already runs.
 
-    Its namespace already exists: a container's, started with no network.
+    Its namespace already exists: a container's, started with no network (docker run
+    --network none). Nothing is started in it: a published --port reaches whatever the
+    container itself serves.
 
     \b
     Example:
+      sudo cnilab cni attach --container box
       sudo cnilab cni attach --pid $(docker inspect -f '{{.State.Pid}}' box) box
     """
     from cnilab.errors import ConfigError
 
     with guarded(ctx, lang):
-        if (pid is None) == (netns is None):
+        if sum(x is not None for x in (pid, netns, container)) != 1:
             raise ConfigError.of("cni_pid_or_netns")
+        if container is not None:
+            from cnilab.cni.engines import container_pid
+
+            pid = container_pid(container)
         path = f"/proc/{pid}/ns/net" if pid is not None else str(netns)
-        name = pod or (f"pid{pid}" if pid is not None else Path(path).name)
+        name = pod or container or (f"pid{pid}" if pid is not None else Path(path).name)
 
     def run(rt: Runtime) -> Added:
         net = _network(rt, plugin, conflist, network, conf_dir)

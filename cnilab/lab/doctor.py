@@ -16,6 +16,7 @@ from typing import Any
 
 from cnilab.errors import CnilabError
 from cnilab.kernel import Kernel, has_privileges, list_netns
+from cnilab.lab.firewall import forward_drop
 from cnilab.lab.steps import build_steps, setup_ops
 from cnilab.lab.topology import Topology
 from cnilab.ledger import Ledger
@@ -72,6 +73,8 @@ def run_doctor(topo: Topology, kernel: Kernel, ledger: Ledger) -> list[Check]:
     if privileged:
         checks += _kernel_features(kernel, shutil.which("iptables") is not None)
         checks.append(_collisions(topo, kernel, ledger))
+        if topo.in_place and shutil.which("iptables"):
+            checks.append(_forward(topo, kernel))
     checks.append(Check("leftovers", False, "doctor.lab_up",
                         {"count": len(ledger.ops()), "path": str(ledger.path)}, "teardown")
                   if ledger.exists() else Check("leftovers", True, "doctor.no_lab"))
@@ -107,6 +110,15 @@ def _kernel_features(kernel: Kernel, iptables: bool) -> list[Check]:
     finally:
         kernel.remove_netns(probe)
     return checks
+
+
+def _forward(topo: Topology, kernel: Kernel) -> Check:
+    """In place: does the FORWARD policy let the containers' packets through (Docker's drops)?"""
+    found = forward_drop(kernel, topo)
+    if found is None:
+        return Check("forward", True, "doctor.forward_accepts")
+    params = found.params(topo)
+    return Check("forward", False, "doctor.forward_drop", params, "forward_drop", params)
 
 
 def _collisions(topo: Topology, kernel: Kernel, ledger: Ledger) -> Check:

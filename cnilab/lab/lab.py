@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from cnilab.errors import ConfigError, KernelError, PrerequisiteError
 from cnilab.kernel import Kernel
 from cnilab.lab import proofs
+from cnilab.lab.firewall import forward_notes
 from cnilab.lab.proofs import Proof
 from cnilab.lab.steps import (
     FORWARDING,
@@ -111,6 +112,8 @@ class Lab(Owner):
             self.kernel.require_iptables()
         if self.topo.in_place and number == 8:
             report.notes += forwarding_notes(snap, self.topo)
+        if self.topo.in_place and number in (7, 8):  # the steps whose proofs cross FORWARD
+            report.notes += forward_notes(self.kernel, self.topo)
         report.staged = self.apply(stage)
         before: list[Proof] = []
         rules: list[Op] = [op for op in missing if isinstance(op, AddRule)]

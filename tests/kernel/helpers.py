@@ -88,6 +88,18 @@ def root_namespace_state() -> dict[str, str]:
     }
 
 
+def unmount_under(folder: Path) -> None:
+    """Unmount what is mounted under our temp folder (only there), deepest first."""
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point == str(folder) or point.startswith(f"{folder}/"):
+                points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", point], capture_output=True, check=False)
+
+
 def reference_skip(*plugins: str) -> str | None:
     """Why a test comparing cnilab with these reference plugins at CNI 1.0.0 cannot run here:
     they are missing, or older than 1.0 (0.9 in Debian 11 and Ubuntu 22.04 stops at 0.4.0)."""

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helpers import reference_skip, unmount_under
+
+from cnilab.cni.exec import config_version, find_reference, invoke
 from cnilab.cni.install import install
 from cnilab.kernel import Kernel
 
@@ -36,6 +39,7 @@ class Podman:
     dir: Path
     node: str
     world: str
+    portmap: bool = False  # NET1 chains portmap (reference plugins 1.0 or newer)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run podman in the node namespace; fail the test (with its stderr) unless it worked."""
@@ -60,14 +64,23 @@ class Podman:
         """`podman inspect` of one container."""
         return json.loads(self.run("inspect", name).stdout)[0]
 
+    def drivers(self) -> dict[str, str]:
+        """Each network's main plugin, as `podman network ls` shows it: {{.Driver}} from
+        podman 4 on, the first of {{.Plugins}} before (podman 3.0 has no Driver)."""
+        done = self.run("network", "ls", "--format", "{{.Name}} {{.Driver}}", check=False)
+        if done.returncode != 0:
+            done = self.run("network", "ls", "--format", "{{.Name}} {{.Plugins}}")
+        rows = (line.split(maxsplit=1) for line in done.stdout.splitlines())
+        return {row[0]: row[1].split(",")[0] for row in rows if len(row) == 2}
+
     def ip(self, name: str, network: str = NET1) -> str:
         """The container's address on a network, as podman got it from the plugin's result."""
         return str(self.inspect(name)["NetworkSettings"]["Networks"][network]["IPAddress"])
 
 
 def conflist(name: str, bridge: str, subnet: str, data: Path, chain: bool,
-             reference: bool = False) -> dict[str, Any]:
-    """A cnilab network (or the reference bridge + host-local); the first chains portmap."""
+             reference: bool = False, version: str = "1.0.0") -> dict[str, Any]:
+    """A cnilab network (or the reference bridge + host-local), chaining portmap if asked."""
     plugins: list[dict[str, Any]] = [
         {"type": "bridge" if reference else "cnilab", "bridge": bridge, "isGateway": True,
          "ipMasq": True, "capabilities": {"mac": True, "ips": True},
@@ -76,7 +89,7 @@ def conflist(name: str, bridge: str, subnet: str, data: Path, chain: bool,
     if chain:
         plugins.append({"type": "portmap", "capabilities": {"portMappings": True},
                         "snat": True})
-    return {"cniVersion": "1.0.0", "name": name, "plugins": plugins}
+    return {"cniVersion": version, "name": name, "plugins": plugins}
 
 
 def rootfs(folder: Path) -> None:
@@ -92,6 +105,30 @@ def rootfs(folder: Path) -> None:
 
 class CannotRun(Exception):
     """Podman is installed but cannot run a container on this machine (the reason inside)."""
+
+
+def podman_version() -> tuple[int, ...]:
+    """Podman's version, e.g. (3, 0, 1) from `podman version 3.0.1`."""
+    text = subprocess.run([str(PODMAN), "--version"], capture_output=True, text=True,
+                          check=False).stdout.split()[-1:] or ["0"]
+    return tuple(int(x) for x in text[0].split("-")[0].split(".") if x.isdigit())
+
+
+def portmap_skip() -> str | None:
+    """Why NET1 chains no portmap: the reference plugins are missing or older than 1.0 (0.9, as
+    in Debian 11, refuses a 1.0.0 conflist: podman then drops the whole network)."""
+    return reference_skip("portmap")
+
+
+def cni_skip(reference: bool) -> str | None:
+    """Why podman cannot run this network's plugins here, whatever cnilab does: podman before 4
+    reads CNI results up to 0.4.0 only (it vendors libcni 0.8), and cnilab's plugin speaks
+    1.0.0 and 1.1.0 (Debian 11 has podman 3.0.1)."""
+    version = podman_version()
+    if not reference and version < (4,):
+        return (f"podman {'.'.join(map(str, version))} reads CNI results up to 0.4.0 only "
+                "(libcni 0.8); cnilab's plugin answers in CNI 1.0.0 (podman 4 or newer)")
+    return None
 
 
 @contextlib.contextmanager
@@ -118,16 +155,23 @@ def podman_box(prefix: str, reference: bool = False) -> Iterator[Podman]:
             (tmp_path / sub).mkdir()
         rootfs(tmp_path / "rootfs")
         install(tmp_path / "bin")
+        chain = portmap_skip() is None
+        # The reference plugins 0.9 speak up to 0.4.0: their network is written at their newest.
+        bridge_exe = find_reference("bridge") if reference else None
+        version = (config_version(invoke(bridge_exe, "VERSION", {"cniVersion": "1.0.0"}))
+                   if bridge_exe else "1.0.0")
         for i, (name, bridge, subnet) in enumerate(((NET1, "cni0", SUBNET1),
                                                     (NET2, "cni1", SUBNET2))):
             (tmp_path / "net.d" / f"{i + 10}-{name}.conflist").write_text(json.dumps(
-                conflist(name, bridge, subnet, tmp_path / "ipam", i == 0, reference)))
+                conflist(name, bridge, subnet, tmp_path / "ipam", chain and i == 0, reference,
+                         version)))
         (tmp_path / "containers.conf").write_text(f"""
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "{tmp_path}/events.log"
 runtime = "runc"
+tmp_dir = "{tmp_path}/libpod"
 [network]
 network_backend = "cni"
 cni_plugin_dirs = ["{tmp_path}/bin", "/usr/lib/cni", "/opt/cni/bin"]
@@ -135,11 +179,18 @@ network_config_dir = "{tmp_path}/net.d"
 """)
         probe = box.run(*RUN, "--rm", "--network", "none", "--rootfs", str(tmp_path / "rootfs"),
                         "/bin/sleep", "0", check=False)
-        if probe.returncode != 0:
-            raise CannotRun(probe.stderr.strip()[-200:])
+        if probe.returncode != 0:  # e.g. podman 5 (Debian 13): "cni support is not enabled"
+            errors = [ln for ln in probe.stderr.splitlines() if ln.startswith("Error")]
+            raise CannotRun(" ".join(errors) or probe.stderr.strip()[-200:])
+        why = cni_skip(reference)
+        if why is not None:
+            raise CannotRun(why)
+        box.portmap = chain
         yield box
     finally:
-        box.run("rm", "--force", "--all", "--time", "0", check=False)
+        if box.run("rm", "--force", "--all", "--time", "0", check=False).returncode != 0:
+            box.run("rm", "--force", "--all", check=False)  # podman 3 has no --time
+        unmount_under(tmp_path)  # a container podman could not remove keeps its shm mounted
         with Kernel() as k:
             for ns in made:
                 k.remove_netns(ns)

@@ -26,6 +26,7 @@ from podman_box import (
     CannotRun,
     Podman,
     podman_box,
+    portmap_skip,
 )
 
 from cnilab.cni.bridge import host_veth_name
@@ -59,8 +60,10 @@ def leftovers(box: Podman) -> dict[str, Any]:
 
 
 def test_podman_runs_containers_on_a_cnilab_network(podman: Podman) -> None:
-    networks = podman.run("network", "ls", "--format", "{{.Name}} {{.Driver}}").stdout
-    assert f"{NET1} cnilab" in networks and f"{NET2} cnilab" in networks  # libcni loaded both
+    if not podman.portmap:
+        pytest.skip(f"the published port needs portmap at CNI 1.0.0: {portmap_skip()}")
+    drivers = podman.drivers()
+    assert drivers[NET1] == drivers[NET2] == "cnilab"  # libcni loaded both
     a = podman.start("a", "--network", NET1)
     b = podman.start("b", "--network", NET1, "--mac-address", "02:42:0a:58:07:99",
                      "-p", "8080:80")

@@ -67,12 +67,17 @@ def test_a_sysctl_written_through_a_kept_file_is_the_namespaces(prefix: str,
     a, b = f"{prefix}a", f"{prefix}b"
     kernel.add_netns(a)
     kernel.add_netns(b)
-    assert kernel.read_sysctl(a, "net.ipv4.ip_forward") == "0"
-    kernel.write_sysctl(a, "net.ipv4.ip_forward", "1")
+    # A new namespace starts with the machine's own IPv4 settings (1 where Docker runs): read
+    # what it inherited, never assume it, and write the other value.
     cat = ("cat", "/proc/sys/net/ipv4/ip_forward")
-    assert sh("ip", "netns", "exec", a, *cat).strip() == "1"
-    assert sh("ip", "netns", "exec", b, *cat).strip() == "0"  # only that namespace's
-    assert kernel.read_sysctl(a, "net.ipv4.ip_forward") == "1"
+    inherited = sh("ip", "netns", "exec", a, *cat).strip()
+    assert inherited in ("0", "1")
+    assert kernel.read_sysctl(a, "net.ipv4.ip_forward") == inherited
+    other = "0" if inherited == "1" else "1"
+    kernel.write_sysctl(a, "net.ipv4.ip_forward", other)
+    assert sh("ip", "netns", "exec", a, *cat).strip() == other
+    assert sh("ip", "netns", "exec", b, *cat).strip() == inherited  # only that namespace's
+    assert kernel.read_sysctl(a, "net.ipv4.ip_forward") == other
 
 
 def test_removing_a_namespace_it_observed_lets_the_kernel_destroy_it(prefix: str,
