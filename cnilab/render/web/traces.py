@@ -109,6 +109,9 @@ class TraceWatch:
         while True:
             folder = self._watched()
             wd = LIBC.inotify_add_watch(self._fd, str(folder).encode(), MASK)
+            if self._watched() != folder:  # the next folder down came before the watch did
+                LIBC.inotify_rm_watch(self._fd, wd)
+                continue
             if folder == self.path.parent:
                 self.changed(load_trace(self.path))
             if not self._follow(folder):
