@@ -9,7 +9,8 @@ default route. The two plugins' calls are interleaved, so both see the same load
 Prints medians of wall time (what a runtime waits) and CPU time (the plugin and what it runs;
 what the machine's load inflates least), the ratios and the targets: ADD and DEL within 2.5x
 the reference's wall time and 3x its CPU, VERSION under 40 ms, ADD+DEL on a node with 1000
-pods as on an empty one, a container's network under Podman's CNI backend within 2x. Beside
+pods as on an empty one, a container's network under Podman's CNI backend and under
+containerd's go-cni (`ctr run --cni`) within 2x. Beside
 them, the floor: what Python and pyroute2 cost before cnilab does anything.
 """
 
@@ -191,6 +192,29 @@ def podman_cost() -> tuple[Timing, Timing] | None:
             (m["ref"][0] - m["rn"][0], m["ref"][1] - m["rn"][1]))
 
 
+def containerd_cost() -> tuple[Timing, Timing] | None:
+    """Median wall and CPU ms of `ctr run --rm --cni` of a container that exits at once minus
+    the same without --cni (its own empty network namespace): a container's network cost under
+    containerd's go-cni (ADD, DEL and their VERSION probes), cnilab's and the reference's, runs
+    interleaved; None without containerd."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "kernel"))
+    from containerd_box import CannotRun, containerd_box
+
+    try:
+        with containerd_box(f"{PREFIX}cdo-") as ours, containerd_box(f"{PREFIX}cdr-", True) as ref:
+            times: dict[str, list[Timing]] = {k: [] for k in ("ours", "ref", "on", "rn")}
+            for i in range(max(5, RUNS // 2)):
+                for key, box, cni in (("ours", ours, True), ("ref", ref, True),
+                                      ("on", ours, False), ("rn", ref, False)):
+                    times[key].append(timed(lambda b=box, n=f"c{i}{key}", c=cni: b.run(n, c)))
+    except CannotRun as e:
+        print(f"bench_cni: containerd cannot run containers here ({e}); its figures skipped")
+        return None
+    m = {k: median(v) for k, v in times.items()}
+    return ((m["ours"][0] - m["on"][0], m["ours"][1] - m["on"][1]),
+            (m["ref"][0] - m["rn"][0], m["ref"][1] - m["rn"][1]))
+
+
 def row(label: str, ours: Timing, ref: Timing | None) -> str:
     """One line of the table: wall and CPU, ours, the reference's, the ratios."""
     if ref is None:
@@ -237,6 +261,9 @@ def main() -> int:
     pm = podman_cost()
     if pm:
         print(row("Podman: net - none", *pm))
+    cd = containerd_cost()
+    if cd:
+        print(row("containerd: cni - none", *cd))
     print(verdict(all(ours[c][0] <= 2.5 * ref[c][0] for c in ("ADD", "DEL")),
                   "ADD and DEL wall within 2.5x"))
     print(verdict(all(ours[c][1] <= 3 * ref[c][1] for c in ("ADD", "DEL")),
@@ -249,6 +276,9 @@ def main() -> int:
                   f"+{rules:.1f} ms)"))
     if pm:
         print(verdict(pm[0][0] <= 2 * pm[1][0], "a container's network under Podman within 2x"))
+    if cd:
+        print(verdict(cd[0][0] <= 2 * cd[1][0],
+                      "a container's network under containerd's go-cni within 2x"))
     print(f"(load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return 0
 
