@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -161,58 +162,58 @@ def crowded(box: Sandbox, data_dir: str) -> dict[str, Timing]:
             "iptables -A -D, empty": empty[1], f"iptables -A -D, {PODS} pods": full[1]}
 
 
+def network_cost(runtime: str, boxes: Callable[[str, bool], AbstractContextManager[Any]],
+                 start: Callable[[Any, str, bool], object], cannot: type[Exception]
+                 ) -> tuple[Timing, Timing] | None:
+    """Median wall and CPU ms of a container on the network minus one without (the network's
+    cost per container) in a box of cnilab's (`boxes(prefix, False)`) and one of the reference's
+    (`boxes(prefix, True)`), runs interleaved; `start(box, name, networked)` runs one container
+    from start to removal. None when the runtime cannot run containers here (`cannot`)."""
+    times: dict[str, list[Timing]] = {k: [] for k in ("ours", "ref", "on", "rn")}
+    try:
+        with boxes(f"{PREFIX}{runtime[:3]}o-", False) as ours, \
+                boxes(f"{PREFIX}{runtime[:3]}r-", True) as ref:
+            for i in range(max(5, RUNS // 2)):
+                for key, box, networked in (("ours", ours, True), ("ref", ref, True),
+                                            ("on", ours, False), ("rn", ref, False)):
+                    times[key].append(timed(lambda b=box, n=f"c{i}{key}", x=networked:
+                                            start(b, n, x)))
+    except cannot as e:
+        print(f"bench_cni: {runtime} cannot run containers here ({e}); its figures skipped")
+        return None
+    m = {k: median(v) for k, v in times.items()}
+    return ((m["ours"][0] - m["on"][0], m["ours"][1] - m["on"][1]),
+            (m["ref"][0] - m["rn"][0], m["ref"][1] - m["rn"][1]))
+
+
 def podman_cost() -> tuple[Timing, Timing] | None:
-    """Median wall ms of `podman run -d` + `podman rm` on the network minus the same with
-    `--network none` (the network's cost per container), cnilab's and the reference's, runs
-    interleaved; None without podman."""
+    """`podman run -d` + `podman rm` on the network minus the same with `--network none`
+    (network_cost); None without podman."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "kernel"))
     from podman_box import NET1, PODMAN, RUN, RUNC, CannotRun, Podman, podman_box
 
     if not (PODMAN and RUNC):
         return None
 
-    def one(box: Podman, name: str, network: str) -> Timing:
-        return timed(lambda: (
-            box.run(*RUN, "--name", name, "--network", network, "--rootfs",
-                    str(box.dir / "rootfs"), "/bin/sleep", "100000"),
-            box.run("rm", "--force", "--time", "0", name)))
+    def one(box: Podman, name: str, networked: bool) -> None:
+        box.run(*RUN, "--name", name, "--network", NET1 if networked else "none", "--rootfs",
+                str(box.dir / "rootfs"), "/bin/sleep", "100000")
+        box.run("rm", "--force", "--time", "0", name)
 
-    try:
-        with podman_box(f"{PREFIX}pmo-") as ours, podman_box(f"{PREFIX}pmr-", True) as ref:
-            times: dict[str, list[Timing]] = {k: [] for k in ("ours", "ref", "on", "rn")}
-            for i in range(max(5, RUNS // 2)):
-                for key, box, network in (("ours", ours, NET1), ("ref", ref, NET1),
-                                          ("on", ours, "none"), ("rn", ref, "none")):
-                    times[key].append(one(box, f"c{i}{key}", network))
-    except CannotRun as e:
-        print(f"bench_cni: podman cannot run containers here ({e}); runtime figures skipped")
-        return None
-    m = {k: median(v) for k, v in times.items()}
-    return ((m["ours"][0] - m["on"][0], m["ours"][1] - m["on"][1]),
-            (m["ref"][0] - m["rn"][0], m["ref"][1] - m["rn"][1]))
+    return network_cost("podman", podman_box, one, CannotRun)
 
 
 def containerd_cost() -> tuple[Timing, Timing] | None:
-    """Median wall and CPU ms of `ctr run --rm --cni` of a container that exits at once minus
-    the same without --cni (its own empty network namespace): a container's network cost under
-    containerd's go-cni (ADD, DEL and their VERSION probes), cnilab's and the reference's, runs
-    interleaved; None without containerd."""
+    """`ctr run --rm --cni` of a container that exits at once minus the same without --cni
+    (its own empty network namespace): the network's cost under containerd's go-cni (ADD, DEL
+    and their VERSION probes), as network_cost; None when containerd cannot run here."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "kernel"))
-    from containerd_box import CannotRun, containerd_box
+    from containerd_box import CannotRun, Containerd, containerd_box
 
-    try:
-        with containerd_box(f"{PREFIX}cdo-") as ours, containerd_box(f"{PREFIX}cdr-", True) as ref:
-            times: dict[str, list[Timing]] = {k: [] for k in ("ours", "ref", "on", "rn")}
-            for i in range(max(5, RUNS // 2)):
-                for key, box, cni in (("ours", ours, True), ("ref", ref, True),
-                                      ("on", ours, False), ("rn", ref, False)):
-                    times[key].append(timed(lambda b=box, n=f"c{i}{key}", c=cni: b.run(n, c)))
-    except CannotRun as e:
-        print(f"bench_cni: containerd cannot run containers here ({e}); its figures skipped")
-        return None
-    m = {k: median(v) for k, v in times.items()}
-    return ((m["ours"][0] - m["on"][0], m["ours"][1] - m["on"][1]),
-            (m["ref"][0] - m["rn"][0], m["ref"][1] - m["rn"][1]))
+    def one(box: Containerd, name: str, networked: bool) -> None:
+        box.run(name, networked)
+
+    return network_cost("containerd", containerd_box, one, CannotRun)
 
 
 def row(label: str, ours: Timing, ref: Timing | None) -> str:

@@ -27,7 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docker_box import CONTAINERD, CannotRun, busybox_tar, log_tail, stop, wait_for
+from docker_box import (
+    CONTAINERD,
+    CannotRun,
+    busybox_tar,
+    containerd_config,
+    log_tail,
+    stop,
+    wait_for,
+)
 from helpers import unmount_under
 
 from cnilab.cni.exec import find_reference
@@ -138,17 +146,7 @@ def containerd_box(prefix: str, reference: bool = False) -> Iterator[Containerd]
         _plugins(tmp / "opt" / "cni" / "bin")
         (tmp / "net.d" / "10-ctrnet.conflist").write_text(json.dumps(
             network(reference, tmp / "ipam")))
-        (tmp / "containerd.toml").write_text(f"""version = 2
-root = "{tmp}/containerd/root"
-state = "{tmp}/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{tmp}/containerd.sock"
-[ttrpc]
-  address = "{tmp}/containerd.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{tmp}/containerd/opt"
-""")
+        (tmp / "containerd.toml").write_text(containerd_config(tmp))
         with open(tmp / "containerd.log", "wb") as log:
             containerd = subprocess.Popen(["nsenter", f"--net=/run/netns/{node}",
                                            str(CONTAINERD), "--config",
