@@ -119,19 +119,22 @@ def floor() -> dict[str, Timing]:
     executable starts it (-IS, inside a node namespace via nsenter), with pyroute2's message
     classes loaded, then with every module an ADD imports (no call made)."""
     paths = next(ln for ln in script("cnilab").splitlines() if ln.startswith("sys.path"))
-    box = Sandbox(f"{PREFIX}floor-", Path(tempfile.mkdtemp(prefix="cnilab-bench-")) / "bin")
-    try:
-        out = {}
-        for label, code in (("python -IS", "pass"),
-                            ("python + pyroute2 msgs", f"import sys; {paths}; {PYROUTE2}"),
-                            ("+ cnilab's modules", f"import sys; {paths}; import cnilab.cni.entry,"
-                             " cnilab.cni.plugin, cnilab.kernel.iproute, cnilab.cni.ipam")):
-            argv = ["nsenter", f"--net=/run/netns/{box.node}", sys.executable, "-IS", "-c", code]
-            out[label] = median([timed(lambda a=argv: subprocess.run(a, check=True))
-                                 for _ in range(RUNS)])
-        return out
-    finally:
-        box.close()
+    with tempfile.TemporaryDirectory(prefix="cnilab-bench-") as tmp:  # removed at the end
+        box = Sandbox(f"{PREFIX}floor-", Path(tmp) / "bin")
+        try:
+            out = {}
+            for label, code in (("python -IS", "pass"),
+                                ("python + pyroute2 msgs", f"import sys; {paths}; {PYROUTE2}"),
+                                ("+ cnilab's modules", f"import sys; {paths}; import "
+                                 "cnilab.cni.entry, cnilab.cni.plugin, cnilab.kernel.iproute, "
+                                 "cnilab.cni.ipam")):
+                argv = ["nsenter", f"--net=/run/netns/{box.node}", sys.executable, "-IS", "-c",
+                        code]
+                out[label] = median([timed(lambda a=argv: subprocess.run(a, check=True))
+                                     for _ in range(RUNS)])
+            return out
+        finally:
+            box.close()
 
 
 def crowded(box: Sandbox, data_dir: str) -> dict[str, Timing]:
