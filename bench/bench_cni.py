@@ -9,7 +9,8 @@ default route. The two plugins' calls are interleaved, so both see the same load
 Prints medians of wall time (what a runtime waits) and CPU time (the plugin and what it runs;
 what the machine's load inflates least), the ratios and the targets: ADD and DEL within 2.5x
 the reference's wall time and 3x its CPU, VERSION under 40 ms, ADD+DEL on a node with 1000
-pods as on an empty one, a container's network under Podman's CNI backend within 2x. Beside
+pods as on an empty one, a container's network under Podman's CNI backend and under
+containerd's go-cni (`ctr run --cni`) within 2x. Beside
 them, the floor: what Python and pyroute2 cost before cnilab does anything.
 """
 
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -117,19 +119,22 @@ def floor() -> dict[str, Timing]:
     executable starts it (-IS, inside a node namespace via nsenter), with pyroute2's message
     classes loaded, then with every module an ADD imports (no call made)."""
     paths = next(ln for ln in script("cnilab").splitlines() if ln.startswith("sys.path"))
-    box = Sandbox(f"{PREFIX}floor-", Path(tempfile.mkdtemp(prefix="cnilab-bench-")) / "bin")
-    try:
-        out = {}
-        for label, code in (("python -IS", "pass"),
-                            ("python + pyroute2 msgs", f"import sys; {paths}; {PYROUTE2}"),
-                            ("+ cnilab's modules", f"import sys; {paths}; import cnilab.cni.entry,"
-                             " cnilab.cni.plugin, cnilab.kernel.iproute, cnilab.cni.ipam")):
-            argv = ["nsenter", f"--net=/run/netns/{box.node}", sys.executable, "-IS", "-c", code]
-            out[label] = median([timed(lambda a=argv: subprocess.run(a, check=True))
-                                 for _ in range(RUNS)])
-        return out
-    finally:
-        box.close()
+    with tempfile.TemporaryDirectory(prefix="cnilab-bench-") as tmp:  # removed at the end
+        box = Sandbox(f"{PREFIX}floor-", Path(tmp) / "bin")
+        try:
+            out = {}
+            for label, code in (("python -IS", "pass"),
+                                ("python + pyroute2 msgs", f"import sys; {paths}; {PYROUTE2}"),
+                                ("+ cnilab's modules", f"import sys; {paths}; import "
+                                 "cnilab.cni.entry, cnilab.cni.plugin, cnilab.kernel.iproute, "
+                                 "cnilab.cni.ipam")):
+                argv = ["nsenter", f"--net=/run/netns/{box.node}", sys.executable, "-IS", "-c",
+                        code]
+                out[label] = median([timed(lambda a=argv: subprocess.run(a, check=True))
+                                     for _ in range(RUNS)])
+            return out
+        finally:
+            box.close()
 
 
 def crowded(box: Sandbox, data_dir: str) -> dict[str, Timing]:
@@ -160,35 +165,58 @@ def crowded(box: Sandbox, data_dir: str) -> dict[str, Timing]:
             "iptables -A -D, empty": empty[1], f"iptables -A -D, {PODS} pods": full[1]}
 
 
+def network_cost(runtime: str, boxes: Callable[[str, bool], AbstractContextManager[Any]],
+                 start: Callable[[Any, str, bool], object], cannot: type[Exception]
+                 ) -> tuple[Timing, Timing] | None:
+    """Median wall and CPU ms of a container on the network minus one without (the network's
+    cost per container) in a box of cnilab's (`boxes(prefix, False)`) and one of the reference's
+    (`boxes(prefix, True)`), runs interleaved; `start(box, name, networked)` runs one container
+    from start to removal. None when the runtime cannot run containers here (`cannot`)."""
+    times: dict[str, list[Timing]] = {k: [] for k in ("ours", "ref", "on", "rn")}
+    try:
+        with boxes(f"{PREFIX}{runtime[:3]}o-", False) as ours, \
+                boxes(f"{PREFIX}{runtime[:3]}r-", True) as ref:
+            for i in range(max(5, RUNS // 2)):
+                for key, box, networked in (("ours", ours, True), ("ref", ref, True),
+                                            ("on", ours, False), ("rn", ref, False)):
+                    times[key].append(timed(lambda b=box, n=f"c{i}{key}", x=networked:
+                                            start(b, n, x)))
+    except cannot as e:
+        print(f"bench_cni: {runtime} cannot run containers here ({e}); its figures skipped")
+        return None
+    m = {k: median(v) for k, v in times.items()}
+    return ((m["ours"][0] - m["on"][0], m["ours"][1] - m["on"][1]),
+            (m["ref"][0] - m["rn"][0], m["ref"][1] - m["rn"][1]))
+
+
 def podman_cost() -> tuple[Timing, Timing] | None:
-    """Median wall ms of `podman run -d` + `podman rm` on the network minus the same with
-    `--network none` (the network's cost per container), cnilab's and the reference's, runs
-    interleaved; None without podman."""
+    """`podman run -d` + `podman rm` on the network minus the same with `--network none`
+    (network_cost); None without podman."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "kernel"))
     from podman_box import NET1, PODMAN, RUN, RUNC, CannotRun, Podman, podman_box
 
     if not (PODMAN and RUNC):
         return None
 
-    def one(box: Podman, name: str, network: str) -> Timing:
-        return timed(lambda: (
-            box.run(*RUN, "--name", name, "--network", network, "--rootfs",
-                    str(box.dir / "rootfs"), "/bin/sleep", "100000"),
-            box.run("rm", "--force", "--time", "0", name)))
+    def one(box: Podman, name: str, networked: bool) -> None:
+        box.run(*RUN, "--name", name, "--network", NET1 if networked else "none", "--rootfs",
+                str(box.dir / "rootfs"), "/bin/sleep", "100000")
+        box.run("rm", "--force", "--time", "0", name)
 
-    try:
-        with podman_box(f"{PREFIX}pmo-") as ours, podman_box(f"{PREFIX}pmr-", True) as ref:
-            times: dict[str, list[Timing]] = {k: [] for k in ("ours", "ref", "on", "rn")}
-            for i in range(max(5, RUNS // 2)):
-                for key, box, network in (("ours", ours, NET1), ("ref", ref, NET1),
-                                          ("on", ours, "none"), ("rn", ref, "none")):
-                    times[key].append(one(box, f"c{i}{key}", network))
-    except CannotRun as e:
-        print(f"bench_cni: podman cannot run containers here ({e}); runtime figures skipped")
-        return None
-    m = {k: median(v) for k, v in times.items()}
-    return ((m["ours"][0] - m["on"][0], m["ours"][1] - m["on"][1]),
-            (m["ref"][0] - m["rn"][0], m["ref"][1] - m["rn"][1]))
+    return network_cost("podman", podman_box, one, CannotRun)
+
+
+def containerd_cost() -> tuple[Timing, Timing] | None:
+    """`ctr run --rm --cni` of a container that exits at once minus the same without --cni
+    (its own empty network namespace): the network's cost under containerd's go-cni (ADD, DEL
+    and their VERSION probes), as network_cost; None when containerd cannot run here."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "kernel"))
+    from containerd_box import CannotRun, Containerd, containerd_box
+
+    def one(box: Containerd, name: str, networked: bool) -> None:
+        box.run(name, networked)
+
+    return network_cost("containerd", containerd_box, one, CannotRun)
 
 
 def row(label: str, ours: Timing, ref: Timing | None) -> str:
@@ -237,6 +265,9 @@ def main() -> int:
     pm = podman_cost()
     if pm:
         print(row("Podman: net - none", *pm))
+    cd = containerd_cost()
+    if cd:
+        print(row("containerd: cni - none", *cd))
     print(verdict(all(ours[c][0] <= 2.5 * ref[c][0] for c in ("ADD", "DEL")),
                   "ADD and DEL wall within 2.5x"))
     print(verdict(all(ours[c][1] <= 3 * ref[c][1] for c in ("ADD", "DEL")),
@@ -249,6 +280,9 @@ def main() -> int:
                   f"+{rules:.1f} ms)"))
     if pm:
         print(verdict(pm[0][0] <= 2 * pm[1][0], "a container's network under Podman within 2x"))
+    if cd:
+        print(verdict(cd[0][0] <= 2 * cd[1][0],
+                      "a container's network under containerd's go-cni within 2x"))
     print(f"(load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return 0
 

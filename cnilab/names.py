@@ -8,7 +8,6 @@ run files). The lessons build their object names on these rules; none has a rule
 from __future__ import annotations
 
 import re
-import string
 import unicodedata
 from dataclasses import dataclass
 
@@ -22,8 +21,9 @@ PREFIX_MAX = 40
 TAG = "cnilab"  # the mark of the unprefixed labs, and of what the CNI plugin makes for runtimes
 MARK_MAX = 100  # nft keeps 128 bytes of a table comment; iptables 256 of a rule's
 
-_LESSON = re.compile(r"[a-z][a-z0-9-]*\Z")
-_KEPT = frozenset(string.ascii_letters + string.digits + "-_")
+_LESSON = r"[a-z][a-z0-9-]*\Z"  # compiled by re on first use: the CNI plugin never needs it
+# Letters, digits, - and _ (string's constants: importing string compiles Template's pattern).
+_KEPT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 _MAX_ESCAPED = 120  # a file name has 255 bytes: longer escaped prefixes are hashed instead
 
 
@@ -113,7 +113,7 @@ def identity(lesson: str, prefix: str) -> str:
     prefixed one can be (those have an `@`); a prefix too long to escape is hashed after `#`,
     which an escaped prefix never contains.
     """
-    if not _LESSON.match(lesson):
+    if not re.match(_LESSON, lesson):
         raise ValueError(f"not a lesson name: {lesson!r}")
     if not prefix:
         return lesson

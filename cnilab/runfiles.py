@@ -13,9 +13,12 @@ import contextlib
 import errno
 import os
 import stat
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnilab.errors import CollisionError, ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DIR_MODE = 0o755
 FILE_MODE = 0o644
@@ -28,10 +31,22 @@ def trusted(st: os.stat_result) -> bool:
     return st.st_uid in (0, os.geteuid())
 
 
-def check_parents(path: Path) -> None:
+def _parents(path: str | os.PathLike[str]) -> list[str]:
+    """The folders above `path`, the outermost first (what reversed(Path(path).parents) names:
+    os.path's way, so that the CNI plugin's IPAM store never imports pathlib)."""
+    out, here = [], os.fspath(path)
+    while (up := os.path.dirname(here)) != here:
+        out.append(up or ".")
+        if not up:
+            break
+        here = up
+    return out[::-1]
+
+
+def check_parents(path: str | os.PathLike[str]) -> None:
     """Every folder above `path` that exists: trusted, and writable by others only if sticky
     (as /tmp is: there no one else can rename or remove what is ours)."""
-    for parent in reversed(path.parents):
+    for parent in _parents(path):
         try:
             st = os.stat(parent)
         except FileNotFoundError:
@@ -49,13 +64,20 @@ def safe_dir(path: str | os.PathLike[str], mode: int = DIR_MODE) -> Path:
     """The folder `path`, made with `mode` if missing (parents too), else checked: a real
     folder (no symlink), trusted, writable by no one else. An existing folder's mode is never
     changed: it may be shared (CNILAB_RUN_DIR=/tmp), so one others can write is refused."""
-    path = Path(os.path.abspath(path))
+    from pathlib import Path  # not at import: the CNI plugin's IPAM store calls ensure_dir
+
+    return Path(ensure_dir(path, mode))
+
+
+def ensure_dir(path: str | os.PathLike[str], mode: int = DIR_MODE) -> str:
+    """safe_dir's work, on a str: the folder's absolute path."""
+    path = os.path.abspath(path)
     check_parents(path)
     missing = []
     here = path
     while not os.path.lexists(here):
         missing.append(here)
-        here = here.parent
+        here = os.path.dirname(here)
     for folder in reversed(missing):
         # The umask may only take bits away: the mode is set below. Made meanwhile by another
         # process: checked below like any existing folder.
@@ -76,6 +98,8 @@ def safe_dir(path: str | os.PathLike[str], mode: int = DIR_MODE) -> Path:
 def new_dir(path: str | os.PathLike[str], mode: int = DIR_MODE) -> Path:
     """Make the folder `path` itself, with `mode` (its parents made or checked as safe_dir
     does); a CollisionError when it exists already: what someone else made is never adopted."""
+    from pathlib import Path
+
     path = Path(os.path.abspath(path))
     safe_dir(path.parent)
     try:
@@ -86,7 +110,7 @@ def new_dir(path: str | os.PathLike[str], mode: int = DIR_MODE) -> Path:
     return path
 
 
-def _check_dir(folder: Path, mode: int | None) -> None:
+def _check_dir(folder: str | os.PathLike[str], mode: int | None) -> None:
     """Refuse a symlink, a non-folder, an untrusted owner, a folder others may write; a folder
     just made gets `mode`."""
     try:
@@ -212,6 +236,8 @@ class Output:
     replaced, never followed)."""
 
     def __init__(self, path: str | os.PathLike[str], mode: int = FILE_MODE) -> None:
+        from pathlib import Path
+
         self.path = Path(path)
         if os.path.isdir(self.path) and not os.path.islink(self.path):
             raise unwritable(self.path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))

@@ -32,8 +32,9 @@ MULTICAST = "224.0.0.0/4"
 # Bounded, whatever the lengths of the network name and container ID (the spec sets none, and
 # iptables cuts a comment at 256 bytes, after which DEL and GC could no longer find the rule):
 # hashes, as the reference plugins name their chains (CNI-<hash of network + container ID>).
-COMMENT_RE = re.compile(r"^cnilab net (?P<net>[0-9a-f]{8}) id (?P<id>[0-9a-f]{16})$")
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+# Patterns, compiled by re on first use (and cached): most calls never read a comment or a MAC.
+COMMENT_PATTERN = r"^cnilab net (?P<net>[0-9a-f]{8}) id (?P<id>[0-9a-f]{16})$"
+MAC_PATTERN = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def delete_rules(k: Kernel, node: str | None, network: str,
         tokens = shlex.split(line)
         if "--comment" not in tokens or tokens[0] != "-A":
             continue
-        m = COMMENT_RE.match(tokens[tokens.index("--comment") + 1])
+        m = re.match(COMMENT_PATTERN, tokens[tokens.index("--comment") + 1])
         if m and m["net"] == net and doomed(m["id"]):
             gone.append(["-D", *tokens[1:]])
     try:
@@ -158,6 +159,11 @@ def delete_rules(k: Kernel, node: str | None, network: str,
         for words in gone:
             k.iptables(node, ["-t", "nat", *words], missing_ok=True)
     return len(gone)
+
+
+def unicast_mac(mac: str) -> bool:
+    """A unicast MAC like 02:42:0a:f4:01:05, as the bridge plugins demand."""
+    return re.match(MAC_PATTERN, mac) is not None and not int(mac[:2], 16) & 1
 
 
 def pod_mac(conf: Mapping[str, Any], args: Mapping[str, str]) -> str | None:
@@ -175,7 +181,7 @@ def pod_mac(conf: Mapping[str, Any], args: Mapping[str, str]) -> str | None:
     if not found:
         return None
     what, mac, code = found[-1]
-    if not isinstance(mac, str) or not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
+    if not isinstance(mac, str) or not unicast_mac(mac):
         raise CniError(code, f"{what} {mac!r} is not a unicast MAC address like "
                        "02:42:0a:f4:01:05")
     return mac.lower()

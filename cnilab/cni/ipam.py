@@ -10,7 +10,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
-from pathlib import Path
 from typing import Any
 
 from cnilab.cni import spec
@@ -27,14 +26,14 @@ class IpamConfig:
     network: str
     range_sets: tuple[tuple[Range, ...], ...]
     routes: tuple[dict[str, str], ...]
-    data_dir: Path
+    data_dir: str  # os.path's, not pathlib's: the plugin path never imports pathlib
     dns: dict[str, Any]
     lock_timeout: float = LOCK_TIMEOUT
 
     @property
-    def store(self) -> Path:
+    def store(self) -> str:
         """This network's folder of leases."""
-        return self.data_dir / self.network
+        return os.path.join(self.data_dir, self.network)
 
     def leases(self) -> Store:
         """This network's store of leases."""
@@ -110,7 +109,7 @@ def parse_ipam(conf: Mapping[str, Any]) -> IpamConfig:
     if not isinstance(timeout, (int, float)) or timeout < 0:
         raise CniError(spec.INVALID_CONFIG, f"ipam lockTimeout {timeout!r} is not seconds")
     return IpamConfig(conf["name"], range_sets, tuple(routes),
-                      Path(ipam.get("dataDir") or DEFAULT_DATA_DIR),
+                      os.fspath(ipam.get("dataDir") or DEFAULT_DATA_DIR),
                       dict(ipam.get("dns") or conf.get("dns") or {}), float(timeout))
 
 
@@ -184,7 +183,7 @@ def _requested(args: Mapping[str, str], conf: Mapping[str, Any], sets: int
 def delete(conf: Mapping[str, Any], container_id: str, ifname: str) -> None:
     """Release the container's addresses; already released (or never allocated) is fine."""
     cfg = parse_ipam(conf)
-    if not cfg.store.is_dir():
+    if not os.path.isdir(cfg.store):
         return
     store = cfg.leases()
     with store.locked(create=False):
@@ -205,7 +204,7 @@ def check(conf: Mapping[str, Any], container_id: str, ifname: str) -> None:
 def gc(conf: Mapping[str, Any], keep: set[tuple[str, str]]) -> list[IPv4Address]:
     """Release every address whose attachment is not in `keep`."""
     cfg = parse_ipam(conf)
-    if not cfg.store.is_dir():
+    if not os.path.isdir(cfg.store):
         return []
     store = cfg.leases()
     with store.locked(create=False):
@@ -215,9 +214,9 @@ def gc(conf: Mapping[str, Any], keep: set[tuple[str, str]]) -> list[IPv4Address]
 def status(conf: Mapping[str, Any]) -> None:
     """Error 50 when an ADD could not get an address now (store unwritable or range full)."""
     cfg = parse_ipam(conf)
-    probe = cfg.store if cfg.store.is_dir() else cfg.data_dir
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = os.path.abspath(cfg.store if os.path.isdir(cfg.store) else cfg.data_dir)
+    while not os.path.exists(probe) and probe != os.path.dirname(probe):
+        probe = os.path.dirname(probe)
     if not os.access(probe, os.W_OK):
         raise CniError(spec.NOT_AVAILABLE, f"the IPAM store {cfg.store} is not writable")
     held = set(cfg.leases().leases())

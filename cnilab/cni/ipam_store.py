@@ -20,12 +20,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
-from pathlib import Path
 
 from cnilab.cni import spec
 from cnilab.cni.spec import CniError
 from cnilab.errors import ConfigError
-from cnilab.runfiles import PRIVATE_MODE, open_file, safe_dir
+from cnilab.runfiles import PRIVATE_MODE, ensure_dir, open_file
 
 LINE_BREAK = "\r\n"  # host-local's separator between container ID and interface name
 LOCK_TIMEOUT = 10.0  # seconds; then "try again later" (11)
@@ -61,8 +60,9 @@ class Range:
 class Store:
     """The leases of one network, under its flock (hold it with `with store.locked():`)."""
 
-    def __init__(self, folder: Path, lock_timeout: float = LOCK_TIMEOUT) -> None:
-        self.dir = folder
+    def __init__(self, folder: str | os.PathLike[str], lock_timeout: float = LOCK_TIMEOUT
+                 ) -> None:
+        self.dir = os.fspath(folder)  # a str, joined by os.path: no pathlib on the plugin path
         self.lock_timeout = lock_timeout
 
     @contextlib.contextmanager
@@ -70,8 +70,8 @@ class Store:
         """Hold the network's lock; after lockTimeout seconds: error 11, try again later."""
         try:
             if create:
-                safe_dir(self.dir)  # 0755 whatever the umask; a planted symlink refused
-            fd = open_file(self.dir / "lock", os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+                ensure_dir(self.dir)  # 0755 whatever the umask; a planted symlink refused
+            fd = open_file(self._path("lock"), os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
         except (OSError, ConfigError) as e:  # ConfigError: runfiles' full or read-only folder
             reason = e.strerror if isinstance(e, OSError) else e.params.get("reason")
             raise CniError(spec.IO_FAILURE, f"cannot open the IPAM store {self.dir}: "
@@ -107,14 +107,19 @@ class Store:
         return [IPv4Address(n) for n in self._indexed(cid, ifname) or ()
                 if self._owner_of(n) == (cid, ifname)]
 
-    def _index(self, cid: str, ifname: str) -> Path:
+    def _path(self, name: str) -> str:
+        """A file of the store."""
+        return os.path.join(self.dir, name)
+
+    def _index(self, cid: str, ifname: str) -> str:
+        """The name of the attachment's index file."""
         digest = hashlib.sha256(f"{cid}\0{ifname}".encode()).hexdigest()[:16]
-        return self.dir / f"{INDEX_PREFIX}{digest}"
+        return f"{INDEX_PREFIX}{digest}"
 
     def _indexed(self, cid: str, ifname: str) -> list[str] | None:
         """The addresses the attachment's index names (a superset of what it holds: each is
         noted before its lease is made); None when it has no index."""
-        text = self._read(self._index(cid, ifname).name)
+        text = self._read(self._index(cid, ifname))
         if text is None:
             return None
         head, *names = text.split("\n")
@@ -123,8 +128,8 @@ class Store:
     def _note(self, cid: str, ifname: str, ip: IPv4Address) -> None:
         """Add an address to the attachment's index, before its lease is made: a crash in
         between leaves a name that holds nothing, never a lease no DEL would find."""
-        fd = open_file(self._index(cid, ifname), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                       PRIVATE_MODE)
+        fd = open_file(self._path(self._index(cid, ifname)),
+                       os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_MODE)
         try:
             head = b"" if os.fstat(fd).st_size else f"{cid}\t{ifname}".encode()
             os.write(fd, head + f"\n{ip}".encode())
@@ -134,7 +139,7 @@ class Store:
     def _read(self, name: str) -> str | None:
         """A file of the store (no symlink followed); None when it is not there."""
         try:
-            fd = os.open(self.dir / name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError:
             return None
         try:
@@ -177,11 +182,11 @@ class Store:
 
     def _write_new(self, ip: IPv4Address, owner: str) -> bool:
         try:
-            fd = os.open(self.dir / str(ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(self._path(str(ip)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             return False
         except OSError as e:
-            raise CniError(spec.IO_FAILURE, f"cannot write {self.dir / str(ip)}: "
+            raise CniError(spec.IO_FAILURE, f"cannot write {self._path(str(ip))}: "
                            f"{e.strerror}") from None
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(owner)
@@ -189,7 +194,8 @@ class Store:
 
     def _last(self, index: int) -> IPv4Address | None:
         with contextlib.suppress(FileNotFoundError, ValueError):
-            ip = ip_address((self.dir / f"last_reserved_ip.{index}").read_text().strip())
+            with open(self._path(f"last_reserved_ip.{index}"), encoding="utf-8") as f:
+                ip = ip_address(f.read().strip())
             return ip if isinstance(ip, IPv4Address) else None
         return None
 
@@ -211,7 +217,7 @@ class Store:
             self._remember(index, requested)
             return requested, rng
         for ip, rng in round_robin(rset, self._last(index)):
-            if os.path.lexists(self.dir / str(ip)):
+            if os.path.lexists(self._path(str(ip))):
                 continue  # taken: not worth a note
             self._note(cid, ifname, ip)
             if self._write_new(ip, owner):
@@ -223,7 +229,7 @@ class Store:
 
     def _remember(self, index: int, ip: IPv4Address) -> None:
         # Truncated only once open_file has checked whose file it is.
-        fd = open_file(self.dir / f"last_reserved_ip.{index}", os.O_WRONLY | os.O_CREAT)
+        fd = open_file(self._path(f"last_reserved_ip.{index}"), os.O_WRONLY | os.O_CREAT)
         try:
             os.ftruncate(fd, 0)
             os.write(fd, str(ip).encode())
@@ -240,9 +246,9 @@ class Store:
                                                                            (cid, ""))]
             for ip in gone:
                 with contextlib.suppress(FileNotFoundError):
-                    (self.dir / str(ip)).unlink()
+                    os.unlink(self._path(str(ip)))
             with contextlib.suppress(FileNotFoundError):
-                self._index(cid, ifname).unlink()
+                os.unlink(self._path(self._index(cid, ifname)))
             return gone
         if keep is not None:
             self._drop_indexes(keep)
@@ -258,7 +264,7 @@ class Store:
             except ValueError:
                 continue
             with contextlib.suppress(FileNotFoundError):
-                (self.dir / name).unlink()
+                os.unlink(self._path(name))
             gone.append(ip)
         return gone
 
@@ -273,7 +279,7 @@ class Store:
                 owner = tuple(head.split("\t", 1))
                 if owner not in keep and (owner[0], "") not in keep:
                     with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.dir / entry.name)
+                        os.unlink(self._path(entry.name))
 
 
 def owner_in(lease: str) -> tuple[str, str]:

@@ -12,7 +12,7 @@ import fcntl
 import os
 from ipaddress import IPv4Address, ip_address
 
-from cnilab.cni.bridge import MAC_RE
+from cnilab.cni.bridge import unicast_mac
 from cnilab.cni.chain import NetworkList
 from cnilab.cni.ipam_store import Range
 from cnilab.cni.spec import CniError
@@ -24,7 +24,7 @@ CLONE_NEWNET = 0x40000000
 
 def check_mac(mac: str | None) -> None:
     """A unicast MAC like 02:42:0a:f4:01:05, as the bridge plugins demand."""
-    if mac is not None and (not MAC_RE.match(mac) or int(mac[:2], 16) & 1):
+    if mac is not None and not unicast_mac(mac):
         raise ConfigError.of("cni_bad_mac", mac=mac)
 
 

@@ -12,12 +12,10 @@ import os
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnilab.kernel import iptables as _iptables
 from cnilab.kernel import netns as _netns
-from cnilab.kernel import processes
 from cnilab.kernel.messages import RawLinks, resolve_peers
 from cnilab.kernel.netlink import Netlink
 from cnilab.kernel.netns import (
@@ -35,6 +33,8 @@ from cnilab.kernel.netns import (
 from cnilab.state import Namespace, Snapshot, listening_ports
 
 if TYPE_CHECKING:  # the packet tracer's modules load when a trace runs, not with every command
+    from pathlib import Path
+
     from cnilab.kernel.conntrack import Connection
     from cnilab.kernel.nftrace import TraceListener
 
@@ -168,11 +168,15 @@ class Kernel(Netlink):
 
     def start_server(self, netns: str | None, port: int, body: str) -> None:
         """Start cnilab's web server inside `netns` and wait until it listens."""
+        from cnilab.kernel import processes  # not at import: pathlib, off the CNI plugin's path
+
         processes.start_server(self._need_run_dir(), netns, port, body)
         self.changed(netns)
 
     def stop_server(self, netns: str | None, port: int) -> None:
         """Stop the web server cnilab started there, by PID, only if it is ours."""
+        from cnilab.kernel import processes
+
         processes.stop_server(self._need_run_dir(), netns, port)
         self.changed(netns)
 

@@ -85,6 +85,21 @@ def busybox_tar() -> bytes:
     return data.getvalue()
 
 
+def containerd_config(tmp: Path) -> str:
+    """containerd's config: its root, state, opt folder and sockets under `tmp`, no CRI."""
+    return f"""version = 2
+root = "{tmp}/containerd/root"
+state = "{tmp}/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{tmp}/containerd.sock"
+[ttrpc]
+  address = "{tmp}/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{tmp}/containerd/opt"
+"""
+
+
 def wait_for(path: Path, proc: subprocess.Popen[bytes], what: str) -> None:
     """Until `path` exists (the daemon's socket); CannotRun if the daemon dies or takes WAIT."""
     deadline = time.monotonic() + WAIT
@@ -126,17 +141,7 @@ def docker_box(netns: str) -> Iterator[Docker]:
     containerd: subprocess.Popen[bytes] | None = None
     dockerd: subprocess.Popen[bytes] | None = None
     try:
-        (tmp / "containerd.toml").write_text(f"""version = 2
-root = "{tmp}/containerd/root"
-state = "{tmp}/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{tmp}/containerd.sock"
-[ttrpc]
-  address = "{tmp}/containerd.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{tmp}/containerd/opt"
-""")
+        (tmp / "containerd.toml").write_text(containerd_config(tmp))
         # Docker before 23 keeps its ID key in /etc/docker unless its config says where (and
         # from 23 on refuses that key as unknown).
         config = {"deprecated-key-path": str(tmp / "key.json")} if dockerd_major() < 23 else {}

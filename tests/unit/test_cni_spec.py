@@ -172,7 +172,7 @@ def test_ipam_requested_address_duplicate_and_exhaustion(tmp_path: Path) -> None
     assert code_of(ipam.check, conf, "d", "eth0") == spec.CHECK_FAILED
     assert sorted(map(str, ipam.gc(conf, {("a", "eth0")}))) == ["10.5.0.10", "10.5.0.11"]
     assert sorted(p.name for p in (tmp_path / "n1").iterdir()) == [  # GC: b's, c's index too
-        "10.5.0.12", Store(tmp_path / "n1")._index("a", "eth0").name, "last_reserved_ip.0",
+        "10.5.0.12", Store(tmp_path / "n1")._index("a", "eth0"), "last_reserved_ip.0",
         "lock"]
 
 
@@ -188,7 +188,7 @@ def test_ipam_config_errors(tmp_path: Path) -> None:
     for section, code in bad:
         assert code_of(ipam.parse_ipam, {"name": "n", "ipam": section}) == code, section
     cfg = ipam.parse_ipam({"name": "n", "ipam": {"subnet": "10.0.0.0/24"}})
-    assert cfg.data_dir == Path(ipam.DEFAULT_DATA_DIR)
+    assert cfg.data_dir == ipam.DEFAULT_DATA_DIR
     assert cfg.range_sets[0][0].gateway.exploded == "10.0.0.1"
 
 
