@@ -240,9 +240,11 @@ def guarded(ctx: typer.Context, lang: str | None = None,
         import signal
 
         from cnilab.i18n import t
+        from cnilab.render.commands import LabCommands
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: not a second line
-        console(stderr=True).print("cnilab: " + t("error.interrupted", lang_of(ctx, lang)))
+        said = t("error.interrupted", lang_of(ctx, lang))  # its `cnilab teardown` reaches this lab
+        console(stderr=True).print("cnilab: " + LabCommands(command_line(ctx)).text(said))
         interrupt_said[0] = True  # cli/entry.py prints it otherwise
         raise typer.Exit(INTERRUPTED) from None
     finally:
@@ -320,6 +322,13 @@ def lab_commands(ctx: typer.Context, lesson: str = "eight-steps") -> LabCommands
     from cnilab.render.commands import LabCommands
 
     cnilab = command_line(ctx)
+    if lesson == "cni":  # the runtime's folder is its lab's: /run/cnilab/cni/cni@PREFIX/ ...
+        from cnilab.ledger import run_dir
+        from cnilab.names import Identity
+
+        prefix = prefix_of(ctx)
+        folder = f"{run_dir()}/cni/{Identity(lesson, prefix).lab_id}/"
+        return LabCommands(cnilab, prefix, paths={"/run/cnilab/cni/cni/": folder})
     if lesson != "eight-steps":
         return LabCommands(cnilab, prefix_of(ctx))
     topo = topology_of(ctx)

@@ -60,6 +60,7 @@ class LabCommands:
     prefix: str = ""
     names: Mapping[str, str] = field(default_factory=dict)  # course name -> this lab's namespace
     node: str | None = None  # where the lesson's bare commands run; None: right here
+    paths: Mapping[str, str] = field(default_factory=dict)  # the course's folders -> this lab's
 
     def netns(self, name: str) -> str:
         """The namespace the course calls `name`, in this lab."""
@@ -88,6 +89,9 @@ class LabCommands:
                 body[i] = self.netns(body[i])
             elif body[i].startswith("--net=/run/netns/"):
                 body[i] = "--net=/run/netns/" + self.netns(body[i][len("--net=/run/netns/"):])
+            for course, here in self.paths.items():
+                if body[i].startswith(course):
+                    body[i] = here + body[i][len(course):]
         if self.node and body[0] in NODE_PROGRAMS and not names_netns:
             body = ["ip", "netns", "exec", self.node, *body]
         return " ".join(["sudo"] * sudo + body)

@@ -41,6 +41,8 @@ def unsafe(command: str, node: str | None) -> list[str]:
     program = words[1] if words[:1] == ["sudo"] and len(words) > 1 else words[0]
     if program.endswith("cnilab") and f"--prefix {P}" not in command:
         problems.append("cnilab without --prefix")
+    if "/run/cnilab/cni/cni/" in command:  # the unprefixed CNI lesson's folder
+        problems.append("another lab's folder")
     if node and NODE_FIRST.match(command) and not command.startswith("ip netns exec"):
         problems.append("typed on this machine, not on the node")
     return problems
