@@ -232,6 +232,7 @@ def test_ctrl_c_at_a_ledger_write_is_one_line_and_teardown_leaves_nothing(
         cnilab: Cnilab) -> None:
     done = killed_at(cnilab, "ledger:12:SIGINT", "run-all", "--yes")
     assert done.returncode == 130 and "interrupted" in done.stderr
+    assert f"--prefix {cnilab.prefix} teardown" in done.stderr  # the hint reaches this lab
     assert "Traceback" not in done.stderr and prefixed_netns(cnilab.prefix) != []
     assert cnilab.run("teardown").returncode == 0
     assert prefixed_netns(cnilab.prefix) == [] and ledger_lines(cnilab) == []
