@@ -15,7 +15,6 @@ import json
 import os
 import signal
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from cnilab.runfiles import (
     write_atomic,
 )
 from cnilab.state import Snapshot
+from cnilab.values import field, valueclass
 
 RUN_DIR = "/run/cnilab"
 RUN_DIR_ENV = "CNILAB_RUN_DIR"  # tests point this at their own directory
@@ -47,7 +47,7 @@ def run_dir() -> Path:
 
 
 
-@dataclass
+@valueclass
 class Teardown:
     """What a teardown did: undone, in the order undone; kept: recorded, not proven ours."""
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 
 from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
 from cnilab.i18n import LANGS, default_lang, lessons_dir
+from cnilab.values import valueclass
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class StepText:
     """What a lesson says about one step."""
 
@@ -25,7 +25,7 @@ class StepText:
     watch: str | None = None  # "watch the packet": a `cnilab trace` to run after this step
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Lesson:
     """A lesson in one language."""
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 
 from cnilab.errors import ConfigError
+from cnilab.values import valueclass
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1: the kernel's interface names hold 15 bytes
 NETNS_MAX = 64  # a name under /run/netns that `ip netns` lists and types without trouble
@@ -65,7 +65,7 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Identity:
     """One lab: a lesson run under an exact prefix. Its ledger, lock and run files are named by
     `lab_id`, its namespaces by `netns()`, and what it makes in the kernel carries `mark`."""

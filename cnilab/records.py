@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnilab.ops import BadEntry, Evidence, KernelApi, Op
+from cnilab.values import field, valueclass
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Problem:
     """A ledger line that was skipped, and why (a sentence key of the [ledger] UI section)."""
 
@@ -33,7 +33,7 @@ class Problem:
         return t("ledger.skipped", lang, line=self.line, path=path, reason=reason)
 
 
-@dataclass
+@valueclass
 class Record:
     """One op as the ledger holds it: the intent, its proof, whether it was completed."""
 
@@ -48,7 +48,7 @@ class Record:
         return self.op.owned(kernel, self.done, self.proof)
 
 
-@dataclass
+@valueclass
 class Parsed:
     """Everything read from one ledger file."""
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import socket
 import struct
-from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from cnilab.values import asdict, field, valueclass
 
 LISTEN, ESTABLISHED = 0x0A, 0x01
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class TcpSocket:
     """One TCP socket: addresses, state, and the process holding it (if any)."""
 
@@ -65,7 +66,7 @@ def listening_ports(text: str) -> tuple[int, ...]:
     return tuple(sorted({s.local_port for s in parse_proc_tcp(text) if s.state == LISTEN}))
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Link:
     """A network interface as the kernel reports it."""
 
@@ -86,7 +87,7 @@ def first_ip(link: Link | None) -> str | None:
     return link.addresses[0].split("/")[0] if link is not None and link.addresses else None
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Neighbour:
     """One entry of a namespace's neighbour (ARP) table, as `ip neigh` shows it."""
 
@@ -96,7 +97,7 @@ class Neighbour:
     state: str  # REACHABLE, STALE, DELAY, PROBE, INCOMPLETE, FAILED, PERMANENT
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class FdbEntry:
     """One entry of a bridge's forwarding database: which port a MAC address is behind."""
 
@@ -106,7 +107,7 @@ class FdbEntry:
     local: bool = False  # the port's own address (permanent), not learned from traffic
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class RouteDecision:
     """What the routing table decides for one packet, as `ip route get` prints it."""
 
@@ -118,7 +119,7 @@ class RouteDecision:
     error: str | None = None  # the kernel's answer when there is no route ("No route to host")
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Route:
     """An IPv4 route of the main table."""
 
@@ -127,7 +128,7 @@ class Route:
     dev: str | None = None
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Namespace:
     """One network namespace; name None is the namespace cnilab runs in."""
 
@@ -149,7 +150,7 @@ class Namespace:
         return next((ln for ln in self.links if address in ln.addresses), None)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Snapshot:
     """Every namespace cnilab looked at, plus the names under /run/netns."""
 

@@ -13,19 +13,19 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cnilab.kernel.events import NamespaceEvents, Observed
 from cnilab.kernel.messages import NsidMap, resolve_peers
 from cnilab.ops import Key, Step
 from cnilab.state import Namespace, Snapshot
+from cnilab.values import asdict, field, valueclass
 
 ObjKey = tuple[str, str, str]  # kind, name, what tells two of the same name apart (dev, route)
 LOG_SIZE = 8
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Change:
     """One object added, removed or changed in one namespace (netns None: cnilab's own)."""
 
@@ -101,7 +101,7 @@ def diff(netns: str | None, old: dict[ObjKey, dict[str, Any]],
     return changes
 
 
-@dataclass
+@valueclass
 class LiveLab:
     """The lab as the events say it is now, the changes of the last seconds, the steps done."""
 

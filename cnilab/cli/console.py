@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
@@ -20,6 +19,7 @@ import typer
 
 from cnilab.errors import CnilabError, ConfigError
 from cnilab.lab import BONUS_STEP
+from cnilab.values import valueclass
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from cnilab.watch import LiveLab
 
 
-@dataclass
+@valueclass
 class Options:
     """Options shared by every command (set by the main callback)."""
 

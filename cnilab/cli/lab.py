@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -31,6 +30,7 @@ from cnilab.cli.console import (
     warn,
 )
 from cnilab.errors import CnilabError, ConfigError
+from cnilab.values import asdict
 
 if TYPE_CHECKING:
     pass

@@ -11,19 +11,19 @@ nor cnilab.kernel.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnilab.errors import ConfigError
 from cnilab.i18n import lessons_dir
 from cnilab.lessons import Lesson, StepText, load
+from cnilab.values import valueclass
 
 if TYPE_CHECKING:
     from cnilab.ops import Step
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class LessonDef:
     """One lesson: its name, its commands, its steps from a plan, its teardown."""
 

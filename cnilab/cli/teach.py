@@ -6,7 +6,6 @@ cnilab.cli.main puts them at the top level of the main app.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -28,6 +27,7 @@ from cnilab.cli.console import (
 )
 from cnilab.errors import CnilabError
 from cnilab.lab import BONUS_STEP
+from cnilab.values import asdict
 
 if TYPE_CHECKING:
     from cnilab.cli.registry import LessonDef

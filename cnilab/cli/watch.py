@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Collection
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -30,6 +29,7 @@ from cnilab.cli.console import (
     prefix_of,
     topology_of,
 )
+from cnilab.values import asdict
 
 if TYPE_CHECKING:
     from cnilab.cluster.live import ClusterLive

@@ -9,7 +9,6 @@ plan's options, so status, exec, quiz and down know the cluster without being to
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from cnilab.cluster import components, kubectl, pods
@@ -26,9 +25,10 @@ from cnilab.ops.files import NetnsEtcFile
 from cnilab.ops.trace import AddTraceTable
 from cnilab.owner import Owner
 from cnilab.state import Snapshot
+from cnilab.values import field, valueclass
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class PlanCluster(Op):
     """The options the cluster was built with (a ledger entry; changes nothing in the kernel)."""
 
@@ -58,7 +58,7 @@ def cluster_ledger(prefix: str, run_dir: str | None = None) -> Ledger:
     return Ledger.of(Identity(LESSON, prefix), run_dir, ops=CLUSTER_OPS)
 
 
-@dataclass
+@valueclass
 class UpReport:
     """What `up` changed: network ops, component processes, pods attached, the kubectl."""
 

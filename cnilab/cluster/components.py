@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -26,6 +25,7 @@ from cnilab.errors import KernelError
 from cnilab.kernel import run_in_netns
 from cnilab.ops import Evidence, KernelApi, Op
 from cnilab.state import Snapshot
+from cnilab.values import valueclass
 
 if TYPE_CHECKING:
     from cnilab.cluster.plan import ClusterPlan
@@ -36,7 +36,7 @@ CONNECT_TIMEOUT = 2.0
 READY_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Component:
     """A component's sockets: where it listens and whom it keeps connections to."""
 
@@ -105,7 +105,7 @@ def _resolve(host: str, node_ip: str, controlplane_ip: str) -> str:
     return {"node": node_ip, "controlplane": controlplane_ip}.get(host, host)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class StartComponent(Op):
     """Start a component's process with its sockets in the node's namespace."""
 

@@ -14,7 +14,6 @@ import contextlib
 import os
 import platform
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +21,7 @@ from cnilab import __version__
 from cnilab.ledger import Ledger
 from cnilab.ops import BadEntry
 from cnilab.ops.files import OwnedFile
+from cnilab.values import valueclass
 
 KUBELET_PORT = 10250
 COLUMNS = ("NAME", "STATUS", "ROLES", "AGE", "VERSION")
@@ -34,7 +34,7 @@ def bin_dir(ledger: Ledger) -> str:
     return str(ledger.path.with_suffix("")) + "-bin"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class KubectlScript(OwnedFile):
     """The `kubectl` script of a cluster (mode 0755, removed only while it is exactly ours)."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from typing import Any
 
@@ -19,6 +18,7 @@ from cnilab.cluster.plan import LAN_NETNS, NODE_IF, POD_BRIDGE, POD_IF, WORLD_NE
 from cnilab.kernel.events import Observed
 from cnilab.ops import FORWARDING
 from cnilab.state import Link, Namespace, Snapshot, first_ip
+from cnilab.values import field, valueclass
 from cnilab.watch import Change, LiveLab, diff
 
 
@@ -39,7 +39,7 @@ def follows(prefix: str) -> Callable[[str], bool]:
     return follow
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class PodView:
     """A pod as its namespace holds it: eth0's address and state."""
 
@@ -49,7 +49,7 @@ class PodView:
     up: bool
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class NodeView:
     """A node as its namespace holds it, and its pods."""
 
@@ -100,7 +100,7 @@ class NodeView:
         }
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class ClusterView:
     """The cluster in the observed state: nodes with their pods, LAN gateway, outside world."""
 
@@ -155,7 +155,7 @@ def _objects(view: ClusterView) -> dict[str, dict[tuple[str, str, str], dict[str
             for n, c in zip(view.nodes, view.checks().values())}
 
 
-@dataclass
+@valueclass
 class ClusterLive(LiveLab):
     """The cluster as the events say it is now, and its nodes' checks."""
 

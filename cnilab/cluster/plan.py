@@ -8,11 +8,11 @@ no carrier), a gateway 172.17.0.1 that NATs to an emulated outside world in 203.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from cnilab.errors import ConfigError
 from cnilab.names import Identity, check_netns_name, check_prefix
+from cnilab.values import valueclass
 
 LAN = IPv4Network("172.17.0.0/16")
 GATEWAY = IPv4Interface("172.17.0.1/16")
@@ -53,7 +53,7 @@ def node_name(index: int) -> str:
     return "controlplane" if index == 0 else f"node{index:02d}"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Node:
     """One node: a namespace with ens3 on the LAN, a pod bridge and a pod CIDR."""
 
@@ -85,7 +85,7 @@ class Node:
         return self.index == 0
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Pod:
     """One pod: its own namespace, attached to its node's cni0 by the CNI plugin."""
 
@@ -93,7 +93,7 @@ class Pod:
     node: str
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class ClusterPlan:
     """Every name and address of the cluster; `prefix` goes before every namespace name."""
 

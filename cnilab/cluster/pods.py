@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from cnilab.ledger import Ledger
 from cnilab.ops import Evidence, KernelApi, Op
 from cnilab.runfiles import safe_dir
 from cnilab.state import Snapshot
+from cnilab.values import valueclass
 
 CNI_VERSION = "1.0.0"
 NETWORK = "cbr0"  # the network name flannel's bridge config uses on kubeadm nodes
@@ -49,7 +49,7 @@ def store_dir(ledger: Ledger) -> str:
     return str(ledger.path.with_suffix("")) + "-ipam"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class IpamStore(Op):
     """The folder holding every node's IPAM store (undo: removed with what is left in it)."""
 
@@ -72,7 +72,7 @@ class IpamStore(Op):
         return ["mkdir", "-p", self.path]
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class AttachPod(Op):
     """CNI ADD of a pod's namespace (netns) to its node's cni0; undo is CNI DEL."""
 

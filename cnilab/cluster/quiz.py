@@ -7,7 +7,6 @@ how to find each answer in the observed status (cluster/status.py) and how to co
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import cache
 from ipaddress import IPv4Address
 from typing import Any
@@ -18,6 +17,7 @@ from cnilab.compat import tomllib
 from cnilab.errors import ConfigError
 from cnilab.i18n import lessons_dir
 from cnilab.lessons import check_lang
+from cnilab.values import field, valueclass
 
 LESSON = "cluster"
 NONE = "none"  # the expected answer when the kernel holds nothing to answer with
@@ -25,7 +25,7 @@ NONE = "none"  # the expected answer when the kernel holds nothing to answer wit
 Status = Mapping[str, Any]
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Question:
     """One question as asked now: its text, hints, explanation and the kernel's answer."""
 
@@ -42,7 +42,7 @@ class Question:
     names: tuple[str, ...] = ()  # every host (or interface) name an answer may give
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Graded:
     """A student's answer to one question, whether it matches the kernel, and on which try."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cnilab.cluster.plan import (
     DOCKER0,
     DOCKER_BRIDGE,
@@ -37,11 +35,12 @@ from cnilab.ops import (
 )
 from cnilab.ops.files import NetnsEtcFile
 from cnilab.state import Snapshot
+from cnilab.values import valueclass
 
 GONE_PORT = ("vethgone", "vethgone-c")  # the veth of a container that came and went
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class UnplugLastPort(Op):
     """Plug a veth into a (still down) bridge and pull it out again: up, it has no carrier.
 

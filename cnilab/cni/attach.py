@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import stat
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,9 +17,10 @@ from cnilab.errors import CollisionError
 from cnilab.ops import Evidence, KernelApi, Key, Op
 from cnilab.runfiles import new_dir, trusted
 from cnilab.state import Snapshot
+from cnilab.values import replace, valueclass
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class StateDir(Op):
     """mkdir -m 700 PATH: the runtime's files (plugins, leases, cached results); undo removes it."""
 
@@ -57,7 +57,7 @@ class StateDir(Op):
         return ["rm", "-r", self.path]
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class AttachNetwork(Op):
     """CNI ADD of a network (its plugins chained, as libcni) to a sandbox; undo is CNI DEL.
 

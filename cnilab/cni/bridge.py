@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from cnilab.cni.spec import CniError
 from cnilab.errors import KernelError
 from cnilab.ops import AddRule, KernelApi, Op
 from cnilab.state import Snapshot
+from cnilab.values import valueclass
 
 if TYPE_CHECKING:
     from cnilab.kernel import Kernel
@@ -37,7 +37,7 @@ COMMENT_PATTERN = r"^cnilab net (?P<net>[0-9a-f]{8}) id (?P<id>[0-9a-f]{16})$"
 MAC_PATTERN = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class BridgeConfig:
     """The main plugin's part of the network configuration, checked."""
 
@@ -118,7 +118,7 @@ def masq_ops(node: str | None, bc: BridgeConfig, container_id: str,
 
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class PrependRoute(Op):
     """ip route prepend DST via GATEWAY dev DEV: a pod's route, added as the reference plugins
     add it (no NLM_F_EXCL), so a second network's default route goes before the first one
@@ -205,7 +205,7 @@ def kernel_or_new(kernel: Kernel | None) -> Kernel:
     return Kernel()
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class PodCall:
     """One call of the plugin, checked once: the request, its bridge config, the node it acts
     in (None: the namespace it runs in) and the kernel it acts through."""

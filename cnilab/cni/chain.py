@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,14 @@ from cnilab.cni.exec import Call, find_plugin, invoke
 from cnilab.cni.spec import CniError
 from cnilab.errors import CollisionError, ConfigError
 from cnilab.runfiles import PRIVATE_MODE, read_file, read_small, safe_dir, write_atomic
+from cnilab.values import field, valueclass
 
 CACHE_KIND = "cni.dev/attachment"
 CONF_SUFFIXES = (".conflist", ".conf", ".json")
 MAX_CONF_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class NetworkList:
     """A network configuration list: name, cniVersion and the plugins, in order."""
 
@@ -124,7 +124,7 @@ def find(conf_dir: str | os.PathLike[str], name: str) -> NetworkList:
                          known=", ".join(dict.fromkeys(seen)) or "-")
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Attachment:
     """One container's attachment to a network (libcni's RuntimeConf)."""
 
@@ -140,7 +140,7 @@ class Attachment:
         return spec.format_cni_args(self.args)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Runner:
     """Runs a network's plugins for a runtime: where they are, where they run, the cache."""
 

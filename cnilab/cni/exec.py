@@ -15,11 +15,11 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cnilab.cni import spec
 from cnilab.cni.spec import CniError
+from cnilab.values import valueclass
 
 # Where the reference plugins live: /opt/cni/bin (upstream tarballs, kubeadm), /usr/lib/cni
 # (Debian, Ubuntu), /usr/libexec/cni (Fedora, RHEL). CNI_PATH, when set, goes first.
@@ -31,7 +31,7 @@ NO_IFNAME = ("VERSION", "STATUS", "GC")  # commands that take no container or in
 DELEGATED = "cnilab-delegated: "
 
 
-@dataclass
+@valueclass
 class Call:
     """One execution of a plugin, exactly as it was made: what went in, what came out."""
 
@@ -118,7 +118,7 @@ def require_reference(name: str) -> str:
     exe = find_reference(name)
     if exe is None:
         from cnilab.errors import MissingTool
-        from cnilab.packages import install_command
+        from cnilab.kernel.tools import install_command
 
         raise MissingTool.of("cni_no_reference", plugin=name,
                              install=install_command("containernetworking-plugins"))

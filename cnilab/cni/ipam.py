@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from cnilab.cni import spec
 from cnilab.cni.ipam_store import LOCK_TIMEOUT, Range, Store
 from cnilab.cni.spec import CniError
+from cnilab.values import valueclass
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class IpamConfig:
     """The ipam section, checked: range sets (one address each), routes, where leases live."""
 

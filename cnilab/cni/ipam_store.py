@@ -18,20 +18,20 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
 
 from cnilab.cni import spec
 from cnilab.cni.spec import CniError
 from cnilab.errors import ConfigError
 from cnilab.runfiles import PRIVATE_MODE, ensure_dir, open_file
+from cnilab.values import valueclass
 
 LINE_BREAK = "\r\n"  # host-local's separator between container ID and interface name
 LOCK_TIMEOUT = 10.0  # seconds; then "try again later" (11)
 INDEX_PREFIX = "attachment-"  # no digit first: not a lease to host-local nor to _owners()
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Range:
     """One range of a range set: addresses rangeStart..rangeEnd of subnet, minus the gateway."""
 

@@ -5,13 +5,13 @@ portmap chained as the lesson teaches), the node's outside world, and published 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from cnilab.cni.chain import NetworkList, parse_list
 from cnilab.cni.exec import find_reference
 from cnilab.errors import ConfigError
 from cnilab.ops import AddAddress, AddNetns, AddVeth, LinkUp, Op
+from cnilab.values import valueclass
 
 NETWORK = "cnilab-pods"
 SUBNET = "10.244.1.0/24"
@@ -71,7 +71,7 @@ def world_ops(node: str, world: str, mark: str) -> list[Op]:
             LinkUp(world, WORLD_IF), LinkUp(node, UPLINK)]
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class PortMapping:
     """One published port (the `portMappings` capability; Kubernetes' hostPort)."""
 

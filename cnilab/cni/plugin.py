@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
 
@@ -41,13 +40,14 @@ from cnilab.ops import (
     apply_rules,
     undo_rules,
 )
+from cnilab.values import field, valueclass
 
 if TYPE_CHECKING:
     from cnilab.kernel import Kernel
     from cnilab.state import Link
 
 
-@dataclass
+@valueclass
 class Attaching:
     """An ADD under way: the call, what IPAM gave, the bridge as seen before (None: not there
     yet), the MAC asked for, and what was made so far (undone if the ADD fails)."""

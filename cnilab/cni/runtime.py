@@ -16,7 +16,6 @@ import contextlib
 import json
 import secrets
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from cnilab.names import Identity
 from cnilab.ops import OPS, AddNetns, LinkUp, Op, StartServer, registry_of
 from cnilab.owner import Owner
 from cnilab.runfiles import PRIVATE_MODE, safe_dir, write_atomic
+from cnilab.values import field, valueclass
 
 # The ops the runtime's ledger reads back: the engine's and the runtime's own.
 LESSON = "cni"  # the ledger's lesson name
@@ -52,7 +52,7 @@ PLUGINS = ("cnilab", "bridge")  # --plugin: ours, or the reference bridge on the
 POD_NAME_MAX = 40
 
 
-@dataclass
+@valueclass
 class Pod:
     """What the runtime knows of one pod: its namespace and, once attached, its attachment."""
 
@@ -77,7 +77,7 @@ class Pod:
         return self.attach.ifname if self.attach else IFNAME
 
 
-@dataclass
+@valueclass
 class Added:
     """What `add` or `attach` did: the pod, the plugin calls in order, the proofs of its ports."""
 

@@ -10,12 +10,12 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, ip_address, ip_interface
 from typing import Any, Optional
 
 from cnilab.errors import CnilabError
 from cnilab.names import IFNAME_MAX, ifname_problem
+from cnilab.values import field, replace, valueclass
 
 SUPPORTED_VERSIONS = ("1.0.0", "1.1.0")
 LATEST = SUPPORTED_VERSIONS[-1]
@@ -78,7 +78,7 @@ class CniError(CnilabError):
                    str(data.get("details", "")))
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Environment:
     """The CNI_* variables of one call, checked."""
 
@@ -163,7 +163,7 @@ def read_environment(environ: Mapping[str, str]) -> Environment:
                        tuple(p for p in environ.get("CNI_PATH", "").split(":") if p))
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Request:
     """One CNI call, parsed and checked once at the boundary: its environment and its config."""
 

@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,6 +23,7 @@ from cnilab.errors import CnilabError
 from cnilab.ops import Evidence, KernelApi, Key, Op
 from cnilab.runfiles import PRIVATE_MODE, open_file, read_file
 from cnilab.state import Snapshot
+from cnilab.values import valueclass
 
 MARKER = "cnilab.cni.standin"  # teardown checks /proc/PID/cmdline for it before a signal
 CLONE_NEWNET = 0x40000000
@@ -39,7 +39,7 @@ def running_pid(pidfile: str | os.PathLike[str], name: str) -> int | None:
     return pid if MARKER.encode() in cmdline and name.encode() in cmdline else None
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class StartStandIn(Op):
     """unshare --net sleep infinity &: a process in a new, empty network namespace."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from cnilab.kernel import iptables as _iptables
@@ -31,6 +30,7 @@ from cnilab.kernel.netns import (
     sysctl_path,
 )
 from cnilab.state import Namespace, Snapshot, listening_ports
+from cnilab.values import replace
 
 if TYPE_CHECKING:  # the packet tracer's modules load when a trace runs, not with every command
     from pathlib import Path

@@ -7,9 +7,9 @@ and the reply direction as the answer must look. Where they differ is the NAT re
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 
 from cnilab.kernel.nfnetlink import attrs, be16, be32, dump, open_socket
+from cnilab.values import valueclass
 
 IPCTNL_MSG_CT_GET = (1 << 8) | 1  # NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET
 CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_STATUS = 1, 2, 3
@@ -19,7 +19,7 @@ CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT, CTA_PROTO_ICMP_ID = 1, 2,
 IPS_SRC_NAT, IPS_DST_NAT = 0x10, 0x20
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Tuple:
     """One direction of a connection; `sport` is the ICMP id for ICMP."""
 
@@ -29,7 +29,7 @@ class Tuple:
     dport: int
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Connection:
     """A conntrack entry: protocol number, both directions, whether source/destination NAT."""
 

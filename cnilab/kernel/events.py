@@ -18,7 +18,6 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field, replace
 from typing import cast
 
 from cnilab.errors import KernelError
@@ -51,6 +50,7 @@ from cnilab.kernel.netns import (
 )
 from cnilab.kernel.nfnetlink import NETLINK_NETFILTER
 from cnilab.state import FdbEntry, Neighbour, Route, listening_ports
+from cnilab.values import field, replace, valueclass
 
 # rtnetlink multicast groups, in the bind() bitmask form of <linux/rtnetlink.h>.
 RTMGRP_LINK, RTMGRP_NEIGH, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x4, 0x10, 0x40
@@ -72,7 +72,7 @@ RETRY, GIVE_UP = 0.01, 2.0  # a new name under /run/netns is a namespace once it
 BUFFER = 1 << 20
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Observed:
     """What is watched in one namespace; each part is read again when the kernel says so."""
 
@@ -85,7 +85,7 @@ class Observed:
     listening: tuple[int, ...] = ()  # TCP ports, where a step starts a server (listen_in)
 
 
-@dataclass
+@valueclass
 class Batch:
     """What one wait() saw: namespaces that appeared or vanished, parts to read again."""
 

@@ -15,12 +15,12 @@ import select
 import socket
 import struct
 import subprocess
-from dataclasses import dataclass
 
 from cnilab.errors import KernelError, MissingTool
 from cnilab.kernel.netns import netns_path
 from cnilab.kernel.nfnetlink import attrs, be32, messages, open_socket, text
-from cnilab.packages import install_command, which
+from cnilab.kernel.tools import install_command, which
+from cnilab.values import valueclass
 
 NFNLGRP_NFTRACE = 9
 NFT_MSG_TRACE = (10 << 8) | 17  # NFNL_SUBSYS_NFTABLES, NFT_MSG_TRACE
@@ -32,7 +32,7 @@ VERDICTS = {0: "drop", 1: "accept", 2: "stolen", 3: "queue", 4: "repeat", -1: "c
  _A_IIFTYPE, A_OIF, _A_OIFTYPE, _A_MARK, _A_NFPROTO, A_POLICY) = range(1, 17)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class TraceEvent:
     """One trace event: where a traced packet was (table, chain, hook) and what decided there.
 

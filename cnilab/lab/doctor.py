@@ -11,23 +11,23 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from cnilab.errors import CnilabError
 from cnilab.kernel import Kernel, has_privileges, list_netns
+from cnilab.kernel.tools import install_command
 from cnilab.lab.firewall import forward_drop
 from cnilab.lab.steps import build_steps, setup_ops
 from cnilab.lab.topology import Topology
 from cnilab.ledger import Ledger
 from cnilab.ops import AddBridge, AddRule, AddVeth
-from cnilab.packages import install_command
+from cnilab.values import field, valueclass
 
 # A normal user's PATH often lacks the sbin folders, where iptables lives on Debian.
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Check:
     """One preflight result: a name, whether it passed, a sentence and a hint (keys + params)."""
 

@@ -9,17 +9,16 @@ DOCKER-USER, the chain Docker leaves to its users).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cnilab.errors import CnilabError
 from cnilab.kernel import Kernel
 from cnilab.lab.topology import Topology
 from cnilab.ops.faults import policy_of
+from cnilab.values import valueclass
 
 USER_CHAIN = "DOCKER-USER"  # Docker jumps here from FORWARD before its own rules
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class ForwardDrop:
     """The FORWARD policy drops forwarded packets; where an ACCEPT rule for the lab would go."""
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 from cnilab.i18n import t
 from cnilab.lab.topology import Topology
 from cnilab.ops import Op, Step
 from cnilab.state import Snapshot
+from cnilab.values import asdict, valueclass
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Fact:
     """One expected fact of one step, and whether the kernel holds it."""
 

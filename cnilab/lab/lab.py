@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from cnilab.errors import ConfigError, KernelError, PrerequisiteError
 from cnilab.kernel import Kernel
@@ -27,6 +26,7 @@ from cnilab.ops.trace import AddTraceTable
 from cnilab.owner import Owner
 from cnilab.state import Snapshot
 from cnilab.trace.site import LOOPBACK, Site
+from cnilab.values import field, valueclass
 
 # The ops a lab's ledger reads back: the steps', a killed trace's table and a scenario's faults
 # (teardown removes them).
@@ -38,7 +38,7 @@ def lab_ledger(topo: Topology) -> Ledger:
     return Ledger.of(topo.identity, ops=LAB_OPS)
 
 
-@dataclass
+@valueclass
 class StepReport:
     """What running one step did."""
 

@@ -12,7 +12,6 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from cnilab.errors import KernelError
@@ -21,11 +20,12 @@ from cnilab.lab import BONUS_STEP
 from cnilab.lab.steps import PUBLISHED_PORT, web_server
 from cnilab.lab.topology import Container, Topology
 from cnilab.trace.packets import echo_request
+from cnilab.values import valueclass
 
 TIMEOUT = 1.0
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Proof:
     """One check with packets: what was expected (a sentence key), whether it held, what was seen.
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cnilab.lab.topology import Container, Topology
 from cnilab.ops import (
     AddAddress,
@@ -22,11 +20,12 @@ from cnilab.ops import (
 )
 from cnilab.ops.system import FORWARDING
 from cnilab.state import Snapshot
+from cnilab.values import valueclass
 
 HTTP_PORT, PUBLISHED_PORT = 80, 8080
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class FreshNodeSysctl(SetSysctl):
     """sysctl -w KEY=VALUE in the node cnilab has just made: how a fresh machine starts.
 

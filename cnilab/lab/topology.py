@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,12 @@ from cnilab.names import (
     ifname_problem,
 )
 from cnilab.runfiles import read_small
+from cnilab.values import replace, valueclass
 
 LESSON = "eight-steps"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Container:
     """One 'container': a namespace joined to the bridge by a veth pair."""
 
@@ -32,7 +32,7 @@ class Container:
     peer: str
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Topology:
     """Every name and address of the eight-step lab; `prefix` goes before each namespace name."""
 

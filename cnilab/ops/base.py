@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar, Optional, Protocol
 
 from cnilab.errors import CnilabError
 from cnilab.names import TAG
 from cnilab.state import Link, Namespace, Snapshot
+from cnilab.values import MISSING, asdict, fields, valueclass
 
 Key = tuple[str, ...]
 Evidence = dict[str, Optional[int]]  # what the kernel showed of an object as it was made (an inode)
@@ -58,7 +58,7 @@ class KernelApi(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Op:
     """Base of all operations."""
 
@@ -278,7 +278,7 @@ def registry_of(*classes: type[Op]) -> dict[str, type[Op]]:
     return {cls.__name__: cls for cls in classes}
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Step:
     """One step of a lesson: the ops that make it, in order; done when the kernel holds them all."""
 

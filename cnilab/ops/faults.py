@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +17,7 @@ from cnilab.names import TAG
 from cnilab.ops import AddRule, Evidence, KernelApi, Key, Op, ns_of, registry_of
 from cnilab.runfiles import PRIVATE_MODE, read_file, safe_dir, write_atomic
 from cnilab.state import Snapshot
+from cnilab.values import valueclass
 
 # Which scenario is running, and how many hints were shown: one small JSON file in the run dir,
 # written as root with runfiles (0600 whatever the umask), read back only if it is a plain file
@@ -52,7 +52,7 @@ def remove_record(path: Path) -> None:
         path.unlink()
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class LinkDown(Op):
     """ip link set NAME down"""
 
@@ -78,7 +78,7 @@ class LinkDown(Op):
         return (("link", self.netns or "", self.name),)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class NoMaster(Op):
     """ip link set NAME nomaster (MASTER: the bridge it was on, to plug it back)"""
 
@@ -105,7 +105,7 @@ class NoMaster(Op):
         return (("link", self.netns or "", self.name),)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class DelRoute(Op):
     """ip route del DST via GATEWAY"""
 
@@ -132,7 +132,7 @@ class DelRoute(Op):
         return (("route", self.netns or "", self.dst),)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class DelAddress(Op):
     """ip addr del CIDR dev DEV"""
 
@@ -161,7 +161,7 @@ class DelAddress(Op):
         return (("link", self.netns or "", self.dev),)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class DelRule(Op):
     """iptables -t TABLE -D CHAIN SPEC... (a rule cnilab added, so with its comment)"""
 
@@ -196,7 +196,7 @@ class DelRule(Op):
         return (("rule", self.netns or "", self.table, self.chain),)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class SetPolicy(Op):
     """iptables -t TABLE -P CHAIN POLICY (the previous policy is kept to restore it)"""
 
@@ -240,7 +240,7 @@ def policy_of(rules: str, chain: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class ScenarioRecord(Op):
     """Remember which scenario runs on this lab (a file in the run dir; undo removes it)."""
 

@@ -10,10 +10,8 @@ file whose bytes are still exactly what the op wrote.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,6 +19,7 @@ from cnilab.errors import CollisionError
 from cnilab.ops.base import BadEntry, Evidence, KernelApi, Op
 from cnilab.runfiles import FILE_MODE, check_parents, read_file, safe_dir, write_atomic
 from cnilab.state import Snapshot
+from cnilab.values import replace, valueclass
 
 ETC_NETNS = "/etc/netns"  # where iproute2 looks (`man ip-netns`)
 
@@ -39,7 +38,7 @@ def read_etc(netns: str, name: str, root: str = ETC_NETNS) -> str | None:
     return None if data is None else data.decode(errors="replace")
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class OwnedFile(Op):
     """A file written as root, proven ours by its bytes: exactly what the op writes."""
 
@@ -60,7 +59,7 @@ class OwnedFile(Op):
         return (self.path.parent,)
 
     def prepare(self, kernel: KernelApi) -> Op:
-        return dataclasses.replace(self, made=tuple(
+        return replace(self, made=tuple(
             str(f) for f in self.folders() if not os.path.lexists(f)))
 
     @property
@@ -119,7 +118,7 @@ class OwnedFile(Op):
         return ["rm", str(self.path)]
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class NetnsEtcFile(OwnedFile):
     """Write /etc/netns/NETNS/NAME (what `ip netns exec NETNS` shows as /etc/NAME)."""
 

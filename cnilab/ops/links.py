@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cnilab.names import TAG
 from cnilab.ops.base import (
     BadEntry,
@@ -18,9 +16,10 @@ from cnilab.ops.base import (
     tagged,
 )
 from cnilab.state import Snapshot
+from cnilab.values import valueclass
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class AddNetns(Op):
     """ip netns add NAME"""
 
@@ -62,7 +61,7 @@ class AddNetns(Op):
             raise BadEntry("bad_name", field="name")
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class AddBridge(Op):
     """ip link add NAME type bridge"""
 
@@ -92,7 +91,7 @@ class AddBridge(Op):
         return (("link", self.netns or "", self.name),)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class AddVeth(Op):
     """ip link add NAME type veth peer name PEER [netns PEER_NETNS]"""
 
@@ -133,7 +132,7 @@ class AddVeth(Op):
                 ("link", self.peer_netns or self.netns or "", self.peer))
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class MoveToNetns(Op):
     """ip link set NAME netns TARGET"""
 
@@ -157,7 +156,7 @@ class MoveToNetns(Op):
         return (("link", self.target, self.name),)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class SetMaster(Op):
     """ip link set NAME master BRIDGE"""
 
@@ -182,7 +181,7 @@ class SetMaster(Op):
         return (("link", self.netns or "", self.name),)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class SetMac(Op):
     """ip link set NAME address MAC"""
 
@@ -200,7 +199,7 @@ class SetMac(Op):
         return ["ip", "link", "set", self.name, "address", self.mac]
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class AddAddress(Op):
     """ip addr add CIDR [brd +] dev DEV"""
 
@@ -231,7 +230,7 @@ class AddAddress(Op):
         return (("link", self.netns or "", self.dev),)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class LinkUp(Op):
     """ip link set NAME up"""
 
@@ -255,7 +254,7 @@ class LinkUp(Op):
         return (("link", self.netns or "", self.name),)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class AddRoute(Op):
     """ip route add DST via GATEWAY"""
 

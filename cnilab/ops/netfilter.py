@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from cnilab.errors import KernelError
 from cnilab.names import TAG
 from cnilab.ops.base import Evidence, KernelApi, Key, Op, ns_of
 from cnilab.state import Snapshot
+from cnilab.values import valueclass
 
 _IMPLIED = {("-m", "tcp"), ("-m", "udp")}  # `iptables -S` adds these after -p tcp / -p udp
 
@@ -30,7 +30,7 @@ def rule_tokens(rule: str | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class AddRule(Op):
     """iptables -t TABLE -A CHAIN SPEC... (tagged with a comment naming cnilab)"""
 

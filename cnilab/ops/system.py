@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from cnilab.ops.base import Evidence, KernelApi, Key, Op, ns_of
 from cnilab.state import Snapshot
+from cnilab.values import valueclass
 
 FORWARDING = "net.ipv4.ip_forward"  # the sysctl that lets a node route between its interfaces
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class SetSysctl(Op):
     """sysctl -w KEY=VALUE (the previous value is kept to restore it)"""
 
@@ -43,7 +43,7 @@ class SetSysctl(Op):
 
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class StartServer(Op):
     """A web server process in a namespace (what `python3 -m http.server PORT &` does there)."""
 

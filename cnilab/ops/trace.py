@@ -7,12 +7,11 @@ when the trace ends; a trace killed before that is cleaned by the next trace or 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cnilab.errors import CnilabError, CollisionError, KernelError
 from cnilab.names import TAG
 from cnilab.ops import Evidence, KernelApi, Op
 from cnilab.state import Snapshot
+from cnilab.values import valueclass
 
 TABLE = "cnilab_trace"
 
@@ -30,7 +29,7 @@ def table_comment(listing: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class AddTraceTable(Op):
     """nft create table FAMILY cnilab_trace; add chain ...; add rule ... (one per family)."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
@@ -15,6 +14,7 @@ from rich.text import Text
 from cnilab.i18n import t
 from cnilab.lessons import Lesson, StepText
 from cnilab.ops import Op
+from cnilab.values import field, replace, valueclass
 
 if TYPE_CHECKING:  # probes reach the kernel; rendering a proof needs only its data
     from cnilab.lab.proofs import Proof
@@ -50,7 +50,7 @@ _NETNS_VERBS = frozenset(("add", "del", "delete", "exec", "list", "identify", "p
 _CODE = re.compile(r"`([^`\n]+)`")
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class LabCommands:
     """The course's commands as typed for one lab: its namespaces' real names, bare commands run
     on its node when it is isolated, and cnilab called as it reaches this lab again (--prefix,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Union
 
 from cnilab.cluster.plan import GATEWAY, OUTSIDE_HOST, ClusterPlan
@@ -20,13 +19,14 @@ from cnilab.lab.steps import build_steps
 from cnilab.lab.topology import Container, Topology
 from cnilab.ops import FORWARDING, AddAddress, AddRule, Op, SetSysctl
 from cnilab.ops.faults import DelAddress, DelRoute, DelRule, LinkDown, NoMaster, SetPolicy
+from cnilab.values import valueclass
 
 LAB, CLUSTER = "eight-steps", "cluster"  # the lesson a scenario breaks
 BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"  # exists only with br_netfilter
 Plan = Union[Topology, ClusterPlan]
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Scenario:
     """One break-and-fix lab: the lesson it breaks, its fault, the causes graded, the fix."""
 

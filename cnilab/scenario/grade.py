@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -24,11 +23,12 @@ from cnilab.ops import FORWARDING, ns_of, rule_tokens
 from cnilab.ops.faults import policy_of
 from cnilab.scenario.catalog import BRIDGE_NF, Plan, red_blue
 from cnilab.state import Namespace, Route, Snapshot, first_ip
+from cnilab.values import field, valueclass
 
 ELSEWHERE = "198.51.100.1"  # TEST-NET-2: "any address off the lab", only looked up, never sent to
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Cause:
     """One fact about the kernel that must hold once the fault is really fixed."""
 
@@ -41,7 +41,7 @@ class Cause:
         return t(f"scenario.cause_{self.key}", lang, **self.params)
 
 
-@dataclass
+@valueclass
 class Verdict:
     """The packets (the symptom) and the causes (the fault) as the kernel shows them now."""
 
@@ -59,7 +59,7 @@ class Verdict:
         return self.symptom_gone and bool(self.causes) and all(c.ok for c in self.causes)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Context:
     """What a cause looks at: the observed state, the kernel (for filter rules), the plan."""
 

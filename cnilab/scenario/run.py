@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from cnilab.cluster.cluster import Cluster
@@ -43,11 +42,12 @@ from cnilab.scenario.grade import (
     lab_probes,
     run_probes,
 )
+from cnilab.values import valueclass
 
 CLUSTER_NODES, CLUSTER_PODS = 2, 2  # controlplane and node01, two pods each
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Running:
     """The scenario running here: what it is, on which lab, how many hints were shown."""
 

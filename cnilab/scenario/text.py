@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from cnilab.compat import tomllib
 from cnilab.i18n import lessons_dir, particles
 from cnilab.lessons import check_lang
+from cnilab.values import valueclass
 
 FOLDER = "scenarios"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class ScenarioText:
     """What one scenario says, in one language: story, symptom, hints, why the fix works."""
 

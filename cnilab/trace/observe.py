@@ -7,7 +7,6 @@ Everything the kernel showed is kept as plain data (an Observation), so the read
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cnilab.errors import CnilabError
@@ -20,6 +19,7 @@ from cnilab.state import RouteDecision, Snapshot
 from cnilab.trace.plan import TracePlan, plan_trace, trace_ops
 from cnilab.trace.probe import TIMEOUT, Probe, ProbeResult
 from cnilab.trace.site import Site
+from cnilab.values import field, valueclass
 
 if TYPE_CHECKING:
     from cnilab.kernel import Kernel
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 IPTABLES_TABLES = ("filter", "nat", "mangle", "raw", "security")
 
 
-@dataclass
+@valueclass
 class Observation:
     """What one trace saw: the state before and after, the trace events, conntrack's entries."""
 

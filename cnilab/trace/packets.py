@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
 from typing import Any
+
+from cnilab.values import valueclass
 
 ICMP, TCP, UDP = 1, 6, 17
 ECHO_REPLY, DEST_UNREACH, ECHO_REQUEST, TIME_EXCEEDED = 0, 3, 8, 11
@@ -26,7 +27,7 @@ ETH_ARP = 0x0806
 PROTO_NAMES = {ICMP: "icmp", TCP: "tcp", UDP: "udp"}
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Packet:
     """One packet as a chain saw it: addresses, ports or ICMP fields, or an ARP message."""
 

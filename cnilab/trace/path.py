@@ -8,7 +8,6 @@ the packet left; the bridge family shows the switching, the inet family the rout
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from cnilab.kernel.nftrace import TraceEvent
@@ -16,12 +15,13 @@ from cnilab.ops.trace import TABLE
 from cnilab.state import Link, RouteDecision, Snapshot
 from cnilab.trace.packets import ACK, ECHO_REPLY, ECHO_REQUEST, ICMP, RST, SYN, Packet, parse
 from cnilab.trace.plan import TracePlan
+from cnilab.values import field, replace, valueclass
 
 DECISIVE = ("accept", "drop", "queue", "stolen")
 Note = tuple[str, dict[str, Any]]  # a sentence key of [trace] and its parameters
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Visit:
     """One pass through one base chain."""
 
@@ -46,7 +46,7 @@ class Visit:
         return self.ours and self.family == family and self.chain == chain
 
 
-@dataclass
+@valueclass
 class Hop:
     """The packet at one interface, in or out, with its addresses as seen there."""
 
@@ -178,7 +178,7 @@ def route_text(r: RouteDecision) -> str:
     return text
 
 
-@dataclass
+@valueclass
 class Walk:
     """One direction of the trace: the namespaces crossed (with their visits) and the hops."""
 

@@ -9,13 +9,13 @@ machine itself.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 
 from cnilab.errors import ConfigError
 from cnilab.ops.trace import TABLE, AddTraceTable
 from cnilab.state import Snapshot
 from cnilab.trace.site import Site
+from cnilab.values import valueclass
 
 PROTOS = ("icmp", "tcp", "udp")
 # Hooks whose chain only reports (priority 350: after filter and NAT, so a packet seen there
@@ -23,7 +23,7 @@ PROTOS = ("icmp", "tcp", "udp")
 REPORT, MARK = 350, -350
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class TracePlan:
     """One trace: who sends what to where, and the namespaces that watch for it."""
 

@@ -13,17 +13,17 @@ import select
 import socket
 import struct
 import time
-from dataclasses import dataclass
 
 from cnilab.kernel import run_in_netns
 from cnilab.trace.packets import DEST_UNREACH, ECHO_REPLY, TIME_EXCEEDED, echo_request
 from cnilab.trace.plan import TracePlan
+from cnilab.values import valueclass
 
 TIMEOUT = 1.0  # long enough for a lab round trip with ARP; a dead path is decided after it
 PAYLOAD = b"cnilab-trace"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class ProbeResult:
     """How the probe ended, as FROM's socket saw it."""
 

@@ -6,13 +6,14 @@ knows neither of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from ipaddress import IPv4Network
+
+from cnilab.values import field, valueclass
 
 LOOPBACK = IPv4Network("127.0.0.0/8")
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Site:
     """The namespaces a trace watches, by the role a student knows them by, routers first."""
 

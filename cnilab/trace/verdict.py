@@ -7,7 +7,6 @@ no_listener, no_way_back, no_answer, lost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_interface
 from typing import Any
 
@@ -17,9 +16,10 @@ from cnilab.trace.path import Hop, Lookup, Visit, Walk, link_in, peer_of, visits
 from cnilab.trace.plan import TracePlan
 from cnilab.trace.probe import ProbeResult
 from cnilab.trace.site import Site
+from cnilab.values import field, valueclass
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Dropped:
     """Where the packet died (namespace, interface) and why (a reason key and its parameters)."""
 
@@ -29,7 +29,7 @@ class Dropped:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@valueclass
 class Leg:
     """One direction: its hops, whether it arrived, and where it died if it did not."""
 
@@ -38,7 +38,7 @@ class Leg:
     dropped: Dropped | None = None
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Nat:
     """A NAT rewrite conntrack holds: the packet before and after, and the rule that made it."""
 
@@ -48,7 +48,7 @@ class Nat:
     after: tuple[str, str]
 
 
-@dataclass
+@valueclass
 class TraceResult:
     """Everything `cnilab trace` shows."""
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-from dataclasses import replace
 
 from helpers import Cnilab
 
 from cnilab.ops import rule_tokens
 from cnilab.state import Snapshot
+from cnilab.values import replace
 
 
 def normalised(snap: Snapshot, prefix: str) -> dict:

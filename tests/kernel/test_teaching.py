@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import xml.etree.ElementTree as ET
-from dataclasses import replace
 from pathlib import Path
 
 from helpers import Cnilab, prefixed_netns
 
 from cnilab.kernel.webserver import MARKER
+from cnilab.values import replace
 from tests.kernel.test_equivalence import normalised
 
 

@@ -11,18 +11,18 @@ from __future__ import annotations
 import itertools
 import shlex
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cnilab.errors import KernelError
 from cnilab.names import TAG
 from cnilab.state import Link, Namespace, Route, Snapshot
+from cnilab.values import field, replace, valueclass
 
 NetnsId = dict[str, Any]
 Where = Any  # str | None: a namespace name, None for the namespace cnilab runs in
 
 
-@dataclass
+@valueclass
 class FakeNetns:
     """One namespace of the fake: its id and what is in it."""
 

@@ -5,7 +5,6 @@ and a screen that fits 80x24 in both languages, also for a cluster bigger than t
 from __future__ import annotations
 
 import io
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from cnilab.cluster.live import ClusterLive, follows
 from cnilab.kernel.events import Observed
 from cnilab.render.cluster import render_cluster
 from cnilab.state import Snapshot
+from cnilab.values import replace
 
 RECORDED = Path(__file__).parent / "recorded" / "cluster-2x2.json"
 P = "recw-"

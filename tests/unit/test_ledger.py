@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from cnilab.ledger import Ledger
 from cnilab.names import Identity
 from cnilab.ops import OPS, AddNetns, AddRule, AddVeth, Op, SetSysctl
 from cnilab.ops.faults import FAULT_OPS
+from cnilab.values import valueclass
 
 GOOD = AddNetns(None, "red")
 
@@ -78,7 +78,7 @@ def test_every_op_round_trips_through_its_ledger_form(tmp_path: Path) -> None:
 
 
 def test_the_registry_is_a_list_not_whatever_was_imported() -> None:
-    @dataclass(frozen=True)
+    @valueclass(frozen=True)
     class Stray(Op):
         """Defined here: no ledger may read it unless a registry lists it."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import struct
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from cnilab.lab.steps import build_steps
 from cnilab.lab.topology import default_topology
 from cnilab.render.live import render_live
 from cnilab.state import FdbEntry, Neighbour, Snapshot
+from cnilab.values import replace
 from cnilab.watch import LiveLab
 
 RECORDED = Path(__file__).parent / "recorded"

@@ -4,7 +4,6 @@ recording kept, asked again without a kernel (recorded kernel states; see record
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 from cnilab.kernel.conntrack import Connection, Tuple
@@ -13,6 +12,7 @@ from cnilab.state import RouteDecision, Snapshot
 from cnilab.trace.observe import KernelLookup, Observation, route_key, rule_key
 from cnilab.trace.plan import TracePlan
 from cnilab.trace.probe import ProbeResult
+from cnilab.values import asdict
 
 
 def to_dict(obs: Observation, lookup: KernelLookup | None = None) -> dict[str, Any]:
