@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cnilab.compat import field, valueclass
 from cnilab.errors import CnilabError, CollisionError, LockedError
 from cnilab.names import TAG, Identity
 from cnilab.ops import OPS, AddAddress, Evidence, KernelApi, Key, Op, describe
@@ -34,7 +35,6 @@ from cnilab.runfiles import (
     write_atomic,
 )
 from cnilab.state import Snapshot
-from cnilab.values import field, valueclass
 
 RUN_DIR = "/run/cnilab"
 RUN_DIR_ENV = "CNILAB_RUN_DIR"  # tests point this at their own directory

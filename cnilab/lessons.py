@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from functools import cache
 
-from cnilab.compat import tomllib
+from cnilab.compat import tomllib, valueclass
 from cnilab.errors import ConfigError
 from cnilab.i18n import LANGS, default_lang, lessons_dir
-from cnilab.values import valueclass
 
 
 @valueclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from cnilab.compat import valueclass
 from cnilab.errors import ConfigError
-from cnilab.values import valueclass
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1: the kernel's interface names hold 15 bytes
 NETNS_MAX = 64  # a name under /run/netns that `ip netns` lists and types without trouble

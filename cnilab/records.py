@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cnilab.compat import field, valueclass
 from cnilab.ops import BadEntry, Evidence, KernelApi, Op
-from cnilab.values import field, valueclass
 
 
 @valueclass(frozen=True)

@@ -11,7 +11,7 @@ import socket
 import struct
 from typing import Any
 
-from cnilab.values import asdict, field, valueclass
+from cnilab.compat import asdict, field, valueclass
 
 LISTEN, ESTABLISHED = 0x0A, 0x01
 

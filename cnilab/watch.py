@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from cnilab.compat import asdict, field, valueclass
 from cnilab.kernel.events import NamespaceEvents, Observed
 from cnilab.kernel.messages import NsidMap, resolve_peers
 from cnilab.ops import Key, Step
 from cnilab.state import Namespace, Snapshot
-from cnilab.values import asdict, field, valueclass
 
 ObjKey = tuple[str, str, str]  # kind, name, what tells two of the same name apart (dev, route)
 LOG_SIZE = 8

@@ -29,6 +29,7 @@ from cnilab.cli.console import (
     prefix_of,
 )
 from cnilab.errors import CnilabError
+from cnilab.packages import install_command
 
 if TYPE_CHECKING:
     from cnilab.cluster.plan import ClusterPlan
@@ -254,8 +255,6 @@ def target(ctx: typer.Context, name: str) -> tuple[str, str, str]:
     if not os.path.exists(netns_path(choices[name])):
         raise CnilabError.of("cluster_netns_gone", netns=choices[name])
     if shutil.which("ip") is None or shutil.which("unshare") is None:
-        from cnilab.kernel.tools import install_command  # the kernel package: not for --help
-
         raise CnilabError.of("cluster_no_ip_unshare",
                              install=install_command("iproute2", "util-linux"))
     return choices[name], name, bin_dir(cluster.ledger)

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
+from cnilab.compat import valueclass
 from cnilab.errors import CnilabError, ConfigError
 from cnilab.lab import BONUS_STEP
-from cnilab.values import valueclass
 
 if TYPE_CHECKING:
     from rich.console import Console

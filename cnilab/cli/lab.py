@@ -29,8 +29,8 @@ from cnilab.cli.console import (
     topology_of,
     warn,
 )
+from cnilab.compat import asdict
 from cnilab.errors import CnilabError, ConfigError
-from cnilab.values import asdict
 
 if TYPE_CHECKING:
     pass

@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnilab.compat import valueclass
 from cnilab.errors import ConfigError
 from cnilab.i18n import lessons_dir
 from cnilab.lessons import Lesson, StepText, load
-from cnilab.values import valueclass
 
 if TYPE_CHECKING:
     from cnilab.ops import Step

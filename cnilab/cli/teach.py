@@ -25,9 +25,9 @@ from cnilab.cli.console import (
     paged,
     topology_of,
 )
+from cnilab.compat import asdict
 from cnilab.errors import CnilabError
 from cnilab.lab import BONUS_STEP
-from cnilab.values import asdict
 
 if TYPE_CHECKING:
     from cnilab.cli.registry import LessonDef

@@ -29,7 +29,7 @@ from cnilab.cli.console import (
     prefix_of,
     topology_of,
 )
-from cnilab.values import asdict
+from cnilab.compat import asdict
 
 if TYPE_CHECKING:
     from cnilab.cluster.live import ClusterLive

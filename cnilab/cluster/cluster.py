@@ -15,6 +15,7 @@ from cnilab.cluster import components, kubectl, pods
 from cnilab.cluster.components import StartComponent
 from cnilab.cluster.plan import LESSON, ClusterPlan, build_plan
 from cnilab.cluster.steps import UnplugLastPort, network_ops
+from cnilab.compat import field, valueclass
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel
 from cnilab.ledger import Ledger
@@ -25,7 +26,6 @@ from cnilab.ops.files import NetnsEtcFile
 from cnilab.ops.trace import AddTraceTable
 from cnilab.owner import Owner
 from cnilab.state import Snapshot
-from cnilab.values import field, valueclass
 
 
 @valueclass(frozen=True)

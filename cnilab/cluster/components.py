@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from cnilab.compat import valueclass
 from cnilab.errors import KernelError
 from cnilab.kernel import run_in_netns
 from cnilab.ops import Evidence, KernelApi, Op
 from cnilab.state import Snapshot
-from cnilab.values import valueclass
 
 if TYPE_CHECKING:
     from cnilab.cluster.plan import ClusterPlan

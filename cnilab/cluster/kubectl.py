@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cnilab import __version__
+from cnilab.compat import valueclass
 from cnilab.ledger import Ledger
 from cnilab.ops import BadEntry
 from cnilab.ops.files import OwnedFile
-from cnilab.values import valueclass
 
 KUBELET_PORT = 10250
 COLUMNS = ("NAME", "STATUS", "ROLES", "AGE", "VERSION")

@@ -15,10 +15,10 @@ from ipaddress import IPv4Interface
 from typing import Any
 
 from cnilab.cluster.plan import LAN_NETNS, NODE_IF, POD_BRIDGE, POD_IF, WORLD_NETNS
+from cnilab.compat import field, valueclass
 from cnilab.kernel.events import Observed
 from cnilab.ops import FORWARDING
 from cnilab.state import Link, Namespace, Snapshot, first_ip
-from cnilab.values import field, valueclass
 from cnilab.watch import Change, LiveLab, diff
 
 

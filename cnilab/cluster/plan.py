@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from cnilab.compat import valueclass
 from cnilab.errors import ConfigError
 from cnilab.names import Identity, check_netns_name, check_prefix
-from cnilab.values import valueclass
 
 LAN = IPv4Network("172.17.0.0/16")
 GATEWAY = IPv4Interface("172.17.0.1/16")

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from cnilab.cluster.plan import POD_BRIDGE, POD_IF, ClusterPlan, Node, Pod
+from cnilab.compat import valueclass
 from cnilab.kernel import netns_path
 from cnilab.ledger import Ledger
 from cnilab.ops import Evidence, KernelApi, Op
 from cnilab.runfiles import safe_dir
 from cnilab.state import Snapshot
-from cnilab.values import valueclass
 
 CNI_VERSION = "1.0.0"
 NETWORK = "cbr0"  # the network name flannel's bridge config uses on kubeadm nodes

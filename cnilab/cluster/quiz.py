@@ -13,11 +13,10 @@ from typing import Any
 
 from cnilab.cluster import answers
 from cnilab.cluster.plan import docker_mac
-from cnilab.compat import tomllib
+from cnilab.compat import field, tomllib, valueclass
 from cnilab.errors import ConfigError
 from cnilab.i18n import lessons_dir
 from cnilab.lessons import check_lang
-from cnilab.values import field, valueclass
 
 LESSON = "cluster"
 NONE = "none"  # the expected answer when the kernel holds nothing to answer with

@@ -17,6 +17,7 @@ from cnilab.cluster.plan import (
     ClusterPlan,
     Node,
 )
+from cnilab.compat import valueclass
 from cnilab.ops import (
     FORWARDING,
     AddAddress,
@@ -35,7 +36,6 @@ from cnilab.ops import (
 )
 from cnilab.ops.files import NetnsEtcFile
 from cnilab.state import Snapshot
-from cnilab.values import valueclass
 
 GONE_PORT = ("vethgone", "vethgone-c")  # the veth of a container that came and went
 

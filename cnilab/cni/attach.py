@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cnilab.cni.chain import Attachment, NetworkList, Runner, parse_list
+from cnilab.compat import replace, valueclass
 from cnilab.errors import CollisionError
 from cnilab.ops import Evidence, KernelApi, Key, Op
 from cnilab.runfiles import new_dir, trusted
 from cnilab.state import Snapshot
-from cnilab.values import replace, valueclass
 
 
 @valueclass(frozen=True)

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from cnilab.cni import spec
 from cnilab.cni.exec import delegate, report_delegation
 from cnilab.cni.spec import CniError
+from cnilab.compat import valueclass
 from cnilab.errors import KernelError
 from cnilab.ops import AddRule, KernelApi, Op
 from cnilab.state import Snapshot
-from cnilab.values import valueclass
 
 if TYPE_CHECKING:
     from cnilab.kernel import Kernel

@@ -19,9 +19,9 @@ from typing import Any
 from cnilab.cni import spec
 from cnilab.cni.exec import Call, find_plugin, invoke
 from cnilab.cni.spec import CniError
+from cnilab.compat import field, valueclass
 from cnilab.errors import CollisionError, ConfigError
 from cnilab.runfiles import PRIVATE_MODE, read_file, read_small, safe_dir, write_atomic
-from cnilab.values import field, valueclass
 
 CACHE_KIND = "cni.dev/attachment"
 CONF_SUFFIXES = (".conflist", ".conf", ".json")

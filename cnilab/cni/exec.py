@@ -19,7 +19,7 @@ from typing import Any
 
 from cnilab.cni import spec
 from cnilab.cni.spec import CniError
-from cnilab.values import valueclass
+from cnilab.compat import valueclass
 
 # Where the reference plugins live: /opt/cni/bin (upstream tarballs, kubeadm), /usr/lib/cni
 # (Debian, Ubuntu), /usr/libexec/cni (Fedora, RHEL). CNI_PATH, when set, goes first.
@@ -118,7 +118,7 @@ def require_reference(name: str) -> str:
     exe = find_reference(name)
     if exe is None:
         from cnilab.errors import MissingTool
-        from cnilab.kernel.tools import install_command
+        from cnilab.packages import install_command
 
         raise MissingTool.of("cni_no_reference", plugin=name,
                              install=install_command("containernetworking-plugins"))

@@ -14,7 +14,7 @@ from typing import Any
 from cnilab.cni import spec
 from cnilab.cni.ipam_store import LOCK_TIMEOUT, Range, Store
 from cnilab.cni.spec import CniError
-from cnilab.values import valueclass
+from cnilab.compat import valueclass
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 

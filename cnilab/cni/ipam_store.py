@@ -22,9 +22,9 @@ from ipaddress import IPv4Address, IPv4Network, ip_address
 
 from cnilab.cni import spec
 from cnilab.cni.spec import CniError
+from cnilab.compat import valueclass
 from cnilab.errors import ConfigError
 from cnilab.runfiles import PRIVATE_MODE, ensure_dir, open_file
-from cnilab.values import valueclass
 
 LINE_BREAK = "\r\n"  # host-local's separator between container ID and interface name
 LOCK_TIMEOUT = 10.0  # seconds; then "try again later" (11)

@@ -9,9 +9,9 @@ from typing import Any
 
 from cnilab.cni.chain import NetworkList, parse_list
 from cnilab.cni.exec import find_reference
+from cnilab.compat import valueclass
 from cnilab.errors import ConfigError
 from cnilab.ops import AddAddress, AddNetns, AddVeth, LinkUp, Op
-from cnilab.values import valueclass
 
 NETWORK = "cnilab-pods"
 SUBNET = "10.244.1.0/24"

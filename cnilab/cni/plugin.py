@@ -27,6 +27,7 @@ from cnilab.cni.bridge import (
     request,
 )
 from cnilab.cni.spec import CniError
+from cnilab.compat import field, valueclass
 from cnilab.errors import KernelError
 from cnilab.ops import (
     AddAddress,
@@ -40,7 +41,6 @@ from cnilab.ops import (
     apply_rules,
     undo_rules,
 )
-from cnilab.values import field, valueclass
 
 if TYPE_CHECKING:
     from cnilab.kernel import Kernel

@@ -35,6 +35,7 @@ from cnilab.cni.install import install
 from cnilab.cni.network import IFNAME, PortMapping
 from cnilab.cni.spec import CniError
 from cnilab.cni.standin import StartStandIn, running_pid
+from cnilab.compat import field, valueclass
 from cnilab.errors import ConfigError
 from cnilab.kernel import Kernel, netns_path
 from cnilab.lab.proofs import Proof, http_get
@@ -43,7 +44,6 @@ from cnilab.names import Identity
 from cnilab.ops import OPS, AddNetns, LinkUp, Op, StartServer, registry_of
 from cnilab.owner import Owner
 from cnilab.runfiles import PRIVATE_MODE, safe_dir, write_atomic
-from cnilab.values import field, valueclass
 
 # The ops the runtime's ledger reads back: the engine's and the runtime's own.
 LESSON = "cni"  # the ledger's lesson name

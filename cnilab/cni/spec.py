@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Interface, ip_address, ip_interface
 from typing import Any, Optional
 
+from cnilab.compat import field, replace, valueclass
 from cnilab.errors import CnilabError
 from cnilab.names import IFNAME_MAX, ifname_problem
-from cnilab.values import field, replace, valueclass
 
 SUPPORTED_VERSIONS = ("1.0.0", "1.1.0")
 LATEST = SUPPORTED_VERSIONS[-1]

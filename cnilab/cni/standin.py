@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
+from cnilab.compat import valueclass
 from cnilab.errors import CnilabError
 from cnilab.ops import Evidence, KernelApi, Key, Op
 from cnilab.runfiles import PRIVATE_MODE, open_file, read_file
 from cnilab.state import Snapshot
-from cnilab.values import valueclass
 
 MARKER = "cnilab.cni.standin"  # teardown checks /proc/PID/cmdline for it before a signal
 CLONE_NEWNET = 0x40000000

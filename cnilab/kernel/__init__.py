@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from cnilab.compat import replace
 from cnilab.kernel import iptables as _iptables
 from cnilab.kernel import netns as _netns
 from cnilab.kernel.messages import RawLinks, resolve_peers
@@ -30,7 +31,6 @@ from cnilab.kernel.netns import (
     sysctl_path,
 )
 from cnilab.state import Namespace, Snapshot, listening_ports
-from cnilab.values import replace
 
 if TYPE_CHECKING:  # the packet tracer's modules load when a trace runs, not with every command
     from pathlib import Path

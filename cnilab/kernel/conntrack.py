@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import socket
 
+from cnilab.compat import valueclass
 from cnilab.kernel.nfnetlink import attrs, be16, be32, dump, open_socket
-from cnilab.values import valueclass
 
 IPCTNL_MSG_CT_GET = (1 << 8) | 1  # NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET
 CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_STATUS = 1, 2, 3

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import cast
 
+from cnilab.compat import field, replace, valueclass
 from cnilab.errors import KernelError
 from cnilab.kernel import iptables as _iptables
 from cnilab.kernel.messages import (
@@ -50,7 +51,6 @@ from cnilab.kernel.netns import (
 )
 from cnilab.kernel.nfnetlink import NETLINK_NETFILTER
 from cnilab.state import FdbEntry, Neighbour, Route, listening_ports
-from cnilab.values import field, replace, valueclass
 
 # rtnetlink multicast groups, in the bind() bitmask form of <linux/rtnetlink.h>.
 RTMGRP_LINK, RTMGRP_NEIGH, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x4, 0x10, 0x40

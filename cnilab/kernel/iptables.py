@@ -15,7 +15,7 @@ import subprocess
 from cnilab.errors import KernelError, MissingTool
 from cnilab.kernel.netns import netns_path, run_in_netns
 from cnilab.kernel.nfnetlink import NETLINK_NETFILTER, attrs, be32, messages
-from cnilab.kernel.tools import install_command, which
+from cnilab.packages import install_command, which
 
 
 def find() -> str | None:

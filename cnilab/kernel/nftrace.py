@@ -16,11 +16,11 @@ import socket
 import struct
 import subprocess
 
+from cnilab.compat import valueclass
 from cnilab.errors import KernelError, MissingTool
 from cnilab.kernel.netns import netns_path
 from cnilab.kernel.nfnetlink import attrs, be32, messages, open_socket, text
-from cnilab.kernel.tools import install_command, which
-from cnilab.values import valueclass
+from cnilab.packages import install_command, which
 
 NFNLGRP_NFTRACE = 9
 NFT_MSG_TRACE = (10 << 8) | 17  # NFNL_SUBSYS_NFTABLES, NFT_MSG_TRACE

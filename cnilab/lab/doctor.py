@@ -13,15 +13,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from cnilab.compat import field, valueclass
 from cnilab.errors import CnilabError
 from cnilab.kernel import Kernel, has_privileges, list_netns
-from cnilab.kernel.tools import install_command
 from cnilab.lab.firewall import forward_drop
 from cnilab.lab.steps import build_steps, setup_ops
 from cnilab.lab.topology import Topology
 from cnilab.ledger import Ledger
 from cnilab.ops import AddBridge, AddRule, AddVeth
-from cnilab.values import field, valueclass
+from cnilab.packages import install_command
 
 # A normal user's PATH often lacks the sbin folders, where iptables lives on Debian.
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"

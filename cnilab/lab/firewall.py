@@ -9,11 +9,11 @@ DOCKER-USER, the chain Docker leaves to its users).
 
 from __future__ import annotations
 
+from cnilab.compat import valueclass
 from cnilab.errors import CnilabError
 from cnilab.kernel import Kernel
 from cnilab.lab.topology import Topology
 from cnilab.ops.faults import policy_of
-from cnilab.values import valueclass
 
 USER_CHAIN = "DOCKER-USER"  # Docker jumps here from FORWARD before its own rules
 

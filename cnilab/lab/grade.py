@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from cnilab.compat import asdict, valueclass
 from cnilab.i18n import t
 from cnilab.lab.topology import Topology
 from cnilab.ops import Op, Step
 from cnilab.state import Snapshot
-from cnilab.values import asdict, valueclass
 
 
 @valueclass(frozen=True)

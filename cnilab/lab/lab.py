@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from cnilab.compat import field, valueclass
 from cnilab.errors import ConfigError, KernelError, PrerequisiteError
 from cnilab.kernel import Kernel
 from cnilab.lab import proofs
@@ -26,7 +27,6 @@ from cnilab.ops.trace import AddTraceTable
 from cnilab.owner import Owner
 from cnilab.state import Snapshot
 from cnilab.trace.site import LOOPBACK, Site
-from cnilab.values import field, valueclass
 
 # The ops a lab's ledger reads back: the steps', a killed trace's table and a scenario's faults
 # (teardown removes them).

@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cnilab.compat import valueclass
 from cnilab.errors import KernelError
 from cnilab.kernel import run_in_netns
 from cnilab.lab import BONUS_STEP
 from cnilab.lab.steps import PUBLISHED_PORT, web_server
 from cnilab.lab.topology import Container, Topology
 from cnilab.trace.packets import echo_request
-from cnilab.values import valueclass
 
 TIMEOUT = 1.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cnilab.compat import valueclass
 from cnilab.lab.topology import Container, Topology
 from cnilab.ops import (
     AddAddress,
@@ -20,7 +21,6 @@ from cnilab.ops import (
 )
 from cnilab.ops.system import FORWARDING
 from cnilab.state import Snapshot
-from cnilab.values import valueclass
 
 HTTP_PORT, PUBLISHED_PORT = 80, 8080
 

@@ -7,7 +7,7 @@ from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from cnilab.compat import tomllib
+from cnilab.compat import replace, tomllib, valueclass
 from cnilab.errors import ConfigError
 from cnilab.names import (
     IFNAME_MAX,
@@ -17,7 +17,6 @@ from cnilab.names import (
     ifname_problem,
 )
 from cnilab.runfiles import read_small
-from cnilab.values import replace, valueclass
 
 LESSON = "eight-steps"
 

@@ -10,10 +10,10 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Optional, Protocol
 
+from cnilab.compat import MISSING, asdict, fields, valueclass
 from cnilab.errors import CnilabError
 from cnilab.names import TAG
 from cnilab.state import Link, Namespace, Snapshot
-from cnilab.values import MISSING, asdict, fields, valueclass
 
 Key = tuple[str, ...]
 Evidence = dict[str, Optional[int]]  # what the kernel showed of an object as it was made (an inode)

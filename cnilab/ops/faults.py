@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cnilab.compat import valueclass
 from cnilab.errors import CollisionError, KernelError
 from cnilab.names import TAG
 from cnilab.ops import AddRule, Evidence, KernelApi, Key, Op, ns_of, registry_of
 from cnilab.runfiles import PRIVATE_MODE, read_file, safe_dir, write_atomic
 from cnilab.state import Snapshot
-from cnilab.values import valueclass
 
 # Which scenario is running, and how many hints were shown: one small JSON file in the run dir,
 # written as root with runfiles (0600 whatever the umask), read back only if it is a plain file

@@ -15,11 +15,11 @@ import shlex
 from pathlib import Path
 from typing import ClassVar
 
+from cnilab.compat import replace, valueclass
 from cnilab.errors import CollisionError
 from cnilab.ops.base import BadEntry, Evidence, KernelApi, Op
 from cnilab.runfiles import FILE_MODE, check_parents, read_file, safe_dir, write_atomic
 from cnilab.state import Snapshot
-from cnilab.values import replace, valueclass
 
 ETC_NETNS = "/etc/netns"  # where iproute2 looks (`man ip-netns`)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cnilab.compat import valueclass
 from cnilab.names import TAG
 from cnilab.ops.base import (
     BadEntry,
@@ -16,7 +17,6 @@ from cnilab.ops.base import (
     tagged,
 )
 from cnilab.state import Snapshot
-from cnilab.values import valueclass
 
 
 @valueclass(frozen=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from cnilab.compat import valueclass
 from cnilab.ops.base import Evidence, KernelApi, Key, Op, ns_of
 from cnilab.state import Snapshot
-from cnilab.values import valueclass
 
 FORWARDING = "net.ipv4.ip_forward"  # the sysctl that lets a node route between its interfaces
 

@@ -7,11 +7,11 @@ when the trace ends; a trace killed before that is cleaned by the next trace or 
 
 from __future__ import annotations
 
+from cnilab.compat import valueclass
 from cnilab.errors import CnilabError, CollisionError, KernelError
 from cnilab.names import TAG
 from cnilab.ops import Evidence, KernelApi, Op
 from cnilab.state import Snapshot
-from cnilab.values import valueclass
 
 TABLE = "cnilab_trace"
 

@@ -11,10 +11,10 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderR
 from rich.measure import Measurement
 from rich.text import Text
 
+from cnilab.compat import field, replace, valueclass
 from cnilab.i18n import t
 from cnilab.lessons import Lesson, StepText
 from cnilab.ops import Op
-from cnilab.values import field, replace, valueclass
 
 if TYPE_CHECKING:  # probes reach the kernel; rendering a proof needs only its data
     from cnilab.lab.proofs import Proof

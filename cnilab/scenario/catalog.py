@@ -13,13 +13,13 @@ from collections.abc import Callable
 from typing import Union
 
 from cnilab.cluster.plan import GATEWAY, OUTSIDE_HOST, ClusterPlan
+from cnilab.compat import valueclass
 from cnilab.errors import ConfigError
 from cnilab.lab import LAST_STEP
 from cnilab.lab.steps import build_steps
 from cnilab.lab.topology import Container, Topology
 from cnilab.ops import FORWARDING, AddAddress, AddRule, Op, SetSysctl
 from cnilab.ops.faults import DelAddress, DelRoute, DelRule, LinkDown, NoMaster, SetPolicy
-from cnilab.values import valueclass
 
 LAB, CLUSTER = "eight-steps", "cluster"  # the lesson a scenario breaks
 BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"  # exists only with br_netfilter

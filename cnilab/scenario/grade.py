@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from cnilab.cluster.plan import GATEWAY, OUTSIDE_HOST, POD_IF, ClusterPlan
+from cnilab.compat import field, valueclass
 from cnilab.i18n import t
 from cnilab.kernel import Kernel
 from cnilab.lab import proofs
@@ -23,7 +24,6 @@ from cnilab.ops import FORWARDING, ns_of, rule_tokens
 from cnilab.ops.faults import policy_of
 from cnilab.scenario.catalog import BRIDGE_NF, Plan, red_blue
 from cnilab.state import Namespace, Route, Snapshot, first_ip
-from cnilab.values import field, valueclass
 
 ELSEWHERE = "198.51.100.1"  # TEST-NET-2: "any address off the lab", only looked up, never sent to
 

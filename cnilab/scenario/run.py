@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cnilab.cluster.cluster import Cluster
 from cnilab.cluster.plan import ClusterPlan, build_plan
+from cnilab.compat import valueclass
 from cnilab.errors import CnilabError, ConfigError, MissingTool
 from cnilab.kernel import require_privileges
 from cnilab.lab import LAST_STEP
@@ -42,7 +43,6 @@ from cnilab.scenario.grade import (
     lab_probes,
     run_probes,
 )
-from cnilab.values import valueclass
 
 CLUSTER_NODES, CLUSTER_PODS = 2, 2  # controlplane and node01, two pods each
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from cnilab.compat import tomllib
+from cnilab.compat import tomllib, valueclass
 from cnilab.i18n import lessons_dir, particles
 from cnilab.lessons import check_lang
-from cnilab.values import valueclass
 
 FOLDER = "scenarios"
 

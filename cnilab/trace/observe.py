@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from cnilab.compat import field, valueclass
 from cnilab.errors import CnilabError
 from cnilab.kernel.conntrack import Connection
 from cnilab.kernel.nftrace import TraceEvent, find_nft
@@ -19,7 +20,6 @@ from cnilab.state import RouteDecision, Snapshot
 from cnilab.trace.plan import TracePlan, plan_trace, trace_ops
 from cnilab.trace.probe import TIMEOUT, Probe, ProbeResult
 from cnilab.trace.site import Site
-from cnilab.values import field, valueclass
 
 if TYPE_CHECKING:
     from cnilab.kernel import Kernel

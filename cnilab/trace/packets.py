@@ -6,7 +6,7 @@ import socket
 import struct
 from typing import Any
 
-from cnilab.values import valueclass
+from cnilab.compat import valueclass
 
 ICMP, TCP, UDP = 1, 6, 17
 ECHO_REPLY, DEST_UNREACH, ECHO_REQUEST, TIME_EXCEEDED = 0, 3, 8, 11

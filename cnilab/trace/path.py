@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from cnilab.compat import field, replace, valueclass
 from cnilab.kernel.nftrace import TraceEvent
 from cnilab.ops.trace import TABLE
 from cnilab.state import Link, RouteDecision, Snapshot
 from cnilab.trace.packets import ACK, ECHO_REPLY, ECHO_REQUEST, ICMP, RST, SYN, Packet, parse
 from cnilab.trace.plan import TracePlan
-from cnilab.values import field, replace, valueclass
 
 DECISIVE = ("accept", "drop", "queue", "stolen")
 Note = tuple[str, dict[str, Any]]  # a sentence key of [trace] and its parameters

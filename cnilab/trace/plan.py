@@ -11,11 +11,11 @@ from __future__ import annotations
 import random
 from ipaddress import IPv4Address, ip_address
 
+from cnilab.compat import valueclass
 from cnilab.errors import ConfigError
 from cnilab.ops.trace import TABLE, AddTraceTable
 from cnilab.state import Snapshot
 from cnilab.trace.site import Site
-from cnilab.values import valueclass
 
 PROTOS = ("icmp", "tcp", "udp")
 # Hooks whose chain only reports (priority 350: after filter and NAT, so a packet seen there

@@ -14,10 +14,10 @@ import socket
 import struct
 import time
 
+from cnilab.compat import valueclass
 from cnilab.kernel import run_in_netns
 from cnilab.trace.packets import DEST_UNREACH, ECHO_REPLY, TIME_EXCEEDED, echo_request
 from cnilab.trace.plan import TracePlan
-from cnilab.values import valueclass
 
 TIMEOUT = 1.0  # long enough for a lab round trip with ARP; a dead path is decided after it
 PAYLOAD = b"cnilab-trace"

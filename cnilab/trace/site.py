@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
-from cnilab.values import field, valueclass
+from cnilab.compat import field, valueclass
 
 LOOPBACK = IPv4Network("127.0.0.0/8")
 

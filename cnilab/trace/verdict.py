@@ -10,13 +10,13 @@ from __future__ import annotations
 from ipaddress import ip_address, ip_interface
 from typing import Any
 
+from cnilab.compat import field, valueclass
 from cnilab.state import Snapshot
 from cnilab.trace.observe import Observation
 from cnilab.trace.path import Hop, Lookup, Visit, Walk, link_in, peer_of, visits, walk
 from cnilab.trace.plan import TracePlan
 from cnilab.trace.probe import ProbeResult
 from cnilab.trace.site import Site
-from cnilab.values import field, valueclass
 
 
 @valueclass(frozen=True)

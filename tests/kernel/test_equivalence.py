@@ -6,9 +6,9 @@ import subprocess
 
 from helpers import Cnilab
 
+from cnilab.compat import replace
 from cnilab.ops import rule_tokens
 from cnilab.state import Snapshot
-from cnilab.values import replace
 
 
 def normalised(snap: Snapshot, prefix: str) -> dict:

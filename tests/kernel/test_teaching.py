@@ -8,8 +8,8 @@ from pathlib import Path
 
 from helpers import Cnilab, prefixed_netns
 
+from cnilab.compat import replace
 from cnilab.kernel.webserver import MARKER
-from cnilab.values import replace
 from tests.kernel.test_equivalence import normalised
 
 

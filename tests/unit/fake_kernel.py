@@ -13,10 +13,10 @@ import shlex
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from cnilab.compat import field, replace, valueclass
 from cnilab.errors import KernelError
 from cnilab.names import TAG
 from cnilab.state import Link, Namespace, Route, Snapshot
-from cnilab.values import field, replace, valueclass
 
 NetnsId = dict[str, Any]
 Where = Any  # str | None: a namespace name, None for the namespace cnilab runs in

@@ -11,10 +11,10 @@ import pytest
 from rich.console import Console
 
 from cnilab.cluster.live import ClusterLive, follows
+from cnilab.compat import replace
 from cnilab.kernel.events import Observed
 from cnilab.render.cluster import render_cluster
 from cnilab.state import Snapshot
-from cnilab.values import replace
 
 RECORDED = Path(__file__).parent / "recorded" / "cluster-2x2.json"
 P = "recw-"

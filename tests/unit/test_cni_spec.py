@@ -299,12 +299,14 @@ def test_entry_reads_the_asked_version_without_json(data: bytes, version: str | 
 
 
 def test_a_plugin_call_loads_pyroute2s_messages_only_and_no_asyncio(tmp_path: Path) -> None:
+    """A runtime starts the plugin for every call: what it imports is latency (issue 21)."""
     install(tmp_path)
     text = (tmp_path / "cnilab").read_text().replace(
         "sys.exit(main())", "import cnilab.cni.plugin, cnilab.cni.verify\n"
         "from cnilab.cni.bridge import kernel_or_new\nkernel_or_new(None)._ipr(None)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'tomllib', 'http', 'asyncio', 'typer', 'rich', 'ssl'}))\n"
+        "{'tomllib', 'http', 'asyncio', 'typer', 'rich', 'ssl', 'dataclasses', 'inspect',"
+        " 'pathlib'}))\n"
         "print(sorted({'.'.join(m.split('.')[:2]) for m in sys.modules "
         "if m.startswith('pyroute2.')}))")
     done = subprocess.run([sys.executable, "-S", "-c", text], capture_output=True, text=True,

@@ -10,11 +10,11 @@ import pytest
 from cnilab.cluster.cluster import CLUSTER_OPS, PlanCluster, cluster_ledger
 from cnilab.cluster.components import StartComponent
 from cnilab.cluster.pods import AttachPod, IpamStore
+from cnilab.compat import valueclass
 from cnilab.ledger import Ledger
 from cnilab.names import Identity
 from cnilab.ops import OPS, AddNetns, AddRule, AddVeth, Op, SetSysctl
 from cnilab.ops.faults import FAULT_OPS
-from cnilab.values import valueclass
 
 GOOD = AddNetns(None, "red")
 

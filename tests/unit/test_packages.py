@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from cnilab import packages
 from cnilab.errors import MissingTool
 from cnilab.kernel import iptables
-from cnilab.kernel import tools as packages
 
 ROOT = Path(__file__).resolve().parents[2]
 

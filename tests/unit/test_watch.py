@@ -12,6 +12,7 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
+from cnilab.compat import replace
 from cnilab.i18n import t
 from cnilab.kernel.events import (
     LINKS,
@@ -27,7 +28,6 @@ from cnilab.lab.steps import build_steps
 from cnilab.lab.topology import default_topology
 from cnilab.render.live import render_live
 from cnilab.state import FdbEntry, Neighbour, Snapshot
-from cnilab.values import replace
 from cnilab.watch import LiveLab
 
 RECORDED = Path(__file__).parent / "recorded"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cnilab.compat import asdict
 from cnilab.kernel.conntrack import Connection, Tuple
 from cnilab.kernel.nftrace import TraceEvent
 from cnilab.state import RouteDecision, Snapshot
 from cnilab.trace.observe import KernelLookup, Observation, route_key, rule_key
 from cnilab.trace.plan import TracePlan
 from cnilab.trace.probe import ProbeResult
-from cnilab.values import asdict
 
 
 def to_dict(obs: Observation, lookup: KernelLookup | None = None) -> dict[str, Any]:

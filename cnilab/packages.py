@@ -1,5 +1,4 @@
-"""The system tools cnilab runs: where they are, and how to install one that is missing (the
-package manager's command, the package as it names it).
+"""How to install a system tool here: the package manager's command, the package as it names it.
 
 The same lists as the Makefile's APT_PACKAGES and DNF_PACKAGES (a unit test keeps them equal).
 """
