@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 
 from helpers import Cnilab
 
-from cnilab.compat import replace
 from cnilab.ops import rule_tokens
 from cnilab.state import Snapshot
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 from helpers import Cnilab, prefixed_netns
 
-from cnilab.compat import replace
 from cnilab.kernel.webserver import MARKER
 from tests.kernel.test_equivalence import normalised
 
