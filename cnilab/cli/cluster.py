@@ -152,8 +152,9 @@ def down(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = Non
     """
     from cnilab.cli.console import warn
     from cnilab.cluster.cluster import Cluster, cluster_ledger
-    from cnilab.cluster.plan import build_plan
+    from cnilab.cluster.plan import build_plan, lab_id
     from cnilab.i18n import t
+    from cnilab.render.web.traces import forget_trace
 
     lang = cluster_lang(ctx, lang)
     with guarded(ctx, lang):
@@ -165,6 +166,7 @@ def down(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption = Non
         with cluster.locked():
             skipped = ledger.problems  # read before down clears the ledger
             undone = cluster.down()
+            forget_trace(lab_id(prefix))
         for problem in skipped:
             warn(problem.render(ledger.path, lang), lang)
         if as_json:

@@ -53,12 +53,14 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
     from cnilab.kernel import list_netns
     from cnilab.ops import describe
     from cnilab.render.prose import Prose
+    from cnilab.render.web.traces import forget_trace
 
     with guarded(ctx, lang):
         lab, lang = lab_of(ctx), lang_of(ctx, lang)
         with lab.locked():
             skipped = lab.ledger.problems  # read before teardown clears the ledger
             undone = lab.teardown()
+            forget_trace(lab.topo.lab_id)
         for problem in skipped:
             warn(problem.render(lab.ledger.path, lang), lang)
         removed = [op.undo_command(lab.topo.node) or describe(op.highlights()[0])

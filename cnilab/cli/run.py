@@ -203,8 +203,11 @@ def run_all(
 
                 xml.commit(junit_xml(summary))
             if teardown_:
+                from cnilab.render.web.traces import forget_trace
+
                 with lab.locked():
                     removed = lab.teardown()
+                    forget_trace(lab.topo.lab_id)
         cnilab = command_line(ctx)
         ok = all(s["ok"] for s in summary)
         if as_json:

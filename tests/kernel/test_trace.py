@@ -258,9 +258,12 @@ def test_a_killed_trace_is_cleaned_by_the_next_trace_and_by_teardown(cnilab: Cni
     assert rulesets(cnilab) != before  # the table is still there
     assert trace(cnilab, "red", "192.168.15.2")["delivered"]
     assert rulesets(cnilab) == before and "AddTraceTable" not in ledger.read_text()
+    left_for_serve = cnilab.run_dir / f"{cnilab.topo.lab_id}.trace.json"
+    assert left_for_serve.exists()
     assert _killed_trace(cnilab, signal.SIGKILL) == -signal.SIGKILL
     assert cnilab.run("teardown").returncode == 0
     assert prefixed_netns(cnilab.prefix) == [] and not ledger.exists()
+    assert not left_for_serve.exists()  # the page shows no trace of a lab that is gone
 
 
 def test_in_place_a_killed_trace_is_removed_by_teardown_from_the_node(cnilab: Cnilab) -> None:

@@ -2,8 +2,8 @@
 
 `cnilab trace` (and `cluster trace`) leave their result, in every language, in the lab's run
 folder: LAB.trace.json, root's only (0600), written through runfiles (no symlink followed, never
-half a file). `serve` learns that it landed from inotify (no polling) and reads it; the page never
-runs a command.
+half a file), removed by the lab's teardown. `serve` learns that it landed from inotify (no
+polling) and reads it; the page never runs a command.
 """
 
 from __future__ import annotations
@@ -63,6 +63,12 @@ def save_trace(result: TraceResult, lab_id: str) -> None:
     path = trace_path(lab_id, safe_dir(run_dir()))
     data = json.dumps(trace_data(result, time.time()), ensure_ascii=False).encode()
     write_atomic(path, data, PRIVATE_MODE)
+
+
+def forget_trace(lab_id: str) -> None:
+    """Remove the lab's last trace at teardown: the page then shows none (the lab is gone)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(trace_path(lab_id))  # the link itself, were it one: never what it points to
 
 
 def load_trace(path: Path) -> dict[str, Any] | None:
