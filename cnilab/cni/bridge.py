@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
@@ -144,6 +143,8 @@ def delete_rules(k: Kernel, node: str | None, network: str,
                  doomed: Callable[[str], bool]) -> int:
     """Delete the network's NAT rules whose attachment hash `doomed` picks, found by their
     comment in the node's POSTROUTING (every rule read): all in one iptables-restore."""
+    import shlex  # only here: a DEL that knows its rules reads none
+
     net, gone = network_hash(network), []  # -D lines
     for line in k.iptables(node, ["-t", "nat", "-S", "POSTROUTING"]).splitlines():
         tokens = shlex.split(line)

@@ -214,7 +214,7 @@ def test_plugin_scripts_do_not_import_typer_or_rich(tmp_path: Path) -> None:
     install(tmp_path)
     for name in ("cnilab", "cnilab-ipam"):
         text = (tmp_path / name).read_text()
-        probe = text.replace("sys.exit(main())",
+        probe = text.replace("finish(main())",
                              "print(sorted(m for m in sys.modules if m.split('.')[0] in "
                              "('typer', 'rich')))")
         done = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True,
@@ -224,6 +224,36 @@ def test_plugin_scripts_do_not_import_typer_or_rich(tmp_path: Path) -> None:
     out = subprocess.run([str(tmp_path / "cnilab")], input=b'{"cniVersion": "1.1.0"}',
                          env=env, capture_output=True, check=True).stdout
     assert json.loads(out)["supportedVersions"] == ["1.0.0", "1.1.0"]
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (1, 1), (3, 3)])
+def test_a_plugin_ends_without_finalization_and_loses_no_output(code: int, status: int) -> None:
+    """finish() skips Python's teardown of every module (~10 ms a call): what was written
+    without a newline, on both streams, still arrives, and the exit status is the call's."""
+    program = ("import sys\nfrom cnilab.cni.entry import finish\n"
+               "sys.stdout.write('{\"cniVersion\": \"1.1.0\"}' * 5000)\n"
+               f"sys.stderr.write('log')\nfinish({code})\nprint('not reached')\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        status, '{"cniVersion": "1.1.0"}' * 5000, "log")
+
+
+def test_the_version_path_imports_nothing_but_os_and_sys() -> None:
+    """libcni asks VERSION of every plugin of a list, per network and per container."""
+    program = ("import sys\nbefore = set(sys.modules)\nimport cnilab.cni.entry\n"
+               "print(sorted(m for m in set(sys.modules) - before if not m.startswith('cnilab')))")
+    done = subprocess.run([sys.executable, "-S", "-c", program], capture_output=True,
+                          text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    os_itself = {"os", "os.path", "posixpath", "genericpath", "stat", "_stat", "_collections_abc"}
+    assert set(ast.literal_eval(done.stdout)) <= {"__future__", *os_itself}  # -S: site has none
+
+
+def test_a_plugin_started_without_stdout_still_exits_with_its_status() -> None:
+    program = "from cnilab.cni.entry import finish\nfinish(0)\n"
+    done = subprocess.run(["bash", "-c", f'"{sys.executable}" -c "$0" >&-', program],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stderr == ""
 
 
 def test_plugin_scripts_ignore_the_runtimes_python_variables(tmp_path: Path) -> None:
@@ -302,7 +332,7 @@ def test_a_plugin_call_loads_pyroute2s_messages_only_and_no_asyncio(tmp_path: Pa
     """A runtime starts the plugin for every call: what it imports is latency (issue 21)."""
     install(tmp_path)
     text = (tmp_path / "cnilab").read_text().replace(
-        "sys.exit(main())", "import cnilab.cni.plugin, cnilab.cni.verify\n"
+        "finish(main())", "import cnilab.cni.plugin, cnilab.cni.verify\n"
         "from cnilab.cni.bridge import kernel_or_new\nkernel_or_new(None)._ipr(None)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'tomllib', 'http', 'asyncio', 'typer', 'rich', 'ssl', 'dataclasses', 'inspect',"
