@@ -1,6 +1,6 @@
 """Python as cnilab needs it, a leaf module: what 3.9 and 3.10 lack, from their backports
-(tomllib, typing.Self); value classes without dataclasses' cost (`@valueclass`); Typer's
-signatures on 3.9.
+(tomllib, typing.Self); value classes without dataclasses' cost (`@valueclass`); SHA-256
+without OpenSSL's load; Typer's signatures on 3.9.
 
 `@valueclass` gives what dataclasses gave cnilab, without writing code for each class.
 dataclasses compiles a new __init__, __repr__, __eq__, __hash__, __setattr__ and __delattr__
@@ -37,7 +37,7 @@ else:
         return lambda f: f
 
 __all__ = ["MISSING", "Field", "Self", "asdict", "evaluate_command_signatures", "field", "fields",
-           "is_valueclass", "replace", "tomllib", "valueclass"]
+           "is_valueclass", "replace", "sha256", "tomllib", "valueclass"]
 
 
 def __getattr__(name: str) -> Any:
@@ -78,6 +78,19 @@ def evaluate_command_signatures(app: Any) -> None:
         if hasattr(sub, "registered_commands"):  # a sub-app (else Typer's placeholder)
             evaluate_command_signatures(sub)
 
+
+
+def sha256(data: bytes) -> Any:
+    """hashlib.sha256(data), from Python's own SHA-256 when it has one: hashlib loads OpenSSL
+    (~2.5 ms of CPU) at import, and a CNI call hashes three short names (the same digests)."""
+    try:
+        from _sha2 import sha256 as made  # Python 3.12 and later
+    except ImportError:
+        try:
+            from _sha256 import sha256 as made  # 3.9 to 3.11
+        except ImportError:  # a Python built without them
+            from hashlib import sha256 as made
+    return made(data)
 
 # Value classes (see the module's docstring).
 

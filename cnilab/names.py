@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from cnilab.compat import valueclass
+from cnilab.compat import sha256, valueclass
 from cnilab.errors import ConfigError
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1: the kernel's interface names hold 15 bytes
@@ -94,9 +94,7 @@ class Identity:
             return TAG
         mark = f"{TAG}:{self.lab_id}"
         if len(mark) > MARK_MAX:
-            import hashlib
-
-            digest = hashlib.sha256(self.prefix.encode("utf-8", "surrogatepass")).hexdigest()
+            digest = sha256(self.prefix.encode("utf-8", "surrogatepass")).hexdigest()
             mark = f"{TAG}:{self.lesson}#{digest[:32]}"
         return mark
 
@@ -120,7 +118,5 @@ def identity(lesson: str, prefix: str) -> str:
     data = prefix.encode("utf-8", "surrogatepass")
     escaped = "".join(chr(b) if chr(b) in _KEPT else f"%{b:02X}" for b in data)
     if len(escaped) > _MAX_ESCAPED:
-        import hashlib  # OpenSSL's, ~4 ms: only for a name that needs escaping
-
-        escaped = "#" + hashlib.sha256(data).hexdigest()
+        escaped = "#" + sha256(data).hexdigest()
     return f"{lesson}@{escaped}"

@@ -7,10 +7,9 @@ no carrier), a gateway 172.17.0.1 that NATs to an emulated outside world in 203.
 
 from __future__ import annotations
 
-import hashlib
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from cnilab.compat import valueclass
+from cnilab.compat import sha256, valueclass
 from cnilab.errors import ConfigError
 from cnilab.names import Identity, check_netns_name, check_prefix
 
@@ -71,7 +70,7 @@ class Node:
     def docker0_mac(self) -> str:
         """docker0's MAC: Docker gives its bridge a random one in 02:42:..; here the random part
         comes from the node's name, so a second `up` finds the same."""
-        digest = hashlib.sha256(self.name.encode()).digest()
+        digest = sha256(self.name.encode()).digest()
         return "02:42:" + ":".join(f"{b:02x}" for b in digest[:4])
 
     @property

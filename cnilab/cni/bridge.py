@@ -6,7 +6,6 @@ No kernel calls at import; the rule helpers take the Kernel they act through.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from cnilab.cni import spec
 from cnilab.cni.exec import delegate, report_delegation
 from cnilab.cni.spec import CniError
-from cnilab.compat import valueclass
+from cnilab.compat import sha256, valueclass
 from cnilab.errors import KernelError
 from cnilab.ops import AddRule, KernelApi, Op
 from cnilab.state import Snapshot
@@ -84,18 +83,18 @@ def parse_bridge(conf: Mapping[str, Any]) -> BridgeConfig:
 
 def host_veth_name(network: str, container_id: str, ifname: str) -> str:
     """The node's end of the pod's veth: 'veth' + 8 hex digits, the same on every call."""
-    digest = hashlib.sha256(f"{network}\0{container_id}\0{ifname}".encode()).hexdigest()
+    digest = sha256(f"{network}\0{container_id}\0{ifname}".encode()).hexdigest()
     return "veth" + digest[:8]
 
 
 def network_hash(network: str) -> str:
     """8 hex digits naming a network in a rule comment."""
-    return hashlib.sha256(network.encode()).hexdigest()[:8]
+    return sha256(network.encode()).hexdigest()[:8]
 
 
 def attachment_hash(network: str, container_id: str) -> str:
     """16 hex digits naming a (network, container) in a rule comment."""
-    return hashlib.sha256(f"{network}\0{container_id}".encode()).hexdigest()[:16]
+    return sha256(f"{network}\0{container_id}".encode()).hexdigest()[:16]
 
 
 def masq_comment(network: str, container_id: str) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address
 
 from cnilab.cni import spec
 from cnilab.cni.spec import CniError
-from cnilab.compat import valueclass
+from cnilab.compat import sha256, valueclass
 from cnilab.errors import ConfigError
 from cnilab.runfiles import PRIVATE_MODE, ensure_dir, open_file
 
@@ -113,7 +112,7 @@ class Store:
 
     def _index(self, cid: str, ifname: str) -> str:
         """The name of the attachment's index file."""
-        digest = hashlib.sha256(f"{cid}\0{ifname}".encode()).hexdigest()[:16]
+        digest = sha256(f"{cid}\0{ifname}".encode()).hexdigest()[:16]
         return f"{INDEX_PREFIX}{digest}"
 
     def _indexed(self, cid: str, ifname: str) -> list[str] | None:

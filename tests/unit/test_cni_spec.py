@@ -336,7 +336,7 @@ def test_a_plugin_call_loads_pyroute2s_messages_only_and_no_asyncio(tmp_path: Pa
         "from cnilab.cni.bridge import kernel_or_new\nkernel_or_new(None)._ipr(None)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'tomllib', 'http', 'asyncio', 'typer', 'rich', 'ssl', 'dataclasses', 'inspect',"
-        " 'pathlib'}))\n"
+        " 'hashlib', 'pathlib'}))\n"
         "print(sorted({'.'.join(m.split('.')[:2]) for m in sys.modules "
         "if m.startswith('pyroute2.')}))")
     done = subprocess.run([sys.executable, "-S", "-c", text], capture_output=True, text=True,

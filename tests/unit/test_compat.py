@@ -1,4 +1,4 @@
-"""@valueclass keeps the dataclass rules cnilab relies on (compat.py)."""
+"""compat.py: @valueclass keeps the dataclass rules cnilab relies on; sha256 is hashlib's."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ from typing import ClassVar
 
 import pytest
 
-from cnilab.compat import MISSING, asdict, field, fields, is_valueclass, replace, valueclass
+from cnilab.compat import (
+    MISSING,
+    asdict,
+    field,
+    fields,
+    is_valueclass,
+    replace,
+    sha256,
+    valueclass,
+)
 
 
 @valueclass(frozen=True)
@@ -118,3 +127,11 @@ def test_replace_asdict_and_pickle() -> None:
     assert asdict({"x": [a]}) == {"x": [{"name": "a", "kind": "veth", "tags": ("t",),
                                          "extra": [1]}]}
     assert pickle.loads(pickle.dumps(a)) == a
+
+
+@pytest.mark.parametrize("data", [b"", b"cnilab\0net\0c1", "정원".encode()])
+def test_sha256_without_openssl_gives_hashlibs_digests(data: bytes) -> None:
+    import hashlib
+
+    assert sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert sha256(data).digest() == hashlib.sha256(data).digest()
