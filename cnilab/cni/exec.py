@@ -29,6 +29,10 @@ NO_IFNAME = ("VERSION", "STATUS", "GC")  # commands that take no container or in
 # A line cnilab-cni writes on stderr for each IPAM call it makes (stderr is the plugin's log in
 # the spec), so the runtime can show the lesson's step 2: plugin -> IPAM, its stdin, its answer.
 DELEGATED = "cnilab-delegated: "
+# Only when its caller sets this variable, as invoke() does: under Podman or containerd the
+# plugin's stderr is the runtime's own (libcni passes it through), and in cnilab's process (the
+# cluster's pods, attached in-process) it is the user's terminal.
+REPORT_ENV = "CNILAB_REPORT_DELEGATION"
 
 
 @valueclass
@@ -149,6 +153,7 @@ def invoke(exe: str, command: str, config: Mapping[str, Any], *, container_id: s
     # CNI_* (a delegating plugin has them) leaks into a call that does not set it.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
     env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env[REPORT_ENV] = "1"  # the call's IPAM calls, on its stderr: Call.delegations reads them
     data = json.dumps(config).encode() if stdin is None else stdin
     argv = [exe]
     if node is not None:
@@ -197,7 +202,10 @@ def delegate(kind: str, req: spec.Request) -> dict[str, Any] | None:
 
 def report_delegation(kind: str, command: str, conf: Mapping[str, Any],
                       answer: Mapping[str, Any] | None) -> None:
-    """Write one DELEGATED line on stderr: the IPAM call just made and what it answered."""
+    """Write one DELEGATED line on stderr, when the caller asked (REPORT_ENV): the IPAM call
+    just made and what it answered."""
+    if os.environ.get(REPORT_ENV) != "1":
+        return
     import sys
 
     line = json.dumps({"plugin": kind, "command": command, "config": dict(conf),

@@ -177,6 +177,25 @@ def test_add_result_follows_the_spec_format(box: Sandbox, tmp_path: Path, versio
     assert eth0.addresses == ("10.77.0.2/24",)
 
 
+def test_a_runtime_that_did_not_ask_gets_no_ipam_report_on_stderr(box: Sandbox,
+                                                                   tmp_path: Path) -> None:
+    """libcni passes a plugin's stderr to the runtime's own (podman run's terminal): the IPAM
+    call is reported only when the caller sets CNILAB_REPORT_DELEGATION, as cnilab's does."""
+    import subprocess
+
+    pod, data = box.pod("p"), json.dumps(conf(tmp_path)).encode()
+    env = {"PATH": os.environ["PATH"], "CNI_CONTAINERID": "c1", "CNI_NETNS": pod,
+           "CNI_IFNAME": "eth0", "CNI_PATH": ":".join(box.cni_path)}
+    for command in ("ADD", "DEL"):
+        done = subprocess.run(["nsenter", f"--net=/run/netns/{box.node}", box.exe("cnilab")],
+                              input=data, env={**env, "CNI_COMMAND": command},
+                              capture_output=True, check=False)
+        assert (done.returncode, done.stderr) == (0, b""), done.stdout
+    call = box.call("cnilab", "ADD", conf(tmp_path), "c2", pod)  # cnilab's own runtime asks
+    assert call.ok and [d["plugin"] for d in call.delegations] == ["cnilab-ipam"]
+    assert call.log() == ""
+
+
 # -- lifecycle -------------------------------------------------------------------------------------
 
 
