@@ -18,6 +18,7 @@ instances refuse assignment and hash by their fields; mutable ones are not hasha
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from operator import attrgetter
@@ -83,6 +84,12 @@ def evaluate_command_signatures(app: Any) -> None:
 def sha256(data: bytes) -> Any:
     """hashlib.sha256(data), from Python's own SHA-256 when it has one: hashlib loads OpenSSL
     (~2.5 ms of CPU) at import, and a CNI call hashes three short names (the same digests)."""
+    return _sha256()(data)
+
+
+@functools.cache
+def _sha256() -> Any:
+    # Looked up once: a failed import searches every folder of sys.path again each time.
     try:
         from _sha2 import sha256 as made  # Python 3.12 and later
     except ImportError:
@@ -90,7 +97,7 @@ def sha256(data: bytes) -> Any:
             from _sha256 import sha256 as made  # 3.9 to 3.11
         except ImportError:  # a Python built without them
             from hashlib import sha256 as made
-    return made(data)
+    return made
 
 # Value classes (see the module's docstring).
 
