@@ -132,7 +132,9 @@ def containerd_box(prefix: str, reference: bool = False) -> Iterator[Containerd]
     node = prefix + "node"
     # Unix socket paths are short (108 bytes): a folder right under /tmp.
     tmp = Path(tempfile.mkdtemp(prefix="cnilab-ctr-", dir="/tmp"))
-    box = Containerd(tmp, node, f"cnilab-bench-{tmp.name[len('cnilab-ctr-'):]}")
+    # containerd's identifiers: letters and digits, single separators (mkdtemp's may hold "_").
+    space = "cnilab-bench-" + "".join(c for c in tmp.name[len("cnilab-ctr-"):] if c.isalnum())
+    box = Containerd(tmp, node, space)
     shim_dir_was = os.path.exists("/run/containerd")
     containerd: subprocess.Popen[bytes] | None = None
     made = False
