@@ -115,21 +115,23 @@ PYROUTE2 = ("import importlib.util, types; s = importlib.util.find_spec('pyroute
 
 
 def floor() -> dict[str, Timing]:
-    """What the plugin's process costs before cnilab's code runs: Python started as the
-    executable starts it (-IS, inside a node namespace via nsenter), with pyroute2's message
-    classes loaded, then with every module an ADD imports (no call made)."""
+    """What the plugin's process costs before cnilab's code runs: Python started and ended as
+    the executable does it (-IS, no cycle collection, no finalization; inside a node namespace
+    via nsenter), with pyroute2's message classes loaded, then with every module an ADD imports
+    (no call made)."""
     paths = next(ln for ln in script("cnilab").splitlines() if ln.startswith("sys.path"))
+    start, end = "import gc, os, sys; gc.disable(); ", "; os._exit(0)"
     with tempfile.TemporaryDirectory(prefix="cnilab-bench-") as tmp:  # removed at the end
         box = Sandbox(f"{PREFIX}floor-", Path(tmp) / "bin")
         try:
             out = {}
             for label, code in (("python -IS", "pass"),
-                                ("python + pyroute2 msgs", f"import sys; {paths}; {PYROUTE2}"),
-                                ("+ cnilab's modules", f"import sys; {paths}; import "
+                                ("python + pyroute2 msgs", f"{paths}; {PYROUTE2}"),
+                                ("+ cnilab's modules", f"{paths}; import "
                                  "cnilab.cni.entry, cnilab.cni.plugin, cnilab.kernel.iproute, "
                                  "cnilab.cni.ipam")):
                 argv = ["nsenter", f"--net=/run/netns/{box.node}", sys.executable, "-IS", "-c",
-                        code]
+                        start + code + end]
                 out[label] = median([timed(lambda a=argv: subprocess.run(a, check=True))
                                      for _ in range(RUNS)])
             return out
