@@ -26,11 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cnilab.cluster.cluster import Cluster
-from cnilab.cluster.plan import POD_BRIDGE, build_plan, lab_id
+from cnilab.cluster.cluster import Cluster, cluster_ledger
+from cnilab.cluster.plan import POD_BRIDGE, build_plan
 from cnilab.cni.runtime import find_reference
 from cnilab.kernel import Kernel, list_netns, netns_path
-from cnilab.ledger import Ledger
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 NODES, PODS = 2, 50
@@ -40,7 +39,9 @@ REFERENCE = os.path.dirname(find_reference("bridge") or "/usr/lib/cni/bridge")
 
 def cluster(pods: int, run_dir: str) -> Cluster:
     """A cluster under the bench's prefix with its own ledger."""
-    return Cluster(build_plan(NODES, pods, PREFIX), ledger=Ledger(lab_id(PREFIX), run_dir))
+    # The cluster's own ledger (its ops registry): a bare Ledger cannot read back the pods'
+    # attachments and IPAM folder, so down left them and the next up found its leases taken.
+    return Cluster(build_plan(NODES, pods, PREFIX), ledger=cluster_ledger(PREFIX, run_dir))
 
 
 def timed(fn: Callable[[], object]) -> float:
