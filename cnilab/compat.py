@@ -183,13 +183,20 @@ def _is_classvar(annotation: Any) -> bool:
     return text.startswith(("ClassVar", "typing.ClassVar"))
 
 
+def _own_annotations(cls: type) -> dict[str, Any]:
+    """The annotations the class itself declares (strings: `from __future__ import annotations`)."""
+    if sys.version_info >= (3, 10):
+        # From 3.10 a class without annotations of its own answers {} here, not its base's; from
+        # 3.14 they are made on first access, no longer kept in the class's __dict__.
+        return dict(cls.__annotations__)
+    return dict(cls.__dict__.get("__annotations__", {}))  # noqa: RUF063 (3.9: inspect-free)
+
+
 def _make(cls: type[T], frozen: bool) -> type[T]:
     table: dict[str, Field] = {}
     for base in reversed(cls.__mro__[1:]):
         table.update({f.name: f for f in getattr(base, "__value_fields__", ())})
-    # The class's own annotations only (cls.__annotations__ is the base's when it has none).
-    own_annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 (no inspect)
-    for name, annotation in own_annotations.items():
+    for name, annotation in _own_annotations(cls).items():
         if _is_classvar(annotation):
             continue
         given = cls.__dict__.get(name, MISSING)

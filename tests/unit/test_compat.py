@@ -52,6 +52,18 @@ def test_fields_come_in_order_bases_first_without_classvars() -> None:
     assert not is_valueclass(object())
 
 
+def test_a_subclass_without_annotations_keeps_its_bases_fields() -> None:
+    @valueclass(frozen=True)
+    class Same(Child):
+        """Only a new method."""
+
+        def shout(self) -> str:
+            return self.name.upper()
+
+    assert [f.name for f in fields(Same)] == ["name", "kind", "tags", "extra"]
+    assert Same("a").shout() == "A" and Same("a") != Child("a")
+
+
 def test_init_takes_positions_keywords_defaults_and_fresh_factories() -> None:
     a, b = Child("a"), Child("b", "bridge", tags=("x",))
     assert (a.name, a.kind, a.tags, a.extra) == ("a", "veth", (), [])
