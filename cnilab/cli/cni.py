@@ -21,10 +21,10 @@ from cnilab.cli.console import (
     lang_of,
     out,
     out_json_line,
-    paged,
     prefix_of,
     warn,
 )
+from cnilab.cli.pager import paged
 
 if TYPE_CHECKING:
     from cnilab.cni.chain import NetworkList

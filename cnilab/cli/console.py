@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
@@ -25,13 +24,11 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from cnilab.cluster.cluster import Cluster
-    from cnilab.kernel.events import NamespaceEvents
     from cnilab.lab.lab import Lab
     from cnilab.lab.topology import Topology
     from cnilab.lessons import Lesson
     from cnilab.render.commands import LabCommands
     from cnilab.runfiles import Output
-    from cnilab.watch import LiveLab
 
 
 @valueclass
@@ -82,7 +79,7 @@ def console(stderr: bool = False, record: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=stderr, record=record)
 
 
-_recording: list[bool] = [False]  # set by --record before anything is printed
+recording: list[bool] = [False]  # set by --record before anything is printed
 INTERRUPTED = 130  # the exit status after a Ctrl-C
 interrupt_said: list[bool] = [False]  # the line after a Ctrl-C is printed (cli/entry.py reads it)
 
@@ -96,57 +93,13 @@ def out(*objects: Any, raw: bool = False) -> None:
     """
     from rich.text import Text
 
-    c = console(record=_recording[0])
+    c = console(record=recording[0])
     for obj in objects:
         if raw:
             c.print(obj, markup=False, highlight=False, soft_wrap=True)
         else:
             c.print(obj, soft_wrap=bool(getattr(obj, "soft_wrap", False))
                     or (isinstance(obj, Text) and bool(obj.no_wrap)))
-
-
-PAGER = "less -R"  # as git: colours through, one screen; LESS=FRX unless the user set LESS
-
-
-@contextlib.contextmanager
-def paged(ctx: typer.Context) -> Iterator[None]:
-    """Output taller than the terminal goes through a pager, as git does: only when stdout is a
-    terminal, not with --no-pager; CNILAB_PAGER (then PAGER) names it, empty or `cat`: none."""
-    c = console(record=_recording[0])
-    pager = os.environ.get("CNILAB_PAGER", os.environ.get("PAGER", PAGER)).strip()
-    if not c.is_terminal or opts(ctx).no_pager or _recording[0] or pager in ("", "cat"):
-        yield
-        return
-    c.begin_capture()
-    try:
-        yield
-    finally:
-        page(c.end_capture(), pager, c.size.height)
-
-
-def page(text: str, pager: str, height: int) -> None:
-    """`text` to the terminal, through `pager` when it has more lines than the terminal."""
-    import shlex
-    import subprocess
-    import sys
-
-    if text.count("\n") < height:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    env = {**os.environ, "LESS": os.environ.get("LESS", "FRX")}
-    try:
-        run = subprocess.Popen(shlex.split(pager), stdin=subprocess.PIPE, env=env)
-    except (OSError, ValueError):  # no such pager: print as if there were none
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    assert run.stdin is not None
-    with contextlib.suppress(BrokenPipeError):  # q before the end: fine
-        run.stdin.write(text.encode())
-        run.stdin.close()
-    with contextlib.suppress(KeyboardInterrupt):
-        run.wait()
 
 
 def warn(message: str, lang: str = "en") -> None:
@@ -230,7 +183,7 @@ def guarded(ctx: typer.Context, lang: str | None = None,
             if record.suffix.lower() not in (".svg", ".html"):
                 raise ConfigError.of("record_suffix", path=record)
             saved = Output(record)  # a path that cannot be written fails now, not at the end
-            _recording[0] = True
+            recording[0] = True
         yield
     except CnilabError as e:
         if opts(ctx).traceback:
@@ -405,55 +358,3 @@ def command_prefix(ctx: typer.Context) -> str:
     """`cnilab cluster` as this invocation reaches its cluster again (--prefix, --config), to
     print in hints."""
     return command_line(ctx) + " cluster"
-
-
-# What the live views share (`watch`, `serve` and their cluster forms): the loop's start and end.
-
-
-def lab_follows(topo: Topology, every: bool) -> Callable[[str], bool]:
-    """Which named namespaces a live view follows: the lab's, any under its --prefix, or all."""
-    names, prefix = set(topo.namespaces()), topo.prefix
-
-    def follow(name: str) -> bool:
-        return every or name in names or (bool(prefix) and name.startswith(prefix))
-
-    return follow
-
-
-@contextlib.contextmanager
-def wake_on_signals() -> Iterator[int]:
-    """A descriptor that wakes the loop on any signal (SIGWINCH: redraw); SIGTERM stops it."""
-    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-
-    def stop(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    old_wake = signal.set_wakeup_fd(w)
-    old_term = signal.signal(signal.SIGTERM, stop)
-    old_winch = signal.signal(signal.SIGWINCH, lambda *_: None)  # a handler, so it wakes us
-    try:
-        yield r
-    finally:
-        signal.set_wakeup_fd(old_wake)
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGWINCH, old_winch)
-        os.close(r)
-        os.close(w)
-
-
-def follow_live(live: LiveLab, follow: Callable[[str], bool],
-                loop: Callable[[NamespaceEvents], None], own: bool = False,
-                nat_in: Collection[str | None] = (),
-                listen_in: Collection[str | None] = ()) -> None:
-    """Watch the namespaces `follow` accepts, start `live` from them, run `loop` until Ctrl-C
-    or SIGTERM (then return: exit 0)."""
-    from cnilab.kernel.events import NamespaceEvents
-
-    try:
-        with wake_on_signals() as wake, NamespaceEvents(
-                follow, own=own, nat_in=nat_in, wake_fd=wake, listen_in=listen_in) as events:
-            live.nsid_map = events.nsid_map
-            live.start({ns: events.read(ns) for ns in events.start()})
-            loop(events)
-    except KeyboardInterrupt:
-        return  # Ctrl-C is how watching ends: no message, exit 0

@@ -25,10 +25,10 @@ from cnilab.cli.console import (
     lesson_in,
     out,
     out_json,
-    paged,
     topology_of,
     warn,
 )
+from cnilab.cli.pager import paged
 from cnilab.compat import asdict
 from cnilab.errors import CnilabError, ConfigError
 

@@ -18,15 +18,14 @@ from cnilab.cli.console import (
     HighlightOption,
     LangOption,
     cluster_lang,
-    follow_live,
     guarded,
-    lab_follows,
     lang_of,
     out,
     prefix_of,
     topology_of,
     warn,
 )
+from cnilab.cli.follow import follow_live, lab_follows
 from cnilab.errors import CnilabError, ConfigError
 
 if TYPE_CHECKING:

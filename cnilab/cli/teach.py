@@ -22,9 +22,9 @@ from cnilab.cli.console import (
     lesson_in,
     out,
     out_json,
-    paged,
     topology_of,
 )
+from cnilab.cli.pager import paged
 from cnilab.compat import asdict
 from cnilab.errors import CnilabError
 from cnilab.lab import BONUS_STEP

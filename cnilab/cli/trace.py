@@ -19,8 +19,8 @@ from cnilab.cli.console import (
     lang_of,
     out,
     out_json,
-    paged,
 )
+from cnilab.cli.pager import paged
 
 if TYPE_CHECKING:
     from cnilab.trace.verdict import TraceResult

@@ -19,9 +19,7 @@ from cnilab.cli.console import (
     cluster_lang,
     command_line,
     console,
-    follow_live,
     guarded,
-    lab_follows,
     lang_of,
     lesson_in,
     out,
@@ -29,6 +27,7 @@ from cnilab.cli.console import (
     prefix_of,
     topology_of,
 )
+from cnilab.cli.follow import follow_live, lab_follows
 from cnilab.compat import asdict
 
 if TYPE_CHECKING:

@@ -55,7 +55,7 @@ def test_the_plugins_ipam_calls_show_between_its_stdin_and_its_answer() -> None:
 
 def test_output_taller_than_the_terminal_goes_through_the_pager(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from cnilab.cli.console import page
+    from cnilab.cli.pager import page
 
     seen = tmp_path / "paged.txt"
     pager = f"sh -c 'cat > {seen}'"
