@@ -14,14 +14,14 @@ import itertools
 import json
 import os
 import signal
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cnilab.compat import field, valueclass
 from cnilab.errors import CnilabError, CollisionError, LockedError
 from cnilab.names import TAG, Identity
-from cnilab.ops import OPS, AddAddress, Evidence, KernelApi, Key, Op, describe
+from cnilab.ops import OPS, AddAddress, Evidence, KernelApi, Key, Op, describe, teardown_plan
 from cnilab.records import Parsed, Problem, Record
 from cnilab.runfiles import (
     FILE_MODE,
@@ -40,11 +40,9 @@ RUN_DIR = "/run/cnilab"
 RUN_DIR_ENV = "CNILAB_RUN_DIR"  # tests point this at their own directory
 
 
-
 def run_dir() -> Path:
     """Where ledgers, locks and server PID files live (CNILAB_RUN_DIR, else /run/cnilab)."""
     return Path(os.environ.get(RUN_DIR_ENV) or RUN_DIR)
-
 
 
 @valueclass
@@ -291,7 +289,7 @@ class Ledger:
         for r in records:
             if id(r) in proven:
                 ours.append(r.op)
-            elif r.op.undoable() and not _goes_with(r.op, removed):
+            elif r.op.undoable() and not r.op.goes_with(removed):
                 (ours if not spaces[id(r)] and r.owned(kernel) else report.kept).append(r.op)
         failed: list[tuple[list[Op], CnilabError]] = []
         kernel.close()  # an open netlink socket would keep a removed namespace alive
@@ -370,20 +368,6 @@ def _other_lab(key: Key, snap: Snapshot) -> str | None:
     link = ns.link(key[2]) if ns else None
     alias = link.alias if link else None
     return alias if alias == TAG or (alias or "").startswith(TAG + ":") else None
-
-
-def _goes_with(op: Op, removed: Collection[str | None]) -> bool:
-    where = op.lives_in()
-    return bool(where) and all(ns in removed for ns in where)
-
-
-def teardown_plan(ops: Sequence[Op], removed: Collection[str | None] | None = None) -> list[Op]:
-    """The ops to undo: processes first, then newest first; what lives inside the namespaces
-    being removed (default: every namespace the ops make) goes with them."""
-    if removed is None:
-        removed = {key[1] for op in ops for key in op.claims() if key[0] == "netns"}
-    todo = [op for op in reversed(ops) if op.undoable() and not _goes_with(op, removed)]
-    return [op for op in todo if op.undo_first] + [op for op in todo if not op.undo_first]
 
 
 def _runs(ops: Sequence[Op]) -> Iterator[tuple[type[Op], list[Op]]]:

@@ -8,9 +8,8 @@ from cnilab.i18n import t
 from cnilab.lab import LAST_STEP
 from cnilab.lab.steps import build_steps, setup_ops
 from cnilab.lab.topology import Topology
-from cnilab.ledger import teardown_plan
 from cnilab.lessons import Lesson
-from cnilab.ops import Op
+from cnilab.ops import Op, teardown_plan
 
 
 def _comment(text: str, width: int = 96) -> list[str]:

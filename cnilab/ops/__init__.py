@@ -22,6 +22,7 @@ from cnilab.ops.base import (
     same_netns,
     shell_join,
     tagged,
+    teardown_plan,
 )
 from cnilab.ops.links import (
     AddAddress,
@@ -69,6 +70,7 @@ __all__ = [
     "same_netns",
     "shell_join",
     "tagged",
+    "teardown_plan",
     "undo_rules",
 ]
 

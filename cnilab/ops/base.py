@@ -7,7 +7,7 @@ with the same methods). `netns` is where the op acts; None is the namespace cnil
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar, Optional, Protocol
 
 from cnilab.compat import MISSING, asdict, fields, valueclass
@@ -110,6 +110,11 @@ class Op:
         """The namespaces whose removal takes this op's object with it (all of them must go)."""
         return () if self.outlives_netns else (self.netns,)
 
+    def goes_with(self, removed: Collection[str | None]) -> bool:
+        """Whether removing the namespaces `removed` takes this op's object with it."""
+        where = self.lives_in()
+        return bool(where) and all(ns in removed for ns in where)
+
     def satisfied(self, snap: Snapshot) -> bool:
         """Whether the observed state already holds what this op would make."""
         raise NotImplementedError
@@ -189,6 +194,15 @@ class Op:
         op.check()
         return op
 
+
+
+def teardown_plan(ops: Sequence[Op], removed: Collection[str | None] | None = None) -> list[Op]:
+    """The ops to undo: processes first, then newest first; what lives inside the namespaces
+    being removed (default: every namespace the ops make) goes with them."""
+    if removed is None:
+        removed = {key[1] for op in ops for key in op.claims() if key[0] == "netns"}
+    todo = [op for op in reversed(ops) if op.undoable() and not op.goes_with(removed)]
+    return [op for op in todo if op.undo_first] + [op for op in todo if not op.undo_first]
 
 # Keys a ledger line may carry beside an op's fields (the ledger's own bookkeeping).
 ENTRY_KEYS = frozenset({"op", "seq"})

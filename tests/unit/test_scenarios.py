@@ -16,8 +16,7 @@ from cnilab.cluster.cluster import CLUSTER_OPS
 from cnilab.cluster.plan import build_plan
 from cnilab.lab.lab import LAB_OPS
 from cnilab.lab.topology import default_topology
-from cnilab.ledger import teardown_plan
-from cnilab.ops import AddNetns, AddRule, Op, SetSysctl
+from cnilab.ops import AddNetns, AddRule, Op, SetSysctl, teardown_plan
 from cnilab.ops.faults import (
     DelAddress,
     DelRoute,

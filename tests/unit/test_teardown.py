@@ -10,7 +10,7 @@ import pytest
 from cnilab.cluster.components import StartComponent
 from cnilab.cluster.pods import AttachPod
 from cnilab.errors import KernelError
-from cnilab.ledger import Ledger, teardown_plan
+from cnilab.ledger import Ledger
 from cnilab.names import Identity
 from cnilab.ops import (
     AddAddress,
@@ -21,6 +21,7 @@ from cnilab.ops import (
     LinkUp,
     SetSysctl,
     StartServer,
+    teardown_plan,
 )
 from tests.unit.fake_kernel import FakeKernel
 
