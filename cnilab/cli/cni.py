@@ -116,8 +116,9 @@ def _finish(calls: list[Call], as_json: bool, lang: str, added: Added | None = N
 
 
 def _calls(ctx: typer.Context, lang: str | None, as_json: bool, number: int | None,
-           run: Callable[[Runtime], list[Call]], **extra: Any) -> None:
-    """Run plugin calls under the runtime's lock; show the lesson section, env and answers."""
+           run: Callable[[Runtime], list[Call]], diagram: bool = False, **extra: Any) -> None:
+    """Run plugin calls under the runtime's lock; show the lesson section, env and answers (and
+    the node's diagram after them)."""
     from cnilab.render import cni as view
 
     with guarded(ctx, lang):
@@ -127,6 +128,8 @@ def _calls(ctx: typer.Context, lang: str | None, as_json: bool, number: int | No
             calls = run(rt)
         if not as_json:
             out(*view.calls_lines(calls, lang, number))
+            if diagram:
+                out(view.node_diagram(rt, lang))
         _finish(calls, as_json, lang, **extra)
 
 
@@ -243,17 +246,10 @@ def attach(
       sudo cnilab cni attach --container box
       sudo cnilab cni attach --pid $(docker inspect -f '{{.State.Pid}}' box) box
     """
-    from cnilab.errors import ConfigError
+    from cnilab.cni.engines import attach_target
 
     with guarded(ctx, lang):
-        if sum(x is not None for x in (pid, netns, container)) != 1:
-            raise ConfigError.of("cni_pid_or_netns")
-        if container is not None:
-            from cnilab.cni.engines import container_pid
-
-            pid = container_pid(container)
-        path = f"/proc/{pid}/ns/net" if pid is not None else str(netns)
-        name = pod or container or (f"pid{pid}" if pid is not None else Path(path).name)
+        path, name = attach_target(pod, pid, None if netns is None else str(netns), container)
 
     def run(rt: Runtime) -> Added:
         net = _network(rt, plugin, conflist, network, conf_dir)
@@ -301,17 +297,7 @@ def delete(ctx: typer.Context, pod: Annotated[str, typer.Argument(help="The pod.
     Example:
       sudo cnilab cni del web
     """
-    from cnilab.render import cni as view
-
-    with guarded(ctx, lang):
-        lang = lang_of(ctx, lang)
-        rt = _runtime(ctx)
-        with rt.locked():
-            calls = rt.delete(pod)
-        if not as_json:
-            out(*view.calls_lines(calls, lang, 7))
-            out(view.node_diagram(rt, lang))
-        _finish(calls, as_json, lang, pod=pod)
+    _calls(ctx, lang, as_json, 7, lambda rt: rt.delete(pod), diagram=True, pod=pod)
 
 
 @cni_app.command()
@@ -363,21 +349,11 @@ def install(ctx: typer.Context, folder: Annotated[str, typer.Option(
       sudo cnilab cni install --dir /opt/cni/bin
     """
     from cnilab.cni.install import install as write
-    from cnilab.errors import ConfigError, PermissionDenied
     from cnilab.render.cni import ui
 
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
-        try:
-            paths = write(folder)
-        except OSError as e:
-            raise PermissionDenied.of("cni_install_failed", folder=folder,
-                                      reason=e.strerror or str(e)) from None
-        except ConfigError as e:  # runfiles: a folder it cannot write
-            if e.key != "cannot_write":
-                raise
-            raise PermissionDenied.of("cni_install_failed", folder=folder,
-                                      reason=e.params["reason"]) from None
+        paths = write(folder)
         if as_json:
             out_json_line({"ok": True, "wrote": [str(p) for p in paths]})
             return
@@ -412,7 +388,7 @@ def teardown(ctx: typer.Context, as_json: JsonOption = False, lang: LangOption =
         if as_json:
             out_json_line({"ok": True, "removed": what})
             return
-        for op, line in zip(undone, what, strict=True):
+        for op, line in zip(undone, what):  # (no strict=: Python 3.9)
             out(f"{ui('removed', lang)}: {escape(line)}")
             if op.equivalent:  # cnitool never ran: the runtime called the plugins with DEL
                 out(Padding(Listing([f"# {t('ui.' + op.equivalent, lang)}"]), (0, 0, 0, 2)))

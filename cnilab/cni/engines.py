@@ -1,5 +1,6 @@
-"""A running container of Docker's or Podman's, found by name: the PID whose network namespace
-`cni attach --container NAME` gives the network to (what `docker inspect` tells a runtime).
+"""What `cni attach` gives the network to: a process's, a path's or a running container's
+namespace; a container of Docker's or Podman's found by name (what `docker inspect` tells a
+runtime: its PID).
 
 Each engine is asked in turn with its own client, as a student would type it; the first that
 knows the container answers. DOCKER_HOST and CONTAINER_HOST are the clients' own business.
@@ -7,6 +8,7 @@ knows the container answers. DOCKER_HOST and CONTAINER_HOST are the clients' own
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -50,3 +52,15 @@ def container_pid(name: str, engines: tuple[str, ...] = ENGINES) -> int:
             return pid
         reasons.append(why)
     raise ConfigError.of("cni_no_container", name=name, why="; ".join(reasons))
+
+
+def attach_target(pod: str | None, pid: int | None, netns: str | None,
+                  container: str | None) -> tuple[str, str]:
+    """The namespace `cni attach` gives the network to, and the pod's name: exactly one of a
+    process, a namespace path or a running Docker/Podman container names it."""
+    if sum(x is not None for x in (pid, netns, container)) != 1:
+        raise ConfigError.of("cni_pid_or_netns")
+    if container is not None:
+        pid = container_pid(container)
+    path = f"/proc/{pid}/ns/net" if pid is not None else str(netns)
+    return path, pod or container or (f"pid{pid}" if pid is not None else os.path.basename(path))

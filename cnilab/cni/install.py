@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from cnilab.cni.spec import INVALID_CONFIG, CniError
-from cnilab.errors import CollisionError, ConfigError
+from cnilab.errors import CollisionError, ConfigError, PermissionDenied
 from cnilab.runfiles import check_parents, safe_dir, trusted, write_atomic
 
 # Each executable calls one function of cnilab.cni.entry, which answers VERSION before importing
@@ -98,10 +98,24 @@ def install(folder: str | os.PathLike[str]) -> list[Path]:
 
     Each is written to a random temp name (O_EXCL|O_NOFOLLOW: nothing planted is followed or
     reused), given mode 0755 on the open file, then renamed into place: a runtime calling the
-    plugin meanwhile never sees half a file.
+    plugin meanwhile never sees half a file. A folder that cannot be written is PermissionDenied
+    (read-only, full, not root's to write), with the system's reason.
     """
     if not os.fspath(folder).strip():  # Path("") is ".": the current folder, unasked
         raise ConfigError.of("cni_install_empty")
+    try:
+        return _write(folder)
+    except OSError as e:
+        raise PermissionDenied.of("cni_install_failed", folder=folder,
+                                  reason=e.strerror or str(e)) from None
+    except ConfigError as e:  # runfiles: a folder it cannot write
+        if e.key != "cannot_write":
+            raise
+        raise PermissionDenied.of("cni_install_failed", folder=folder,
+                                  reason=e.params["reason"]) from None
+
+
+def _write(folder: str | os.PathLike[str]) -> list[Path]:
     target = _target_dir(folder)
     for name in PLUGINS:
         _replaceable(target / name)

@@ -242,14 +242,9 @@ def version_result(conf: Mapping[str, Any]) -> dict[str, Any]:
 
 # -- results -------------------------------------------------------------------------------------
 
-_FIELDS = {
-    "1.0.0": {
-        "top": {"cniVersion", "interfaces", "ips", "routes", "dns"},
-        "interface": {"name", "mac", "sandbox"},
-        "ip": {"address", "gateway", "interface"},
-        "route": {"dst", "gw"},
-    },
-}
+_FIELDS = {"1.0.0": {"top": {"cniVersion", "interfaces", "ips", "routes", "dns"},
+                     "interface": {"name", "mac", "sandbox"},
+                     "ip": {"address", "gateway", "interface"}, "route": {"dst", "gw"}}}
 _FIELDS["1.1.0"] = {
     **_FIELDS["1.0.0"],
     "interface": _FIELDS["1.0.0"]["interface"] | {"mtu", "socketPath", "pciID"},

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnilab.cli.main import app
-from cnilab.cni.engines import container_pid
+from cnilab.cni.engines import attach_target, container_pid
 from cnilab.errors import ConfigError, MissingTool
 
 runner = CliRunner()
@@ -82,3 +82,27 @@ def test_attach_help_promises_no_web_server_and_offers_container() -> None:
     added = runner.invoke(app, ["cni", "add", "--help"], env={"COLUMNS": "200"},
                           terminal_width=200).output
     assert "a web server answers on POD" in added  # `cni add --port` does start one
+
+
+@pytest.mark.parametrize(("pod", "pid", "netns", "container", "want"), [
+    (None, 4242, None, None, ("/proc/4242/ns/net", "pid4242")),
+    ("box", 4242, None, None, ("/proc/4242/ns/net", "box")),
+    (None, None, "/run/netns/x", None, ("/run/netns/x", "x")),
+])
+def test_attach_target_names_the_namespace_and_the_pod(
+        pod: str | None, pid: int | None, netns: str | None, container: str | None,
+        want: tuple[str, str]) -> None:
+    assert attach_target(pod, pid, netns, container) == want
+
+
+@pytest.mark.parametrize("given", [(None, None, None), (1, "/run/netns/x", None),
+                                   (1, None, "box")])
+def test_attach_target_wants_exactly_one_of_pid_netns_container(
+        given: tuple[int | None, str | None, str | None]) -> None:
+    with pytest.raises(ConfigError):
+        attach_target(None, *given)
+
+
+def test_attach_target_takes_a_containers_pid_from_its_engine(path: Path) -> None:
+    client(path, "docker", "echo 777")
+    assert attach_target(None, None, None, "web") == ("/proc/777/ns/net", "web")
