@@ -81,6 +81,34 @@ def open_page(url: str, width: int, height: int, tmp_path: Path) -> Browser:
     return browser
 
 
+# Where a cable crosses a box's words (a title, a bridge's line, a route, a link, a port), which
+# is painted on top, as the browser stacks them (elementsFromPoint, every 2 px of each cable):
+# [points where the words are, [words under a cable]].
+CROSSINGS = """(() => {
+  const svg = document.getElementById('cables');
+  const words = [...document.querySelectorAll(
+      '.box h3, .switch > .link, .lines h4, .lines li, ul.links li, .port')];
+  const frame = svg.getBoundingClientRect();
+  svg.style.pointerEvents = 'auto';
+  let under = 0;
+  const over = new Set();
+  for (const path of svg.querySelectorAll('path')) {
+    path.style.pointerEvents = 'stroke';
+    for (let d = 6; d < path.getTotalLength() - 6; d += 2) {
+      const pt = path.getPointAtLength(d);
+      const stack = document.elementsFromPoint(frame.left + pt.x, frame.top + pt.y);
+      const at = stack.indexOf(path);
+      const word = stack.findIndex(e => words.some(w => w === e || w.contains(e)));
+      if (at < 0 || word < 0) continue;
+      if (word < at) under += 1; else over.add(stack[word].textContent.slice(0, 40));
+    }
+    path.style.pointerEvents = '';
+  }
+  svg.style.pointerEvents = '';
+  return [under, [...over]];
+})()"""
+
+
 def test_the_page_draws_the_lab_follows_ip_within_a_second_and_shows_a_trace(
         cnilab: Cnilab, serving: Serving, tmp_path: Path, shots: Path) -> None:
     p, node = cnilab.prefix, cnilab.topo.node
@@ -100,6 +128,8 @@ def test_the_page_draws_the_lab_follows_ip_within_a_second_and_shows_a_trace(
             frozenset((f"{p}blue/veth-blue", f"{node}/veth-blue-br")),
             frozenset((f"{node}/eth0", f"{p}cnilab-internet/eth0"))}
         assert all("up" in c[2].split() and c[3] > 10 for c in cables)  # drawn, not dots
+        under, over = browser.evaluate(CROSSINGS)
+        assert under > 0 and over == []  # the red cable passes under the node's title
         browser.screenshot(shots / "serve-1280x720.png")
 
         # A link set down by hand: its port turns DOWN and its cable dashed, within a second.
@@ -245,6 +275,7 @@ def test_cluster_serve_draws_nodes_pods_and_cables_and_a_cluster_trace(
                                     ".flatMap(c => [c.dataset.a, c.dataset.b])")
             for pod in pods:  # each pod is cabled to a port of its node's cni0
                 assert f"{pod}/eth0" in ends
+            assert browser.evaluate(CROSSINGS)[1] == []  # no cable over a node's words
             done = subprocess.run([*cnilab, "trace", "controlplane-pod1", "10.244.1.2"],
                                   env=env, capture_output=True, text=True, check=False)
             assert done.returncode == 0, done.stdout + done.stderr
