@@ -22,6 +22,13 @@ def commands(app: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
         yield from commands(group.typer_instance, (*path, group.name))
 
 
+def made_with() -> str:
+    """The Typer the help was laid out by (another version lays it out differently)."""
+    from importlib.metadata import version
+
+    return f"Typer {version('typer')}."
+
+
 def reference() -> str:
     """The whole reference, in Markdown."""
     from typer.testing import CliRunner
@@ -32,7 +39,7 @@ def reference() -> str:
     runner = CliRunner()
     parts = ["# Every command\n",
              "Made from `--help` by `python -m cnilab.cli.reference > docs/cli.md` (`make docs`);",
-             "do not edit by hand.\n"]
+             f"do not edit by hand. {made_with()}\n"]
     for words in [(), *commands(app)]:
         done = runner.invoke(app, [*words, "--help"], prog_name="cnilab", env=env, color=False)
         title = " ".join(("cnilab", *words))

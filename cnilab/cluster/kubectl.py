@@ -122,8 +122,13 @@ def _started_ago(pid: int | None) -> float | None:
 
 def os_image() -> str:
     """This machine's PRETTY_NAME (/etc/os-release), as the kubelet reports it."""
-    with contextlib.suppress(OSError):
-        return platform.freedesktop_os_release().get("PRETTY_NAME", "Linux")
+    for path in ("/etc/os-release", "/usr/lib/os-release"):  # (platform's reader is 3.10+)
+        with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.strip().partition("=")
+                if key == "PRETTY_NAME":
+                    return value.strip().strip("\"'") or "Linux"
+            return "Linux"
     return "Linux"
 
 

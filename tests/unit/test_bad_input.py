@@ -27,7 +27,10 @@ def cnilab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     ("/dev/zero", "is not a plain file"),
     ("big", "is over 1048576 bytes"),
     ("containers = " + "[" * 5000 + "]" * 5000, "is not valid TOML"),
-    ("prefix = " + "7" * 5000, "is not valid TOML"),
+    # Where Python limits an int's digits (3.11; security releases of 3.8 to 3.10), tomllib
+    # refuses 5000 of them; Debian 11's 3.9.2 reads the number, which is then no prefix.
+    ("prefix = " + "7" * 5000, "is not valid TOML" if hasattr(sys, "get_int_max_str_digits")
+     else "prefix must be a string, not <an integer of"),
     ("prefix = " + "7" * 4000, "prefix must be a string, not <an integer of"),
     ("containers = true", "containers must be a list of tables"),
     ("containers = [1]", "containers[0] needs a name and an address"),

@@ -117,8 +117,14 @@ def test_every_command_has_help_text_and_a_section_in_the_reference(argv: list[s
 
 
 def test_the_reference_is_the_commands_own_help_made_anew() -> None:
-    from cnilab.cli.reference import reference
+    from cnilab.cli.reference import commands, made_with, reference
 
+    # Every command has its section, whatever Typer lays the help out.
+    titles = [line[4:-1] for line in REFERENCE.splitlines() if line.startswith("## `")]
+    assert titles == [" ".join(("cnilab", *w)) for w in [(), *commands(app)]], \
+        "docs/cli.md is stale: run `make docs`"
+    if made_with() not in REFERENCE:  # e.g. Python 3.9, where pip finds Typer 0.23 at most
+        pytest.skip(f"docs/cli.md was laid out by another Typer than {made_with()}")
     assert reference() == REFERENCE, "docs/cli.md is stale: run `make docs`"
 
 

@@ -199,3 +199,15 @@ def test_killed_before_the_write_the_folders_it_made_still_go(tmp_path: Path) ->
     assert op.owned(None, False, None)  # type: ignore[arg-type]
     op.undo(None)  # type: ignore[arg-type]
     assert not (tmp_path / "netns").exists()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="platform.freedesktop_os_release is 3.10+")
+def test_os_image_is_the_pretty_name_platform_reads_too() -> None:
+    """OS-IMAGE, read without platform's reader (Python 3.9 has none): the same answer."""
+    import platform
+
+    try:
+        expected = platform.freedesktop_os_release().get("PRETTY_NAME", "Linux")
+    except OSError:
+        expected = "Linux"
+    assert kubectl.os_image() == expected

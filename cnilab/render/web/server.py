@@ -34,7 +34,7 @@ KEEPALIVE = 15.0  # seconds between SSE comments on a quiet stream (proxies, dea
 
 def asset(name: str) -> bytes:
     """A file shipped in cnilab/render/web/static."""
-    return resources.files("cnilab.render.web").joinpath("static", name).read_bytes()
+    return resources.files("cnilab.render.web").joinpath("static").joinpath(name).read_bytes()
 
 
 class Hub:
