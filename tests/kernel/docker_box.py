@@ -183,6 +183,7 @@ def docker_box(netns: str) -> Iterator[Docker]:
                 (controller / cgroup).rmdir()  # only when empty: runc removed its children
         unmount_under(tmp)  # Docker 20.10 binds its data root onto itself and leaves it
         if not shim_dir_was:  # containerd's shims keep their sockets under /run/containerd/s
-            with contextlib.suppress(OSError):
-                os.removedirs("/run/containerd/s")
+            for folder in ("/run/containerd/s", "/run/containerd"):  # s may never have come
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)  # only when empty
         shutil.rmtree(tmp, ignore_errors=True)
