@@ -29,10 +29,12 @@ from typing import Any
 
 from docker_box import (
     CONTAINERD,
+    SHIM_DIR,
     CannotRun,
     busybox_tar,
     containerd_config,
     log_tail,
+    remove_shim_dir,
     stop,
     wait_for,
 )
@@ -135,7 +137,7 @@ def containerd_box(prefix: str, reference: bool = False) -> Iterator[Containerd]
     # containerd's identifiers: letters and digits, single separators (mkdtemp's may hold "_").
     space = "cnilab-bench-" + "".join(c for c in tmp.name[len("cnilab-ctr-"):] if c.isalnum())
     box = Containerd(tmp, node, space)
-    shim_dir_was = os.path.exists("/run/containerd")
+    shim_dir_was = os.path.exists(SHIM_DIR)
     containerd: subprocess.Popen[bytes] | None = None
     made = False
     try:
@@ -173,9 +175,8 @@ def containerd_box(prefix: str, reference: bool = False) -> Iterator[Containerd]
             with contextlib.suppress(OSError):
                 (controller / box.space).rmdir()  # only when empty: runc removed its children
         unmount_under(tmp)
-        if not shim_dir_was:  # containerd's shims keep their sockets under /run/containerd/s
-            with contextlib.suppress(OSError):
-                os.removedirs("/run/containerd/s")
+        if not shim_dir_was:
+            remove_shim_dir()
         if made:
             with Kernel() as k:
                 k.remove_netns(node)

@@ -109,6 +109,17 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], what: str) -> None:
         time.sleep(0.1)
 
 
+# containerd's shims keep their sockets under SHIM_DIR/s, wherever its state is.
+SHIM_DIR = "/run/containerd"
+
+
+def remove_shim_dir() -> None:
+    """Remove SHIM_DIR/s and SHIM_DIR when a box made them (only when empty: s may never come)."""
+    for folder in (f"{SHIM_DIR}/s", SHIM_DIR):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
 def stop(proc: subprocess.Popen[bytes] | None) -> None:
     """SIGTERM to the process we started (by its PID), then SIGKILL if it will not go."""
     if proc is None or proc.poll() is not None:
@@ -137,7 +148,7 @@ def docker_box(netns: str) -> Iterator[Docker]:
     box = Docker(tmp)
     inside = ["nsenter", f"--net=/run/netns/{netns}"]
     cgroup = f"cnilab-test-{tmp.name}"
-    shim_dir_was = os.path.exists("/run/containerd")
+    shim_dir_was = os.path.exists(SHIM_DIR)
     containerd: subprocess.Popen[bytes] | None = None
     dockerd: subprocess.Popen[bytes] | None = None
     try:
@@ -182,8 +193,6 @@ def docker_box(netns: str) -> Iterator[Docker]:
             with contextlib.suppress(OSError):
                 (controller / cgroup).rmdir()  # only when empty: runc removed its children
         unmount_under(tmp)  # Docker 20.10 binds its data root onto itself and leaves it
-        if not shim_dir_was:  # containerd's shims keep their sockets under /run/containerd/s
-            for folder in ("/run/containerd/s", "/run/containerd"):  # s may never have come
-                with contextlib.suppress(OSError):
-                    os.rmdir(folder)  # only when empty
+        if not shim_dir_was:
+            remove_shim_dir()
         shutil.rmtree(tmp, ignore_errors=True)
