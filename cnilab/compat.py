@@ -105,6 +105,7 @@ def _sha256() -> Any:
             from hashlib import sha256 as made
     return made
 
+
 # Value classes (see the module's docstring).
 
 T = TypeVar("T")
