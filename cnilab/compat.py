@@ -86,7 +86,6 @@ def evaluate_command_signatures(app: Any) -> None:
             evaluate_command_signatures(sub)
 
 
-
 def sha256(data: bytes) -> Any:
     """hashlib.sha256(data), from Python's own SHA-256 when it has one: hashlib loads OpenSSL
     (~2.5 ms of CPU) at import, and a CNI call hashes three short names (the same digests)."""

@@ -318,7 +318,6 @@ def lesson_in(ctx: typer.Context, lang: str, lesson: str = "eight-steps") -> Les
     return lab_commands(ctx, lesson).lesson(lessons.load(lesson, lang))
 
 
-
 # What every `cnilab cluster` command shares: its options, the cluster that is up, hints.
 
 

@@ -115,7 +115,6 @@ def masq_ops(node: str | None, bc: BridgeConfig, container_id: str,
     ]
 
 
-
 @valueclass(frozen=True)
 class PrependRoute(Op):
     """ip route prepend DST via GATEWAY dev DEV: a pod's route, added as the reference plugins

@@ -95,7 +95,6 @@ class Environment:
         return format_cni_args(self.args.items())
 
 
-
 def check_ifname(name: str, what: str = "CNI_IFNAME") -> str | None:
     """Why `name` cannot be a Linux interface name, or None when it can."""
     why = ifname_problem(name)

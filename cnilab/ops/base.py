@@ -195,7 +195,6 @@ class Op:
         return op
 
 
-
 def teardown_plan(ops: Sequence[Op], removed: Collection[str | None] | None = None) -> list[Op]:
     """The ops to undo: processes first, then newest first; what lives inside the namespaces
     being removed (default: every namespace the ops make) goes with them."""

@@ -42,7 +42,6 @@ class SetSysctl(Op):
         return (("sysctl", self.netns or "", self.key),)
 
 
-
 @valueclass(frozen=True)
 class StartServer(Op):
     """A web server process in a namespace (what `python3 -m http.server PORT &` does there)."""
