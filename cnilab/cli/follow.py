@@ -10,9 +10,24 @@ from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import typer
+
+    from cnilab.cluster.live import ClusterLive
     from cnilab.kernel.events import NamespaceEvents
     from cnilab.lab.topology import Topology
     from cnilab.watch import LiveLab
+
+
+def cluster_live(ctx: typer.Context, highlight: float) -> tuple[str, ClusterLive]:
+    """The cluster under this invocation's --prefix, as `cluster watch` and `cluster serve` follow
+    it (root needed): its prefix, and its live model with nothing read yet."""
+    from cnilab.cli.console import prefix_of
+    from cnilab.cluster.live import ClusterLive
+    from cnilab.kernel import require_privileges
+
+    require_privileges()
+    prefix = prefix_of(ctx)
+    return prefix, ClusterLive((), highlight_for=highlight, prefix=prefix)
 
 
 def lab_follows(topo: Topology, every: bool) -> Callable[[str], bool]:

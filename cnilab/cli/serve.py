@@ -21,11 +21,10 @@ from cnilab.cli.console import (
     guarded,
     lang_of,
     out,
-    prefix_of,
     topology_of,
     warn,
 )
-from cnilab.cli.follow import follow_live, lab_follows
+from cnilab.cli.follow import cluster_live, follow_live, lab_follows
 from cnilab.errors import CnilabError, ConfigError
 
 if TYPE_CHECKING:
@@ -105,18 +104,15 @@ def cluster_serve(
       sudo cnilab cluster serve
       sudo cnilab cluster --prefix demo- serve --port 9000
     """
-    from cnilab.cluster.live import ClusterLive, follows
+    from cnilab.cluster.live import follows
     from cnilab.cluster.plan import lab_id
     from cnilab.i18n import LANGS
-    from cnilab.kernel import require_privileges
     from cnilab.render.web.cluster_scene import cluster_scene
 
     lang = cluster_lang(ctx, lang)
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
-        require_privileges()
-        prefix = prefix_of(ctx)
-        live = ClusterLive((), highlight_for=highlight, prefix=prefix)
+        prefix, live = cluster_live(ctx, highlight)
 
         def scene(lit: Collection[Key]) -> dict[str, Any]:
             return {lg: cluster_scene(live, lg, lit) for lg in LANGS}

@@ -24,10 +24,9 @@ from cnilab.cli.console import (
     lesson_in,
     out,
     out_json_line,
-    prefix_of,
     topology_of,
 )
-from cnilab.cli.follow import follow_live, lab_follows
+from cnilab.cli.follow import cluster_live, follow_live, lab_follows
 from cnilab.compat import asdict
 
 if TYPE_CHECKING:
@@ -166,15 +165,12 @@ def cluster_watch(
       sudo cnilab cluster watch
       sudo cnilab cluster --prefix demo- watch --json-lines
     """
-    from cnilab.cluster.live import ClusterLive, follows
-    from cnilab.kernel import require_privileges
+    from cnilab.cluster.live import follows
 
     lang = cluster_lang(ctx, lang)
     with guarded(ctx, lang):
         lang = lang_of(ctx, lang)
-        require_privileges()
-        prefix = prefix_of(ctx)
-        live = ClusterLive((), highlight_for=highlight, prefix=prefix)
+        prefix, live = cluster_live(ctx, highlight)
 
         def view(events: NamespaceEvents) -> Callable[[], Any]:
             from cnilab.render.cluster import render_cluster
