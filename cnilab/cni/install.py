@@ -32,7 +32,7 @@ import gc
 import sys
 
 # One call, then the process ends (finish: no teardown of the modules either): collecting
-# cycles while ~200 modules load would cost ~4 ms and free next to nothing.
+# cycles while ~150 modules load would cost ~4 ms and free next to nothing.
 gc.disable()
 # After the standard library's folders (-S: no site-packages among them), so that its ~80
 # modules are found without a look in these two first.

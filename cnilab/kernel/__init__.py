@@ -311,8 +311,6 @@ class Kernel(Netlink):
         return Snapshot(present, spaces)
 
 
-
-
 def _open_proc(path: str) -> int:
     """A /proc file for reading, and for writing where it can be written (a sysctl)."""
     try:

@@ -230,7 +230,6 @@ def check_ifname(name: str, what: str) -> None:
                              limit=IFNAME_MAX)
 
 
-
 def _check_host_address(addr: IPv4Interface, what: str) -> None:
     net = addr.network
     if net.prefixlen < 31 and addr.ip in (net.network_address, net.broadcast_address):
